@@ -1,0 +1,1 @@
+"""wabapool: one shared balance pool for every WABA of a company."""

@@ -1,0 +1,24 @@
+"""Events a change raises; written to the outbox in the change's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    BALANCE_LOW = "balance_low"
+    BALANCE_BELOW_ZERO = "balance_below_zero"
+    BALANCE_TOPPED_UP = "balance_topped_up"
+    CYCLE_RESET = "cycle_reset"
+    POSTPAID_SETTLED = "postpaid_settled"
+
+
+@dataclass(frozen=True, slots=True)
+class DomainEvent:
+    """`dedup_key`, when set, makes the outbox refuse a second copy."""
+
+    event_type: EventType
+    payload: dict[str, Any] = field(default_factory=dict)
+    dedup_key: str | None = None

@@ -1,0 +1,241 @@
+"""Every change of a pool as a pure function: state in, new state + moves + events out.
+
+The service layer loads a `PoolState`, runs these in memory (one or many per
+transaction) and writes what they return; nothing here touches I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from wabapool.domain import cycle, thresholds
+from wabapool.domain.events import DomainEvent, EventType
+from wabapool.domain.limits import MAX_CATCH_UP_CYCLES
+from wabapool.domain.pool import (
+    Buckets,
+    Move,
+    MoveKind,
+    Portion,
+    QuotaType,
+    apply_portions,
+    charge,
+    fund,
+    move,
+)
+from wabapool.domain.refunds import refund_portions
+
+
+@dataclass(frozen=True, slots=True)
+class PoolState:
+    company_id: int
+    buckets: Buckets
+    cycle_start: datetime
+    anchor_day: int
+    timezone: str
+    funded_base_minor: int
+    low_balance_armed: bool = True
+    below_zero_cycle_start: datetime | None = None
+    threshold_percent: Decimal | None = None
+
+    @property
+    def cycle_label(self) -> str:
+        """The cycle's local start date, e.g. `2026-11-01`: part of event dedup keys."""
+        return self.cycle_start.astimezone(ZoneInfo(self.timezone)).date().isoformat()
+
+    @property
+    def cycle_end(self) -> datetime:
+        return cycle.next_cycle_start(self.cycle_start, anchor_day=self.anchor_day, timezone=self.timezone)
+
+    @property
+    def is_low(self) -> bool:
+        return thresholds.is_low(
+            self.buckets,
+            funded_base_minor=self.funded_base_minor,
+            threshold_percent=self.threshold_percent,
+        )
+
+    @property
+    def is_below_zero(self) -> bool:
+        return self.buckets.total < 0
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    state: PoolState
+    moves: list[Move] = field(default_factory=list)
+    events: list[DomainEvent] = field(default_factory=list)
+    portions: tuple[Portion, ...] = ()
+
+
+def _figures(state: PoolState) -> dict[str, object]:
+    buckets = state.buckets
+    return {
+        "company_id": state.company_id,
+        "cycle": state.cycle_label,
+        "total": buckets.total,
+        "available": buckets.available,
+        "initial_remaining": buckets.initial_remaining,
+        "additional_remaining": buckets.additional_remaining,
+        "postpaid_used": buckets.postpaid_used,
+        "postpaid_limit": buckets.postpaid_limit,
+    }
+
+
+def _after_spend(before: PoolState, after: PoolState) -> tuple[PoolState, list[DomainEvent]]:
+    """Raise `balance_low` once per crossing and `balance_below_zero` once per cycle."""
+    events: list[DomainEvent] = []
+    if after.low_balance_armed and after.is_low:
+        after = replace(after, low_balance_armed=False)
+        events.append(
+            DomainEvent(
+                EventType.BALANCE_LOW,
+                {
+                    **_figures(after),
+                    "threshold_percent": str(thresholds.effective_threshold(after.threshold_percent)),
+                },
+            )
+        )
+    if (
+        thresholds.crossed_below_zero(before.buckets, after.buckets)
+        and after.below_zero_cycle_start != after.cycle_start
+    ):
+        after = replace(after, below_zero_cycle_start=after.cycle_start)
+        events.append(
+            DomainEvent(
+                EventType.BALANCE_BELOW_ZERO,
+                _figures(after),
+                dedup_key=f"{after.company_id}:{after.cycle_label}",
+            )
+        )
+    return after, events
+
+
+def _rearm(state: PoolState) -> PoolState:
+    """A funding that lifts the pool back above the threshold arms the next warning."""
+    if not state.low_balance_armed and not state.is_low:
+        return replace(state, low_balance_armed=True)
+    return state
+
+
+def deduct(state: PoolState, amount_minor: int) -> Change:
+    """Charge through the hierarchy; raises `quota_exceeded` and changes nothing if it does not fit."""
+    if amount_minor == 0:
+        return Change(state)
+    buckets, portions, moves = charge(state.buckets, amount_minor)
+    after, events = _after_spend(state, replace(state, buckets=buckets))
+    return Change(after, moves, events, portions)
+
+
+def refund(state: PoolState, taken: Sequence[Portion], *, taken_cycle_start: datetime) -> Change:
+    """Give a deduction's portions back, last taken first."""
+    credits = refund_portions(state.buckets, taken, same_cycle=taken_cycle_start == state.cycle_start)
+    buckets, moves = apply_portions(state.buckets, credits, MoveKind.REFUND, sign=+1)
+    return Change(replace(state, buckets=buckets), moves, [], tuple(credits))
+
+
+def top_up(state: PoolState, amount_minor: int, *, payment_reference: str) -> Change:
+    """Pay off postpaid use first, the rest to `additional`; the credited part funds this cycle."""
+    buckets, moves, credited = fund(state.buckets, amount_minor, MoveKind.TOP_UP)
+    after = _rearm(replace(state, buckets=buckets, funded_base_minor=state.funded_base_minor + credited))
+    event = DomainEvent(
+        EventType.BALANCE_TOPPED_UP,
+        {**_figures(after), "amount": amount_minor, "payment_reference": payment_reference},
+        dedup_key=f"{state.company_id}:{payment_reference}",
+    )
+    return Change(after, moves, [event])
+
+
+def settle_postpaid(state: PoolState, amount_minor: int, *, payment_reference: str) -> Change:
+    """A paid postpaid bill lowers `used`; any excess is credited to `additional`."""
+    buckets, moves, credited = fund(state.buckets, amount_minor, MoveKind.SETTLEMENT)
+    after = _rearm(replace(state, buckets=buckets, funded_base_minor=state.funded_base_minor + credited))
+    event = DomainEvent(
+        EventType.POSTPAID_SETTLED,
+        {**_figures(after), "amount": amount_minor, "payment_reference": payment_reference},
+        dedup_key=f"{state.company_id}:{payment_reference}",
+    )
+    return Change(after, moves, [event])
+
+
+def _reset_to(state: PoolState, new_start: datetime) -> Change:
+    """Start a cycle: the allowance is granted again, unused allowance expires."""
+    buckets = state.buckets
+    moves: list[Move] = []
+    delta = buckets.initial_allowance - buckets.initial_remaining
+    if delta:
+        buckets, entry = move(buckets, MoveKind.RESET, QuotaType.INITIAL, delta)
+        moves.append(entry)
+    after = replace(
+        state,
+        buckets=buckets,
+        cycle_start=new_start,
+        funded_base_minor=buckets.initial_allowance + max(buckets.additional_remaining, 0),
+        low_balance_armed=True,
+    )
+    event = DomainEvent(EventType.CYCLE_RESET, _figures(after), dedup_key=f"{state.company_id}:{after.cycle_label}")
+    return Change(after, moves, [event])
+
+
+def catch_up(state: PoolState, at: datetime) -> Change:
+    """Reset once for every cycle that started by `at`; nothing if the cycle is current."""
+    starts = cycle.missed_cycle_starts(
+        state.cycle_start,
+        at,
+        anchor_day=state.anchor_day,
+        timezone=state.timezone,
+        limit=MAX_CATCH_UP_CYCLES,
+    )
+    moves: list[Move] = []
+    events: list[DomainEvent] = []
+    for start in starts:
+        step = _reset_to(state, start)
+        state = step.state
+        moves += step.moves
+        events += step.events
+    return Change(state, moves, events)
+
+
+def adjust_allowance(state: PoolState, allowance_minor: int) -> Change:
+    """A changed plan applies now: remaining moves by the difference (never under zero)."""
+    buckets = state.buckets
+    delta = allowance_minor - buckets.initial_allowance
+    buckets = replace(buckets, initial_allowance=allowance_minor)
+    target = max(buckets.initial_remaining + delta, 0)
+    moves: list[Move] = []
+    if target != buckets.initial_remaining:
+        buckets, entry = move(buckets, MoveKind.ADJUSTMENT, QuotaType.INITIAL, target - buckets.initial_remaining)
+        moves.append(entry)
+    base = max(state.funded_base_minor + delta, 0)
+    return Change(replace(state, buckets=buckets, funded_base_minor=base), moves)
+
+
+def open_pool(
+    *,
+    company_id: int,
+    allowance_minor: int,
+    postpaid_limit_minor: int,
+    anchor_day: int,
+    timezone: str,
+    threshold_percent: Decimal | None,
+    at: datetime,
+) -> Change:
+    """A new pool: the first cycle starts with its allowance granted."""
+    start = cycle.cycle_start(at, anchor_day=anchor_day, timezone=timezone)
+    empty = PoolState(
+        company_id=company_id,
+        buckets=Buckets(initial_allowance=allowance_minor, postpaid_limit=postpaid_limit_minor),
+        cycle_start=start,
+        anchor_day=anchor_day,
+        timezone=timezone,
+        funded_base_minor=0,
+        threshold_percent=threshold_percent,
+    )
+    buckets, moves = empty.buckets, []
+    if allowance_minor:
+        buckets, entry = move(buckets, MoveKind.RESET, QuotaType.INITIAL, allowance_minor)
+        moves.append(entry)
+    return Change(replace(empty, buckets=buckets, funded_base_minor=allowance_minor), moves)

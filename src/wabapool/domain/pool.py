@@ -1,0 +1,190 @@
+"""The shared pool: buckets, its figures, and every change as ledger moves.
+
+A bucket's *stored value* is what the database keeps for it: `remaining` for
+`initial` and `additional`, `used` for `postpaid`. A move records one bucket's
+change with its before/after and the pool total before/after; `amount_minor`
+is the effect on the pool total (negative when money leaves the pool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from wabapool.domain.errors import BillingError, Rejection
+
+COMPONENT_CODE = "wa_balance"
+
+
+class QuotaType(StrEnum):
+    INITIAL = "initial"
+    ADDITIONAL = "additional"
+    POSTPAID = "postpaid"
+
+
+# The deduction hierarchy: the order buckets are drawn from.
+HIERARCHY: tuple[QuotaType, ...] = (QuotaType.INITIAL, QuotaType.ADDITIONAL, QuotaType.POSTPAID)
+
+
+class MoveKind(StrEnum):
+    DEDUCTION = "deduction"
+    REFUND = "refund"
+    TOP_UP = "top_up"
+    RESET = "reset"
+    SETTLEMENT = "settlement"
+    ADJUSTMENT = "adjustment"
+
+
+def credited_to(quota_type: QuotaType) -> str:
+    """The one vocabulary for a bucket in API, logs, reports and UI."""
+    return f"{COMPONENT_CODE}_{quota_type.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    initial_allowance: int = 0
+    initial_remaining: int = 0
+    additional_remaining: int = 0
+    postpaid_limit: int = 0
+    postpaid_used: int = 0
+
+    @property
+    def spendable(self) -> int:
+        """Prepaid money left: what the low-balance rule looks at."""
+        return self.initial_remaining + self.additional_remaining
+
+    @property
+    def total(self) -> int:
+        return self.initial_remaining + self.additional_remaining - self.postpaid_used
+
+    @property
+    def available(self) -> int:
+        return self.spendable + (self.postpaid_limit - self.postpaid_used)
+
+    def value(self, quota_type: QuotaType) -> int:
+        """The stored value of one bucket."""
+        if quota_type is QuotaType.INITIAL:
+            return self.initial_remaining
+        if quota_type is QuotaType.ADDITIONAL:
+            return self.additional_remaining
+        return self.postpaid_used
+
+    def with_value(self, quota_type: QuotaType, stored_value: int) -> Buckets:
+        if quota_type is QuotaType.INITIAL:
+            return replace(self, initial_remaining=stored_value)
+        if quota_type is QuotaType.ADDITIONAL:
+            return replace(self, additional_remaining=stored_value)
+        return replace(self, postpaid_used=stored_value)
+
+
+@dataclass(frozen=True, slots=True)
+class Portion:
+    """The part of one operation that one bucket carried."""
+
+    quota_type: QuotaType
+    amount_minor: int
+
+    @property
+    def credited_to(self) -> str:
+        return credited_to(self.quota_type)
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One ledger entry's figures."""
+
+    kind: MoveKind
+    quota_type: QuotaType
+    amount_minor: int
+    bucket_before_minor: int
+    bucket_after_minor: int
+    total_before_minor: int
+    total_after_minor: int
+
+
+def _signed_effect(quota_type: QuotaType, total_effect_minor: int) -> int:
+    """Change of the stored value for a change of the pool total."""
+    return -total_effect_minor if quota_type is QuotaType.POSTPAID else total_effect_minor
+
+
+def move(buckets: Buckets, kind: MoveKind, quota_type: QuotaType, total_effect_minor: int) -> tuple[Buckets, Move]:
+    """Apply one bucket change; returns the new buckets and its ledger move."""
+    before = buckets.value(quota_type)
+    after = before + _signed_effect(quota_type, total_effect_minor)
+    updated = buckets.with_value(quota_type, after)
+    return updated, Move(
+        kind=kind,
+        quota_type=quota_type,
+        amount_minor=total_effect_minor,
+        bucket_before_minor=before,
+        bucket_after_minor=after,
+        total_before_minor=buckets.total,
+        total_after_minor=updated.total,
+    )
+
+
+def allocate(buckets: Buckets, amount_minor: int) -> tuple[Portion, ...]:
+    """Split a charge over the hierarchy; `quota_exceeded` if it does not fit."""
+    if amount_minor < 0:
+        raise ValueError("a charge is never negative")
+    if amount_minor > buckets.available:
+        raise BillingError(
+            Rejection.QUOTA_EXCEEDED,
+            "the pool cannot cover this amount",
+            {"amount": amount_minor, "available": max(buckets.available, 0)},
+        )
+    headroom = {
+        QuotaType.INITIAL: max(buckets.initial_remaining, 0),
+        QuotaType.ADDITIONAL: max(buckets.additional_remaining, 0),
+        QuotaType.POSTPAID: max(buckets.postpaid_limit - buckets.postpaid_used, 0),
+    }
+    portions: list[Portion] = []
+    left = amount_minor
+    for quota_type in HIERARCHY:
+        if left == 0:
+            break
+        taken = min(left, headroom[quota_type])
+        if taken:
+            portions.append(Portion(quota_type, taken))
+            left -= taken
+    if left:
+        raise BillingError(Rejection.QUOTA_EXCEEDED, "the pool cannot cover this amount")
+    return tuple(portions)
+
+
+def apply_portions(
+    buckets: Buckets, portions: Iterable[Portion], kind: MoveKind, *, sign: int
+) -> tuple[Buckets, list[Move]]:
+    """Apply portions in order; sign -1 takes money from the pool, +1 gives it back."""
+    moves: list[Move] = []
+    for portion in portions:
+        buckets, entry = move(buckets, kind, portion.quota_type, sign * portion.amount_minor)
+        moves.append(entry)
+    return buckets, moves
+
+
+def charge(buckets: Buckets, amount_minor: int) -> tuple[Buckets, tuple[Portion, ...], list[Move]]:
+    """Take a charge through the hierarchy: new buckets, portions and moves."""
+    portions = allocate(buckets, amount_minor)
+    updated, moves = apply_portions(buckets, portions, MoveKind.DEDUCTION, sign=-1)
+    return updated, portions, moves
+
+
+def fund(buckets: Buckets, amount_minor: int, kind: MoveKind) -> tuple[Buckets, list[Move], int]:
+    """Pay off postpaid use first, credit the rest to `additional`.
+
+    Returns the new buckets, the moves, and the part credited to `additional`.
+    """
+    if amount_minor <= 0:
+        raise ValueError("funding is positive")
+    moves: list[Move] = []
+    repaid = min(amount_minor, max(buckets.postpaid_used, 0))
+    if repaid:
+        buckets, entry = move(buckets, kind, QuotaType.POSTPAID, repaid)
+        moves.append(entry)
+    credited = amount_minor - repaid
+    if credited:
+        buckets, entry = move(buckets, kind, QuotaType.ADDITIONAL, credited)
+        moves.append(entry)
+    return buckets, moves, credited

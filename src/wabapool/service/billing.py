@@ -1,0 +1,498 @@
+"""The billing use cases. Each public method is one transaction (or one per company)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wabapool.domain import limits, operations, thresholds
+from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.pool import Portion, QuotaType
+from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
+from wabapool.service import deductions
+from wabapool.service.models import (
+    Allocation,
+    BalanceView,
+    BatchItemResult,
+    CompanyTerms,
+    DeductionRequest,
+    DeductionResult,
+    FundingResult,
+    RefundRequest,
+    RefundResult,
+    WabaSpend,
+    check_amount,
+    check_code,
+    check_deduction,
+)
+from wabapool.storage import companies as company_store
+from wabapool.storage import ledger as ledger_store
+from wabapool.storage import pools as pool_store
+from wabapool.storage import requests as request_store
+from wabapool.storage.database import Database
+from wabapool.storage.tables import organization_packages, waba_cycle_spend
+
+Clock = Callable[[], datetime]
+AfterCommit = Callable[[int], Awaitable[None]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _allocations(moves: Sequence[Any]) -> tuple[Allocation, ...]:
+    return tuple(Allocation.of(Portion(m.quota_type, abs(m.amount_minor))) for m in moves)
+
+
+def _allocation_json(allocations: Sequence[Allocation]) -> list[dict[str, Any]]:
+    return [{"credited_to": a.credited_to, "quota_type": a.quota_type, "amount": a.amount} for a in allocations]
+
+
+class BillingService:
+    """The engine's operations, atomic and safe under concurrent callers and processes."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        clock: Clock = utc_now,
+        sealer: PiiSealer | None = None,
+        after_commit: AfterCommit | None = None,
+    ) -> None:
+        self.database = database
+        self.clock = clock
+        self.sealer = sealer or PiiSealer(DEVELOPMENT_KEYS)
+        self._after_commit = after_commit
+
+    async def _changed(self, company_id: int) -> None:
+        """After commit, before returning: drop the company's cached balance."""
+        if self._after_commit is not None:
+            await self._after_commit(company_id)
+
+    # -- provisioning -------------------------------------------------------
+
+    async def provision_company(self, company_id: int, terms: CompanyTerms) -> None:
+        """Idempotent upsert of a company and, for v3, its pool."""
+        if terms.billing_version == "v3" and terms.package is None:
+            raise BillingError(Rejection.INVALID_REQUEST, "a v3 company needs a package", {"field": "package"})
+        at = self.clock()
+        values = {"billing_version": terms.billing_version, "currency": terms.currency, "timezone": terms.timezone}
+        async with self.database.transaction() as connection:
+            await company_store.upsert_company(connection, company_id=company_id, values=values, at=at)
+            if terms.package is not None:
+                await self._provision_pool(connection, company_id, terms, at)
+        await self._changed(company_id)
+
+    async def _provision_pool(
+        self, connection: AsyncConnection, company_id: int, terms: CompanyTerms, at: datetime
+    ) -> None:
+        package = terms.package
+        assert package is not None  # checked by the caller
+        pool = await pool_store.load_pool(connection, company_id, for_update=True)
+        if pool is None:
+            change = operations.open_pool(
+                company_id=company_id,
+                allowance_minor=package.allowance,
+                postpaid_limit_minor=package.postpaid_limit,
+                anchor_day=package.cycle_anchor_day,
+                timezone=terms.timezone,
+                threshold_percent=package.threshold_percent,
+                at=at,
+            )
+            pool = await pool_store.create_pool(
+                connection,
+                company_id=company_id,
+                state=change.state,
+                threshold_percent=package.threshold_percent,
+                at=at,
+            )
+            await self._write_moves(connection, pool, change, reference="provision", at=at)
+            return
+        change = operations.catch_up(pool.state, at)
+        adjusted = operations.adjust_allowance(change.state, package.allowance)
+        state = replace(
+            adjusted.state,
+            buckets=replace(adjusted.state.buckets, postpaid_limit=package.postpaid_limit),
+            anchor_day=package.cycle_anchor_day,
+            threshold_percent=package.threshold_percent,
+        )
+        merged = operations.Change(state, change.moves + adjusted.moves, change.events)
+        await pool_store.set_pool_settings(
+            connection, pool, anchor_day=package.cycle_anchor_day, threshold_percent=package.threshold_percent
+        )
+        await self._write_moves(connection, pool, merged, reference="provision", at=at)
+
+    async def _write_moves(
+        self,
+        connection: AsyncConnection,
+        pool: pool_store.LockedPool,
+        change: operations.Change,
+        *,
+        reference: str,
+        at: datetime,
+        waba_id: str | None = None,
+        deduction_request_id: int | None = None,
+    ) -> None:
+        state = change.state
+        context = ledger_store.EntryContext(
+            reference=reference,
+            cycle_start=state.cycle_start,
+            waba_id=waba_id,
+            deduction_request_id=deduction_request_id,
+        )
+        rows = ledger_store.entry_rows(
+            company_id=state.company_id, package_id=pool.package_id, moves=change.moves, context=context, at=at
+        )
+        await ledger_store.append_entries(connection, rows)
+        await pool_store.save_pool(connection, pool, state, at=at)
+        await ledger_store.emit_events(connection, company_id=state.company_id, events=change.events, at=at)
+
+    async def provision_waba(self, company_id: int, waba_id: str, *, name: str) -> None:
+        """Idempotent: the WABA joins the company's pool (if the company has one)."""
+        error = check_code("waba_id", waba_id, max_length=32) or check_code(
+            "name", name, max_length=limits.NAME_MAX_LENGTH
+        )
+        if error:
+            raise error
+        at = self.clock()
+        async with self.database.transaction() as connection:
+            if await company_store.get_company(connection, company_id) is None:
+                raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
+            package_id = await company_store.package_id_of(connection, company_id)
+            await company_store.upsert_waba(
+                connection, company_id=company_id, waba_id=waba_id, name=name, package_id=package_id, at=at
+            )
+        await self._changed(company_id)
+
+    async def set_price(
+        self,
+        deduction_code: str,
+        *,
+        unit_price_minor: int,
+        company_id: int | None = None,
+        market: str | None = None,
+        effective_from: datetime | None = None,
+    ) -> None:
+        """Idempotent upsert of one price-list entry; a new Meta rate is a new row."""
+        error = check_code("deduction_code", deduction_code)
+        if error:
+            raise error
+        if (
+            isinstance(unit_price_minor, bool)
+            or not isinstance(unit_price_minor, int)
+            or not (0 <= unit_price_minor <= limits.AMOUNT_MAX_MINOR)
+        ):
+            raise BillingError(
+                Rejection.INVALID_REQUEST, "unit_price must be a non-negative integer", {"field": "unit_price"}
+            )
+        if market is not None and (not market.isdigit() or not 1 <= len(market) <= 4):
+            raise BillingError(Rejection.INVALID_REQUEST, "market is a country calling code", {"field": "market"})
+        at = self.clock()
+        async with self.database.transaction() as connection:
+            if company_id is not None and await company_store.get_company(connection, company_id) is None:
+                raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
+            await company_store.upsert_price(
+                connection,
+                deduction_code=deduction_code,
+                unit_price_minor=unit_price_minor,
+                company_id=company_id,
+                market=market,
+                effective_from=effective_from or at,
+                at=at,
+            )
+
+    # -- deductions ---------------------------------------------------------
+
+    async def deduct(self, request: DeductionRequest, *, service_name: str | None = None) -> DeductionResult:
+        """One deduction; raises the rejection as a BillingError."""
+        (outcome,) = await self.deduct_batch([request], service_name=service_name)
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.result is not None
+        return outcome.result
+
+    async def deduct_batch(
+        self, requests: Sequence[DeductionRequest], *, service_name: str | None = None
+    ) -> list[BatchItemResult]:
+        """One result per item, in order; one transaction per company in the batch."""
+        if len(requests) > limits.BATCH_MAX_ITEMS:
+            raise BillingError(Rejection.INVALID_REQUEST, f"at most {limits.BATCH_MAX_ITEMS} items per batch")
+        results: list[BatchItemResult | None] = [None] * len(requests)
+        by_company: dict[int, list[int]] = {}
+        for index, request in enumerate(requests):
+            error = check_deduction(request)
+            if error is not None:
+                results[index] = BatchItemResult(str(request.unique_code), "rejected", error=error)
+            else:
+                by_company.setdefault(request.company_id, []).append(index)
+        for company_id, indexes in by_company.items():
+            at = self.clock()
+            async with self.database.transaction() as connection:
+                outcomes, changed = await deductions.apply_group(
+                    connection,
+                    company_id,
+                    [requests[i] for i in indexes],
+                    at=at,
+                    service_name=service_name,
+                    sealer=self.sealer,
+                )
+            if changed:
+                await self._changed(company_id)
+            for index, outcome in zip(indexes, outcomes, strict=True):
+                results[index] = outcome
+        return [r for r in results if r is not None]
+
+    # -- refunds and payments -----------------------------------------------
+
+    async def _lock(
+        self, connection: AsyncConnection, company_id: int, at: datetime
+    ) -> tuple[pool_store.LockedPool, operations.Change]:
+        pool = await pool_store.load_pool(connection, company_id, for_update=True)
+        if pool is None:
+            if await company_store.get_company(connection, company_id) is None:
+                raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
+            raise BillingError(Rejection.NOT_SHARED_POOL, "the company has no shared balance pool")
+        return pool, operations.catch_up(pool.state, at)
+
+    async def refund(self, request: RefundRequest, *, service_name: str | None = None) -> RefundResult:
+        """Give a deduction back by its unique_code; idempotent on refund_code."""
+        error = check_code("unique_code", request.unique_code, max_length=limits.UNIQUE_CODE_MAX_LENGTH) or check_code(
+            "refund_code", request.refund_code, max_length=limits.UNIQUE_CODE_MAX_LENGTH
+        )
+        if error:
+            raise error
+        at = self.clock()
+        async with self.database.transaction() as connection:
+            pool, caught_up = await self._lock(connection, request.company_id, at)
+            deduction = await request_store.find_deduction_for_refund(
+                connection, request.company_id, request.unique_code
+            )
+            if deduction is None:
+                raise BillingError(
+                    Rejection.UNKNOWN_DEDUCTION,
+                    "no deduction with this unique_code",
+                    {"unique_code": request.unique_code},
+                )
+            earlier = await request_store.find_refund(connection, request.company_id, refund_code=request.refund_code)
+            if earlier is not None:
+                if earlier.deduction_request_id != deduction.id:
+                    raise BillingError(
+                        Rejection.IDEMPOTENCY_CONFLICT,
+                        "refund_code was already used for another deduction",
+                        {"refund_code": request.refund_code},
+                    )
+                return self._refund_result(earlier, request, replayed=True)
+            if (
+                await request_store.find_refund(connection, request.company_id, deduction_request_id=deduction.id)
+                is not None
+            ):
+                raise BillingError(
+                    Rejection.ALREADY_REFUNDED,
+                    "this deduction was already refunded",
+                    {"unique_code": request.unique_code},
+                )
+            taken = [Portion(QuotaType(a["quota_type"]), a["amount"]) for a in deduction.allocations]
+            change = operations.refund(caught_up.state, taken, taken_cycle_start=deduction.cycle_start)
+            allocations = tuple(Allocation.of(p) for p in change.portions)
+            refund_id = await request_store.insert_refund(
+                connection,
+                {
+                    "company_id": request.company_id,
+                    "refund_code": request.refund_code,
+                    "deduction_request_id": deduction.id,
+                    "reason": (request.reason or "")[: limits.NAME_MAX_LENGTH] or None,
+                    "amount_minor": deduction.amount_minor,
+                    "allocations": _allocation_json(allocations),
+                    "value_before_minor": caught_up.state.buckets.total,
+                    "value_after_minor": change.state.buckets.total,
+                    "service_name": service_name,
+                    "created_at": at,
+                },
+            )
+            await self._write_moves(
+                connection, pool, caught_up, reference=f"cycle:{caught_up.state.cycle_label}", at=at
+            )
+            pool = replace(pool, state=caught_up.state)
+            await self._write_moves(
+                connection,
+                pool,
+                change,
+                reference=request.refund_code,
+                at=at,
+                waba_id=deduction.waba_id,
+                deduction_request_id=deduction.id,
+            )
+            if deduction.cycle_start == caught_up.state.cycle_start:
+                await ledger_store.add_waba_spend(
+                    connection,
+                    company_id=request.company_id,
+                    cycle_start=deduction.cycle_start,
+                    spend_by_waba={deduction.waba_id: -deduction.amount_minor},
+                )
+        await self._changed(request.company_id)
+        return RefundResult(
+            refund_id=refund_id,
+            unique_code=request.unique_code,
+            refund_code=request.refund_code,
+            amount=deduction.amount_minor,
+            value_before=caught_up.state.buckets.total,
+            value_after=change.state.buckets.total,
+            allocations=allocations,
+        )
+
+    @staticmethod
+    def _refund_result(row: Any, request: RefundRequest, *, replayed: bool) -> RefundResult:
+        return RefundResult(
+            refund_id=row.id,
+            unique_code=request.unique_code,
+            refund_code=row.refund_code,
+            amount=row.amount_minor,
+            value_before=row.value_before_minor,
+            value_after=row.value_after_minor,
+            allocations=tuple(Allocation(**a) for a in row.allocations),
+            replayed=replayed,
+        )
+
+    async def top_up(
+        self, company_id: int, *, amount: int, payment_reference: str, service_name: str | None = None
+    ) -> FundingResult:
+        """Credit a payment: postpaid use first, the rest to `additional`."""
+        return await self._fund(company_id, "top_up", amount, payment_reference, service_name, operations.top_up)
+
+    async def settle_postpaid(
+        self, company_id: int, *, amount: int, payment_reference: str, service_name: str | None = None
+    ) -> FundingResult:
+        """Record a paid postpaid bill."""
+        return await self._fund(
+            company_id, "settlement", amount, payment_reference, service_name, operations.settle_postpaid
+        )
+
+    async def _fund(
+        self,
+        company_id: int,
+        kind: str,
+        amount: int,
+        payment_reference: str,
+        service_name: str | None,
+        operation: Callable[..., operations.Change],
+    ) -> FundingResult:
+        error = check_amount("amount", amount) or check_code(
+            "payment_reference", payment_reference, max_length=limits.UNIQUE_CODE_MAX_LENGTH
+        )
+        if error:
+            raise error
+        at = self.clock()
+        async with self.database.transaction() as connection:
+            pool, caught_up = await self._lock(connection, company_id, at)
+            earlier = await request_store.find_payment(connection, company_id, kind, payment_reference)
+            if earlier is not None:
+                if earlier.amount_minor != amount:
+                    raise BillingError(
+                        Rejection.IDEMPOTENCY_CONFLICT,
+                        "payment_reference was already used with a different amount",
+                        {"payment_reference": payment_reference},
+                    )
+                return FundingResult(
+                    payment_id=earlier.id,
+                    payment_reference=payment_reference,
+                    amount=amount,
+                    value_before=earlier.value_before_minor,
+                    value_after=earlier.value_after_minor,
+                    allocations=tuple(Allocation(**a) for a in earlier.allocations),
+                    replayed=True,
+                )
+            change = operation(caught_up.state, amount, payment_reference=payment_reference)
+            allocations = _allocations(change.moves)
+            payment_id = await request_store.insert_payment(
+                connection,
+                {
+                    "company_id": company_id,
+                    "kind": kind,
+                    "payment_reference": payment_reference,
+                    "amount_minor": amount,
+                    "allocations": _allocation_json(allocations),
+                    "value_before_minor": caught_up.state.buckets.total,
+                    "value_after_minor": change.state.buckets.total,
+                    "service_name": service_name,
+                    "created_at": at,
+                },
+            )
+            await self._write_moves(
+                connection, pool, caught_up, reference=f"cycle:{caught_up.state.cycle_label}", at=at
+            )
+            await self._write_moves(
+                connection, replace(pool, state=caught_up.state), change, reference=payment_reference, at=at
+            )
+        await self._changed(company_id)
+        return FundingResult(
+            payment_id=payment_id,
+            payment_reference=payment_reference,
+            amount=amount,
+            value_before=caught_up.state.buckets.total,
+            value_after=change.state.buckets.total,
+            allocations=allocations,
+        )
+
+    # -- cycles and reads ---------------------------------------------------
+
+    async def reset_cycles(self, *, at: datetime | None = None) -> dict[int, int]:
+        """Catch every pool up to the cycle in force at `at`; returns cycles reset per company."""
+        at = at or self.clock()
+        async with self.database.read() as connection:
+            company_ids = list((await connection.execute(select(organization_packages.c.company_id))).scalars())
+        reset: dict[int, int] = {}
+        for company_id in company_ids:
+            async with self.database.transaction() as connection:
+                pool, change = await self._lock(connection, company_id, at)
+                if change.state.cycle_start != pool.state.cycle_start:
+                    await self._write_moves(
+                        connection, pool, change, reference=f"cycle:{change.state.cycle_label}", at=at
+                    )
+                    reset[company_id] = len(change.events)
+            if company_id in reset:
+                await self._changed(company_id)
+        return reset
+
+    async def balance(self, company_id: int) -> BalanceView:
+        """The aggregated pool as of now (a due reset is shown as if it had run)."""
+        at = self.clock()
+        async with self.database.read() as connection:
+            pool = await pool_store.load_pool(connection, company_id, for_update=False)
+            if pool is None:
+                if await company_store.get_company(connection, company_id) is None:
+                    raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
+                raise BillingError(Rejection.NOT_SHARED_POOL, "the company has no shared balance pool")
+            state = operations.catch_up(pool.state, at).state
+            wabas = await company_store.list_wabas(connection, company_id)
+            spend_rows = await connection.execute(
+                select(waba_cycle_spend.c.waba_id, waba_cycle_spend.c.spent_minor).where(
+                    (waba_cycle_spend.c.company_id == company_id)
+                    & (waba_cycle_spend.c.cycle_start == state.cycle_start)
+                )
+            )
+            spend = {row.waba_id: row.spent_minor for row in spend_rows}
+        buckets = state.buckets
+        return BalanceView(
+            company_id=company_id,
+            billing_version=pool.billing_version,
+            currency=pool.currency,
+            total=buckets.total,
+            available=buckets.available,
+            allowance=buckets.initial_allowance,
+            initial_remaining=buckets.initial_remaining,
+            additional_remaining=buckets.additional_remaining,
+            postpaid_limit=buckets.postpaid_limit,
+            postpaid_used=buckets.postpaid_used,
+            threshold_percent=thresholds.effective_threshold(state.threshold_percent),
+            low_balance=state.is_low,
+            below_zero=state.is_below_zero,
+            cycle_starts_at=state.cycle_start,
+            cycle_ends_at=state.cycle_end,
+            wabas=tuple(WabaSpend(w.waba_id, w.name, spend.get(w.waba_id, 0)) for w in wabas),
+            as_of=at,
+        )

@@ -1,0 +1,277 @@
+"""Group apply: many deductions of one pool in one transaction, each with its own outcome.
+
+The pool row is locked once per group; every bucket change is computed in
+memory by the pure domain rules; the requests and their ledger entries are
+written with one multi-row insert each. A rejected item takes nothing and never
+fails its neighbours.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wabapool.domain import operations
+from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.events import DomainEvent
+from wabapool.domain.pool import Move
+from wabapool.domain.pricing import PriceEntry, market_of, resolve_price
+from wabapool.pii import PiiSealer
+from wabapool.service.models import Allocation, BatchItemResult, DeductionRequest, DeductionResult
+from wabapool.storage import companies as company_store
+from wabapool.storage import ledger as ledger_store
+from wabapool.storage import pools as pool_store
+from wabapool.storage import requests as request_store
+
+
+@dataclass(slots=True)
+class _Applied:
+    index: int
+    request: DeductionRequest
+    payload_hash: str
+    unit_price_minor: int
+    market: str | None
+    result: DeductionResult
+    moves: list[Move]
+
+
+@dataclass(slots=True)
+class _Group:
+    """What one transaction accumulates before it writes."""
+
+    applied: list[_Applied] = field(default_factory=list)
+    events: list[DomainEvent] = field(default_factory=list)
+    spend_by_waba: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def _replay(row: Any) -> DeductionResult:
+    allocations = tuple(Allocation(**item) for item in row.allocations)
+    return DeductionResult(
+        deduction_id=row.id,
+        unique_code=row.unique_code,
+        amount=row.amount_minor,
+        value_before=row.value_before_minor,
+        value_after=row.value_after_minor,
+        credited_to=row.credited_to,
+        allocations=allocations,
+        replayed=True,
+    )
+
+
+def _reject_all(requests: Sequence[DeductionRequest], error: BillingError) -> list[BatchItemResult]:
+    return [BatchItemResult(r.unique_code, "rejected", error=error) for r in requests]
+
+
+async def apply_group(
+    connection: AsyncConnection,
+    company_id: int,
+    requests: Sequence[DeductionRequest],
+    *,
+    at: datetime,
+    service_name: str | None,
+    sealer: PiiSealer,
+) -> tuple[list[BatchItemResult], bool]:
+    """Apply valid deductions of one company; returns results in order and whether anything changed."""
+    waba_ids = {r.waba_id for r in requests}
+    known_wabas = await company_store.wabas_in_pool(connection, company_id, waba_ids)
+    prices = await company_store.prices_for(connection, company_id, {r.deduction_code for r in requests})
+    pool = await pool_store.load_pool(connection, company_id, for_update=True)
+    if pool is None:
+        company = await company_store.get_company(connection, company_id)
+        if company is None:
+            return _reject_all(requests, BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")), False
+        error = BillingError(Rejection.NOT_SHARED_POOL, "the company has no shared balance pool")
+        return _reject_all(requests, error), False
+    cycle_change = operations.catch_up(pool.state, at)
+    existing = await request_store.find_deductions(connection, company_id, {r.unique_code for r in requests})
+    group = _Group(events=list(cycle_change.events))
+    results, state = _decide(requests, cycle_change.state, existing, known_wabas, prices, at, group)
+    changed = bool(group.applied) or bool(cycle_change.moves) or cycle_change.state != pool.state
+    if changed:
+        await _write(
+            connection, pool, state, cycle_change.moves, group, at=at, service_name=service_name, sealer=sealer
+        )
+        results = _with_ids(results, group)
+    return results, changed
+
+
+def _decide(
+    requests: Sequence[DeductionRequest],
+    state: operations.PoolState,
+    existing: dict[str, Any],
+    known_wabas: set[str],
+    prices: list[PriceEntry],
+    at: datetime,
+    group: _Group,
+) -> tuple[list[BatchItemResult], operations.PoolState]:
+    """Decide every item in order against the in-memory pool; no I/O."""
+    prices_by_code: dict[str, list[PriceEntry]] = defaultdict(list)
+    for entry in prices:
+        prices_by_code[entry.deduction_code].append(entry)
+    in_group: dict[str, _Applied] = {}
+    results: list[BatchItemResult] = []
+    for index, request in enumerate(requests):
+        payload_hash = request.payload_hash()
+        earlier = existing.get(request.unique_code) or in_group.get(request.unique_code)
+        if earlier is not None:
+            results.append(_repeat(request, payload_hash, earlier))
+            continue
+        try:
+            applied, change = _apply_one(index, request, payload_hash, state, known_wabas, prices_by_code, at)
+        except BillingError as error:
+            results.append(BatchItemResult(request.unique_code, "rejected", error=error))
+            continue
+        state = change.state
+        in_group[request.unique_code] = applied
+        group.applied.append(applied)
+        group.events.extend(change.events)
+        group.spend_by_waba[request.waba_id] += applied.result.amount
+        results.append(BatchItemResult(request.unique_code, "applied", result=applied.result))
+    return results, state
+
+
+def _repeat(request: DeductionRequest, payload_hash: str, earlier: Any) -> BatchItemResult:
+    """A repeated unique_code: the original result if the payload matches, else a conflict."""
+    if earlier.payload_hash != payload_hash:
+        error = BillingError(
+            Rejection.IDEMPOTENCY_CONFLICT,
+            "unique_code was already used with a different payload",
+            {"unique_code": request.unique_code},
+        )
+        return BatchItemResult(request.unique_code, "rejected", error=error)
+    if isinstance(earlier, _Applied):
+        # Resolved to the stored id in _with_ids once the group is written.
+        return BatchItemResult(request.unique_code, "replayed", result=replace(earlier.result, replayed=True))
+    return BatchItemResult(request.unique_code, "replayed", result=_replay(earlier))
+
+
+def _apply_one(
+    index: int,
+    request: DeductionRequest,
+    payload_hash: str,
+    state: operations.PoolState,
+    known_wabas: set[str],
+    prices_by_code: dict[str, list[PriceEntry]],
+    at: datetime,
+) -> tuple[_Applied, operations.Change]:
+    if request.waba_id not in known_wabas:
+        raise BillingError(Rejection.UNKNOWN_WABA, "no such WABA in this company", {"waba_id": request.waba_id})
+    entries = prices_by_code.get(request.deduction_code, [])
+    market = market_of(request.phone_number, {e.market for e in entries if e.market})
+    price = resolve_price(entries, company_id=state.company_id, market=market, at=at)
+    if price is None:
+        raise BillingError(
+            Rejection.UNKNOWN_DEDUCTION_CODE,
+            "no price for this deduction_code",
+            {"deduction_code": request.deduction_code},
+        )
+    amount = request.quantity * price.unit_price_minor
+    change = operations.deduct(state, amount)
+    result = DeductionResult(
+        deduction_id=0,
+        unique_code=request.unique_code,
+        amount=amount,
+        value_before=state.buckets.total,
+        value_after=change.state.buckets.total,
+        credited_to=change.portions[0].credited_to if change.portions else None,
+        allocations=tuple(Allocation.of(p) for p in change.portions),
+    )
+    return _Applied(index, request, payload_hash, price.unit_price_minor, market, result, change.moves), change
+
+
+def _request_row(
+    applied: _Applied,
+    pool: pool_store.LockedPool,
+    state: operations.PoolState,
+    *,
+    at: datetime,
+    service_name: str | None,
+    sealer: PiiSealer,
+) -> dict[str, Any]:
+    request, result = applied.request, applied.result
+    return {
+        "company_id": request.company_id,
+        "unique_code": request.unique_code,
+        "organization_package_id": pool.package_id,
+        "waba_id": request.waba_id,
+        "billing_code": request.billing_code,
+        "deduction_code": request.deduction_code,
+        "quantity": request.quantity,
+        "unit_price_minor": applied.unit_price_minor,
+        "amount_minor": result.amount,
+        "market": applied.market,
+        "value_before_minor": result.value_before,
+        "value_after_minor": result.value_after,
+        "credited_to": result.credited_to,
+        "allocations": [
+            {"credited_to": a.credited_to, "quota_type": a.quota_type, "amount": a.amount} for a in result.allocations
+        ],
+        "payload_hash": applied.payload_hash,
+        "cycle_start": state.cycle_start,
+        "service_name": service_name,
+        "broadcast_id": request.broadcast_id,
+        "message_id": request.message_id,
+        "category": request.category,
+        "customer_name_enc": sealer.seal(request.customer_name),
+        "phone_number_enc": sealer.seal(request.phone_number),
+        "phone_number_hash": sealer.search_hash(request.phone_number),
+        "created_at": at,
+    }
+
+
+async def _write(
+    connection: AsyncConnection,
+    pool: pool_store.LockedPool,
+    state: operations.PoolState,
+    cycle_moves: list[Move],
+    group: _Group,
+    *,
+    at: datetime,
+    service_name: str | None,
+    sealer: PiiSealer,
+) -> None:
+    """Everything the group decided, in as few statements as the databases allow."""
+    company_id = state.company_id
+    rows = [_request_row(a, pool, state, at=at, service_name=service_name, sealer=sealer) for a in group.applied]
+    ids = await request_store.insert_deductions(connection, rows)
+    entries = ledger_store.entry_rows(
+        company_id=company_id,
+        package_id=pool.package_id,
+        moves=cycle_moves,
+        context=ledger_store.EntryContext(reference=f"cycle:{state.cycle_label}", cycle_start=state.cycle_start),
+        at=at,
+    )
+    for applied in group.applied:
+        deduction_id = ids[applied.request.unique_code]
+        applied.result = replace(applied.result, deduction_id=deduction_id)
+        context = ledger_store.EntryContext(
+            reference=applied.request.unique_code,
+            cycle_start=state.cycle_start,
+            waba_id=applied.request.waba_id,
+            deduction_request_id=deduction_id,
+        )
+        entries += ledger_store.entry_rows(
+            company_id=company_id, package_id=pool.package_id, moves=applied.moves, context=context, at=at
+        )
+    await ledger_store.append_entries(connection, entries)
+    await pool_store.save_pool(connection, pool, state, at=at)
+    await ledger_store.add_waba_spend(
+        connection, company_id=company_id, cycle_start=state.cycle_start, spend_by_waba=group.spend_by_waba
+    )
+    await ledger_store.emit_events(connection, company_id=company_id, events=group.events, at=at)
+
+
+def _with_ids(results: list[BatchItemResult], group: _Group) -> list[BatchItemResult]:
+    """Fill in the deduction ids the database assigned, for applied items and in-group replays."""
+    ids = {a.request.unique_code: a.result.deduction_id for a in group.applied}
+    return [
+        replace(r, result=replace(r.result, deduction_id=ids[r.unique_code]))
+        if r.result is not None and r.result.deduction_id == 0 and r.unique_code in ids
+        else r
+        for r in results
+    ]

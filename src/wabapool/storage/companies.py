@@ -1,0 +1,129 @@
+"""Companies, WABAs and the price list: provisioning upserts and lookups."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wabapool.domain.pricing import PriceEntry
+from wabapool.storage.tables import companies, organization_packages, price_list, whatsapp_packages
+from wabapool.storage.upsert import insert_for
+
+
+async def get_company(connection: AsyncConnection, company_id: int) -> Any | None:
+    return (await connection.execute(select(companies).where(companies.c.company_id == company_id))).first()
+
+
+async def upsert_company(connection: AsyncConnection, *, company_id: int, values: dict[str, Any], at: datetime) -> None:
+    statement = insert_for(connection, companies).values(company_id=company_id, created_at=at, updated_at=at, **values)
+    await connection.execute(
+        statement.on_conflict_do_update(index_elements=["company_id"], set_={**values, "updated_at": at})
+    )
+
+
+async def update_company(connection: AsyncConnection, company_id: int, **values: Any) -> None:
+    await connection.execute(update(companies).where(companies.c.company_id == company_id).values(**values))
+
+
+async def upsert_waba(
+    connection: AsyncConnection, *, company_id: int, waba_id: str, name: str, package_id: int | None, at: datetime
+) -> None:
+    statement = insert_for(connection, whatsapp_packages).values(
+        company_id=company_id, waba_id=waba_id, name=name, organization_package_id=package_id, created_at=at
+    )
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["company_id", "waba_id"],
+            set_={"name": name, "organization_package_id": package_id},
+        )
+    )
+
+
+async def wabas_in_pool(connection: AsyncConnection, company_id: int, waba_ids: Collection[str]) -> set[str]:
+    """Which of these WABAs belong to the company's pool."""
+    rows = await connection.execute(
+        select(whatsapp_packages.c.waba_id)
+        .join(organization_packages, organization_packages.c.id == whatsapp_packages.c.organization_package_id)
+        .where(
+            and_(
+                whatsapp_packages.c.company_id == company_id,
+                organization_packages.c.company_id == company_id,
+                whatsapp_packages.c.waba_id.in_(list(waba_ids)),
+            )
+        )
+    )
+    return {row.waba_id for row in rows}
+
+
+async def list_wabas(connection: AsyncConnection, company_id: int) -> list[Any]:
+    rows = await connection.execute(
+        select(whatsapp_packages.c.waba_id, whatsapp_packages.c.name)
+        .where(whatsapp_packages.c.company_id == company_id)
+        .order_by(whatsapp_packages.c.created_at, whatsapp_packages.c.id)
+    )
+    return list(rows)
+
+
+async def package_id_of(connection: AsyncConnection, company_id: int) -> int | None:
+    return (
+        await connection.execute(
+            select(organization_packages.c.id).where(organization_packages.c.company_id == company_id)
+        )
+    ).scalar_one_or_none()
+
+
+def _scope_key(company_id: int | None, market: str | None) -> str:
+    return f"{company_id if company_id is not None else '*'}:{market or '*'}"
+
+
+async def upsert_price(
+    connection: AsyncConnection,
+    *,
+    deduction_code: str,
+    unit_price_minor: int,
+    company_id: int | None,
+    market: str | None,
+    effective_from: datetime,
+    at: datetime,
+) -> None:
+    statement = insert_for(connection, price_list).values(
+        deduction_code=deduction_code,
+        company_id=company_id,
+        market=market,
+        scope_key=_scope_key(company_id, market),
+        unit_price_minor=unit_price_minor,
+        effective_from=effective_from,
+        created_at=at,
+    )
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["deduction_code", "scope_key", "effective_from"],
+            set_={"unit_price_minor": unit_price_minor},
+        )
+    )
+
+
+async def prices_for(connection: AsyncConnection, company_id: int, codes: Collection[str]) -> list[PriceEntry]:
+    """Every entry (default and the company's) for these deduction codes."""
+    rows = await connection.execute(
+        select(price_list).where(
+            and_(
+                price_list.c.deduction_code.in_(list(codes)),
+                or_(price_list.c.company_id.is_(None), price_list.c.company_id == company_id),
+            )
+        )
+    )
+    return [
+        PriceEntry(
+            deduction_code=row.deduction_code,
+            unit_price_minor=row.unit_price_minor,
+            effective_from=row.effective_from,
+            company_id=row.company_id,
+            market=row.market,
+        )
+        for row in rows
+    ]

@@ -1,0 +1,91 @@
+"""Append-only ledger entries, per-WABA cycle spend, and the outbox."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wabapool.domain.events import DomainEvent
+from wabapool.domain.pool import Move
+from wabapool.storage.tables import ledger_entries, outbox_events, waba_cycle_spend
+from wabapool.storage.upsert import insert_for
+
+
+@dataclass(frozen=True, slots=True)
+class EntryContext:
+    """What a move belongs to: the request, the WABA, the cycle."""
+
+    reference: str
+    cycle_start: datetime
+    waba_id: str | None = None
+    deduction_request_id: int | None = None
+
+
+def entry_rows(
+    *, company_id: int, package_id: int, moves: Iterable[Move], context: EntryContext, at: datetime
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "company_id": company_id,
+            "organization_package_id": package_id,
+            "kind": entry.kind.value,
+            "quota_type": entry.quota_type.value,
+            "amount_minor": entry.amount_minor,
+            "bucket_before_minor": entry.bucket_before_minor,
+            "bucket_after_minor": entry.bucket_after_minor,
+            "total_before_minor": entry.total_before_minor,
+            "total_after_minor": entry.total_after_minor,
+            "waba_id": context.waba_id,
+            "deduction_request_id": context.deduction_request_id,
+            "reference": context.reference,
+            "cycle_start": context.cycle_start,
+            "created_at": at,
+        }
+        for entry in moves
+    ]
+
+
+async def append_entries(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """One multi-row insert for every entry of a transaction."""
+    if rows:
+        await connection.execute(ledger_entries.insert(), list(rows))
+
+
+async def add_waba_spend(
+    connection: AsyncConnection, *, company_id: int, cycle_start: datetime, spend_by_waba: dict[str, int]
+) -> None:
+    """Add (or, for refunds, subtract) spend per WABA in the given cycle."""
+    for waba_id, spent in spend_by_waba.items():
+        if not spent:
+            continue
+        statement = insert_for(connection, waba_cycle_spend).values(
+            company_id=company_id, waba_id=waba_id, cycle_start=cycle_start, spent_minor=spent
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["company_id", "waba_id", "cycle_start"],
+            set_={"spent_minor": waba_cycle_spend.c.spent_minor + statement.excluded.spent_minor},
+        )
+        await connection.execute(statement)
+
+
+async def emit_events(
+    connection: AsyncConnection, *, company_id: int, events: Sequence[DomainEvent], at: datetime
+) -> None:
+    """Outbox rows in the caller's transaction; a repeated dedup key is dropped, not an error."""
+    for domain_event in events:
+        statement = insert_for(connection, outbox_events).values(
+            event_id=str(uuid.uuid4()),
+            company_id=company_id,
+            event_type=domain_event.event_type.value,
+            dedup_key=domain_event.dedup_key,
+            payload={**domain_event.payload, "occurred_at": at.isoformat()},
+            created_at=at,
+            attempts=0,
+            next_attempt_at=at,
+        )
+        await connection.execute(statement.on_conflict_do_nothing())

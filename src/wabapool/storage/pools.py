@@ -1,0 +1,186 @@
+"""The pool row, its component and buckets: locked, loaded into a PoolState, written back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wabapool.domain.operations import PoolState
+from wabapool.domain.pool import COMPONENT_CODE, Buckets, QuotaType
+from wabapool.storage.tables import billing_components, companies, organization_packages, quota_buckets
+
+
+@dataclass(frozen=True, slots=True)
+class LockedPool:
+    """A pool as read under its row lock, with the ids needed to write it back."""
+
+    package_id: int
+    component_id: int
+    billing_version: str
+    currency: str
+    state: PoolState
+
+
+_POOL_COLUMNS = (
+    organization_packages.c.id,
+    organization_packages.c.cycle_anchor_day,
+    organization_packages.c.cycle_start,
+    organization_packages.c.funded_base_minor,
+    organization_packages.c.low_balance_armed,
+    organization_packages.c.below_zero_cycle_start,
+    billing_components.c.id.label("component_id"),
+    billing_components.c.threshold_running_out,
+    companies.c.timezone,
+    companies.c.currency,
+    companies.c.billing_version,
+    quota_buckets.c.quota_type,
+    quota_buckets.c.balance_minor,
+    quota_buckets.c.limit_minor,
+)
+
+
+def _pool_query(company_id: int):  # type: ignore[no-untyped-def]
+    return (
+        select(*_POOL_COLUMNS)
+        .select_from(
+            organization_packages.join(companies, companies.c.company_id == organization_packages.c.company_id)
+            .join(
+                billing_components,
+                (billing_components.c.organization_package_id == organization_packages.c.id)
+                & (billing_components.c.component_code == COMPONENT_CODE),
+            )
+            .join(quota_buckets, quota_buckets.c.billing_component_id == billing_components.c.id)
+        )
+        .where(organization_packages.c.company_id == company_id)
+    )
+
+
+async def load_pool(connection: AsyncConnection, company_id: int, *, for_update: bool) -> LockedPool | None:
+    """The company's pool; with `for_update` its package row stays locked until commit."""
+    query = _pool_query(company_id)
+    if for_update and connection.dialect.name == "postgresql":
+        query = query.with_for_update(of=organization_packages)
+    rows = (await connection.execute(query)).all()
+    if not rows:
+        return None
+    by_type = {row.quota_type: row for row in rows}
+    first = rows[0]
+    buckets = Buckets(
+        initial_allowance=by_type[QuotaType.INITIAL].limit_minor,
+        initial_remaining=by_type[QuotaType.INITIAL].balance_minor,
+        additional_remaining=by_type[QuotaType.ADDITIONAL].balance_minor,
+        postpaid_limit=by_type[QuotaType.POSTPAID].limit_minor,
+        postpaid_used=by_type[QuotaType.POSTPAID].balance_minor,
+    )
+    state = PoolState(
+        company_id=company_id,
+        buckets=buckets,
+        cycle_start=first.cycle_start,
+        anchor_day=first.cycle_anchor_day,
+        timezone=first.timezone,
+        funded_base_minor=first.funded_base_minor,
+        low_balance_armed=first.low_balance_armed,
+        below_zero_cycle_start=first.below_zero_cycle_start,
+        threshold_percent=first.threshold_running_out,
+    )
+    return LockedPool(first.id, first.component_id, first.billing_version, first.currency, state)
+
+
+def _bucket_values(buckets: Buckets) -> dict[QuotaType, tuple[int, int]]:
+    return {
+        QuotaType.INITIAL: (buckets.initial_remaining, buckets.initial_allowance),
+        QuotaType.ADDITIONAL: (buckets.additional_remaining, 0),
+        QuotaType.POSTPAID: (buckets.postpaid_used, buckets.postpaid_limit),
+    }
+
+
+async def save_pool(connection: AsyncConnection, pool: LockedPool, after: PoolState, *, at: datetime) -> None:
+    """Write back the buckets that changed and the pool's cycle/threshold state."""
+    before_values = _bucket_values(pool.state.buckets)
+    for quota_type, (balance, limit) in _bucket_values(after.buckets).items():
+        if before_values[quota_type] != (balance, limit):
+            await connection.execute(
+                update(quota_buckets)
+                .where(
+                    (quota_buckets.c.billing_component_id == pool.component_id)
+                    & (quota_buckets.c.quota_type == quota_type.value)
+                )
+                .values(balance_minor=balance, limit_minor=limit)
+            )
+    before = pool.state
+    if (
+        before.cycle_start,
+        before.funded_base_minor,
+        before.low_balance_armed,
+        before.below_zero_cycle_start,
+    ) != (after.cycle_start, after.funded_base_minor, after.low_balance_armed, after.below_zero_cycle_start):
+        await connection.execute(
+            update(organization_packages)
+            .where(organization_packages.c.id == pool.package_id)
+            .values(
+                cycle_start=after.cycle_start,
+                funded_base_minor=after.funded_base_minor,
+                low_balance_armed=after.low_balance_armed,
+                below_zero_cycle_start=after.below_zero_cycle_start,
+                updated_at=at,
+            )
+        )
+
+
+async def create_pool(
+    connection: AsyncConnection, *, company_id: int, state: PoolState, threshold_percent: object, at: datetime
+) -> LockedPool:
+    """Insert a new package with its component and three buckets."""
+    package_id = (
+        await connection.execute(
+            organization_packages.insert()
+            .values(
+                company_id=company_id,
+                cycle_anchor_day=state.anchor_day,
+                cycle_start=state.cycle_start,
+                funded_base_minor=state.funded_base_minor,
+                low_balance_armed=state.low_balance_armed,
+                below_zero_cycle_start=state.below_zero_cycle_start,
+                created_at=at,
+                updated_at=at,
+            )
+            .returning(organization_packages.c.id)
+        )
+    ).scalar_one()
+    component_id = (
+        await connection.execute(
+            billing_components.insert()
+            .values(
+                organization_package_id=package_id,
+                component_code=COMPONENT_CODE,
+                threshold_running_out=threshold_percent,
+            )
+            .returning(billing_components.c.id)
+        )
+    ).scalar_one()
+    await connection.execute(
+        quota_buckets.insert(),
+        [
+            {"billing_component_id": component_id, "quota_type": qt.value, "balance_minor": bal, "limit_minor": lim}
+            for qt, (bal, lim) in _bucket_values(state.buckets).items()
+        ],
+    )
+    return LockedPool(package_id, component_id, "v3", "", state)
+
+
+async def set_pool_settings(
+    connection: AsyncConnection, pool: LockedPool, *, anchor_day: int, threshold_percent: object
+) -> None:
+    await connection.execute(
+        update(organization_packages)
+        .where(organization_packages.c.id == pool.package_id)
+        .values(cycle_anchor_day=anchor_day)
+    )
+    await connection.execute(
+        update(billing_components)
+        .where(billing_components.c.id == pool.component_id)
+        .values(threshold_running_out=threshold_percent)
+    )

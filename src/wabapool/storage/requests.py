@@ -1,0 +1,106 @@
+"""Deduction requests, refunds and payments: the idempotency records of every operation."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wabapool.storage.tables import deduction_requests, payments, refunds
+from wabapool.storage.upsert import insert_for
+
+REPLAY_COLUMNS = (
+    deduction_requests.c.id,
+    deduction_requests.c.unique_code,
+    deduction_requests.c.payload_hash,
+    deduction_requests.c.amount_minor,
+    deduction_requests.c.value_before_minor,
+    deduction_requests.c.value_after_minor,
+    deduction_requests.c.credited_to,
+    deduction_requests.c.allocations,
+)
+
+
+async def find_deductions(
+    connection: AsyncConnection, company_id: int, unique_codes: Collection[str]
+) -> dict[str, Any]:
+    """Already-applied deductions among these codes, by code."""
+    if not unique_codes:
+        return {}
+    rows = await connection.execute(
+        select(*REPLAY_COLUMNS).where(
+            and_(
+                deduction_requests.c.company_id == company_id,
+                deduction_requests.c.unique_code.in_(list(unique_codes)),
+            )
+        )
+    )
+    return {row.unique_code: row for row in rows}
+
+
+async def insert_deductions(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Insert new deductions; returns their ids by unique_code.
+
+    The unique index is the last guard: the pool lock already serialises a
+    company's deductions, so a conflict here means that guarantee broke.
+    """
+    if not rows:
+        return {}
+    statement = (
+        insert_for(connection, deduction_requests)
+        .on_conflict_do_nothing(index_elements=["company_id", "unique_code"])
+        .returning(deduction_requests.c.id, deduction_requests.c.unique_code)
+    )
+    inserted = {row.unique_code: row.id for row in await connection.execute(statement, list(rows))}
+    if len(inserted) != len(rows):
+        raise RuntimeError("a unique_code was applied concurrently despite the pool lock")
+    return inserted
+
+
+async def find_deduction_for_refund(connection: AsyncConnection, company_id: int, unique_code: str) -> Any | None:
+    return (
+        await connection.execute(
+            select(deduction_requests).where(
+                and_(deduction_requests.c.company_id == company_id, deduction_requests.c.unique_code == unique_code)
+            )
+        )
+    ).first()
+
+
+async def find_refund(
+    connection: AsyncConnection,
+    company_id: int,
+    *,
+    refund_code: str | None = None,
+    deduction_request_id: int | None = None,
+) -> Any | None:
+    condition = refunds.c.company_id == company_id
+    if refund_code is not None:
+        condition &= refunds.c.refund_code == refund_code
+    if deduction_request_id is not None:
+        condition &= refunds.c.deduction_request_id == deduction_request_id
+    return (await connection.execute(select(refunds).where(condition))).first()
+
+
+async def insert_refund(connection: AsyncConnection, values: dict[str, Any]) -> int:
+    return (await connection.execute(refunds.insert().values(**values).returning(refunds.c.id))).scalar_one()
+
+
+async def find_payment(connection: AsyncConnection, company_id: int, kind: str, reference: str) -> Any | None:
+    return (
+        await connection.execute(
+            select(payments).where(
+                and_(
+                    payments.c.company_id == company_id,
+                    payments.c.kind == kind,
+                    payments.c.payment_reference == reference,
+                )
+            )
+        )
+    ).first()
+
+
+async def insert_payment(connection: AsyncConnection, values: dict[str, Any]) -> int:
+    return (await connection.execute(payments.insert().values(**values).returning(payments.c.id))).scalar_one()

@@ -1,0 +1,228 @@
+"""The schema: one definition for PostgreSQL and SQLite, keyed by company_id."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from wabapool.storage.types import BigId, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+companies = Table(
+    "companies",
+    metadata,
+    Column("company_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("billing_version", String(8), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("show_waba_id", Boolean, nullable=False, default=False),
+    Column("webhook_url", Text),
+    Column("webhook_secret", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+organization_packages = Table(
+    "organization_packages",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("company_id", BigInteger, ForeignKey("companies.company_id"), nullable=False, unique=True),
+    Column("cycle_anchor_day", SmallInteger, nullable=False),
+    Column("cycle_start", UTCDateTime, nullable=False),
+    Column("funded_base_minor", BigInteger, nullable=False),
+    Column("low_balance_armed", Boolean, nullable=False),
+    Column("below_zero_cycle_start", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+billing_components = Table(
+    "billing_components",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("organization_package_id", BigInteger, ForeignKey("organization_packages.id"), nullable=False),
+    Column("component_code", String(32), nullable=False),
+    Column("threshold_running_out", Numeric(5, 2)),
+    UniqueConstraint("organization_package_id", "component_code", name="uq_billing_components_package_code"),
+)
+
+# One row per bucket. `balance_minor` is the bucket's stored value: remaining for
+# initial/additional, used for postpaid; `limit_minor` is the allowance or the
+# postpaid limit.
+quota_buckets = Table(
+    "quota_buckets",
+    metadata,
+    Column("billing_component_id", BigInteger, ForeignKey("billing_components.id"), primary_key=True),
+    Column("quota_type", String(16), primary_key=True),
+    Column("balance_minor", BigInteger, nullable=False),
+    Column("limit_minor", BigInteger, nullable=False),
+)
+
+whatsapp_packages = Table(
+    "whatsapp_packages",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("company_id", BigInteger, ForeignKey("companies.company_id"), nullable=False),
+    Column("waba_id", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    # The RFC's index change: many WABAs per package, so indexed, not unique.
+    Column("organization_package_id", BigInteger, ForeignKey("organization_packages.id"), index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "waba_id", name="uq_whatsapp_packages_company_waba"),
+)
+
+price_list = Table(
+    "price_list",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("deduction_code", String(64), nullable=False),
+    Column("company_id", BigInteger),
+    Column("market", String(8)),
+    # "company:market" with "*" for absent, so the upsert has one unique key on both databases.
+    Column("scope_key", String(48), nullable=False),
+    Column("unit_price_minor", BigInteger, nullable=False),
+    Column("effective_from", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("deduction_code", "scope_key", "effective_from", name="uq_price_list_code_scope_from"),
+)
+
+deduction_requests = Table(
+    "deduction_requests",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("company_id", BigInteger, nullable=False),
+    Column("unique_code", String(128), nullable=False),
+    Column("organization_package_id", BigInteger, nullable=False),
+    Column("waba_id", String(32), nullable=False),
+    Column("billing_code", String(64), nullable=False),
+    Column("deduction_code", String(64), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price_minor", BigInteger, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("market", String(8)),
+    Column("value_before_minor", BigInteger, nullable=False),
+    Column("value_after_minor", BigInteger, nullable=False),
+    Column("credited_to", String(48)),
+    Column("allocations", JSON, nullable=False),
+    Column("payload_hash", String(64), nullable=False),
+    Column("cycle_start", UTCDateTime, nullable=False),
+    Column("service_name", String(64)),
+    Column("broadcast_id", String(64)),
+    Column("message_id", String(128)),
+    Column("category", String(48)),
+    Column("customer_name_enc", LargeBinary),
+    Column("phone_number_enc", LargeBinary),
+    Column("phone_number_hash", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "unique_code", name="uq_deduction_requests_company_code"),
+    Index("ix_deduction_requests_company_created", "company_id", "created_at", "id"),
+    Index("ix_deduction_requests_company_waba_created", "company_id", "waba_id", "created_at", "id"),
+    Index("ix_deduction_requests_company_broadcast", "company_id", "broadcast_id"),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("company_id", BigInteger, nullable=False),
+    Column("refund_code", String(128), nullable=False),
+    Column("deduction_request_id", BigInteger, ForeignKey("deduction_requests.id"), nullable=False, unique=True),
+    Column("reason", String(200)),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("allocations", JSON, nullable=False),
+    Column("value_before_minor", BigInteger, nullable=False),
+    Column("value_after_minor", BigInteger, nullable=False),
+    Column("service_name", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "refund_code", name="uq_refunds_company_code"),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("company_id", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("payment_reference", String(128), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("allocations", JSON, nullable=False),
+    Column("value_before_minor", BigInteger, nullable=False),
+    Column("value_after_minor", BigInteger, nullable=False),
+    Column("service_name", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "kind", "payment_reference", name="uq_payments_company_kind_reference"),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("company_id", BigInteger, nullable=False),
+    Column("organization_package_id", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("quota_type", String(16), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("bucket_before_minor", BigInteger, nullable=False),
+    Column("bucket_after_minor", BigInteger, nullable=False),
+    Column("total_before_minor", BigInteger, nullable=False),
+    Column("total_after_minor", BigInteger, nullable=False),
+    Column("waba_id", String(32)),
+    Column("deduction_request_id", BigInteger),
+    Column("reference", String(128), nullable=False),
+    Column("cycle_start", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_ledger_entries_company_created", "company_id", "created_at"),
+    Index("ix_ledger_entries_deduction", "deduction_request_id"),
+)
+
+# Spend per WABA per cycle, kept beside the ledger so the balance page is O(WABAs).
+waba_cycle_spend = Table(
+    "waba_cycle_spend",
+    metadata,
+    Column("company_id", BigInteger, primary_key=True),
+    Column("waba_id", String(32), primary_key=True),
+    Column("cycle_start", UTCDateTime, primary_key=True),
+    Column("spent_minor", BigInteger, nullable=False),
+)
+
+outbox_events = Table(
+    "outbox_events",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("company_id", BigInteger, nullable=False),
+    Column("event_type", String(32), nullable=False),
+    Column("dedup_key", String(160)),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_error", Text),
+    UniqueConstraint("event_type", "dedup_key", name="uq_outbox_events_type_dedup"),
+    Index("ix_outbox_events_pending", "delivered_at", "next_attempt_at"),
+    Index("ix_outbox_events_company_created", "company_id", "created_at"),
+)

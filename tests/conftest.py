@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+
+from tests.services import prepare_postgres
+from wabapool.service import BillingService, CompanyTerms, PackageTerms
+from wabapool.storage.database import Database
+from wabapool.storage.migrate import upgrade
+from wabapool.storage.tables import metadata
+
+
+class FakeClock:
+    """An injected clock the tests move by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    return prepare_postgres()
+
+
+async def truncate_all(database: Database) -> None:
+    names = ", ".join(table.name for table in reversed(metadata.sorted_tables))
+    async with database.transaction() as connection:
+        await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'wabapool.db'}"
+        upgrade(url)
+        db = Database(url)
+    else:
+        db = Database(request.getfixturevalue("postgres_url"))
+        await truncate_all(db)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 10, 3, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def service(database: Database, clock: FakeClock) -> BillingService:
+    return BillingService(database, clock=clock)
+
+
+COMPANY_ID = 1001
+WABA_IDS = ("102290129340398", "109876543210987", "113344556677889")
+
+
+async def provision_demo_pool(
+    service: BillingService,
+    *,
+    company_id: int = COMPANY_ID,
+    allowance: int = 1_000,
+    postpaid_limit: int = 500,
+    threshold_percent: Decimal | None = None,
+    unit_price: int = 10,
+) -> None:
+    """A v3 company with three WABAs and one price, wa_marketing_id = unit_price."""
+    await service.provision_company(
+        company_id,
+        CompanyTerms(package=PackageTerms(allowance=allowance, postpaid_limit=postpaid_limit,
+                                          cycle_anchor_day=1, threshold_percent=threshold_percent)),
+    )
+    for index, waba_id in enumerate(WABA_IDS):
+        await service.provision_waba(company_id, waba_id, name=f"WABA {index + 1}")
+    await service.set_price("wa_marketing_id", unit_price_minor=unit_price,
+                            effective_from=datetime(2025, 7, 1, tzinfo=UTC))

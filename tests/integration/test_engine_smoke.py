@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from tests.conftest import WABA_IDS, provision_demo_pool
+from wabapool.service import BillingService, DeductionRequest
+
+
+def deduction(code: str, quantity: int = 1, waba: str = WABA_IDS[0]) -> DeductionRequest:
+    return DeductionRequest(company_id=1001, billing_code="wa", deduction_code="wa_marketing_id",
+                            unique_code=code, quantity=quantity, waba_id=waba)
+
+
+async def test_deduction_splits_allowance_then_postpaid(service: BillingService) -> None:
+    await provision_demo_pool(service, allowance=100, postpaid_limit=50)
+    result = await service.deduct(deduction("m1", quantity=12))
+    assert result.value_before == 100
+    assert result.value_after == -20
+    assert [(a.quota_type, a.amount) for a in result.allocations] == [("initial", 100), ("postpaid", 20)]
+    view = await service.balance(1001)
+    assert view.total == -20 and view.available == 30
+    assert {w.waba_id: w.spent_this_cycle for w in view.wabas}[WABA_IDS[0]] == 120
