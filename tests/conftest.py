@@ -77,10 +77,17 @@ async def provision_demo_pool(
     """A v3 company with three WABAs and one price, wa_marketing_id = unit_price."""
     await service.provision_company(
         company_id,
-        CompanyTerms(package=PackageTerms(allowance=allowance, postpaid_limit=postpaid_limit,
-                                          cycle_anchor_day=1, threshold_percent=threshold_percent)),
+        CompanyTerms(
+            package=PackageTerms(
+                allowance=allowance,
+                postpaid_limit=postpaid_limit,
+                cycle_anchor_day=1,
+                threshold_percent=threshold_percent,
+            )
+        ),
     )
     for index, waba_id in enumerate(WABA_IDS):
         await service.provision_waba(company_id, waba_id, name=f"WABA {index + 1}")
-    await service.set_price("wa_marketing_id", unit_price_minor=unit_price,
-                            effective_from=datetime(2025, 7, 1, tzinfo=UTC))
+    await service.set_price(
+        "wa_marketing_id", unit_price_minor=unit_price, effective_from=datetime(2025, 7, 1, tzinfo=UTC)
+    )

@@ -5,8 +5,14 @@ from wabapool.service import BillingService, DeductionRequest
 
 
 def deduction(code: str, quantity: int = 1, waba: str = WABA_IDS[0]) -> DeductionRequest:
-    return DeductionRequest(company_id=1001, billing_code="wa", deduction_code="wa_marketing_id",
-                            unique_code=code, quantity=quantity, waba_id=waba)
+    return DeductionRequest(
+        company_id=1001,
+        billing_code="wa",
+        deduction_code="wa_marketing_id",
+        unique_code=code,
+        quantity=quantity,
+        waba_id=waba,
+    )
 
 
 async def test_deduction_splits_allowance_then_postpaid(service: BillingService) -> None:
@@ -18,3 +24,16 @@ async def test_deduction_splits_allowance_then_postpaid(service: BillingService)
     view = await service.balance(1001)
     assert view.total == -20 and view.available == 30
     assert {w.waba_id: w.spent_this_cycle for w in view.wabas}[WABA_IDS[0]] == 120
+
+
+async def test_reconcile_passes_after_deductions_and_refund(service: BillingService) -> None:
+    from wabapool.service.models import RefundRequest
+    from wabapool.service.reconcile import reconcile
+
+    await provision_demo_pool(service, allowance=100, postpaid_limit=50)
+    await service.deduct(deduction("m1", quantity=12))
+    await service.top_up(1001, amount=30, payment_reference="pay-1")
+    await service.refund(RefundRequest(company_id=1001, unique_code="m1", refund_code="r1"))
+    report = await reconcile(service.database)
+    assert report.ok, report.violations
+    assert report.checks["deductions"] == 1
