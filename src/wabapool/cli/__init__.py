@@ -1,0 +1,1 @@
+"""The `wabapool` command: the only place with Rich output."""
