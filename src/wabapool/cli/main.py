@@ -57,3 +57,46 @@ def reconcile() -> None:
 
     if not asyncio.run(check()):
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    demo: Annotated[bool, typer.Option("--demo", help="SQLite demo database, provisioned when empty.")] = False,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the internal and public APIs and the Package Usage page."""
+    from wabapool.cli.serve import serve as run
+
+    run(demo=demo, host=host, port=port, console=console)
+
+
+@app.command()
+def token(
+    company_id: Annotated[int, typer.Option("--company-id", help="The company the token speaks for.")],
+    role: Annotated[str, typer.Option(help="owner, admin, supervisor, agent or member.")] = "owner",
+    ttl_seconds: Annotated[int, typer.Option(help="Lifetime of the token.")] = 3600,
+) -> None:
+    """Print a signed JWT (WABAPOOL_JWT_SECRET, or WABAPOOL_JWT_PRIVATE_KEY for RS256) for development."""
+    import os
+
+    from wabapool.security import issue_token
+
+    settings = Settings.from_env()
+    private_key = os.environ.get("WABAPOOL_JWT_PRIVATE_KEY")
+    if not settings.jwt_secret and not private_key:
+        console.print("[red]set WABAPOOL_JWT_SECRET (HS256) or WABAPOOL_JWT_PRIVATE_KEY (RS256)[/]")
+        raise typer.Exit(2)
+    try:
+        signed = issue_token(
+            company_id=company_id,
+            role=role,
+            secret=None if private_key else settings.jwt_secret,
+            private_key=private_key,
+            ttl_seconds=ttl_seconds,
+            audience=settings.jwt_audience,
+        )
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    typer.echo(signed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -204,6 +205,17 @@ class BillingService:
                 market=market,
                 effective_from=effective_from or at,
                 at=at,
+            )
+
+    async def set_webhook(self, company_id: int, *, url: str, secret: str) -> None:
+        """Where the company's events go; the signing secret is sealed at rest."""
+        sealed = self.sealer.seal(secret)
+        assert sealed is not None
+        async with self.database.transaction() as connection:
+            if await company_store.get_company(connection, company_id) is None:
+                raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
+            await company_store.update_company(
+                connection, company_id, webhook_url=url, webhook_secret=base64.b64encode(sealed).decode()
             )
 
     # -- deductions ---------------------------------------------------------

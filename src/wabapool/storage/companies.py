@@ -127,3 +127,12 @@ async def prices_for(connection: AsyncConnection, company_id: int, codes: Collec
         )
         for row in rows
     ]
+
+
+async def waba_exists(connection: AsyncConnection, company_id: int, waba_id: str) -> bool:
+    row = await connection.execute(
+        select(whatsapp_packages.c.id).where(
+            and_(whatsapp_packages.c.company_id == company_id, whatsapp_packages.c.waba_id == waba_id)
+        )
+    )
+    return row.first() is not None

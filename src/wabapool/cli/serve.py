@@ -1,0 +1,73 @@
+"""`wabapool serve`: the API (and the built page), optionally on a ready demo database."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+from pathlib import Path
+
+from rich.console import Console
+
+from wabapool.config import Settings
+
+DEMO_DATABASE = Path("wabapool-demo.db")
+
+
+async def _prepare_demo(settings: Settings) -> None:
+    from wabapool.cli.demo import DEMO_COMPANY_ID, provision_demo
+    from wabapool.service import BillingService
+    from wabapool.storage import companies as company_store
+    from wabapool.storage.database import Database
+
+    database = Database(settings.database_url)
+    try:
+        async with database.read() as connection:
+            exists = await company_store.get_company(connection, DEMO_COMPANY_ID) is not None
+        if not exists:
+            await provision_demo(BillingService(database))
+    finally:
+        await database.dispose()
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """A SQLite file and, unless configured, throwaway credentials for this run."""
+    return dataclasses.replace(
+        settings,
+        database_url=f"sqlite:///{DEMO_DATABASE.resolve()}",
+        api_keys=settings.api_keys or f"demo:{secrets.token_urlsafe(24)}",
+        jwt_secret=settings.jwt_secret
+        if (settings.jwt_secret or settings.jwt_public_key)
+        else secrets.token_urlsafe(32),
+    )
+
+
+def serve(*, demo: bool, host: str, port: int, console: Console) -> None:
+    import uvicorn
+
+    from wabapool.api.app import create_app
+    from wabapool.security import issue_token
+    from wabapool.storage.migrate import upgrade
+
+    settings = Settings.from_env()
+    if demo:
+        settings = demo_settings(settings)
+        upgrade(settings.database_url)
+        asyncio.run(_prepare_demo(settings))
+        from wabapool.cli.demo import DEMO_COMPANY_ID
+
+        api_key = settings.api_keys.split(",")[0].split(":", 1)[1]
+        console.print(f"[bold]wabapool[/] demo on [cyan]http://{host}:{port}/[/] (database {DEMO_DATABASE})")
+        console.print(f"internal API key (X-Api-Key): {api_key}")
+        if settings.jwt_secret:
+            token = issue_token(
+                company_id=DEMO_COMPANY_ID,
+                role="owner",
+                secret=settings.jwt_secret,
+                ttl_seconds=12 * 3600,
+                audience=settings.jwt_audience,
+            )
+            console.print(f"owner token (Authorization: Bearer …): {token}")
+            console.print(f"page: http://{host}:{port}/#token={token}")
+    app = create_app(settings)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
