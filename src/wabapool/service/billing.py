@@ -16,6 +16,7 @@ from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Portion, QuotaType
 from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
 from wabapool.service import deductions
+from wabapool.service.group_commit import GroupCommitter
 from wabapool.service.models import (
     Allocation,
     BalanceView,
@@ -69,6 +70,7 @@ class BillingService:
         self.clock = clock
         self.sealer = sealer or PiiSealer(DEVELOPMENT_KEYS)
         self._after_commit = after_commit
+        self._group_commit = GroupCommitter(self._apply_group)
 
     async def _changed(self, company_id: int) -> None:
         """After commit, before returning: drop the company's cached balance."""
@@ -222,11 +224,18 @@ class BillingService:
 
     async def deduct(self, request: DeductionRequest, *, service_name: str | None = None) -> DeductionResult:
         """One deduction; raises the rejection as a BillingError."""
-        (outcome,) = await self.deduct_batch([request], service_name=service_name)
+        outcome = await self.deduct_one(request, service_name=service_name)
         if outcome.error is not None:
             raise outcome.error
         assert outcome.result is not None
         return outcome.result
+
+    async def deduct_one(self, request: DeductionRequest, *, service_name: str | None = None) -> BatchItemResult:
+        """One deduction as an outcome; concurrent calls for one pool share a transaction."""
+        error = check_deduction(request)
+        if error is not None:
+            return BatchItemResult(str(request.unique_code), "rejected", error=error)
+        return await self._group_commit.submit(request, service_name)
 
     async def deduct_batch(
         self, requests: Sequence[DeductionRequest], *, service_name: str | None = None
@@ -243,21 +252,23 @@ class BillingService:
             else:
                 by_company.setdefault(request.company_id, []).append(index)
         for company_id, indexes in by_company.items():
-            at = self.clock()
-            async with self.database.transaction() as connection:
-                outcomes, changed = await deductions.apply_group(
-                    connection,
-                    company_id,
-                    [requests[i] for i in indexes],
-                    at=at,
-                    service_name=service_name,
-                    sealer=self.sealer,
-                )
-            if changed:
-                await self._changed(company_id)
+            outcomes = await self._apply_group(company_id, [requests[i] for i in indexes], service_name)
             for index, outcome in zip(indexes, outcomes, strict=True):
                 results[index] = outcome
         return [r for r in results if r is not None]
+
+    async def _apply_group(
+        self, company_id: int, requests: Sequence[DeductionRequest], service_name: str | None
+    ) -> list[BatchItemResult]:
+        """One transaction for checked deductions of one company."""
+        at = self.clock()
+        async with self.database.transaction() as connection:
+            outcomes, changed = await deductions.apply_group(
+                connection, company_id, requests, at=at, service_name=service_name, sealer=self.sealer
+            )
+        if changed:
+            await self._changed(company_id)
+        return outcomes
 
     # -- refunds and payments -----------------------------------------------
 

@@ -1,0 +1,112 @@
+"""The app factory: internal API twice (gateway rewrite), public API, operations endpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+
+from wabapool.api import internal, public
+from wabapool.api.context import AppContext
+from wabapool.api.errors import error_response, install_error_handlers
+from wabapool.api.middleware import RequestContextMiddleware
+from wabapool.api.observability import observe_request
+from wabapool.api.schemas import HealthOut
+from wabapool.config import Settings
+from wabapool.metrics import render
+
+INTERNAL_PREFIXES = ("/iag/v1", "/internal/qontak/billing/v1")
+PUBLIC_PREFIX = "/api/core/v1"
+WEB_DIST = Path(__file__).resolve().parent.parent / "web_dist"
+
+
+def configure_logging(level: str | None = None) -> None:
+    """JSON lines on stdout; secrets never reach a log call."""
+    name = (level or os.environ.get("WABAPOOL_LOG_LEVEL") or "INFO").upper()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, name, logging.INFO)),
+        cache_logger_on_first_use=True,
+    )
+
+
+def create_app(settings: Settings | None = None, *, context: AppContext | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    configure_logging()
+    app_context = context or AppContext.build(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app_context.balances.cache.close()
+        await app_context.database.dispose()
+
+    app = FastAPI(
+        title="wabapool",
+        version="1.0.0",
+        description="Shared balance pool billing for companies with several WhatsApp Business Accounts.",
+        lifespan=lifespan,
+    )
+    app.state.context = app_context
+    install_error_handlers(app)
+    app.include_router(internal.router, prefix=INTERNAL_PREFIXES[0])
+    # The gateway's rewrite of the same routes; distinct operation ids keep the document valid.
+    app.include_router(
+        internal.router,
+        prefix=INTERNAL_PREFIXES[1],
+        tags=["internal (gateway path)"],
+        generate_unique_id_function=lambda route: f"gateway_{route.name}",
+    )
+    app.include_router(public.router, prefix=PUBLIC_PREFIX)
+    _add_operations(app, app_context)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, observe=observe_request)
+    if WEB_DIST.is_dir():
+        app.mount("/", StaticFiles(directory=WEB_DIST, html=True), name="web")
+    return app
+
+
+def _add_operations(app: FastAPI, context: AppContext) -> None:
+    @app.get("/healthz", response_model=HealthOut, tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        response_model=HealthOut,
+        tags=["operations"],
+        responses={503: {"description": "database unreachable"}},
+    )
+    async def readyz() -> JSONResponse:
+        """The database answers."""
+        try:
+            async with context.database.read() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:  # any failure means not ready; the reason is logged by the driver
+            return error_response(503, "unavailable", "the database is not reachable")
+        return JSONResponse({"status": "ok"})
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        body, content_type = render()
+        return Response(body, media_type=content_type)

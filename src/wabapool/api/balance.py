@@ -1,0 +1,36 @@
+"""The billings/info body, built from the service's BalanceView (cached as plain JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wabapool.service.models import BalanceView
+
+
+def balance_object(view: BalanceView) -> dict[str, Any]:
+    return {
+        "total": view.total,
+        "available": view.available,
+        "wabi": {
+            "allowance": view.allowance,
+            "remaining": view.initial_remaining,
+            "resets_at": view.cycle_ends_at.isoformat(),
+        },
+        "additional": {"remaining": view.additional_remaining},
+        "postpaid": {"limit": view.postpaid_limit, "used": view.postpaid_used},
+    }
+
+
+def billing_info(view: BalanceView) -> dict[str, Any]:
+    """Everything but `stale`, which the reader adds."""
+    return {
+        "billing_version": view.billing_version,
+        "currency": view.currency,
+        "balance": balance_object(view),
+        "threshold_percent": str(view.threshold_percent),
+        "low_balance": view.low_balance,
+        "below_zero": view.below_zero,
+        "cycle": {"starts_at": view.cycle_starts_at.isoformat(), "ends_at": view.cycle_ends_at.isoformat()},
+        "wabas": [{"waba_id": w.waba_id, "name": w.name, "spent_this_cycle": w.spent_this_cycle} for w in view.wabas],
+        "as_of": view.as_of.isoformat() if view.as_of else None,
+    }

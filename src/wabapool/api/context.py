@@ -1,0 +1,58 @@
+"""Everything a request needs, built once per app from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wabapool.cache import BalanceCache, CachedBalances, InProcessCache, RedisCache
+from wabapool.config import Settings
+from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
+from wabapool.security import ApiKeyRing, TokenVerifier
+from wabapool.service import BillingService
+from wabapool.service.reports import Reports
+from wabapool.storage.database import Database
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    database: Database
+    service: BillingService
+    reports: Reports
+    balances: CachedBalances
+    api_keys: ApiKeyRing
+    tokens: TokenVerifier | None
+
+    @classmethod
+    def build(cls, settings: Settings) -> AppContext:
+        from wabapool.api.balance import billing_info
+
+        database = Database(settings.database_url)
+        sealer = PiiSealer(settings.pii_keys or DEVELOPMENT_KEYS)
+        cache: BalanceCache = (
+            RedisCache(settings.redis_url, ttl_seconds=settings.cache_ttl_seconds)
+            if settings.redis_url
+            else InProcessCache(ttl_seconds=settings.cache_ttl_seconds)
+        )
+        service_ref: list[BillingService] = []
+
+        async def load(company_id: int) -> dict:
+            return billing_info(await service_ref[0].balance(company_id))
+
+        balances = CachedBalances(cache, load, db_timeout_seconds=settings.db_timeout_seconds)
+        service = BillingService(database, sealer=sealer, after_commit=balances.invalidate)
+        service_ref.append(service)
+        tokens = None
+        if settings.jwt_secret or settings.jwt_public_key:
+            tokens = TokenVerifier(
+                secret=settings.jwt_secret, public_key=settings.jwt_public_key, audience=settings.jwt_audience
+            )
+        return cls(
+            settings=settings,
+            database=database,
+            service=service,
+            reports=Reports(database, sealer),
+            balances=balances,
+            api_keys=ApiKeyRing.from_spec(settings.api_keys),
+            tokens=tokens,
+        )

@@ -1,0 +1,64 @@
+"""Request dependencies: the app context, the internal caller, the token's principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from wabapool.api.context import AppContext
+from wabapool.api.errors import ApiError
+from wabapool.security import AuthenticationError, Permission, Principal, allowed
+
+api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False, description="Per-service internal API key.")
+bearer = HTTPBearer(auto_error=False, description="JWT with company_id and role claims.")
+
+
+def get_context(request: Request) -> AppContext:
+    return request.app.state.context
+
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+
+def internal_caller(request: Request, context: Context, key: Annotated[str | None, Security(api_key_header)]) -> str:
+    """The calling service's name; only `X-Api-Key` is accepted here."""
+    service = context.api_keys.authenticate(key)
+    if service is None:
+        raise ApiError(401, "unauthorized", "a valid X-Api-Key is required")
+    request.state.caller = service
+    return service
+
+
+InternalCaller = Annotated[str, Depends(internal_caller)]
+
+
+def current_principal(
+    request: Request, context: Context, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> Principal:
+    """The company and role come from the verified token, never from the request."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(401, "unauthorized", "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    if context.tokens is None:
+        raise ApiError(401, "unauthorized", "token verification is not configured")
+    try:
+        principal = context.tokens.verify(credentials.credentials)
+    except AuthenticationError as exc:
+        raise ApiError(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+    request.state.company_id = principal.company_id
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require(permission: Permission):  # type: ignore[no-untyped-def]
+    """A dependency that lets only roles the table allows through."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if not allowed(principal.role, permission):
+            raise ApiError(403, "forbidden", f"role {principal.role.value} may not do this")
+        return principal
+
+    return check

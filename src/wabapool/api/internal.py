@@ -1,0 +1,249 @@
+"""The service-to-service API (X-Api-Key): deductions, refunds, payments, provisioning, cache."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
+
+from wabapool.api import schemas
+from wabapool.api.balance import balance_object
+from wabapool.api.deps import Context, InternalCaller
+from wabapool.api.errors import ApiError, billing_error_body, error_responses
+from wabapool.api.observability import record_batch, record_deduction
+from wabapool.domain import limits
+from wabapool.domain.errors import BillingError, Rejection
+from wabapool.service import CompanyTerms, DeductionRequest, PackageTerms, RefundRequest
+from wabapool.service.models import Allocation, BatchItemResult, DeductionResult, FundingResult
+
+router = APIRouter(tags=["internal"])
+CompanyPath = Path(gt=0, le=2**63 - 1)
+WabaPath = Path(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")
+CodePath = Path(min_length=1, max_length=limits.CODE_MAX_LENGTH)
+
+
+def _request(item: schemas.DeductionIn) -> DeductionRequest:
+    extra = item.extra_attrs
+    return DeductionRequest(
+        company_id=item.company_id,
+        billing_code=item.billing_code,
+        deduction_code=item.deduction_code,
+        unique_code=item.unique_code,
+        quantity=item.quantity,
+        waba_id=extra.waba_id,
+        broadcast_id=extra.broadcast_id,
+        message_id=extra.message_id,
+        category=extra.category,
+        customer_name=extra.customer_name,
+        phone_number=extra.phone_number,
+    )
+
+
+def _allocations(allocations: tuple[Allocation, ...]) -> list[dict[str, Any]]:
+    return [{"credited_to": a.credited_to, "quota_type": a.quota_type, "amount": a.amount} for a in allocations]
+
+
+def deduction_body(result: DeductionResult) -> dict[str, Any]:
+    return {
+        "deduction_id": result.deduction_id,
+        "unique_code": result.unique_code,
+        "amount": result.amount,
+        "value_before": result.value_before,
+        "value_after": result.value_after,
+        "credited_to": result.credited_to,
+        "allocations": _allocations(result.allocations),
+        "replayed": result.replayed,
+    }
+
+
+def _batch_item(outcome: BatchItemResult) -> dict[str, Any]:
+    body: dict[str, Any] = {"unique_code": outcome.unique_code, "status": outcome.status}
+    if outcome.error is not None:
+        body["error"] = billing_error_body(outcome.error)
+    if outcome.result is not None:
+        body |= deduction_body(outcome.result)
+    return body
+
+
+def _payment_body(result: FundingResult) -> dict[str, Any]:
+    return {
+        "payment_id": result.payment_id,
+        "payment_reference": result.payment_reference,
+        "amount": result.amount,
+        "value_before": result.value_before,
+        "value_after": result.value_after,
+        "allocations": _allocations(result.allocations),
+        "replayed": result.replayed,
+    }
+
+
+@router.post(
+    "/quota-managements/deduction",
+    response_model=schemas.DeductionOut,
+    responses=error_responses(400, 401, 404, 409, 413, 422),
+)
+async def deduct(body: schemas.DeductionIn, context: Context, caller: InternalCaller) -> JSONResponse:
+    """Charge one message to the company's shared pool (idempotent on unique_code)."""
+    outcome = await context.service.deduct_one(_request(body), service_name=caller)
+    record_deduction(outcome)
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.result is not None
+    return JSONResponse(deduction_body(outcome.result))
+
+
+@router.post("/quota-managements/deductions", response_model=schemas.BatchOut, responses=error_responses(400, 401, 413))
+async def deduct_batch(body: schemas.BatchIn, context: Context, caller: InternalCaller) -> JSONResponse:
+    """Up to 1,000 deductions; one result per item, in request order; a rejected item never fails the others."""
+    if len(body.items) > limits.BATCH_MAX_ITEMS:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"at most {limits.BATCH_MAX_ITEMS} items per batch",
+            {"max_items": limits.BATCH_MAX_ITEMS, "items": len(body.items)},
+        )
+    outcomes = await context.service.deduct_batch([_request(item) for item in body.items], service_name=caller)
+    record_batch(outcomes)
+    return JSONResponse({"results": [_batch_item(o) for o in outcomes]})
+
+
+@router.post(
+    "/quota-managements/refund", response_model=schemas.RefundOut, responses=error_responses(400, 401, 404, 409, 422)
+)
+async def refund(body: schemas.RefundIn, context: Context, caller: InternalCaller) -> JSONResponse:
+    """Give a deduction back (message not billable or failed); idempotent on refund_code."""
+    result = await context.service.refund(
+        RefundRequest(body.company_id, body.unique_code, body.refund_code, body.reason), service_name=caller
+    )
+    return JSONResponse(
+        {
+            "refund_id": result.refund_id,
+            "unique_code": result.unique_code,
+            "refund_code": result.refund_code,
+            "amount": result.amount,
+            "value_before": result.value_before,
+            "value_after": result.value_after,
+            "allocations": _allocations(result.allocations),
+            "replayed": result.replayed,
+        }
+    )
+
+
+@router.post(
+    "/quota-managements/top-up", response_model=schemas.PaymentOut, responses=error_responses(400, 401, 404, 409, 422)
+)
+async def top_up(body: schemas.PaymentIn, context: Context, caller: InternalCaller) -> JSONResponse:
+    """Credit a payment: postpaid use is paid off first, the rest goes to `additional`."""
+    result = await context.service.top_up(
+        body.company_id, amount=body.amount, payment_reference=body.payment_reference, service_name=caller
+    )
+    return JSONResponse(_payment_body(result))
+
+
+@router.post(
+    "/quota-managements/settle-postpaid",
+    response_model=schemas.PaymentOut,
+    responses=error_responses(400, 401, 404, 409, 422),
+)
+async def settle_postpaid(body: schemas.PaymentIn, context: Context, caller: InternalCaller) -> JSONResponse:
+    """Record the payment of the postpaid bill; idempotent on payment_reference."""
+    result = await context.service.settle_postpaid(
+        body.company_id, amount=body.amount, payment_reference=body.payment_reference, service_name=caller
+    )
+    return JSONResponse(_payment_body(result))
+
+
+@router.put(
+    "/quota-managements/{company_id}/invalidate-cache",
+    response_model=schemas.InvalidatedOut,
+    responses=error_responses(400, 401),
+)
+async def invalidate_cache(context: Context, _: InternalCaller, company_id: int = CompanyPath) -> dict[str, Any]:
+    """Drop the company's cached balance."""
+    await context.balances.invalidate(company_id)
+    return {"company_id": company_id, "invalidated": True}
+
+
+@router.get(
+    "/quota-managements/{company_id}/balance",
+    response_model=schemas.BalanceOut,
+    responses=error_responses(400, 401, 404, 422),
+)
+async def authoritative_balance(context: Context, _: InternalCaller, company_id: int = CompanyPath) -> JSONResponse:
+    """The pool read from the database, never from the cache."""
+    return JSONResponse(balance_object(await context.service.balance(company_id)))
+
+
+@router.put("/companies/{company_id}", response_model=schemas.CompanyOut, responses=error_responses(400, 401))
+async def put_company(
+    body: schemas.CompanyIn, context: Context, _: InternalCaller, company_id: int = CompanyPath
+) -> dict[str, Any]:
+    """Create or update a company and its pool (idempotent)."""
+    try:
+        ZoneInfo(body.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise BillingError(Rejection.INVALID_REQUEST, "unknown timezone", {"field": "timezone"}) from exc
+    package = body.package
+    terms = CompanyTerms(
+        billing_version=body.billing_version,
+        currency=body.currency,
+        timezone=body.timezone,
+        package=None
+        if package is None
+        else PackageTerms(
+            allowance=package.allowance,
+            postpaid_limit=package.postpaid_limit,
+            cycle_anchor_day=package.cycle_anchor_day,
+            threshold_percent=package.threshold_percent,
+        ),
+    )
+    await context.service.provision_company(company_id, terms)
+    return {"company_id": company_id, **body.model_dump()}
+
+
+@router.put(
+    "/companies/{company_id}/wabas/{waba_id}", response_model=schemas.WabaOut, responses=error_responses(400, 401, 404)
+)
+async def put_waba(
+    body: schemas.WabaIn, context: Context, _: InternalCaller, company_id: int = CompanyPath, waba_id: str = WabaPath
+) -> dict[str, Any]:
+    """Create or rename a WABA; it joins the company's shared pool."""
+    await context.service.provision_waba(company_id, waba_id, name=body.name)
+    return {"company_id": company_id, "waba_id": waba_id, "name": body.name}
+
+
+@router.put("/price-list/{deduction_code}", response_model=schemas.PriceOut, responses=error_responses(400, 401, 404))
+async def put_price(
+    body: schemas.PriceIn, context: Context, _: InternalCaller, deduction_code: str = CodePath
+) -> dict[str, Any]:
+    """Create or update one price-list entry (a new effective_from is a new row)."""
+    effective_from = body.effective_from or context.service.clock()
+    if effective_from.tzinfo is None:
+        raise BillingError(Rejection.INVALID_REQUEST, "effective_from needs a timezone", {"field": "effective_from"})
+    await context.service.set_price(
+        deduction_code,
+        unit_price_minor=body.unit_price,
+        company_id=body.company_id,
+        market=body.market,
+        effective_from=effective_from,
+    )
+    return {
+        "deduction_code": deduction_code,
+        "unit_price": body.unit_price,
+        "company_id": body.company_id,
+        "market": body.market,
+        "effective_from": effective_from,
+    }
+
+
+@router.put(
+    "/companies/{company_id}/webhook", response_model=schemas.WebhookOut, responses=error_responses(400, 401, 404)
+)
+async def put_webhook(
+    body: schemas.WebhookIn, context: Context, _: InternalCaller, company_id: int = CompanyPath
+) -> dict[str, Any]:
+    """Where the company's events are delivered, and the secret they are signed with."""
+    await context.service.set_webhook(company_id, url=body.url, secret=body.secret)
+    return {"company_id": company_id, "url": body.url}

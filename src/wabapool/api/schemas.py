@@ -1,0 +1,272 @@
+"""Wire models: what goes over HTTP. Money is an integer in minor units, never a float."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+
+from wabapool.domain import limits
+
+AmountMinor = Annotated[StrictInt, Field(gt=0, le=limits.AMOUNT_MAX_MINOR, description="Minor units (integer).")]
+NonNegativeMinor = Annotated[StrictInt, Field(ge=0, le=limits.AMOUNT_MAX_MINOR)]
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.CODE_MAX_LENGTH)]
+Key = Annotated[str, StringConstraints(min_length=1, max_length=limits.UNIQUE_CODE_MAX_LENGTH)]
+CompanyId = Annotated[StrictInt, Field(gt=0, le=2**63 - 1)]
+WabaId = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")]
+ShortText = Annotated[str, StringConstraints(max_length=200)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict[str, object] = Field(default_factory=dict)
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+class ExtraAttrs(BaseModel):
+    """Message detail; unknown keys are tolerated (the pipeline sends more than we keep)."""
+
+    model_config = ConfigDict(extra="ignore")
+    waba_id: WabaId
+    broadcast_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    message_id: Annotated[str, StringConstraints(max_length=128)] | None = None
+    category: Annotated[str, StringConstraints(max_length=48)] | None = None
+    customer_name: ShortText | None = None
+    phone_number: Annotated[str, StringConstraints(max_length=32)] | None = None
+
+
+class DeductionIn(Strict):
+    company_id: CompanyId
+    billing_code: Code
+    deduction_code: Code
+    unique_code: Key
+    quantity: Annotated[StrictInt, Field(gt=0, le=limits.QUANTITY_MAX)]
+    extra_attrs: ExtraAttrs
+
+
+class AllocationOut(BaseModel):
+    credited_to: str
+    quota_type: Literal["initial", "additional", "postpaid"]
+    amount: int
+
+
+class DeductionOut(BaseModel):
+    deduction_id: int
+    unique_code: str
+    amount: int
+    value_before: int
+    value_after: int
+    credited_to: str | None
+    allocations: list[AllocationOut]
+    replayed: bool
+
+
+class BatchIn(Strict):
+    items: list[DeductionIn] = Field(description=f"At most {limits.BATCH_MAX_ITEMS} items (413 past that).")
+
+
+class BatchItemOut(BaseModel):
+    unique_code: str
+    status: Literal["applied", "replayed", "rejected"]
+    error: ErrorBody | None = None
+    deduction_id: int | None = None
+    amount: int | None = None
+    value_before: int | None = None
+    value_after: int | None = None
+    credited_to: str | None = None
+    allocations: list[AllocationOut] | None = None
+    replayed: bool | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[BatchItemOut]
+
+
+class RefundIn(Strict):
+    company_id: CompanyId
+    unique_code: Key
+    refund_code: Key
+    reason: ShortText | None = None
+
+
+class RefundOut(BaseModel):
+    refund_id: int
+    unique_code: str
+    refund_code: str
+    amount: int
+    value_before: int
+    value_after: int
+    allocations: list[AllocationOut]
+    replayed: bool
+
+
+class PaymentIn(Strict):
+    company_id: CompanyId
+    amount: AmountMinor
+    payment_reference: Key
+
+
+class PaymentOut(BaseModel):
+    payment_id: int
+    payment_reference: str
+    amount: int
+    value_before: int
+    value_after: int
+    allocations: list[AllocationOut]
+    replayed: bool
+
+
+class PackageIn(Strict):
+    allowance: NonNegativeMinor
+    postpaid_limit: NonNegativeMinor = 0
+    cycle_anchor_day: Annotated[StrictInt, Field(ge=1, le=31)] = 1
+    threshold_percent: Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)] | None = None
+
+
+class CompanyIn(Strict):
+    billing_version: Literal["v2", "v3"] = "v3"
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "IDR"
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "Asia/Jakarta"
+    package: PackageIn | None = None
+
+
+class CompanyOut(BaseModel):
+    company_id: int
+    billing_version: str
+    currency: str
+    timezone: str
+    package: PackageIn | None
+
+
+class WabaIn(Strict):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class WabaOut(BaseModel):
+    company_id: int
+    waba_id: str
+    name: str
+
+
+class PriceIn(Strict):
+    unit_price: NonNegativeMinor
+    company_id: CompanyId | None = None
+    market: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,4}$")] | None = None
+    effective_from: datetime | None = None
+
+
+class PriceOut(BaseModel):
+    deduction_code: str
+    unit_price: int
+    company_id: int | None
+    market: str | None
+    effective_from: datetime
+
+
+class WebhookIn(Strict):
+    url: Annotated[str, StringConstraints(min_length=8, max_length=2048, pattern=r"^https?://")]
+    secret: Annotated[str, StringConstraints(min_length=16, max_length=256)]
+
+
+class WebhookOut(BaseModel):
+    company_id: int
+    url: str
+
+
+class InvalidatedOut(BaseModel):
+    company_id: int
+    invalidated: bool
+
+
+class WabiOut(BaseModel):
+    allowance: int
+    remaining: int
+    resets_at: datetime
+
+
+class RemainingOut(BaseModel):
+    remaining: int
+
+
+class PostpaidOut(BaseModel):
+    limit: int
+    used: int
+
+
+class BalanceOut(BaseModel):
+    total: int
+    available: int
+    wabi: WabiOut
+    additional: RemainingOut
+    postpaid: PostpaidOut
+
+
+class CycleOut(BaseModel):
+    starts_at: datetime
+    ends_at: datetime
+
+
+class WabaUsageOut(BaseModel):
+    waba_id: str
+    name: str
+    spent_this_cycle: int
+
+
+class BillingInfoOut(BaseModel):
+    billing_version: str
+    currency: str
+    balance: BalanceOut
+    threshold_percent: Decimal
+    low_balance: bool
+    below_zero: bool
+    cycle: CycleOut
+    wabas: list[WabaUsageOut]
+    as_of: datetime
+    stale: bool
+
+
+class LogRowOut(BaseModel):
+    deduction_id: int
+    created_at: datetime
+    unique_code: str
+    waba_id: str | None = Field(default=None, description="Only when the company preference show_waba_id is on.")
+    waba_name: str | None = None
+    broadcast_id: str | None
+    message_id: str | None
+    category: str | None
+    deduction_code: str
+    quantity: int
+    unit_price: int
+    amount: int
+    credited_to: str | None
+    allocations: list[AllocationOut]
+    customer_name: str | None
+    phone_number: str | None
+    refunded: bool
+
+
+class LogPageOut(BaseModel):
+    data: list[LogRowOut]
+    next_cursor: str | None
+
+
+class PreferencesIn(Strict):
+    show_waba_id: StrictBool
+
+
+class PreferencesOut(BaseModel):
+    show_waba_id: bool
+
+
+class HealthOut(BaseModel):
+    status: str

@@ -1,0 +1,149 @@
+"""The asynchronous client of the internal API: the same methods as WabapoolClient, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import random as _random
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import httpx
+
+from wabapool.client import _wire
+from wabapool.client._config import http_settings
+from wabapool.client._endpoints import DEFAULT_PREFIX, Call, Endpoints
+from wabapool.client._models import Balance, BatchResult, Deduction, DeductionItem, PackageTerms, Payment, Refund
+from wabapool.client._retry import RetryPolicy
+
+ResultT = TypeVar("ResultT")
+
+
+class AsyncWabapoolClient:
+    """Calls the wabapool internal API from asyncio; every call returns a result or raises a WabapoolError.
+
+    The one seam is `transport` (any httpx transport, e.g. httpx.MockTransport
+    in tests). `sleep` and `random` are injected so retries can be tested
+    without waiting.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_seconds: float = 5.0,
+        max_retries: int = 3,
+        backoff_seconds: float = 0.1,
+        transport: httpx.AsyncBaseTransport | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        self._retry = RetryPolicy(max_retries, backoff_seconds, random)
+        self._endpoints = Endpoints(prefix)
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(transport=transport, **http_settings(base_url, api_key, timeout_seconds))
+
+    def __repr__(self) -> str:
+        return f"AsyncWabapoolClient(base_url={str(self._http.base_url)!r})"
+
+    async def __aenter__(self) -> AsyncWabapoolClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections (and the transport)."""
+        await self._http.aclose()
+
+    async def _send(self, call: Call[ResultT]) -> ResultT:
+        attempts = self._retry.start()
+        while True:
+            try:
+                response = await self._http.request(call.method, call.path, json=call.body)
+            except httpx.HTTPError as exc:
+                await self._sleep(attempts.after_error(exc))
+                continue
+            delay_seconds = attempts.after_response(response)
+            if delay_seconds is None:
+                return call.parse(_wire.read(response))
+            await self._sleep(delay_seconds)
+
+    # -- quota management ----------------------------------------------------
+
+    async def deduct(
+        self,
+        company_id: int,
+        billing_code: str,
+        deduction_code: str,
+        unique_code: str,
+        quantity: int,
+        waba_id: str,
+        **extra: str | None,
+    ) -> Deduction:
+        """Charge one message to the company's pool; `extra` fills the other `extra_attrs`."""
+        item = DeductionItem(company_id, billing_code, deduction_code, unique_code, quantity, waba_id, **extra)
+        return await self._send(self._endpoints.deduct(item))
+
+    async def deduct_batch(self, items: Iterable[DeductionItem | Mapping[str, Any]]) -> BatchResult:
+        """Charge up to 1,000 messages in one request; one result per item, in order."""
+        return await self._send(self._endpoints.deduct_batch(items))
+
+    async def refund(self, company_id: int, unique_code: str, refund_code: str, reason: str | None = None) -> Refund:
+        """Give back the deduction `unique_code`; `refund_code` is the refund's own idempotency key."""
+        return await self._send(self._endpoints.refund(company_id, unique_code, refund_code, reason))
+
+    async def top_up(self, company_id: int, amount: int, payment_reference: str) -> Payment:
+        """Credit a payment: postpaid use is paid off first, the rest goes to `additional`."""
+        return await self._send(self._endpoints.top_up(company_id, amount, payment_reference))
+
+    async def settle_postpaid(self, company_id: int, amount: int, payment_reference: str) -> Payment:
+        """Record a paid postpaid bill."""
+        return await self._send(self._endpoints.settle_postpaid(company_id, amount, payment_reference))
+
+    async def balance(self, company_id: int) -> Balance:
+        """The authoritative (uncached) balance of the company's pool."""
+        return await self._send(self._endpoints.balance(company_id))
+
+    async def invalidate_cache(self, company_id: int) -> None:
+        """Drop the company's cached balance."""
+        await self._send(self._endpoints.invalidate_cache(company_id))
+
+    # -- provisioning (idempotent upserts) -----------------------------------
+
+    async def put_company(
+        self,
+        company_id: int,
+        billing_version: Literal["v2", "v3"] = "v3",
+        currency: str = "IDR",
+        timezone: str = "Asia/Jakarta",
+        package: PackageTerms | Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Create or update a company and its pool."""
+        return await self._send(self._endpoints.put_company(company_id, billing_version, currency, timezone, package))
+
+    async def put_waba(self, company_id: int, waba_id: str, name: str) -> dict[str, Any]:
+        """Create or update a WABA; it joins the company's pool."""
+        return await self._send(self._endpoints.put_waba(company_id, waba_id, name))
+
+    async def put_webhook(self, company_id: int, url: str, secret: str) -> dict[str, Any]:
+        """Set where the company's events are delivered, and the signing secret."""
+        return await self._send(self._endpoints.put_webhook(company_id, url, secret))
+
+    async def put_price(
+        self,
+        deduction_code: str,
+        unit_price: int,
+        company_id: int | None = None,
+        market: str | None = None,
+        effective_from: datetime | str | None = None,
+    ) -> dict[str, Any]:
+        """Create or update a price-list entry (a new `effective_from` is a new row)."""
+        return await self._send(
+            self._endpoints.put_price(deduction_code, unit_price, company_id, market, effective_from)
+        )

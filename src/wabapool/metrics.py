@@ -1,0 +1,110 @@
+"""Prometheus metrics, all in one registry served at `/metrics`.
+
+Every label takes values from a closed vocabulary (a route template, never a
+raw path; a result or rejection code; a quota type), so the number of series
+stays bounded whatever callers send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    gc_collector,
+    generate_latest,
+    platform_collector,
+    process_collector,
+)
+
+REGISTRY = CollectorRegistry()
+process_collector.ProcessCollector(registry=REGISTRY)
+platform_collector.PlatformCollector(registry=REGISTRY)
+gc_collector.GCCollector(registry=REGISTRY)
+
+# Seconds; from a cache hit (sub-millisecond) to the database timeout and past it.
+LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Items per batch, up to the batch limit (domain.limits.BATCH_MAX_ITEMS).
+BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
+
+HTTP_REQUESTS = Counter(
+    "wabapool_http_requests",
+    "HTTP requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "wabapool_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template.",
+    ["route"],
+    buckets=LATENCY_BUCKETS_SECONDS,
+    registry=REGISTRY,
+)
+
+DEDUCTIONS = Counter(
+    "wabapool_deductions",
+    "Deductions by result (applied, replayed, rejected) and rejection code (empty unless rejected).",
+    ["result", "code"],
+    registry=REGISTRY,
+)
+DEDUCTED_AMOUNT = Counter(
+    "wabapool_deducted_amount_minor",
+    "Amount deducted, in minor currency units, by the bucket it came from (quota_type).",
+    ["quota_type"],
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "wabapool_deduction_batch_size",
+    "Items per batch deduction request.",
+    buckets=BATCH_SIZE_BUCKETS,
+    registry=REGISTRY,
+)
+DEDUCTION_DURATION = Histogram(
+    "wabapool_deduction_duration_seconds",
+    "Time the engine takes to apply a deduction request, by mode (single or batch).",
+    ["mode"],
+    buckets=LATENCY_BUCKETS_SECONDS,
+    registry=REGISTRY,
+)
+
+CACHE_HITS = Counter("wabapool_cache_hits", "Balance reads answered from the cache.", registry=REGISTRY)
+CACHE_MISSES = Counter("wabapool_cache_misses", "Balance reads the cache could not answer.", registry=REGISTRY)
+CACHE_ERRORS = Counter(
+    "wabapool_cache_errors",
+    "Cache operations that failed because the cache (Redis) was unavailable, by operation.",
+    ["operation"],
+    registry=REGISTRY,
+)
+CACHE_STALE_SERVED = Counter(
+    "wabapool_cache_stale_served",
+    "Balance reads answered with the last known value because the database was past its timeout.",
+    registry=REGISTRY,
+)
+
+OUTBOX_LAG = Gauge(
+    "wabapool_outbox_lag_seconds",
+    "Age of the oldest event not yet delivered (0 when the outbox is empty).",
+    registry=REGISTRY,
+)
+WEBHOOK_FAILURES = Counter(
+    "wabapool_webhook_failures",
+    "Webhook delivery attempts that failed, by reason (timeout, connection, http_4xx, http_5xx, dead_letter).",
+    ["reason"],
+    registry=REGISTRY,
+)
+
+
+def record_deduction(result: str, *, code: str | None = None, allocations: Iterable[tuple[str, int]] = ()) -> None:
+    """Count one deduction outcome; pass (quota_type, amount_minor) allocations only for an applied one."""
+    DEDUCTIONS.labels(result=result, code=code or "").inc()
+    for quota_type, amount_minor in allocations:
+        DEDUCTED_AMOUNT.labels(quota_type=quota_type).inc(amount_minor)
+
+
+def render() -> tuple[bytes, str]:
+    """The registry in the Prometheus text format: (body, content type)."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

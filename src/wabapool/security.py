@@ -1,0 +1,351 @@
+"""Who is calling, and what they may see: service API keys, bearer tokens, roles, masking.
+
+Framework-free: the API layer turns `AuthenticationError` into a 401 and a
+`False` from `allowed` into a 403. Errors raised here carry messages that are
+safe to show the caller; they never contain a key, a secret or a token.
+
+    AuthenticationError   a credential is missing, malformed, forged, expired or refused
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum, StrEnum
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+# RFC 7518 §3.2: an HS256 key must be at least as long as the hash output (256 bits).
+HS256_SECRET_MIN_BYTES = 32
+# NIST SP 800-131A: RSA keys shorter than 2048 bits are no longer acceptable for signatures.
+RSA_KEY_MIN_BITS = 2048
+# A service key is a random secret, not a password; shorter ones are guessable.
+API_KEY_MIN_LENGTH = 16
+# A bearer token is a few hundred bytes; refuse anything that is clearly not one before parsing it.
+TOKEN_MAX_LENGTH = 8192
+# Development tokens are for development: a day is enough, a month is the ceiling.
+TOKEN_TTL_MAX_SECONDS = 30 * 24 * 3600
+# company_id is a BIGINT in storage.
+COMPANY_ID_MAX = 2**63 - 1
+
+_COMPANY_ID_TEXT = re.compile(r"[1-9][0-9]{0,18}")
+
+
+class AuthenticationError(Exception):
+    """The credential was refused; the message is safe to return to the caller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --- service-to-service API keys -------------------------------------------------------------
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class ApiKeyRing:
+    """The calling services and the SHA-256 of each one's key; the keys themselves are not kept."""
+
+    def __init__(self, entries: list[tuple[str, bytes]]) -> None:
+        self._entries = tuple(entries)
+
+    @classmethod
+    def from_spec(cls, spec: str) -> ApiKeyRing:
+        """Parse `WABAPOOL_API_KEYS`: `service:key,service2:key2` (a service may list several keys)."""
+        entries: list[tuple[str, bytes]] = []
+        for position, part in enumerate(filter(None, (p.strip() for p in spec.split(","))), start=1):
+            service, separator, key = part.partition(":")
+            service, key = service.strip(), key.strip()
+            # Name the entry by position: the text may hold a key and must not reach a log.
+            if not separator or not service or not key:
+                raise ValueError(f"API key entry {position} is not service:key")
+            if len(key) < API_KEY_MIN_LENGTH:
+                raise ValueError(
+                    f"API key entry {position} ({service}) is shorter than {API_KEY_MIN_LENGTH} characters"
+                )
+            digest = _digest(key)
+            if any(hmac.compare_digest(digest, known) for _, known in entries):
+                raise ValueError(f"API key entry {position} ({service}) repeats a key already listed")
+            entries.append((service, digest))
+        return cls(entries)
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The service names, in the order they were configured (a name appears once)."""
+        return tuple(dict.fromkeys(service for service, _ in self._entries))
+
+    def authenticate(self, presented: str | None) -> str | None:
+        """The calling service's name, or None; every entry is compared, so timing reveals nothing."""
+        if not presented:
+            return None
+        digest = _digest(presented)
+        matched: str | None = None
+        for service, known in self._entries:
+            if hmac.compare_digest(digest, known) and matched is None:
+                matched = service
+        return matched
+
+    def __repr__(self) -> str:
+        return f"ApiKeyRing(services={list(self.services)!r})"
+
+
+# --- roles and permissions ------------------------------------------------------------------
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    SUPERVISOR = "supervisor"
+    AGENT = "agent"
+    MEMBER = "member"
+
+
+class Permission(Enum):
+    VIEW_BILLING_INFO = "view_billing_info"
+    VIEW_DEDUCTION_LOGS = "view_deduction_logs"  # mcc_logs and the CSV download
+    READ_PREFERENCES = "read_preferences"
+    WRITE_PREFERENCES = "write_preferences"
+    VIEW_PERSONAL_DATA = "view_personal_data"  # unmasked names and phone numbers
+
+
+# SPEC section 5, the role table, verbatim.
+_GRANTS: dict[Permission, frozenset[Role]] = {
+    Permission.VIEW_BILLING_INFO: frozenset(Role),
+    Permission.VIEW_DEDUCTION_LOGS: frozenset({Role.OWNER, Role.ADMIN, Role.SUPERVISOR}),
+    Permission.READ_PREFERENCES: frozenset({Role.OWNER, Role.ADMIN, Role.SUPERVISOR}),
+    Permission.WRITE_PREFERENCES: frozenset({Role.OWNER, Role.ADMIN}),
+    Permission.VIEW_PERSONAL_DATA: frozenset({Role.OWNER, Role.ADMIN}),
+}
+
+
+def allowed(role: Role, permission: Permission) -> bool:
+    """Whether the role holds the permission (SPEC section 5)."""
+    return role in _GRANTS[permission]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A verified bearer: the company always comes from here, never from the request."""
+
+    company_id: int
+    role: Role
+    subject: str | None = None
+
+
+# --- bearer tokens --------------------------------------------------------------------------
+
+
+def _unescape_pem(pem: str) -> str:
+    # PEM keys passed through environment variables often arrive with literal "\n".
+    return pem.replace("\\n", "\n") if "\n" not in pem else pem
+
+
+def _hs256_secret(secret: str) -> bytes:
+    key = secret.encode()
+    if len(key) < HS256_SECRET_MIN_BYTES:
+        raise ValueError(f"the HS256 secret must be at least {HS256_SECRET_MIN_BYTES} bytes")
+    return key
+
+
+def _rsa_public_key(pem: str) -> rsa.RSAPublicKey:
+    try:
+        key = serialization.load_pem_public_key(_unescape_pem(pem).encode())
+    except ValueError as exc:
+        raise ValueError("the RS256 public key is not a PEM public key") from exc
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("the RS256 public key is not an RSA key")
+    if key.key_size < RSA_KEY_MIN_BITS:
+        raise ValueError(f"the RS256 public key must be at least {RSA_KEY_MIN_BITS} bits")
+    return key
+
+
+def _rsa_private_key(pem: str) -> rsa.RSAPrivateKey:
+    try:
+        key = serialization.load_pem_private_key(_unescape_pem(pem).encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("the RS256 private key is not an unencrypted PEM private key") from exc
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("the RS256 private key is not an RSA key")
+    if key.key_size < RSA_KEY_MIN_BITS:
+        raise ValueError(f"the RS256 private key must be at least {RSA_KEY_MIN_BITS} bits")
+    return key
+
+
+def _one_key(first: object | None, second: object | None, names: str) -> None:
+    if (first is None) == (second is None):
+        raise ValueError(f"configure exactly one of {names}")
+
+
+def _company_id_claim(value: object) -> int:
+    if isinstance(value, bool):
+        raise AuthenticationError("token company_id claim is not a positive integer")
+    if isinstance(value, str) and _COMPANY_ID_TEXT.fullmatch(value):
+        value = int(value)
+    if not isinstance(value, int) or not 0 < value <= COMPANY_ID_MAX:
+        raise AuthenticationError("token company_id claim is not a positive integer")
+    return value
+
+
+def _role_claim(value: object) -> Role:
+    if isinstance(value, str):
+        try:
+            return Role(value)
+        except ValueError:
+            pass
+    raise AuthenticationError("token role claim is not a known role")
+
+
+# PyJWT's exceptions, translated once, most specific first (several are subclasses of others).
+_TOKEN_ERRORS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token has expired"),
+    (jwt.ImmatureSignatureError, "token is not valid yet"),
+    (jwt.InvalidAudienceError, "token audience is not accepted"),
+    (jwt.InvalidAlgorithmError, "token algorithm is not accepted"),
+    (jwt.InvalidSignatureError, "token signature is invalid"),
+    (jwt.DecodeError, "token is malformed"),
+)
+
+
+def _token_error_message(exc: jwt.PyJWTError) -> str:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"token is missing the {exc.claim} claim"
+    for error_type, message in _TOKEN_ERRORS:
+        if isinstance(exc, error_type):
+            return message
+    return "token is invalid"
+
+
+class TokenVerifier:
+    """Verifies public-API bearer tokens: HS256 with a secret or RS256 with a public key, never both."""
+
+    def __init__(
+        self,
+        *,
+        secret: str | None = None,
+        public_key: str | None = None,
+        audience: str | None = None,
+        leeway_seconds: int = 0,
+    ) -> None:
+        _one_key(secret, public_key, "a JWT secret (HS256) or a JWT public key (RS256)")
+        if not 0 <= leeway_seconds <= 300:
+            raise ValueError("leeway_seconds must be between 0 and 300")
+        self._key: bytes | rsa.RSAPublicKey
+        if secret is not None:
+            self._key, self._algorithm = _hs256_secret(secret), "HS256"
+        else:
+            self._key, self._algorithm = _rsa_public_key(public_key or ""), "RS256"
+        self._audience = audience
+        self._leeway_seconds = leeway_seconds
+
+    @property
+    def algorithm(self) -> str:
+        return self._algorithm
+
+    def verify(self, token: str | None) -> Principal:
+        """The principal a valid token names; AuthenticationError for anything else."""
+        if not token:
+            raise AuthenticationError("bearer token is missing")
+        if len(token) > TOKEN_MAX_LENGTH:
+            raise AuthenticationError("token is too long")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._key,
+                # One algorithm, fixed by configuration: "none" and algorithm confusion are refused here.
+                algorithms=[self._algorithm],
+                audience=self._audience,
+                leeway=self._leeway_seconds,
+                options={
+                    "require": ["exp", "company_id", "role"],
+                    "verify_signature": True,
+                    "verify_exp": True,
+                    "verify_nbf": True,
+                    "verify_iat": True,
+                    "verify_aud": self._audience is not None,
+                },
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError(_token_error_message(exc)) from exc
+        subject = claims.get("sub")
+        return Principal(
+            company_id=_company_id_claim(claims["company_id"]),
+            role=_role_claim(claims["role"]),
+            subject=subject if isinstance(subject, str) else None,
+        )
+
+    def __repr__(self) -> str:
+        return f"TokenVerifier(algorithm={self._algorithm!r}, audience={self._audience!r})"
+
+
+def issue_token(
+    *,
+    company_id: int,
+    role: Role | str,
+    secret: str | None = None,
+    private_key: str | None = None,
+    ttl_seconds: int = 3600,
+    audience: str | None = None,
+    subject: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """A signed token for development and tests (`wabapool token`): HS256 with a secret, RS256 with a private key."""
+    _one_key(secret, private_key, "secret (HS256) or private_key (RS256)")
+    if isinstance(company_id, bool) or not isinstance(company_id, int) or not 0 < company_id <= COMPANY_ID_MAX:
+        raise ValueError("company_id must be a positive integer")
+    if not 0 < ttl_seconds <= TOKEN_TTL_MAX_SECONDS:
+        raise ValueError(f"ttl_seconds must be between 1 and {TOKEN_TTL_MAX_SECONDS}")
+    issued_at = now or datetime.now(UTC)
+    if issued_at.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    claims: dict[str, Any] = {
+        "company_id": company_id,
+        "role": Role(role).value,
+        "iat": issued_at,
+        "nbf": issued_at,
+        "exp": issued_at + timedelta(seconds=ttl_seconds),
+    }
+    if audience is not None:
+        claims["aud"] = audience
+    if subject is not None:
+        claims["sub"] = subject
+    if secret is not None:
+        return jwt.encode(claims, _hs256_secret(secret), algorithm="HS256")
+    return jwt.encode(claims, _rsa_private_key(private_key or ""), algorithm="RS256")
+
+
+# --- masking personal data ------------------------------------------------------------------
+
+# Enough of a phone number to recognise it (country and operator prefix, last digits).
+PHONE_VISIBLE_PREFIX_DIGITS = 5
+PHONE_VISIBLE_SUFFIX_DIGITS = 4
+PHONE_HIDDEN_MIN_DIGITS = 4
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """`+6281234567890` → `+62812****7890`; short numbers keep less, so at least four digits are hidden."""
+    if phone is None:
+        return None
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    if not digits:
+        return "*" * len(phone)
+    suffix = min(PHONE_VISIBLE_SUFFIX_DIGITS, len(digits) // 3)
+    prefix = max(0, min(PHONE_VISIBLE_PREFIX_DIGITS, len(digits) - suffix - PHONE_HIDDEN_MIN_DIGITS))
+    hidden = len(digits) - prefix - suffix
+    plus = "+" if phone.lstrip().startswith("+") else ""
+    return plus + digits[:prefix] + "*" * hidden + digits[len(digits) - suffix :]
+
+
+def mask_name(name: str | None) -> str | None:
+    """`Budi Santoso` → `B*** S******`: each word keeps its first letter."""
+    if name is None:
+        return None
+    return re.sub(r"\S+", lambda word: word[0][0] + "*" * (len(word[0]) - 1), name)
