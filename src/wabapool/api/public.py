@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from wabapool.api import schemas
 from wabapool.api.deps import Context, require
-from wabapool.api.errors import error_responses
+from wabapool.api.errors import ApiError, error_responses
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.security import Permission, Principal, allowed, mask_name, mask_phone
 from wabapool.service.reports import LogFilter, LogRow, csv_header, csv_lines
@@ -27,10 +27,15 @@ WabaQuery = Annotated[str | None, Query(min_length=1, max_length=32, pattern=r"^
 TimeQuery = Annotated[datetime | None, Query(description="ISO 8601 with a timezone.")]
 
 
-@router.get("/billings/info", response_model=schemas.BillingInfoOut, responses=error_responses(401, 403, 404, 422))
+@router.get("/billings/info", response_model=schemas.BillingInfoOut, responses=error_responses(401, 403, 404, 422, 503))
 async def billing_info(principal: BalanceReader, context: Context) -> JSONResponse:
     """The shared pool with its buckets, thresholds, cycle and per-WABA spend (cached, see `stale`)."""
-    body, stale = await context.balances.get(principal.company_id)
+    try:
+        body, stale = await context.balances.get(principal.company_id)
+    except TimeoutError as exc:
+        raise ApiError(
+            503, "unavailable", "the balance could not be read in time; retry shortly", headers={"Retry-After": "1"}
+        ) from exc
     return JSONResponse({**body, "stale": stale})
 
 
