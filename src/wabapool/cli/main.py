@@ -100,3 +100,16 @@ def token(
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
     typer.echo(signed)
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="Base URL of a running `wabapool serve`.")],
+    api_key: Annotated[str, typer.Option("--api-key", envvar="WABAPOOL_API_KEY", help="Internal X-Api-Key.")],
+    messages: Annotated[int, typer.Option(help="Messages to broadcast.")] = 2_000,
+    concurrency: Annotated[int, typer.Option(help="Concurrent senders.")] = 16,
+) -> None:
+    """Run the demo broadcast against a server over HTTP with the client SDK."""
+    from wabapool.cli.simulate import run_simulation
+
+    asyncio.run(run_simulation(url, api_key, messages=messages, concurrency=concurrency, console=console))

@@ -67,7 +67,7 @@ def serve(*, demo: bool, host: str, port: int, console: Console) -> None:
                 ttl_seconds=12 * 3600,
                 audience=settings.jwt_audience,
             )
-            console.print(f"owner token (Authorization: Bearer …): {token}")
-            console.print(f"page: http://{host}:{port}/#token={token}")
+            console.print(f"owner token (Authorization: Bearer …): {token}", soft_wrap=True)
+            console.print(f"page: http://{host}:{port}/#token={token}", soft_wrap=True)
     app = create_app(settings)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
