@@ -162,7 +162,7 @@ def _apply_one(
     if request.waba_id not in known_wabas:
         raise BillingError(Rejection.UNKNOWN_WABA, "no such WABA in this company", {"waba_id": request.waba_id})
     entries = prices_by_code.get(request.deduction_code, [])
-    market = market_of(request.phone_number, {e.market for e in entries if e.market})
+    market = market_of(request.phone_number, {e.market for e in entries if e.market and e.effective_from <= at})
     price = resolve_price(entries, company_id=state.company_id, market=market, at=at)
     if price is None:
         raise BillingError(
