@@ -1,4 +1,8 @@
-"""Request dependencies: the app context, the internal caller, the token's principal."""
+"""Request dependencies: the app context, the internal caller, the token's principal.
+
+All `async def`: a plain `def` dependency runs in a worker thread, which costs
+more than the work itself on the deduction hot path.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +19,16 @@ api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False, description="P
 bearer = HTTPBearer(auto_error=False, description="JWT with company_id and role claims.")
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     return request.app.state.context
 
 
 Context = Annotated[AppContext, Depends(get_context)]
 
 
-def internal_caller(request: Request, context: Context, key: Annotated[str | None, Security(api_key_header)]) -> str:
+async def internal_caller(
+    request: Request, context: Context, key: Annotated[str | None, Security(api_key_header)]
+) -> str:
     """The calling service's name; only `X-Api-Key` is accepted here."""
     service = context.api_keys.authenticate(key)
     if service is None:
@@ -34,7 +40,7 @@ def internal_caller(request: Request, context: Context, key: Annotated[str | Non
 InternalCaller = Annotated[str, Depends(internal_caller)]
 
 
-def current_principal(
+async def current_principal(
     request: Request, context: Context, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 ) -> Principal:
     """The company and role come from the verified token, never from the request."""
@@ -56,7 +62,7 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 def require(permission: Permission):  # type: ignore[no-untyped-def]
     """A dependency that lets only roles the table allows through."""
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if not allowed(principal.role, permission):
             raise ApiError(403, "forbidden", f"role {principal.role.value} may not do this")
         return principal

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from wabapool.api import schemas
 from wabapool.api.balance import balance_object
+from wabapool.api.context import AppContext
 from wabapool.api.deps import Context, InternalCaller
 from wabapool.api.errors import ApiError, billing_error_body, error_responses
 from wabapool.api.observability import record_batch, record_deduction
@@ -83,15 +87,36 @@ def _payment_body(result: FundingResult) -> dict[str, Any]:
     "/quota-managements/deduction",
     response_model=schemas.DeductionOut,
     responses=error_responses(400, 401, 404, 409, 413, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DeductionIn"}}},
+        },
+        "security": [{"APIKeyHeader": []}],
+    },
 )
-async def deduct(body: schemas.DeductionIn, context: Context, caller: InternalCaller) -> JSONResponse:
-    """Charge one message to the company's shared pool (idempotent on unique_code)."""
+async def deduct(request: Request) -> Response:
+    """Charge one message to the company's shared pool (idempotent on unique_code).
+
+    The hot path: the body is parsed by pydantic-core straight from bytes and the
+    key checked inline, skipping the framework's generic body and dependency
+    machinery (measured: it cost more than the deduction itself).
+    """
+    context: AppContext = request.app.state.context
+    caller = context.api_keys.authenticate(request.headers.get("x-api-key"))
+    if caller is None:
+        raise ApiError(401, "unauthorized", "a valid X-Api-Key is required")
+    request.state.caller = caller
+    try:
+        body = schemas.DeductionIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
     outcome = await context.service.deduct_one(_request(body), service_name=caller)
     record_deduction(outcome)
     if outcome.error is not None:
         raise outcome.error
     assert outcome.result is not None
-    return JSONResponse(deduction_body(outcome.result))
+    return Response(json.dumps(deduction_body(outcome.result)).encode(), media_type="application/json")
 
 
 @router.post("/quota-managements/deductions", response_model=schemas.BatchOut, responses=error_responses(400, 401, 413))

@@ -94,8 +94,7 @@ class RequestContextMiddleware:
 
     def _finish(self, scope: dict[str, Any], status: int, started: float, request_id: str) -> None:
         seconds = time.perf_counter() - started
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = _route_template(scope)
         self.observe(scope["method"], template, status, seconds)
         state = scope.get("state", {})
         fields = {
@@ -115,3 +114,10 @@ class RequestContextMiddleware:
             log.info("request", **fields)
         else:
             log.info("request", **fields)
+
+
+def _route_template(scope: dict[str, Any]) -> str:
+    """The matched route's full path template (with its router prefix), never the raw path."""
+    effective = (scope.get("fastapi") or {}).get("effective_route_context")
+    template = getattr(effective, "path_format", None) or getattr(scope.get("route"), "path", None)
+    return template or "unmatched"

@@ -113,3 +113,7 @@ def simulate(
     from wabapool.cli.simulate import run_simulation
 
     asyncio.run(run_simulation(url, api_key, messages=messages, concurrency=concurrency, console=console))
+
+
+if __name__ == "__main__":
+    app()

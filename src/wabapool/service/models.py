@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
@@ -30,9 +30,19 @@ class DeductionRequest:
 
     def payload_hash(self) -> str:
         """Fingerprint of everything but the key: equal → replay, different → conflict."""
-        payload = asdict(self)
-        payload.pop("unique_code")
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        fields = (
+            self.company_id,
+            self.billing_code,
+            self.deduction_code,
+            self.quantity,
+            self.waba_id,
+            self.broadcast_id,
+            self.message_id,
+            self.category,
+            self.customer_name,
+            self.phone_number,
+        )
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

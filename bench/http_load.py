@@ -1,0 +1,243 @@
+"""HTTP load on loopback: the deduction endpoints against the same app's cheapest endpoint.
+
+Starts `wabapool serve` on PostgreSQL (or SQLite) in its own process, provisions a
+company over the internal API, then drives each endpoint with `wrk` (a Lua script
+gives every request a fresh unique_code) at 32 and 64 connections. Prints a Rich
+table, writes JSON to bench/results/, and checks reconcile afterwards.
+
+    python -m bench.http_load [--database-url URL] [--connections 32,64] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).parent / "results"
+API_KEY = "bench-key-0123456789abcdef"
+JWT_SECRET = "bench-secret-0123456789abcdef0123456789"
+COMPANY_ID = 777
+WABAS = ("105550001112223", "105550001112224", "105550001112225")
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/wabapool_bench_http"
+
+DEDUCTION_LUA = r"""
+local counter = 0
+local thread_id = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  thread_id = tid
+  run_id = args[1]
+  batch = tonumber(args[2])
+end
+local wabas = {"105550001112223", "105550001112224", "105550001112225"}
+local function item()
+  counter = counter + 1
+  return string.format(
+    '{"company_id":777,"billing_code":"wa","deduction_code":"wa_marketing_id","unique_code":"%s-%d-%d",'
+    .. '"quantity":1,"extra_attrs":{"waba_id":"%s","broadcast_id":"bench","phone_number":"+6281234567890"}}',
+    run_id, thread_id, counter, wabas[counter % 3 + 1])
+end
+request = function()
+  if batch == 0 then
+    return wrk.format("POST", "/iag/v1/quota-managements/deduction", wrk.headers, item())
+  end
+  local items = {}
+  for i = 1, batch do items[i] = item() end
+  return wrk.format("POST", "/iag/v1/quota-managements/deductions", wrk.headers,
+                    '{"items":[' .. table.concat(items, ",") .. ']}')
+end
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _prepare_database(url: str) -> None:
+    if url.startswith("postgresql"):
+        import asyncpg
+
+        name = url.rsplit("/", 1)[1]
+        admin = await asyncpg.connect(url.rsplit("/", 1)[0] + "/test")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+    from wabapool.storage.migrate import upgrade
+
+    upgrade(url)
+
+
+def _start_server(url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "WABAPOOL_DATABASE_URL": url, "WABAPOOL_API_KEYS": f"bench:{API_KEY}",
+           "WABAPOOL_JWT_SECRET": JWT_SECRET, "WABAPOOL_LOG_LEVEL": os.environ.get("WABAPOOL_LOG_LEVEL", "INFO")}
+    command = [sys.executable, "-m", "wabapool.cli.main", "serve", "--port", str(port)]
+    return subprocess.Popen(command, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+
+
+async def _provision(base: str) -> None:
+    headers = {"X-Api-Key": API_KEY}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as client:
+        for _ in range(100):
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+        package = {"allowance": 10**13, "postpaid_limit": 0, "cycle_anchor_day": 1}
+        (await client.put(f"/iag/v1/companies/{COMPANY_ID}", json={"package": package})).raise_for_status()
+        for index, waba in enumerate(WABAS):
+            (await client.put(f"/iag/v1/companies/{COMPANY_ID}/wabas/{waba}",
+                              json={"name": f"Bench WABA {index}"})).raise_for_status()
+        (await client.put("/iag/v1/price-list/wa_marketing_id",
+                          json={"unit_price": 68_000, "effective_from": "2025-07-01T00:00:00Z"})).raise_for_status()
+
+
+def _wrk(base: str, path: str, *, connections: int, seconds: int, script: Path | None, args: list[str]) -> dict:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"X-Api-Key: {API_KEY}",
+               "-H", "Content-Type: application/json"]
+    if script is not None:
+        command += ["-s", str(script)]
+    command.append(base + path)
+    if args:
+        command += ["--", *args]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return _parse_wrk(output)
+
+
+def _seconds(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def _parse_wrk(output: str) -> dict:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _seconds(re.search(r"\s50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    p99 = _seconds(re.search(r"\s99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    return {"requests_per_second": rps, "p50_ms": p50 * 1000, "p99_ms": p99 * 1000,
+            "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else ""}
+
+
+async def _reconcile(url: str) -> tuple[bool, int, list[str]]:
+    from wabapool.service.reconcile import reconcile
+    from wabapool.storage.database import Database
+
+    database = Database(url)
+    try:
+        report = await reconcile(database)
+    finally:
+        await database.dispose()
+    return report.ok, report.checks.get("deductions", 0), report.violations[:5]
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run(url: str, connections: list[int], seconds: int, batch_sizes: list[int], console: Console) -> dict:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    asyncio.run(_prepare_database(url))
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    workdir = Path(tempfile.mkdtemp(prefix="wabapool-http-"))
+    script = workdir / "deduct.lua"
+    script.write_text(DEDUCTION_LUA)
+    server = _start_server(url, port, workdir / "server.log")
+    rows: list[dict] = []
+    try:
+        asyncio.run(_provision(base))
+        rss_start = _rss_kib(server.pid)
+        run_id = f"r{int(time.time())}"
+        for count in connections:
+            cheapest = _wrk(base, "/healthz", connections=count, seconds=seconds, script=None, args=[])
+            rows.append({"endpoint": "GET /healthz", "connections": count, "items_per_request": 0, **cheapest})
+            single = _wrk(base, "/", connections=count, seconds=seconds, script=script, args=[f"{run_id}s{count}", "0"])
+            rows.append({"endpoint": "POST deduction", "connections": count, "items_per_request": 1, **single,
+                         "ratio_to_cheapest": single["requests_per_second"] / cheapest["requests_per_second"]})
+            for size in batch_sizes:
+                batch = _wrk(base, "/", connections=count, seconds=seconds, script=script,
+                             args=[f"{run_id}b{size}c{count}", str(size)])
+                rows.append({"endpoint": f"POST deductions x{size}", "connections": count,
+                             "items_per_request": size, **batch})
+        rss_end = _rss_kib(server.pid)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    ok, deductions, violations = asyncio.run(_reconcile(url))
+    result = {"database": url.split("://")[0], "seconds_per_cell": seconds, "rows": rows,
+              "reconcile_ok": ok, "deductions_in_ledger": deductions, "violations": violations,
+              "server_rss_kib": {"start": rss_start, "end": rss_end},
+              "measured_at": datetime.now(UTC).isoformat()}
+    _print(result, console)
+    return result
+
+
+def _print(result: dict, console: Console) -> None:
+    table = Table(title=f"HTTP load on {result['database']} ({result['seconds_per_cell']} s per cell, wrk -t2)")
+    for column in ("endpoint", "conns", "req/s", "items/s", "p50 ms", "p99 ms", "non-2xx", "vs /healthz"):
+        table.add_column(column, justify="right")
+    for row in result["rows"]:
+        items = row["requests_per_second"] * max(row["items_per_request"], 1) if row["items_per_request"] else None
+        ratio = row.get("ratio_to_cheapest")
+        table.add_row(row["endpoint"], str(row["connections"]), f"{row['requests_per_second']:,.0f}",
+                      f"{items:,.0f}" if items else "", f"{row['p50_ms']:.1f}", f"{row['p99_ms']:.1f}",
+                      str(row["non_2xx"]), f"{ratio:.0%}" if ratio else "")
+    console.print(table)
+    console.print(f"reconcile: {'ok' if result['reconcile_ok'] else 'FAILED'} "
+                  f"({result['deductions_in_ledger']} deductions) {result['violations']}")
+    rss = result["server_rss_kib"]
+    console.print(f"server RSS: {rss['start'] / 1024:.0f} MiB at start, {rss['end'] / 1024:.0f} MiB at end")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=os.environ.get("WABAPOOL_DATABASE_URL", DEFAULT_PG))
+    parser.add_argument("--connections", default="32,64")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--batch-sizes", default="100,1000")
+    args = parser.parse_args(argv)
+    console = Console()
+    result = run(args.database_url, [int(c) for c in args.connections.split(",")], args.seconds,
+                 [int(b) for b in args.batch_sizes.split(",") if b], console)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"http_load-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    path.write_text(json.dumps(result, indent=2))
+    console.print(f"wrote {path}")
+    if not result["reconcile_ok"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
