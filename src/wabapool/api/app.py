@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Response
@@ -19,7 +20,7 @@ from wabapool.api.context import AppContext
 from wabapool.api.errors import error_response, install_error_handlers
 from wabapool.api.middleware import RequestContextMiddleware
 from wabapool.api.observability import observe_request
-from wabapool.api.schemas import HealthOut
+from wabapool.api.schemas import ErrorEnvelope, HealthOut
 from wabapool.config import Settings
 from wabapool.metrics import render
 
@@ -73,10 +74,36 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     )
     app.include_router(public.router, prefix=PUBLIC_PREFIX)
     _add_operations(app, app_context)
+    _document_validation_as_400(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, observe=observe_request)
     if WEB_DIST.is_dir():
         app.mount("/", StaticFiles(directory=WEB_DIST, html=True), name="web")
     return app
+
+
+def _document_validation_as_400(app: FastAPI) -> None:
+    """Validation failures answer 400 in the envelope (errors.py), never FastAPI's 422 `{"detail": [...]}`.
+
+    FastAPI still lists that 422 on every route with inputs; drop it so the document promises only what the
+    app sends. A 422 a route declares itself (`not_shared_pool`, in the envelope) stays.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    responses = operation.get("responses", {})
+                    schema = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
+                    if schema.get("$ref", "").endswith("/HTTPValidationError"):
+                        del responses["422"]
+            schemas = document.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_operations(app: FastAPI, context: AppContext) -> None:
@@ -89,7 +116,7 @@ def _add_operations(app: FastAPI, context: AppContext) -> None:
         "/readyz",
         response_model=HealthOut,
         tags=["operations"],
-        responses={503: {"description": "database unreachable"}},
+        responses={503: {"model": ErrorEnvelope, "description": "database unreachable"}},
     )
     async def readyz() -> JSONResponse:
         """The database answers."""

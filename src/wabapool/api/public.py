@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import datetime
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import StringConstraints
 
 from wabapool.api import schemas
 from wabapool.api.deps import Context, require
@@ -24,7 +26,8 @@ LogReader = Annotated[Principal, Depends(require(Permission.VIEW_DEDUCTION_LOGS)
 PreferenceReader = Annotated[Principal, Depends(require(Permission.READ_PREFERENCES))]
 PreferenceWriter = Annotated[Principal, Depends(require(Permission.WRITE_PREFERENCES))]
 WabaQuery = Annotated[str | None, Query(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")]
-TimeQuery = Annotated[datetime | None, Query(description="ISO 8601 with a timezone.")]
+TimeQuery = Annotated[schemas.Timestamp | None, Query(description="ISO 8601 with a timezone.")]
+_UNSAFE_FILENAME = re.compile(r"[^0-9A-Za-z._-]")
 
 
 @router.get("/billings/info", response_model=schemas.BillingInfoOut, responses=error_responses(401, 403, 404, 422, 503))
@@ -72,7 +75,7 @@ async def mcc_logs(
     waba_id: WabaQuery = None,
     since: Annotated[TimeQuery, Query(alias="from")] = None,
     until: Annotated[TimeQuery, Query(alias="to")] = None,
-    category: Annotated[str | None, Query(max_length=48)] = None,
+    category: Annotated[Annotated[str, StringConstraints(max_length=48), schemas.NoNul] | None, Query()] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JSONResponse:
@@ -96,7 +99,9 @@ async def mcc_logs(
 async def download_broadcast_deduction(
     principal: LogReader,
     context: Context,
-    broadcast_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    broadcast_id: Annotated[
+        Annotated[str, StringConstraints(min_length=1, max_length=64), schemas.NoNul] | None, Query()
+    ] = None,
     since: Annotated[TimeQuery, Query(alias="from")] = None,
     until: Annotated[TimeQuery, Query(alias="to")] = None,
     waba_id: WabaQuery = None,
@@ -112,7 +117,8 @@ async def download_broadcast_deduction(
             rows = [_row(r, show_waba_id=True, unmasked=unmasked) | {"created_at": r.created_at} for r in page]
             yield csv_lines(rows, show_waba_id=show_waba_id, currency=currency)
 
-    name = f"deductions-{broadcast_id or 'all'}.csv"
+    # The broadcast id is free text; a header value is latin-1 and the filename sits in quotes.
+    name = f"deductions-{_UNSAFE_FILENAME.sub('_', broadcast_id) if broadcast_id else 'all'}.csv"
     return StreamingResponse(
         body(), media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )

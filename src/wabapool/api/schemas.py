@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
 from wabapool.domain import limits
 
+
+def _no_nul(value: str) -> str:
+    """PostgreSQL text cannot hold NUL; refuse it as bad input instead of failing in the driver."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _utc_representable(value: datetime) -> datetime:
+    """An aware time whose UTC form leaves the calendar (year 1 with +05:00) cannot be stored or compared."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("is out of range once converted to UTC") from exc
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+Timestamp = Annotated[datetime, AfterValidator(_utc_representable)]
 AmountMinor = Annotated[StrictInt, Field(gt=0, le=limits.AMOUNT_MAX_MINOR, description="Minor units (integer).")]
 NonNegativeMinor = Annotated[StrictInt, Field(ge=0, le=limits.AMOUNT_MAX_MINOR)]
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.CODE_MAX_LENGTH)]
 Key = Annotated[str, StringConstraints(min_length=1, max_length=limits.UNIQUE_CODE_MAX_LENGTH)]
 CompanyId = Annotated[StrictInt, Field(gt=0, le=2**63 - 1)]
 WabaId = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")]
-ShortText = Annotated[str, StringConstraints(max_length=200)]
+ShortText = Annotated[str, StringConstraints(max_length=200), NoNul]
 
 
 class Strict(BaseModel):
@@ -38,11 +58,11 @@ class ExtraAttrs(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     waba_id: WabaId
-    broadcast_id: Annotated[str, StringConstraints(max_length=64)] | None = None
-    message_id: Annotated[str, StringConstraints(max_length=128)] | None = None
-    category: Annotated[str, StringConstraints(max_length=48)] | None = None
+    broadcast_id: Annotated[str, StringConstraints(max_length=64), NoNul] | None = None
+    message_id: Annotated[str, StringConstraints(max_length=128), NoNul] | None = None
+    category: Annotated[str, StringConstraints(max_length=48), NoNul] | None = None
     customer_name: ShortText | None = None
-    phone_number: Annotated[str, StringConstraints(max_length=32)] | None = None
+    phone_number: Annotated[str, StringConstraints(max_length=32), NoNul] | None = None
 
 
 class DeductionIn(Strict):
@@ -162,7 +182,7 @@ class PriceIn(Strict):
     unit_price: NonNegativeMinor
     company_id: CompanyId | None = None
     market: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,4}$")] | None = None
-    effective_from: datetime | None = None
+    effective_from: Timestamp | None = None
 
 
 class PriceOut(BaseModel):
@@ -174,7 +194,7 @@ class PriceOut(BaseModel):
 
 
 class WebhookIn(Strict):
-    url: Annotated[str, StringConstraints(min_length=8, max_length=2048, pattern=r"^https?://")]
+    url: Annotated[str, StringConstraints(min_length=8, max_length=2048, pattern=r"^https?://"), NoNul]
     secret: Annotated[str, StringConstraints(min_length=16, max_length=256)]
 
 

@@ -160,6 +160,8 @@ def check_code(name: str, value: object, *, max_length: int = limits.CODE_MAX_LE
         return _invalid(f"{name} must be a non-empty string", field=name)
     if len(value) > max_length:
         return _invalid(f"{name} is longer than {max_length} characters", field=name, max_length=max_length)
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL: refuse it here, not with a driver error
+        return _invalid(f"{name} must not contain NUL characters", field=name)
     return None
 
 
