@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wabapool.api.schemas import ErrorEnvelope
@@ -25,6 +26,7 @@ REJECTION_STATUS: dict[Rejection, int] = {
     Rejection.IDEMPOTENCY_CONFLICT: 409,
     Rejection.ALREADY_REFUNDED: 409,
     Rejection.NOT_SHARED_POOL: 422,
+    Rejection.UNAVAILABLE: 503,
 }
 
 HTTP_CODES = {
@@ -108,6 +110,16 @@ def install_error_handlers(app: FastAPI) -> None:
         code = HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code
         return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
+            log.warning("database_unavailable", error_type=type(exc.orig).__name__)
+            return error_response(
+                503, "unavailable", "the database is not reachable; nothing was written", headers={"Retry-After": "1"}
+            )
+        log.exception("database_error", error_type=type(exc.orig).__name__)
+        return error_response(500, "internal_error", "something went wrong; nothing was half-written")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

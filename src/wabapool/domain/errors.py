@@ -21,6 +21,8 @@ class Rejection(StrEnum):
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     ALREADY_REFUNDED = "already_refunded"
     QUOTA_EXCEEDED = "quota_exceeded"
+    # Not the request's fault: the store failed; nothing was written and a retry is safe.
+    UNAVAILABLE = "unavailable"
 
 
 class BillingError(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -40,6 +41,8 @@ from wabapool.storage.database import Database
 from wabapool.storage.tables import organization_packages, waba_cycle_spend
 
 Clock = Callable[[], datetime]
+# Transactions one batch may hold open at once (one per company in it); below the connection pool.
+BATCH_COMPANY_CONCURRENCY = 8
 AfterCommit = Callable[[int], Awaitable[None]]
 
 
@@ -71,6 +74,7 @@ class BillingService:
         self.sealer = sealer or PiiSealer(DEVELOPMENT_KEYS)
         self._after_commit = after_commit
         self._group_commit = GroupCommitter(self._apply_group)
+        self._memberships = deductions.WabaMembership()
 
     async def _changed(self, company_id: int) -> None:
         """After commit, before returning: drop the company's cached balance."""
@@ -251,8 +255,24 @@ class BillingService:
                 results[index] = BatchItemResult(str(request.unique_code), "rejected", error=error)
             else:
                 by_company.setdefault(request.company_id, []).append(index)
-        for company_id, indexes in by_company.items():
-            outcomes = await self._apply_group(company_id, [requests[i] for i in indexes], service_name)
+        groups = list(by_company.items())
+        # Companies are independent pools: their transactions run side by side, a bounded number at once.
+        limit = asyncio.Semaphore(BATCH_COMPANY_CONCURRENCY)
+
+        async def apply(company_id: int, indexes: list[int]) -> list[BatchItemResult]:
+            group = [requests[i] for i in indexes]
+            async with limit:
+                try:
+                    return await self._apply_group(company_id, group, service_name)
+                except Exception as exc:  # this company's transaction rolled back; the others stand
+                    error = BillingError(
+                        Rejection.UNAVAILABLE,
+                        "the deduction could not be stored; retry it",
+                        {"reason": type(exc).__name__},
+                    )
+                    return [BatchItemResult(r.unique_code, "rejected", error=error) for r in group]
+
+        for (_, indexes), outcomes in zip(groups, await asyncio.gather(*(apply(c, i) for c, i in groups)), strict=True):
             for index, outcome in zip(indexes, outcomes, strict=True):
                 results[index] = outcome
         return [r for r in results if r is not None]
@@ -264,7 +284,13 @@ class BillingService:
         at = self.clock()
         async with self.database.transaction() as connection:
             outcomes, changed = await deductions.apply_group(
-                connection, company_id, requests, at=at, service_name=service_name, sealer=self.sealer
+                connection,
+                company_id,
+                requests,
+                at=at,
+                service_name=service_name,
+                sealer=self.sealer,
+                memberships=self._memberships,
             )
         if changed:
             await self._changed(company_id)

@@ -8,7 +8,7 @@ fails its neighbours.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -49,6 +49,33 @@ class _Group:
     spend_by_waba: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
+class WabaMembership:
+    """WABAs known to be in a company's pool, remembered per process.
+
+    Only a yes is kept: a WABA never leaves its company's pool once it joined,
+    so a remembered yes stays true, while a no is asked of the database again
+    (the WABA may have been provisioned since, by any process).
+    """
+
+    def __init__(self, *, max_companies: int = 10_000) -> None:
+        self._known: OrderedDict[int, set[str]] = OrderedDict()
+        self._max_companies = max_companies
+
+    async def in_pool(self, connection: AsyncConnection, company_id: int, waba_ids: set[str]) -> set[str]:
+        known = self._known.get(company_id)
+        if known is not None:
+            self._known.move_to_end(company_id)
+            if waba_ids <= known:
+                return waba_ids
+        found = await company_store.wabas_in_pool(connection, company_id, waba_ids - (known or set()))
+        if found:
+            known = self._known.setdefault(company_id, set())
+            known |= found
+            while len(self._known) > self._max_companies:
+                self._known.popitem(last=False)
+        return waba_ids & (known or set())
+
+
 def _replay(row: Any) -> DeductionResult:
     allocations = tuple(Allocation(**item) for item in row.allocations)
     return DeductionResult(
@@ -75,10 +102,10 @@ async def apply_group(
     at: datetime,
     service_name: str | None,
     sealer: PiiSealer,
+    memberships: WabaMembership,
 ) -> tuple[list[BatchItemResult], bool]:
     """Apply valid deductions of one company; returns results in order and whether anything changed."""
-    waba_ids = {r.waba_id for r in requests}
-    known_wabas = await company_store.wabas_in_pool(connection, company_id, waba_ids)
+    known_wabas = await memberships.in_pool(connection, company_id, {r.waba_id for r in requests})
     prices = await company_store.prices_for(connection, company_id, {r.deduction_code for r in requests})
     pool = await pool_store.load_pool(connection, company_id, for_update=True)
     if pool is None:

@@ -59,18 +59,20 @@ async def append_entries(connection: AsyncConnection, rows: Sequence[dict[str, A
 async def add_waba_spend(
     connection: AsyncConnection, *, company_id: int, cycle_start: datetime, spend_by_waba: dict[str, int]
 ) -> None:
-    """Add (or, for refunds, subtract) spend per WABA in the given cycle."""
-    for waba_id, spent in spend_by_waba.items():
-        if not spent:
-            continue
-        statement = insert_for(connection, waba_cycle_spend).values(
-            company_id=company_id, waba_id=waba_id, cycle_start=cycle_start, spent_minor=spent
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=["company_id", "waba_id", "cycle_start"],
-            set_={"spent_minor": waba_cycle_spend.c.spent_minor + statement.excluded.spent_minor},
-        )
-        await connection.execute(statement)
+    """Add (or, for refunds, subtract) spend per WABA in the given cycle: one upsert for all WABAs."""
+    rows = [
+        {"company_id": company_id, "waba_id": waba_id, "cycle_start": cycle_start, "spent_minor": spent}
+        for waba_id, spent in spend_by_waba.items()
+        if spent
+    ]
+    if not rows:
+        return
+    statement = insert_for(connection, waba_cycle_spend).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=["company_id", "waba_id", "cycle_start"],
+        set_={"spent_minor": waba_cycle_spend.c.spent_minor + statement.excluded.spent_minor},
+    )
+    await connection.execute(statement)
 
 
 async def emit_events(

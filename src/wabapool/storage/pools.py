@@ -59,18 +59,16 @@ def _pool_query(company_id: int):  # type: ignore[no-untyped-def]
 
 
 async def load_pool(connection: AsyncConnection, company_id: int, *, for_update: bool) -> LockedPool | None:
-    """The company's pool; with `for_update` its package row stays locked until commit."""
+    """The company's pool; with `for_update` its rows stay locked until commit.
+
+    One statement locks and reads: every table whose rows can change under us is
+    in `FOR UPDATE OF`, so after waiting for the lock PostgreSQL re-reads all of
+    them (a table left out of the list would come back from the stale snapshot).
+    """
+    query = _pool_query(company_id)
     if for_update and connection.dialect.name == "postgresql":
-        # Lock in a statement of its own: a `FOR UPDATE OF` join that waited for the lock
-        # re-reads only the locked row and returns the other tables' rows (the buckets)
-        # from its stale snapshot, so two writers would compute from the same balance.
-        # Under READ COMMITTED the read below takes a fresh snapshot after the lock.
-        locked = await connection.execute(
-            select(organization_packages.c.id).where(organization_packages.c.company_id == company_id).with_for_update()
-        )
-        if locked.first() is None:
-            return None
-    rows = (await connection.execute(_pool_query(company_id))).all()
+        query = query.with_for_update(of=[organization_packages, billing_components, quota_buckets])
+    rows = (await connection.execute(query)).all()
     if not rows:
         return None
     by_type = {row.quota_type: row for row in rows}
