@@ -57,4 +57,4 @@ class PiiSealer:
         if value is None:
             return None
         normalized = "".join(ch for ch in value if ch.isdigit()) or value.strip().lower()
-        return hmac.new(self._hash_key, normalized.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._hash_key, normalized.encode(), "sha256").hex()

@@ -9,7 +9,7 @@ is the effect on the pool total (negative when money leaves the pool).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 from wabapool.domain.errors import BillingError, Rejection
@@ -36,9 +36,12 @@ class MoveKind(StrEnum):
     ADJUSTMENT = "adjustment"
 
 
+_CREDITED_TO = {quota_type: f"{COMPONENT_CODE}_{quota_type.value}" for quota_type in QuotaType}
+
+
 def credited_to(quota_type: QuotaType) -> str:
     """The one vocabulary for a bucket in API, logs, reports and UI."""
-    return f"{COMPONENT_CODE}_{quota_type.value}"
+    return _CREDITED_TO[quota_type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +74,15 @@ class Buckets:
         return self.postpaid_used
 
     def with_value(self, quota_type: QuotaType, stored_value: int) -> Buckets:
+        # Built directly, not with dataclasses.replace: this runs for every portion of every deduction.
+        initial, additional, used = self.initial_remaining, self.additional_remaining, self.postpaid_used
         if quota_type is QuotaType.INITIAL:
-            return replace(self, initial_remaining=stored_value)
-        if quota_type is QuotaType.ADDITIONAL:
-            return replace(self, additional_remaining=stored_value)
-        return replace(self, postpaid_used=stored_value)
+            initial = stored_value
+        elif quota_type is QuotaType.ADDITIONAL:
+            additional = stored_value
+        else:
+            used = stored_value
+        return Buckets(self.initial_allowance, initial, additional, self.postpaid_limit, used)
 
 
 @dataclass(frozen=True, slots=True)

@@ -280,7 +280,20 @@ class BillingService:
     async def _apply_group(
         self, company_id: int, requests: Sequence[DeductionRequest], service_name: str | None
     ) -> list[BatchItemResult]:
-        """One transaction for checked deductions of one company."""
+        """One transaction for checked deductions of one company (two if a code turns out to be taken)."""
+        try:
+            return await self._apply_group_once(company_id, requests, service_name, look_up_existing=False)
+        except deductions.AlreadyApplied:
+            return await self._apply_group_once(company_id, requests, service_name, look_up_existing=True)
+
+    async def _apply_group_once(
+        self,
+        company_id: int,
+        requests: Sequence[DeductionRequest],
+        service_name: str | None,
+        *,
+        look_up_existing: bool,
+    ) -> list[BatchItemResult]:
         at = self.clock()
         async with self.database.transaction() as connection:
             outcomes, changed = await deductions.apply_group(
@@ -291,6 +304,7 @@ class BillingService:
                 service_name=service_name,
                 sealer=self.sealer,
                 memberships=self._memberships,
+                look_up_existing=look_up_existing,
             )
         if changed:
             await self._changed(company_id)

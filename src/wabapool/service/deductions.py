@@ -76,6 +76,10 @@ class WabaMembership:
         return waba_ids & (known or set())
 
 
+class AlreadyApplied(Exception):
+    """A code thought new was in the table: roll back and decide again, looking the codes up."""
+
+
 def _replay(row: Any) -> DeductionResult:
     allocations = tuple(Allocation(**item) for item in row.allocations)
     return DeductionResult(
@@ -103,8 +107,15 @@ async def apply_group(
     service_name: str | None,
     sealer: PiiSealer,
     memberships: WabaMembership,
+    look_up_existing: bool,
 ) -> tuple[list[BatchItemResult], bool]:
-    """Apply valid deductions of one company; returns results in order and whether anything changed."""
+    """Apply valid deductions of one company; returns results in order and whether anything changed.
+
+    Without `look_up_existing` the codes are taken to be new (the common case,
+    one query fewer); if the insert finds one taken, or a rejected one exists,
+    AlreadyApplied is raised before anything else is written and the caller
+    retries with the look-up.
+    """
     known_wabas = await memberships.in_pool(connection, company_id, {r.waba_id for r in requests})
     prices = await company_store.prices_for(connection, company_id, {r.deduction_code for r in requests})
     pool = await pool_store.load_pool(connection, company_id, for_update=True)
@@ -115,15 +126,32 @@ async def apply_group(
         error = BillingError(Rejection.NOT_SHARED_POOL, "the company has no shared balance pool")
         return _reject_all(requests, error), False
     cycle_change = operations.catch_up(pool.state, at)
-    existing = await request_store.find_deductions(connection, company_id, {r.unique_code for r in requests})
+    existing = (
+        await request_store.find_deductions(connection, company_id, {r.unique_code for r in requests})
+        if look_up_existing
+        else {}
+    )
     group = _Group(events=list(cycle_change.events))
     results, state = _decide(requests, cycle_change.state, existing, known_wabas, prices, at, group)
+    if not look_up_existing:
+        # A replay must not be answered with a rejection decided as if it were new.
+        rejected = {r.unique_code for r in results if r.status == "rejected"}
+        if rejected and await request_store.find_deductions(connection, company_id, rejected):
+            raise AlreadyApplied
     changed = bool(group.applied) or bool(cycle_change.moves) or cycle_change.state != pool.state
     if changed:
-        await _write(
-            connection, pool, state, cycle_change.moves, group, at=at, service_name=service_name, sealer=sealer
+        ids = await _write(
+            connection,
+            pool,
+            state,
+            cycle_change.moves,
+            group,
+            at=at,
+            service_name=service_name,
+            sealer=sealer,
+            look_up_existing=look_up_existing,
         )
-        results = _with_ids(results, group)
+        results = _with_ids(results, ids)
     return results, changed
 
 
@@ -261,11 +289,17 @@ async def _write(
     at: datetime,
     service_name: str | None,
     sealer: PiiSealer,
-) -> None:
-    """Everything the group decided, in as few statements as the databases allow."""
+    look_up_existing: bool,
+) -> dict[str, int]:
+    """Everything the group decided, in as few statements as the databases allow; returns the new ids."""
     company_id = state.company_id
     rows = [_request_row(a, pool, state, at=at, service_name=service_name, sealer=sealer) for a in group.applied]
     ids = await request_store.insert_deductions(connection, rows)
+    if len(ids) != len(rows):
+        if look_up_existing:
+            # The pool lock serialises a company's deductions and the codes were looked up under it.
+            raise RuntimeError("a unique_code was applied concurrently despite the pool lock")
+        raise AlreadyApplied
     entries = ledger_store.entry_rows(
         company_id=company_id,
         package_id=pool.package_id,
@@ -275,7 +309,6 @@ async def _write(
     )
     for applied in group.applied:
         deduction_id = ids[applied.request.unique_code]
-        applied.result = replace(applied.result, deduction_id=deduction_id)
         context = ledger_store.EntryContext(
             reference=applied.request.unique_code,
             cycle_start=state.cycle_start,
@@ -291,14 +324,25 @@ async def _write(
         connection, company_id=company_id, cycle_start=state.cycle_start, spend_by_waba=group.spend_by_waba
     )
     await ledger_store.emit_events(connection, company_id=company_id, events=group.events, at=at)
+    return ids
 
 
-def _with_ids(results: list[BatchItemResult], group: _Group) -> list[BatchItemResult]:
+def _with_ids(results: list[BatchItemResult], ids: dict[str, int]) -> list[BatchItemResult]:
     """Fill in the deduction ids the database assigned, for applied items and in-group replays."""
-    ids = {a.request.unique_code: a.result.deduction_id for a in group.applied}
-    return [
-        replace(r, result=replace(r.result, deduction_id=ids[r.unique_code]))
-        if r.result is not None and r.result.deduction_id == 0 and r.unique_code in ids
-        else r
-        for r in results
-    ]
+    filled = []
+    for outcome in results:
+        result = outcome.result
+        if result is not None and result.deduction_id == 0:
+            result = DeductionResult(
+                ids[outcome.unique_code],
+                result.unique_code,
+                result.amount,
+                result.value_before,
+                result.value_after,
+                result.credited_to,
+                result.allocations,
+                result.replayed,
+            )
+            outcome = BatchItemResult(outcome.unique_code, outcome.status, result)
+        filled.append(outcome)
+    return filled

@@ -42,10 +42,10 @@ async def find_deductions(
 
 
 async def insert_deductions(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Insert new deductions; returns their ids by unique_code.
+    """Insert deductions whose code is not taken yet; returns the inserted ids by unique_code.
 
-    The unique index is the last guard: the pool lock already serialises a
-    company's deductions, so a conflict here means that guarantee broke.
+    A code already in the table is skipped (ON CONFLICT DO NOTHING), so the
+    caller can tell from the count whether every row went in.
     """
     if not rows:
         return {}
@@ -54,10 +54,7 @@ async def insert_deductions(connection: AsyncConnection, rows: Sequence[dict[str
         .on_conflict_do_nothing(index_elements=["company_id", "unique_code"])
         .returning(deduction_requests.c.id, deduction_requests.c.unique_code)
     )
-    inserted = {row.unique_code: row.id for row in await connection.execute(statement, list(rows))}
-    if len(inserted) != len(rows):
-        raise RuntimeError("a unique_code was applied concurrently despite the pool lock")
-    return inserted
+    return {row.unique_code: row.id for row in await connection.execute(statement, list(rows))}
 
 
 async def find_deduction_for_refund(connection: AsyncConnection, company_id: int, unique_code: str) -> Any | None:
