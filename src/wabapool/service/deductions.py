@@ -23,10 +23,14 @@ from wabapool.domain.pool import Move
 from wabapool.domain.pricing import PriceEntry, market_of, resolve_price
 from wabapool.pii import PiiSealer
 from wabapool.service.models import Allocation, BatchItemResult, DeductionRequest, DeductionResult
+from wabapool.storage import bulk
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
+
+# Below this many rows a plain INSERT is as quick as COPY and its extra round trip for ids.
+BULK_MIN_ROWS = 16
 
 
 @dataclass(slots=True)
@@ -294,12 +298,7 @@ async def _write(
     """Everything the group decided, in as few statements as the databases allow; returns the new ids."""
     company_id = state.company_id
     rows = [_request_row(a, pool, state, at=at, service_name=service_name, sealer=sealer) for a in group.applied]
-    ids = await request_store.insert_deductions(connection, rows)
-    if len(ids) != len(rows):
-        if look_up_existing:
-            # The pool lock serialises a company's deductions and the codes were looked up under it.
-            raise RuntimeError("a unique_code was applied concurrently despite the pool lock")
-        raise AlreadyApplied
+    ids = await _insert_requests(connection, rows, look_up_existing=look_up_existing)
     entries = ledger_store.entry_rows(
         company_id=company_id,
         package_id=pool.package_id,
@@ -318,12 +317,33 @@ async def _write(
         entries += ledger_store.entry_rows(
             company_id=company_id, package_id=pool.package_id, moves=applied.moves, context=context, at=at
         )
-    await ledger_store.append_entries(connection, entries)
+    if bulk.supported(connection) and len(entries) >= BULK_MIN_ROWS:
+        await bulk.copy_ledger_entries(connection, entries)
+    else:
+        await ledger_store.append_entries(connection, entries)
     await pool_store.save_pool(connection, pool, state, at=at)
     await ledger_store.add_waba_spend(
         connection, company_id=company_id, cycle_start=state.cycle_start, spend_by_waba=group.spend_by_waba
     )
     await ledger_store.emit_events(connection, company_id=company_id, events=group.events, at=at)
+    return ids
+
+
+async def _insert_requests(
+    connection: AsyncConnection, rows: list[dict[str, Any]], *, look_up_existing: bool
+) -> dict[str, int]:
+    """The request rows in, or AlreadyApplied if a code thought new was taken."""
+    if bulk.supported(connection) and len(rows) >= BULK_MIN_ROWS and not look_up_existing:
+        try:
+            return await bulk.copy_deductions(connection, rows)
+        except bulk.CodeTaken as exc:
+            raise AlreadyApplied from exc
+    ids = await request_store.insert_deductions(connection, rows)
+    if len(ids) != len(rows):
+        if look_up_existing:
+            # The pool lock serialises a company's deductions and the codes were looked up under it.
+            raise RuntimeError("a unique_code was applied concurrently despite the pool lock")
+        raise AlreadyApplied
     return ids
 
 

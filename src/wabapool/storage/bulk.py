@@ -1,0 +1,68 @@
+"""PostgreSQL COPY for the two tables a deduction group writes many rows into.
+
+A multi-row INSERT through the SQL layer spends most of its time binding
+parameters in Python; COPY sends the rows in the binary protocol. Ids come
+from the table's own sequence in one query, so they are known before the rows
+go in. COPY has no ON CONFLICT: a unique_code already taken fails the COPY,
+which the caller turns into "decide again with the look-up".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wabapool.storage.tables import deduction_requests, ledger_entries
+
+DEDUCTION_COLUMNS = tuple(c.name for c in deduction_requests.columns)
+LEDGER_COLUMNS = tuple(c.name for c in ledger_entries.columns if c.name != "id")
+_JSON_COLUMNS = {"allocations"}
+
+
+class CodeTaken(Exception):
+    """COPY met a unique_code that is already in the table."""
+
+
+def supported(connection: AsyncConnection) -> bool:
+    return connection.dialect.name == "postgresql"
+
+
+async def _driver(connection: AsyncConnection) -> Any:
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
+async def copy_deductions(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Insert every row or raise CodeTaken; returns the new ids by unique_code."""
+    ids = list(
+        (
+            await connection.execute(
+                text("SELECT nextval('deduction_requests_id_seq') FROM generate_series(1, :count)"),
+                {"count": len(rows)},
+            )
+        ).scalars()
+    )
+    records = []
+    for row_id, row in zip(ids, rows, strict=True):
+        values = {**row, "id": row_id}
+        records.append(tuple(json.dumps(values[c]) if c in _JSON_COLUMNS else values[c] for c in DEDUCTION_COLUMNS))
+    import asyncpg
+
+    try:
+        await (await _driver(connection)).copy_records_to_table(
+            deduction_requests.name, records=records, columns=DEDUCTION_COLUMNS
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise CodeTaken from exc
+    return {row["unique_code"]: row_id for row_id, row in zip(ids, rows, strict=True)}
+
+
+async def copy_ledger_entries(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    records = [tuple(row[c] for c in LEDGER_COLUMNS) for row in rows]
+    await (await _driver(connection)).copy_records_to_table(
+        ledger_entries.name, records=records, columns=LEDGER_COLUMNS
+    )
