@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Path, Request, Response
@@ -23,9 +23,28 @@ from wabapool.service import CompanyTerms, DeductionRequest, PackageTerms, Refun
 from wabapool.service.models import Allocation, BatchItemResult, DeductionResult, FundingResult
 
 router = APIRouter(tags=["internal"])
+BodyModel = TypeVar("BodyModel", bound=schemas.Strict)
 CompanyPath = Path(gt=0, le=2**63 - 1)
 WabaPath = Path(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")
 CodePath = Path(min_length=1, max_length=limits.CODE_MAX_LENGTH)
+
+
+def _internal_caller(request: Request) -> tuple[AppContext, str]:
+    """The X-Api-Key check of the hot endpoints, inline (see `deduct`)."""
+    context: AppContext = request.app.state.context
+    caller = context.api_keys.authenticate(request.headers.get("x-api-key"))
+    if caller is None:
+        raise ApiError(401, "unauthorized", "a valid X-Api-Key is required")
+    request.state.caller = caller
+    return context, caller
+
+
+def _parse(model: type[BodyModel], raw: bytes) -> BodyModel:
+    """pydantic-core straight from bytes; errors go to the one validation envelope."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
 
 
 def _request(item: schemas.DeductionIn) -> DeductionRequest:
@@ -102,15 +121,8 @@ async def deduct(request: Request) -> Response:
     key checked inline, skipping the framework's generic body and dependency
     machinery (measured: it cost more than the deduction itself).
     """
-    context: AppContext = request.app.state.context
-    caller = context.api_keys.authenticate(request.headers.get("x-api-key"))
-    if caller is None:
-        raise ApiError(401, "unauthorized", "a valid X-Api-Key is required")
-    request.state.caller = caller
-    try:
-        body = schemas.DeductionIn.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
+    context, caller = _internal_caller(request)
+    body = _parse(schemas.DeductionIn, await request.body())
     outcome = await context.service.deduct_one(_request(body), service_name=caller)
     record_deduction(outcome)
     if outcome.error is not None:
@@ -119,9 +131,22 @@ async def deduct(request: Request) -> Response:
     return Response(json.dumps(deduction_body(outcome.result)).encode(), media_type="application/json")
 
 
-@router.post("/quota-managements/deductions", response_model=schemas.BatchOut, responses=error_responses(400, 401, 413))
-async def deduct_batch(body: schemas.BatchIn, context: Context, caller: InternalCaller) -> JSONResponse:
+@router.post(
+    "/quota-managements/deductions",
+    response_model=schemas.BatchOut,
+    responses=error_responses(400, 401, 413),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchIn"}}},
+        },
+        "security": [{"APIKeyHeader": []}],
+    },
+)
+async def deduct_batch(request: Request) -> Response:
     """Up to 1,000 deductions; one result per item, in request order; a rejected item never fails the others."""
+    context, caller = _internal_caller(request)
+    body = _parse(schemas.BatchIn, await request.body())
     if len(body.items) > limits.BATCH_MAX_ITEMS:
         raise ApiError(
             413,
@@ -131,7 +156,7 @@ async def deduct_batch(body: schemas.BatchIn, context: Context, caller: Internal
         )
     outcomes = await context.service.deduct_batch([_request(item) for item in body.items], service_name=caller)
     record_batch(outcomes)
-    return JSONResponse({"results": [_batch_item(o) for o in outcomes]})
+    return Response(json.dumps({"results": [_batch_item(o) for o in outcomes]}).encode(), media_type="application/json")
 
 
 @router.post(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -41,8 +40,6 @@ from wabapool.storage.database import Database
 from wabapool.storage.tables import organization_packages, waba_cycle_spend
 
 Clock = Callable[[], datetime]
-# Transactions one batch may hold open at once (one per company in it); below the connection pool.
-BATCH_COMPANY_CONCURRENCY = 8
 AfterCommit = Callable[[int], Awaitable[None]]
 
 
@@ -121,6 +118,14 @@ class BillingService:
             await self._write_moves(connection, pool, change, reference="provision", at=at)
             return
         change = operations.catch_up(pool.state, at)
+        used = change.state.buckets.postpaid_used
+        if package.postpaid_limit < used:
+            # The pool may never owe more than its credit line (reconcile checks it): settle first.
+            raise BillingError(
+                Rejection.INVALID_REQUEST,
+                "postpaid_limit is under what postpaid has already used",
+                {"field": "package.postpaid_limit", "postpaid_used": used},
+            )
         adjusted = operations.adjust_allowance(change.state, package.allowance)
         state = replace(
             adjusted.state,
@@ -244,37 +249,20 @@ class BillingService:
     async def deduct_batch(
         self, requests: Sequence[DeductionRequest], *, service_name: str | None = None
     ) -> list[BatchItemResult]:
-        """One result per item, in order; one transaction per company in the batch."""
+        """One result per item, in order; items share transactions with whatever else charges their pool."""
         if len(requests) > limits.BATCH_MAX_ITEMS:
             raise BillingError(Rejection.INVALID_REQUEST, f"at most {limits.BATCH_MAX_ITEMS} items per batch")
         results: list[BatchItemResult | None] = [None] * len(requests)
-        by_company: dict[int, list[int]] = {}
+        checked: list[int] = []
         for index, request in enumerate(requests):
             error = check_deduction(request)
             if error is not None:
                 results[index] = BatchItemResult(str(request.unique_code), "rejected", error=error)
             else:
-                by_company.setdefault(request.company_id, []).append(index)
-        groups = list(by_company.items())
-        # Companies are independent pools: their transactions run side by side, a bounded number at once.
-        limit = asyncio.Semaphore(BATCH_COMPANY_CONCURRENCY)
-
-        async def apply(company_id: int, indexes: list[int]) -> list[BatchItemResult]:
-            group = [requests[i] for i in indexes]
-            async with limit:
-                try:
-                    return await self._apply_group(company_id, group, service_name)
-                except Exception as exc:  # this company's transaction rolled back; the others stand
-                    error = BillingError(
-                        Rejection.UNAVAILABLE,
-                        "the deduction could not be stored; retry it",
-                        {"reason": type(exc).__name__},
-                    )
-                    return [BatchItemResult(r.unique_code, "rejected", error=error) for r in group]
-
-        for (_, indexes), outcomes in zip(groups, await asyncio.gather(*(apply(c, i) for c, i in groups)), strict=True):
-            for index, outcome in zip(indexes, outcomes, strict=True):
-                results[index] = outcome
+                checked.append(index)
+        outcomes = await self._group_commit.submit_many([requests[i] for i in checked], service_name)
+        for index, outcome in zip(checked, outcomes, strict=True):
+            results[index] = outcome
         return [r for r in results if r is not None]
 
     async def _apply_group(

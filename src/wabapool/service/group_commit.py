@@ -13,6 +13,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.limits import BATCH_MAX_ITEMS
 from wabapool.service.models import BatchItemResult, DeductionRequest
 
@@ -34,12 +37,30 @@ class GroupCommitter:
         self._drainers: dict[GroupKey, asyncio.Task[None]] = {}
 
     async def submit(self, request: DeductionRequest, service_name: str | None) -> BatchItemResult:
+        return await self._enqueue(request, service_name)
+
+    async def submit_many(
+        self, requests: Sequence[DeductionRequest], service_name: str | None
+    ) -> list[BatchItemResult]:
+        """Several deductions (of one company or many); one result per item, in order.
+
+        The items join whatever else is queued for their pool, so concurrent
+        batches share transactions too; each item keeps its own outcome.
+        """
+        futures = [self._enqueue(request, service_name) for request in requests]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        return [
+            _unavailable(request, outcome) if isinstance(outcome, BaseException) else outcome
+            for request, outcome in zip(requests, outcomes, strict=True)
+        ]
+
+    def _enqueue(self, request: DeductionRequest, service_name: str | None) -> asyncio.Future[BatchItemResult]:
         key = (request.company_id, service_name)
         future: asyncio.Future[BatchItemResult] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(key, []).append(_Pending(request, future))
         if key not in self._drainers:
             self._drainers[key] = asyncio.create_task(self._drain(key))
-        return await future
+        return future
 
     async def _drain(self, key: GroupKey) -> None:
         try:
@@ -58,8 +79,9 @@ class GroupCommitter:
         try:
             results = await self._apply(company_id, [p.request for p in group], service_name)
         except Exception as exc:
-            if len(group) == 1:
-                _settle_error(group[0], exc)
+            if len(group) == 1 or _store_down(exc):
+                for pending in group:
+                    _settle_error(pending, exc)
                 return
             # A failure of the whole transaction must not fail innocent neighbours: apply each alone.
             for pending in group:
@@ -68,6 +90,20 @@ class GroupCommitter:
         for pending, result in zip(group, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(result)
+
+
+def _store_down(exc: Exception) -> bool:
+    """The database itself failed: applying the items one by one would fail the same way."""
+    return isinstance(exc, (OperationalError, InterfaceError, OSError, TimeoutError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+def _unavailable(request: DeductionRequest, exc: BaseException) -> BatchItemResult:
+    error = BillingError(
+        Rejection.UNAVAILABLE, "the deduction could not be stored; retry it", {"reason": type(exc).__name__}
+    )
+    return BatchItemResult(request.unique_code, "rejected", error=error)
 
 
 def _settle_error(pending: _Pending, exc: Exception) -> None:

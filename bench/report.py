@@ -1,0 +1,145 @@
+"""The run as a Rich table and as JSON in bench/results/."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.prepare import shown_url
+from bench.runner import BenchRun
+from bench.stats import CellResult
+
+RESULTS_DIRECTORY = Path(__file__).resolve().parent / "results"
+NOTES = (
+    "deductions/s counts applied deductions over the wall time from the start barrier to the last sender's end",
+    "latency is per deduction for baseline and single (baseline: first try to success, requeue waits included), "
+    "per deduct_batch call for batch",
+    "×base: the figure divided by the baseline's at the same pools and senders "
+    "(throughput: higher is better; latency: lower is better)",
+    "senders are asyncio tasks dealt round-robin over the sender processes; each process has its own engine",
+    "the baseline is lean (no price lookup, ledger or outbox) so every difference favours it",
+    "a cell starts no new deduction (or batch call) after its time bound (a started batch call runs to its end); "
+    "baseline messages still waiting in a requeue then are dropped as unfinished (they wrote nothing) and count "
+    "in its latency with their wait so far, a lower bound that flatters the baseline",
+)
+
+
+def _times(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"×{value:.3g}" if value < 100 else f"×{value:,.0f}"
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def table(run: BenchRun) -> Table:
+    database = shown_url(run.config.database_url)
+    grid = Table(
+        title=f"hot pool — {database} — {run.config.processes} sender processes",
+        caption="latency: per deduction (baseline, single), per call (batch) · ×base: ratio to the baseline · "
+        "dropped: requeued baseline messages left at the time bound",
+    )
+    for name, justify in (
+        ("pools", "right"),
+        ("senders", "right"),
+        ("variant", "left"),
+        ("deductions", "right"),
+        ("ded/s", "right"),
+        ("×base", "right"),
+        ("p50 ms", "right"),
+        ("×base", "right"),
+        ("p99 ms", "right"),
+        ("×base", "right"),
+        ("conflicts", "right"),
+        ("retries", "right"),
+        ("requeues", "right"),
+        ("dropped", "right"),
+        ("check", "center"),
+    ):
+        grid.add_column(name, justify=justify)  # type: ignore[arg-type]
+    previous: tuple[int, int] | None = None
+    for result in run.results:
+        key = (result.pools, result.senders)
+        if previous is not None and key != previous:
+            grid.add_section()
+        previous = key
+        grid.add_row(*_row(result))
+    return grid
+
+
+def _row(result: CellResult) -> list[str]:
+    stats = result.stats
+    is_baseline = result.variant.startswith("baseline")
+    ratios = result.ratios
+    return [
+        str(result.pools),
+        str(result.senders),
+        result.variant,
+        f"{stats.applied:,}",
+        _number(result.per_second),
+        "" if is_baseline else _times(ratios.get("deductions_per_second")),
+        f"{result.p50_ms:.2f}",
+        "" if is_baseline else _times(ratios.get("latency_p50")),
+        f"{result.p99_ms:.2f}",
+        "" if is_baseline else _times(ratios.get("latency_p99")),
+        f"{stats.conflicts:,}" if is_baseline else "",
+        f"{stats.retries:,}" if is_baseline else "",
+        f"{stats.requeues:,}" if is_baseline else "",
+        f"{stats.unfinished:,}" if is_baseline else "",
+        "[green]ok[/]" if result.check.ok else "[red]FAIL[/]",
+    ]
+
+
+SQLITE_NOTE = (
+    "SQLite has one writer: wabapool's Database queues writers in-process and takes BEGIN IMMEDIATE, "
+    "so the baseline's read and write never interleave and it sees no conflicts"
+)
+
+
+def notes(run: BenchRun) -> list[str]:
+    return [*NOTES, SQLITE_NOTE] if run.config.database_url.startswith("sqlite") else list(NOTES)
+
+
+def print_run(run: BenchRun, console: Console) -> None:
+    console.print(table(run))
+    for note in notes(run):
+        console.print(f"  · {note}", style="dim")
+    for result in run.results:
+        for violation in result.check.violations[:10]:
+            console.print(f"[red]{result.variant}, {result.pools} pools, {result.senders} senders:[/] {violation}")
+
+
+def as_json(run: BenchRun) -> dict[str, Any]:
+    config = asdict(run.config)
+    config["database_url"] = shown_url(run.config.database_url)
+    return {
+        "benchmark": "hot_pool",
+        "ok": run.ok,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "database": {"url": shown_url(run.config.database_url), "sqlite": config["database_url"].startswith("sqlite")},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "git_revision": run.git_revision,
+        "git_dirty_paths": run.git_dirty_paths,
+        "config": config,
+        "notes": notes(run),
+        "cells": [result.as_json() for result in run.results],
+    }
+
+
+def write_json(run: BenchRun, directory: Path = RESULTS_DIRECTORY) -> Path:
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = run.started_at.strftime("%Y%m%dT%H%M%SZ")
+    path = directory / f"hot_pool-{stamp}.json"
+    path.write_text(json.dumps(as_json(run), indent=2) + "\n")
+    return path
