@@ -93,8 +93,13 @@ async def _prepare_database(url: str) -> None:
 
 
 def _start_server(url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "WABAPOOL_DATABASE_URL": url, "WABAPOOL_API_KEYS": f"bench:{API_KEY}",
-           "WABAPOOL_JWT_SECRET": JWT_SECRET, "WABAPOOL_LOG_LEVEL": os.environ.get("WABAPOOL_LOG_LEVEL", "INFO")}
+    env = {
+        **os.environ,
+        "WABAPOOL_DATABASE_URL": url,
+        "WABAPOOL_API_KEYS": f"bench:{API_KEY}",
+        "WABAPOOL_JWT_SECRET": JWT_SECRET,
+        "WABAPOOL_LOG_LEVEL": os.environ.get("WABAPOOL_LOG_LEVEL", "INFO"),
+    }
     command = [sys.executable, "-m", "wabapool.cli.main", "serve", "--port", str(port)]
     return subprocess.Popen(command, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
 
@@ -112,15 +117,29 @@ async def _provision(base: str) -> None:
         package = {"allowance": 10**13, "postpaid_limit": 0, "cycle_anchor_day": 1}
         (await client.put(f"/iag/v1/companies/{COMPANY_ID}", json={"package": package})).raise_for_status()
         for index, waba in enumerate(WABAS):
-            (await client.put(f"/iag/v1/companies/{COMPANY_ID}/wabas/{waba}",
-                              json={"name": f"Bench WABA {index}"})).raise_for_status()
-        (await client.put("/iag/v1/price-list/wa_marketing_id",
-                          json={"unit_price": 68_000, "effective_from": "2025-07-01T00:00:00Z"})).raise_for_status()
+            (
+                await client.put(f"/iag/v1/companies/{COMPANY_ID}/wabas/{waba}", json={"name": f"Bench WABA {index}"})
+            ).raise_for_status()
+        (
+            await client.put(
+                "/iag/v1/price-list/wa_marketing_id",
+                json={"unit_price": 68_000, "effective_from": "2025-07-01T00:00:00Z"},
+            )
+        ).raise_for_status()
 
 
 def _wrk(base: str, path: str, *, connections: int, seconds: int, script: Path | None, args: list[str]) -> dict:
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"X-Api-Key: {API_KEY}",
-               "-H", "Content-Type: application/json"]
+    command = [
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-H",
+        f"X-Api-Key: {API_KEY}",
+        "-H",
+        "Content-Type: application/json",
+    ]
     if script is not None:
         command += ["-s", str(script)]
     command.append(base + path)
@@ -141,9 +160,13 @@ def _parse_wrk(output: str) -> dict:
     p99 = _seconds(re.search(r"\s99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
-    return {"requests_per_second": rps, "p50_ms": p50 * 1000, "p99_ms": p99 * 1000,
-            "non_2xx": int(errors.group(1)) if errors else 0,
-            "socket_errors": socket_errors.group(1) if socket_errors else ""}
+    return {
+        "requests_per_second": rps,
+        "p50_ms": p50 * 1000,
+        "p99_ms": p99 * 1000,
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",
+    }
 
 
 async def _reconcile(url: str) -> tuple[bool, int, list[str]]:
@@ -165,6 +188,52 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def soak(url: str, connections: int, seconds: int, console: Console) -> dict:
+    """The single-deduction endpoint under load for `seconds`, sampling the server's RSS every slice."""
+    asyncio.run(_prepare_database(url))
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    workdir = Path(tempfile.mkdtemp(prefix="wabapool-soak-"))
+    script = workdir / "deduct.lua"
+    script.write_text(DEDUCTION_LUA)
+    server = _start_server(url, port, workdir / "server.log")
+    samples: list[dict] = []
+    try:
+        asyncio.run(_provision(base))
+        slice_seconds = 30
+        run_id = f"soak{int(time.time())}"
+        samples.append({"elapsed_s": 0, "rss_mib": _rss_kib(server.pid) / 1024})
+        for index in range(max(seconds // slice_seconds, 1)):
+            figures = _wrk(
+                base,
+                "/",
+                connections=connections,
+                seconds=slice_seconds,
+                script=script,
+                args=[f"{run_id}-{index}", "0"],
+            )
+            samples.append(
+                {"elapsed_s": (index + 1) * slice_seconds, "rss_mib": _rss_kib(server.pid) / 1024, **figures}
+            )
+            console.print(
+                f"{samples[-1]['elapsed_s']:>4} s  RSS {samples[-1]['rss_mib']:.0f} MiB  "
+                f"{figures['requests_per_second']:,.0f} req/s  p99 {figures['p99_ms']:.1f} ms"
+            )
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    ok, deductions, violations = asyncio.run(_reconcile(url))
+    console.print(f"reconcile: {'ok' if ok else 'FAILED'} ({deductions} deductions) {violations}")
+    return {
+        "soak_seconds": seconds,
+        "connections": connections,
+        "samples": samples,
+        "reconcile_ok": ok,
+        "database": url.split("://")[0],
+        "measured_at": datetime.now(UTC).isoformat(),
+    }
+
+
 def run(url: str, connections: list[int], seconds: int, batch_sizes: list[int], console: Console) -> dict:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -184,22 +253,42 @@ def run(url: str, connections: list[int], seconds: int, batch_sizes: list[int], 
             cheapest = _wrk(base, "/healthz", connections=count, seconds=seconds, script=None, args=[])
             rows.append({"endpoint": "GET /healthz", "connections": count, "items_per_request": 0, **cheapest})
             single = _wrk(base, "/", connections=count, seconds=seconds, script=script, args=[f"{run_id}s{count}", "0"])
-            rows.append({"endpoint": "POST deduction", "connections": count, "items_per_request": 1, **single,
-                         "ratio_to_cheapest": single["requests_per_second"] / cheapest["requests_per_second"]})
+            rows.append(
+                {
+                    "endpoint": "POST deduction",
+                    "connections": count,
+                    "items_per_request": 1,
+                    **single,
+                    "ratio_to_cheapest": single["requests_per_second"] / cheapest["requests_per_second"],
+                }
+            )
             for size in batch_sizes:
-                batch = _wrk(base, "/", connections=count, seconds=seconds, script=script,
-                             args=[f"{run_id}b{size}c{count}", str(size)])
-                rows.append({"endpoint": f"POST deductions x{size}", "connections": count,
-                             "items_per_request": size, **batch})
+                batch = _wrk(
+                    base,
+                    "/",
+                    connections=count,
+                    seconds=seconds,
+                    script=script,
+                    args=[f"{run_id}b{size}c{count}", str(size)],
+                )
+                rows.append(
+                    {"endpoint": f"POST deductions x{size}", "connections": count, "items_per_request": size, **batch}
+                )
         rss_end = _rss_kib(server.pid)
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
     ok, deductions, violations = asyncio.run(_reconcile(url))
-    result = {"database": url.split("://")[0], "seconds_per_cell": seconds, "rows": rows,
-              "reconcile_ok": ok, "deductions_in_ledger": deductions, "violations": violations,
-              "server_rss_kib": {"start": rss_start, "end": rss_end},
-              "measured_at": datetime.now(UTC).isoformat()}
+    result = {
+        "database": url.split("://")[0],
+        "seconds_per_cell": seconds,
+        "rows": rows,
+        "reconcile_ok": ok,
+        "deductions_in_ledger": deductions,
+        "violations": violations,
+        "server_rss_kib": {"start": rss_start, "end": rss_end},
+        "measured_at": datetime.now(UTC).isoformat(),
+    }
     _print(result, console)
     return result
 
@@ -211,12 +300,21 @@ def _print(result: dict, console: Console) -> None:
     for row in result["rows"]:
         items = row["requests_per_second"] * max(row["items_per_request"], 1) if row["items_per_request"] else None
         ratio = row.get("ratio_to_cheapest")
-        table.add_row(row["endpoint"], str(row["connections"]), f"{row['requests_per_second']:,.0f}",
-                      f"{items:,.0f}" if items else "", f"{row['p50_ms']:.1f}", f"{row['p99_ms']:.1f}",
-                      str(row["non_2xx"]), f"{ratio:.0%}" if ratio else "")
+        table.add_row(
+            row["endpoint"],
+            str(row["connections"]),
+            f"{row['requests_per_second']:,.0f}",
+            f"{items:,.0f}" if items else "",
+            f"{row['p50_ms']:.1f}",
+            f"{row['p99_ms']:.1f}",
+            str(row["non_2xx"]),
+            f"{ratio:.0%}" if ratio else "",
+        )
     console.print(table)
-    console.print(f"reconcile: {'ok' if result['reconcile_ok'] else 'FAILED'} "
-                  f"({result['deductions_in_ledger']} deductions) {result['violations']}")
+    console.print(
+        f"reconcile: {'ok' if result['reconcile_ok'] else 'FAILED'} "
+        f"({result['deductions_in_ledger']} deductions) {result['violations']}"
+    )
     rss = result["server_rss_kib"]
     console.print(f"server RSS: {rss['start'] / 1024:.0f} MiB at start, {rss['end'] / 1024:.0f} MiB at end")
 
@@ -227,10 +325,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", default="32,64")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--batch-sizes", default="100,1000")
+    parser.add_argument("--soak", type=int, default=0, help="Instead: N seconds on the single endpoint, RSS sampled.")
     args = parser.parse_args(argv)
     console = Console()
-    result = run(args.database_url, [int(c) for c in args.connections.split(",")], args.seconds,
-                 [int(b) for b in args.batch_sizes.split(",") if b], console)
+    if args.soak:
+        result = soak(args.database_url, int(args.connections.split(",")[-1]), args.soak, console)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"soak-{datetime.now(UTC):%Y%m%dT%H%M%S}.json").write_text(json.dumps(result, indent=2))
+        raise SystemExit(0 if result["reconcile_ok"] else 1)
+    result = run(
+        args.database_url,
+        [int(c) for c in args.connections.split(",")],
+        args.seconds,
+        [int(b) for b in args.batch_sizes.split(",") if b],
+        console,
+    )
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"http_load-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     path.write_text(json.dumps(result, indent=2))
