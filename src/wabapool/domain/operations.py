@@ -137,28 +137,40 @@ def refund(state: PoolState, taken: Sequence[Portion], *, taken_cycle_start: dat
     return Change(replace(state, buckets=buckets), moves, [], tuple(credits))
 
 
-def top_up(state: PoolState, amount_minor: int, *, payment_reference: str) -> Change:
+def _funded(
+    state: PoolState, amount_minor: int, *, kind: MoveKind, event_type: EventType, payment_reference: str
+) -> Change:
     """Pay off postpaid use first, the rest to `additional`; the credited part funds this cycle."""
-    buckets, moves, credited = fund(state.buckets, amount_minor, MoveKind.TOP_UP)
+    buckets, moves, credited = fund(state.buckets, amount_minor, kind)
     after = _rearm(replace(state, buckets=buckets, funded_base_minor=state.funded_base_minor + credited))
     event = DomainEvent(
-        EventType.BALANCE_TOPPED_UP,
+        event_type,
         {**_figures(after), "amount": amount_minor, "payment_reference": payment_reference},
         dedup_key=f"{state.company_id}:{payment_reference}",
     )
     return Change(after, moves, [event])
+
+
+def top_up(state: PoolState, amount_minor: int, *, payment_reference: str) -> Change:
+    """A top-up: postpaid use is paid off first, the rest credits `additional`."""
+    return _funded(
+        state,
+        amount_minor,
+        kind=MoveKind.TOP_UP,
+        event_type=EventType.BALANCE_TOPPED_UP,
+        payment_reference=payment_reference,
+    )
 
 
 def settle_postpaid(state: PoolState, amount_minor: int, *, payment_reference: str) -> Change:
     """A paid postpaid bill lowers `used`; any excess is credited to `additional`."""
-    buckets, moves, credited = fund(state.buckets, amount_minor, MoveKind.SETTLEMENT)
-    after = _rearm(replace(state, buckets=buckets, funded_base_minor=state.funded_base_minor + credited))
-    event = DomainEvent(
-        EventType.POSTPAID_SETTLED,
-        {**_figures(after), "amount": amount_minor, "payment_reference": payment_reference},
-        dedup_key=f"{state.company_id}:{payment_reference}",
+    return _funded(
+        state,
+        amount_minor,
+        kind=MoveKind.SETTLEMENT,
+        event_type=EventType.POSTPAID_SETTLED,
+        payment_reference=payment_reference,
     )
-    return Change(after, moves, [event])
 
 
 def _reset_to(state: PoolState, new_start: datetime) -> Change:

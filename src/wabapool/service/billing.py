@@ -8,7 +8,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain import limits, operations, thresholds
@@ -37,7 +36,6 @@ from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
 from wabapool.storage.database import Database
-from wabapool.storage.tables import organization_packages, waba_cycle_spend
 
 Clock = Callable[[], datetime]
 AfterCommit = Callable[[int], Awaitable[None]]
@@ -301,13 +299,12 @@ class BillingService:
     # -- refunds and payments -----------------------------------------------
 
     async def _lock(
-        self, connection: AsyncConnection, company_id: int, at: datetime
+        self, connection: AsyncConnection, company_id: int, at: datetime, *, for_update: bool = True
     ) -> tuple[pool_store.LockedPool, operations.Change]:
-        pool = await pool_store.load_pool(connection, company_id, for_update=True)
+        """The company's pool (locked unless only read), caught up to the cycle in force at `at`."""
+        pool = await pool_store.load_pool(connection, company_id, for_update=for_update)
         if pool is None:
-            if await company_store.get_company(connection, company_id) is None:
-                raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
-            raise BillingError(Rejection.NOT_SHARED_POOL, "the company has no shared balance pool")
+            raise await deductions.missing_pool(connection, company_id)
         return pool, operations.catch_up(pool.state, at)
 
     async def refund(self, request: RefundRequest, *, service_name: str | None = None) -> RefundResult:
@@ -495,7 +492,7 @@ class BillingService:
         """Catch every pool up to the cycle in force at `at`; returns cycles reset per company."""
         at = at or self.clock()
         async with self.database.read() as connection:
-            company_ids = list((await connection.execute(select(organization_packages.c.company_id))).scalars())
+            company_ids = await pool_store.pool_company_ids(connection)
         reset: dict[int, int] = {}
         for company_id in company_ids:
             async with self.database.transaction() as connection:
@@ -513,20 +510,10 @@ class BillingService:
         """The aggregated pool as of now (a due reset is shown as if it had run)."""
         at = self.clock()
         async with self.database.read() as connection:
-            pool = await pool_store.load_pool(connection, company_id, for_update=False)
-            if pool is None:
-                if await company_store.get_company(connection, company_id) is None:
-                    raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
-                raise BillingError(Rejection.NOT_SHARED_POOL, "the company has no shared balance pool")
-            state = operations.catch_up(pool.state, at).state
+            pool, caught_up = await self._lock(connection, company_id, at, for_update=False)
+            state = caught_up.state
             wabas = await company_store.list_wabas(connection, company_id)
-            spend_rows = await connection.execute(
-                select(waba_cycle_spend.c.waba_id, waba_cycle_spend.c.spent_minor).where(
-                    (waba_cycle_spend.c.company_id == company_id)
-                    & (waba_cycle_spend.c.cycle_start == state.cycle_start)
-                )
-            )
-            spend = {row.waba_id: row.spent_minor for row in spend_rows}
+            spend = await ledger_store.waba_spend(connection, company_id=company_id, cycle_start=state.cycle_start)
         buckets = state.buckets
         return BalanceView(
             company_id=company_id,

@@ -98,6 +98,13 @@ def _replay(row: Any) -> DeductionResult:
     )
 
 
+async def missing_pool(connection: AsyncConnection, company_id: int) -> BillingError:
+    """Why a company has no pool to charge: it does not exist, or it is not on the shared pool (v2)."""
+    if await company_store.get_company(connection, company_id) is None:
+        return BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
+    return BillingError(Rejection.NOT_SHARED_POOL, "the company has no shared balance pool")
+
+
 def _reject_all(requests: Sequence[DeductionRequest], error: BillingError) -> list[BatchItemResult]:
     return [BatchItemResult(r.unique_code, "rejected", error=error) for r in requests]
 
@@ -124,11 +131,7 @@ async def apply_group(
     prices = await company_store.prices_for(connection, company_id, {r.deduction_code for r in requests})
     pool = await pool_store.load_pool(connection, company_id, for_update=True)
     if pool is None:
-        company = await company_store.get_company(connection, company_id)
-        if company is None:
-            return _reject_all(requests, BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")), False
-        error = BillingError(Rejection.NOT_SHARED_POOL, "the company has no shared balance pool")
-        return _reject_all(requests, error), False
+        return _reject_all(requests, await missing_pool(connection, company_id)), False
     cycle_change = operations.catch_up(pool.state, at)
     existing = (
         await request_store.find_deductions(connection, company_id, {r.unique_code for r in requests})

@@ -76,6 +76,22 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         ) from exc
 
 
+async def _page(
+    connection: Any, company_id: int, filters: LogFilter, *, after: tuple[datetime, int] | None, limit: int
+) -> list[Any]:
+    return await log_store.deduction_page(
+        connection,
+        company_id,
+        waba_id=filters.waba_id,
+        since=filters.since,
+        until=filters.until,
+        category=filters.category,
+        broadcast_id=filters.broadcast_id,
+        after=after,
+        limit=limit,
+    )
+
+
 class Reports:
     def __init__(self, database: Database, sealer: PiiSealer) -> None:
         self.database = database
@@ -99,17 +115,7 @@ class Reports:
         async with self.database.read() as connection:
             company = await self._company(connection, company_id)
             await self._check_waba(connection, company_id, filters.waba_id)
-            rows = await log_store.deduction_page(
-                connection,
-                company_id,
-                waba_id=filters.waba_id,
-                since=filters.since,
-                until=filters.until,
-                category=filters.category,
-                broadcast_id=filters.broadcast_id,
-                after=after,
-                limit=limit + 1,
-            )
+            rows = await _page(connection, company_id, filters, after=after, limit=limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
@@ -146,17 +152,7 @@ class Reports:
             after: tuple[datetime, int] | None = None
             while True:
                 async with self.database.read() as connection:
-                    rows = await log_store.deduction_page(
-                        connection,
-                        company_id,
-                        waba_id=filters.waba_id,
-                        since=filters.since,
-                        until=filters.until,
-                        category=filters.category,
-                        broadcast_id=filters.broadcast_id,
-                        after=after,
-                        limit=EXPORT_PAGE,
-                    )
+                    rows = await _page(connection, company_id, filters, after=after, limit=EXPORT_PAGE)
                 if not rows:
                     return
                 yield [self._row(r) for r in rows]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain.events import DomainEvent
@@ -73,6 +74,16 @@ async def add_waba_spend(
         set_={"spent_minor": waba_cycle_spend.c.spent_minor + statement.excluded.spent_minor},
     )
     await connection.execute(statement)
+
+
+async def waba_spend(connection: AsyncConnection, *, company_id: int, cycle_start: datetime) -> dict[str, int]:
+    """Spend per WABA in one cycle."""
+    rows = await connection.execute(
+        select(waba_cycle_spend.c.waba_id, waba_cycle_spend.c.spent_minor).where(
+            (waba_cycle_spend.c.company_id == company_id) & (waba_cycle_spend.c.cycle_start == cycle_start)
+        )
+    )
+    return {row.waba_id: row.spent_minor for row in rows}
 
 
 async def emit_events(

@@ -189,3 +189,8 @@ async def set_pool_settings(
         .where(billing_components.c.id == pool.component_id)
         .values(threshold_running_out=threshold_percent)
     )
+
+
+async def pool_company_ids(connection: AsyncConnection) -> list[int]:
+    """Every company that has a shared pool."""
+    return list((await connection.execute(select(organization_packages.c.company_id))).scalars())
