@@ -125,10 +125,7 @@ async def deduct(request: Request) -> Response:
     body = _parse(schemas.DeductionIn, await request.body())
     outcome = await context.service.deduct_one(_request(body), service_name=caller)
     record_deduction(outcome)
-    if outcome.error is not None:
-        raise outcome.error
-    assert outcome.result is not None
-    return Response(json.dumps(deduction_body(outcome.result)).encode(), media_type="application/json")
+    return Response(json.dumps(deduction_body(outcome.unwrap())).encode(), media_type="application/json")
 
 
 @router.post(

@@ -17,9 +17,8 @@ def record_deduction(outcome: BatchItemResult) -> None:
     if outcome.error is not None:
         metrics.record_deduction("rejected", code=outcome.error.code.value)
         return
-    assert outcome.result is not None
-    allocations = () if outcome.status == "replayed" else ((a.quota_type, a.amount) for a in outcome.result.allocations)
-    metrics.record_deduction(outcome.status, allocations=allocations)
+    applied = outcome.result.allocations if outcome.result is not None and outcome.status == "applied" else ()
+    metrics.record_deduction(outcome.status, allocations=((a.quota_type, a.amount) for a in applied))
 
 
 def record_batch(outcomes: Iterable[BatchItemResult]) -> None:

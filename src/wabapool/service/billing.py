@@ -24,6 +24,7 @@ from wabapool.service.models import (
     DeductionRequest,
     DeductionResult,
     FundingResult,
+    PackageTerms,
     RefundRequest,
     RefundResult,
     WabaSpend,
@@ -87,14 +88,17 @@ class BillingService:
         async with self.database.transaction() as connection:
             await company_store.upsert_company(connection, company_id=company_id, values=values, at=at)
             if terms.package is not None:
-                await self._provision_pool(connection, company_id, terms, at)
+                await self._provision_pool(connection, company_id, terms, terms.package, at)
         await self._changed(company_id)
 
     async def _provision_pool(
-        self, connection: AsyncConnection, company_id: int, terms: CompanyTerms, at: datetime
+        self,
+        connection: AsyncConnection,
+        company_id: int,
+        terms: CompanyTerms,
+        package: PackageTerms,
+        at: datetime,
     ) -> None:
-        package = terms.package
-        assert package is not None  # checked by the caller
         pool = await pool_store.load_pool(connection, company_id, for_update=True)
         if pool is None:
             change = operations.open_pool(
@@ -219,7 +223,8 @@ class BillingService:
     async def set_webhook(self, company_id: int, *, url: str, secret: str) -> None:
         """Where the company's events go; the signing secret is sealed at rest."""
         sealed = self.sealer.seal(secret)
-        assert sealed is not None
+        if sealed is None:
+            raise RuntimeError("sealing a secret returned nothing")
         async with self.database.transaction() as connection:
             if await company_store.get_company(connection, company_id) is None:
                 raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
@@ -232,10 +237,7 @@ class BillingService:
     async def deduct(self, request: DeductionRequest, *, service_name: str | None = None) -> DeductionResult:
         """One deduction; raises the rejection as a BillingError."""
         outcome = await self.deduct_one(request, service_name=service_name)
-        if outcome.error is not None:
-            raise outcome.error
-        assert outcome.result is not None
-        return outcome.result
+        return outcome.unwrap()
 
     async def deduct_one(self, request: DeductionRequest, *, service_name: str | None = None) -> BatchItemResult:
         """One deduction as an outcome; concurrent calls for one pool share a transaction."""

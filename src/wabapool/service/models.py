@@ -75,6 +75,14 @@ class BatchItemResult:
     result: DeductionResult | None = None
     error: BillingError | None = None
 
+    def unwrap(self) -> DeductionResult:
+        """The result, or the rejection raised."""
+        if self.error is not None:
+            raise self.error
+        if self.result is None:
+            raise RuntimeError(f"outcome of {self.unique_code!r} has neither a result nor an error")
+        return self.result
+
 
 @dataclass(frozen=True, slots=True)
 class RefundRequest:
