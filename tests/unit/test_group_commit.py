@@ -1,0 +1,77 @@
+"""The group committer's coordination, with an in-memory apply function (no database)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from sqlalchemy.exc import OperationalError
+
+from wabapool.service.group_commit import GroupCommitter
+from wabapool.service.models import BatchItemResult, DeductionRequest
+
+
+def request(code: str, company_id: int = 1) -> DeductionRequest:
+    return DeductionRequest(company_id, "wa", "wa_marketing_id", code, 1, "111")
+
+
+class RecordingApply:
+    def __init__(self, *, poison: str | None = None, down: bool = False) -> None:
+        self.groups: list[list[str]] = []
+        self.poison = poison
+        self.down = down
+
+    async def __call__(
+        self, company_id: int, requests: Sequence[DeductionRequest], service_name: str | None
+    ) -> list[BatchItemResult]:
+        await asyncio.sleep(0.01)  # a transaction takes a while; others queue meanwhile
+        self.groups.append([r.unique_code for r in requests])
+        if self.down:
+            raise OperationalError("SELECT 1", {}, ConnectionError("database is down"))
+        if any(r.unique_code == self.poison for r in requests):
+            raise ValueError("this item breaks the transaction")
+        return [BatchItemResult(r.unique_code, "applied") for r in requests]
+
+
+async def test_concurrent_deductions_of_one_pool_share_transactions() -> None:
+    apply = RecordingApply()
+    committer = GroupCommitter(apply)
+    results = await asyncio.gather(*(committer.submit(request(f"m{i}"), "svc") for i in range(50)))
+    assert [r.unique_code for r in results] == [f"m{i}" for i in range(50)]
+    assert len(apply.groups) <= 3  # the first alone, then everything that queued meanwhile
+    assert sorted(code for group in apply.groups for code in group) == sorted(f"m{i}" for i in range(50))
+
+
+async def test_different_pools_never_share_a_transaction() -> None:
+    apply = RecordingApply()
+    committer = GroupCommitter(apply)
+    await asyncio.gather(*(committer.submit(request(f"m{i}", company_id=i % 2 + 1), "svc") for i in range(10)))
+    for group in apply.groups:
+        assert len({int(code[1:]) % 2 for code in group}) == 1
+
+
+async def test_an_item_that_breaks_its_group_does_not_fail_its_neighbours() -> None:
+    apply = RecordingApply(poison="m3")
+    committer = GroupCommitter(apply)
+    outcomes = await asyncio.gather(
+        *(committer.submit(request(f"m{i}"), "svc") for i in range(8)), return_exceptions=True
+    )
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(failed) == 1 and isinstance(failed[0], ValueError)
+    assert [o.unique_code for o in outcomes if isinstance(o, BatchItemResult)] == [f"m{i}" for i in range(8) if i != 3]
+
+
+async def test_a_database_outage_fails_the_group_once_without_retrying_item_by_item() -> None:
+    apply = RecordingApply(down=True)
+    committer = GroupCommitter(apply)
+    outcomes = await committer.submit_many([request(f"m{i}") for i in range(5)], "svc")
+    assert {o.status for o in outcomes} == {"rejected"}
+    assert {o.error.code.value for o in outcomes if o.error} == {"unavailable"}
+    assert len(apply.groups) == 1
+
+
+async def test_groups_never_exceed_the_maximum() -> None:
+    apply = RecordingApply()
+    committer = GroupCommitter(apply, max_group=4)
+    await committer.submit_many([request(f"m{i}") for i in range(10)], "svc")
+    assert max(len(g) for g in apply.groups) == 4
