@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -18,25 +20,18 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def _upgrade_sync(url: str, revision: str) -> None:
-    command.upgrade(alembic_config(url), revision)
-
-
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision` (works inside or outside a running loop)."""
+def _outside_the_loop(step: Callable[[], None]) -> None:
+    """env.py runs an event loop of its own; from inside a running loop, give it a thread."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        _upgrade_sync(url, revision)
+        step()
         return
-    # env.py runs its own event loop; from inside a loop, give it a thread.
-    import threading
-
     failure: list[BaseException] = []
 
     def target() -> None:
         try:
-            _upgrade_sync(url, revision)
+            step()
         except BaseException as exc:  # re-raised below in the caller's thread
             failure.append(exc)
 
@@ -47,5 +42,11 @@ def upgrade(url: str, revision: str = "head") -> None:
         raise failure[0]
 
 
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision`."""
+    _outside_the_loop(lambda: command.upgrade(alembic_config(url), revision))
+
+
 def downgrade(url: str, revision: str) -> None:
-    command.downgrade(alembic_config(url), revision)
+    """Take the database at `url` back to `revision` (refused where the data does not allow it)."""
+    _outside_the_loop(lambda: command.downgrade(alembic_config(url), revision))

@@ -217,8 +217,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("company_id", "waba_id", name="uq_whatsapp_packages_company_waba"),
     )
     with op.batch_alter_table("whatsapp_packages", schema=None) as batch_op:
+        # One package per WABA, as in billing v2; 0002 is the RFC's change to many WABAs per package.
         batch_op.create_index(
-            batch_op.f("ix_whatsapp_packages_organization_package_id"), ["organization_package_id"], unique=False
+            batch_op.f("ix_whatsapp_packages_organization_package_id"), ["organization_package_id"], unique=True
         )
 
     op.create_table(
