@@ -11,10 +11,12 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
+_NON_DIGITS = re.compile(r"\D")
 # Embedded/demo mode only: a fixed, public key so a demo database stays readable across restarts.
 DEVELOPMENT_KEYS = "dev:" + base64.b64encode(hashlib.sha256(b"wabapool development pii key").digest()).decode()
 
@@ -56,5 +58,5 @@ class PiiSealer:
         """Keyed hash of the normalized value: equal inputs match, the hash reveals nothing."""
         if value is None:
             return None
-        normalized = "".join(ch for ch in value if ch.isdigit()) or value.strip().lower()
+        normalized = _NON_DIGITS.sub("", value) or value.strip().lower()
         return hmac.digest(self._hash_key, normalized.encode(), "sha256").hex()

@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,6 +22,7 @@ from wabapool.storage.tables import deduction_requests, ledger_entries
 DEDUCTION_COLUMNS = tuple(c.name for c in deduction_requests.columns)
 LEDGER_COLUMNS = tuple(c.name for c in ledger_entries.columns if c.name != "id")
 _JSON_COLUMNS = {"allocations"}
+_NEXT_IDS = text("SELECT nextval('deduction_requests_id_seq') FROM generate_series(1, :count)")
 
 
 class CodeTaken(Exception):
@@ -38,20 +40,11 @@ async def _driver(connection: AsyncConnection) -> Any:
 
 async def copy_deductions(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Insert every row or raise CodeTaken; returns the new ids by unique_code."""
-    ids = list(
-        (
-            await connection.execute(
-                text("SELECT nextval('deduction_requests_id_seq') FROM generate_series(1, :count)"),
-                {"count": len(rows)},
-            )
-        ).scalars()
-    )
+    ids = list((await connection.execute(_NEXT_IDS, {"count": len(rows)})).scalars())
     records = []
     for row_id, row in zip(ids, rows, strict=True):
         values = {**row, "id": row_id}
         records.append(tuple(json.dumps(values[c]) if c in _JSON_COLUMNS else values[c] for c in DEDUCTION_COLUMNS))
-    import asyncpg
-
     try:
         await (await _driver(connection)).copy_records_to_table(
             deduction_requests.name, records=records, columns=DEDUCTION_COLUMNS
