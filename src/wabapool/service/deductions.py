@@ -1,9 +1,9 @@
 """Group apply: many deductions of one pool in one transaction, each with its own outcome.
 
-The pool row is locked once per group; every bucket change is computed in
+The pool rows are locked once per group; every bucket change is computed in
 memory by the pure domain rules; the requests and their ledger entries are
-written with one multi-row insert each. A rejected item takes nothing and never
-fails its neighbours.
+written with one multi-row insert each (COPY on PostgreSQL for large groups).
+A rejected item takes nothing and never fails its neighbours.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ BULK_MIN_ROWS = 16
 
 @dataclass(slots=True)
 class _Applied:
-    index: int
     request: DeductionRequest
     payload_hash: str
     unit_price_minor: int
@@ -177,14 +176,14 @@ def _decide(
         prices_by_code[entry.deduction_code].append(entry)
     in_group: dict[str, _Applied] = {}
     results: list[BatchItemResult] = []
-    for index, request in enumerate(requests):
+    for request in requests:
         payload_hash = request.payload_hash()
         earlier = existing.get(request.unique_code) or in_group.get(request.unique_code)
         if earlier is not None:
             results.append(_repeat(request, payload_hash, earlier))
             continue
         try:
-            applied, change = _apply_one(index, request, payload_hash, state, known_wabas, prices_by_code, at)
+            applied, change = _apply_one(request, payload_hash, state, known_wabas, prices_by_code, at)
         except BillingError as error:
             results.append(BatchItemResult(request.unique_code, "rejected", error=error))
             continue
@@ -213,7 +212,6 @@ def _repeat(request: DeductionRequest, payload_hash: str, earlier: Any) -> Batch
 
 
 def _apply_one(
-    index: int,
     request: DeductionRequest,
     payload_hash: str,
     state: operations.PoolState,
@@ -243,7 +241,7 @@ def _apply_one(
         credited_to=change.portions[0].credited_to if change.portions else None,
         allocations=tuple(Allocation.of(p) for p in change.portions),
     )
-    return _Applied(index, request, payload_hash, price.unit_price_minor, market, result, change.moves), change
+    return _Applied(request, payload_hash, price.unit_price_minor, market, result, change.moves), change
 
 
 def _request_row(
