@@ -54,6 +54,19 @@ def _allocation_json(allocations: Sequence[Allocation]) -> list[dict[str, Any]]:
     return [{"credited_to": a.credited_to, "quota_type": a.quota_type, "amount": a.amount} for a in allocations]
 
 
+def _check_package(package: PackageTerms) -> BillingError | None:
+    for name, value in (("allowance", package.allowance), ("postpaid_limit", package.postpaid_limit)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limits.AMOUNT_MAX_MINOR:
+            return BillingError(
+                Rejection.INVALID_REQUEST, f"{name} must be a non-negative integer", {"field": f"package.{name}"}
+            )
+    if not 1 <= package.cycle_anchor_day <= 31:
+        return BillingError(
+            Rejection.INVALID_REQUEST, "cycle_anchor_day is 1..31", {"field": "package.cycle_anchor_day"}
+        )
+    return None
+
+
 class BillingService:
     """The engine's operations, atomic and safe under concurrent callers and processes."""
 
@@ -83,6 +96,10 @@ class BillingService:
         """Idempotent upsert of a company and, for v3, its pool."""
         if terms.billing_version == "v3" and terms.package is None:
             raise BillingError(Rejection.INVALID_REQUEST, "a v3 company needs a package", {"field": "package"})
+        if terms.package is not None:
+            error = _check_package(terms.package)
+            if error is not None:
+                raise error
         at = self.clock()
         values = {"billing_version": terms.billing_version, "currency": terms.currency, "timezone": terms.timezone}
         async with self.database.transaction() as connection:
