@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -188,18 +190,27 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def soak(url: str, connections: int, seconds: int, console: Console) -> dict:
-    """The single-deduction endpoint under load for `seconds`, sampling the server's RSS every slice."""
+@contextlib.contextmanager
+def _served(url: str) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+    """A fresh database, a provisioned server on it, and the wrk script; stopped on exit."""
     asyncio.run(_prepare_database(url))
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    workdir = Path(tempfile.mkdtemp(prefix="wabapool-soak-"))
+    base = f"http://127.0.0.1:{_free_port()}"
+    workdir = Path(tempfile.mkdtemp(prefix="wabapool-http-"))
     script = workdir / "deduct.lua"
     script.write_text(DEDUCTION_LUA)
-    server = _start_server(url, port, workdir / "server.log")
-    samples: list[dict] = []
+    server = _start_server(url, int(base.rsplit(":", 1)[1]), workdir / "server.log")
     try:
         asyncio.run(_provision(base))
+        yield base, script, server
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+
+
+def soak(url: str, connections: int, seconds: int, console: Console) -> dict:
+    """The single-deduction endpoint under load for `seconds`, sampling the server's RSS every slice."""
+    samples: list[dict] = []
+    with _served(url) as (base, script, server):
         slice_seconds = 30
         run_id = f"soak{int(time.time())}"
         samples.append({"elapsed_s": 0, "rss_mib": _rss_kib(server.pid) / 1024})
@@ -219,9 +230,6 @@ def soak(url: str, connections: int, seconds: int, console: Console) -> dict:
                 f"{samples[-1]['elapsed_s']:>4} s  RSS {samples[-1]['rss_mib']:.0f} MiB  "
                 f"{figures['requests_per_second']:,.0f} req/s  p99 {figures['p99_ms']:.1f} ms"
             )
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
     ok, deductions, violations = asyncio.run(_reconcile(url))
     console.print(f"reconcile: {'ok' if ok else 'FAILED'} ({deductions} deductions) {violations}")
     return {
@@ -237,16 +245,8 @@ def soak(url: str, connections: int, seconds: int, console: Console) -> dict:
 def run(url: str, connections: list[int], seconds: int, batch_sizes: list[int], console: Console) -> dict:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
-    asyncio.run(_prepare_database(url))
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    workdir = Path(tempfile.mkdtemp(prefix="wabapool-http-"))
-    script = workdir / "deduct.lua"
-    script.write_text(DEDUCTION_LUA)
-    server = _start_server(url, port, workdir / "server.log")
     rows: list[dict] = []
-    try:
-        asyncio.run(_provision(base))
+    with _served(url) as (base, script, server):
         rss_start = _rss_kib(server.pid)
         run_id = f"r{int(time.time())}"
         for count in connections:
@@ -275,9 +275,6 @@ def run(url: str, connections: list[int], seconds: int, batch_sizes: list[int], 
                     {"endpoint": f"POST deductions x{size}", "connections": count, "items_per_request": size, **batch}
                 )
         rss_end = _rss_kib(server.pid)
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
     ok, deductions, violations = asyncio.run(_reconcile(url))
     result = {
         "database": url.split("://")[0],

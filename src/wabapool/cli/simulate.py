@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 
@@ -65,19 +66,7 @@ async def run_simulation(url: str, api_key: str, *, messages: int, concurrency: 
                 while not queue.empty():
                     item = queue.get_nowait()
                     try:
-                        result = await client.deduct(
-                            item.company_id,
-                            item.billing_code,
-                            item.deduction_code,
-                            item.unique_code,
-                            item.quantity,
-                            item.waba_id,
-                            broadcast_id=item.broadcast_id,
-                            message_id=item.message_id,
-                            category=item.category,
-                            customer_name=item.customer_name,
-                            phone_number=item.phone_number,
-                        )
+                        result = await client.deduct(**dataclasses.asdict(item))
                         outcomes["replayed" if result.replayed else "applied"] += 1
                     except QuotaExceeded:
                         outcomes["quota_exceeded"] += 1
