@@ -147,7 +147,7 @@ class PaymentOut(BaseModel):
 
 
 class PackageIn(Strict):
-    allowance: NonNegativeMinor
+    allowance: NonNegativeMinor = 0
     postpaid_limit: NonNegativeMinor = 0
     cycle_anchor_day: Annotated[StrictInt, Field(ge=1, le=31)] = 1
     threshold_percent: Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)] | None = None

@@ -66,11 +66,12 @@ def serve(
     demo: Annotated[bool, typer.Option("--demo", help="SQLite demo database, provisioned when empty.")] = False,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    migrate: Annotated[bool, typer.Option(help="Bring the schema to the latest revision first.")] = True,
 ) -> None:
     """Serve the internal and public APIs and the Package Usage page."""
     from wabapool.cli.serve import serve as run
 
-    run(demo=demo, host=host, port=port, console=console)
+    run(demo=demo, host=host, port=port, migrate=migrate, console=console)
 
 
 @app.command()

@@ -42,7 +42,7 @@ def demo_settings(settings: Settings) -> Settings:
     )
 
 
-def serve(*, demo: bool, host: str, port: int, console: Console) -> None:
+def serve(*, demo: bool, host: str, port: int, migrate: bool, console: Console) -> None:
     import uvicorn
 
     from wabapool.api.app import create_app
@@ -52,7 +52,10 @@ def serve(*, demo: bool, host: str, port: int, console: Console) -> None:
     settings = Settings.from_env()
     if demo:
         settings = demo_settings(settings)
+    if migrate or demo:
+        # Alembic only acts when the schema is behind: a fresh SQLite file works at once.
         upgrade(settings.database_url)
+    if demo:
         asyncio.run(_prepare_demo(settings))
         from wabapool.cli.demo import DEMO_COMPANY_ID
 

@@ -94,8 +94,6 @@ class BillingService:
 
     async def provision_company(self, company_id: int, terms: CompanyTerms) -> None:
         """Idempotent upsert of a company and, for v3, its pool."""
-        if terms.billing_version == "v3" and terms.package is None:
-            raise BillingError(Rejection.INVALID_REQUEST, "a v3 company needs a package", {"field": "package"})
         if terms.package is not None:
             error = _check_package(terms.package)
             if error is not None:
@@ -106,6 +104,9 @@ class BillingService:
             await company_store.upsert_company(connection, company_id=company_id, values=values, at=at)
             if terms.package is not None:
                 await self._provision_pool(connection, company_id, terms, terms.package, at)
+            elif terms.billing_version == "v3" and await company_store.package_id_of(connection, company_id) is None:
+                # A v3 company always has its pool; without terms it starts empty (no allowance, no credit line).
+                await self._provision_pool(connection, company_id, terms, PackageTerms(allowance=0), at)
         await self._changed(company_id)
 
     async def _provision_pool(

@@ -1,0 +1,82 @@
+"""`wabapool serve` as a real process on a fresh SQLite file: migrates itself and answers over HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+API_KEY = "e2e-key-0123456789abcdef"
+SECRET = "e2e-secret-0123456789abcdef0123456789"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_up(base: str, server: subprocess.Popen[bytes], deadline_seconds: float = 30) -> None:
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"server exited with {server.returncode}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError("server did not come up")
+
+
+def test_serve_migrates_a_fresh_database_and_bills_over_http(tmp_path: Path) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "WABAPOOL_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}",
+        "WABAPOOL_API_KEYS": f"pipeline:{API_KEY}",
+        "WABAPOOL_JWT_SECRET": SECRET,
+    }
+    command = [sys.executable, "-m", "wabapool.cli.main", "serve", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_until_up(base, server)
+        internal = httpx.Client(base_url=f"{base}/iag/v1", headers={"X-Api-Key": API_KEY}, timeout=10)
+        assert internal.put("/companies/77", json={"billing_version": "v3"}).status_code == 200
+        assert internal.put("/companies/77/wabas/100200300", json={"name": "Sales"}).status_code == 200
+        assert internal.put("/price-list/wa_utility_id", json={"unit_price": 35_600}).status_code == 200
+        topped = internal.post(
+            "/quota-managements/top-up", json={"company_id": 77, "amount": 100_000, "payment_reference": "pay-1"}
+        )
+        assert topped.json()["value_after"] == 100_000
+        body = {
+            "company_id": 77,
+            "billing_code": "wa",
+            "deduction_code": "wa_utility_id",
+            "unique_code": "wamid.e2e",
+            "quantity": 1,
+            "extra_attrs": {"waba_id": "100200300"},
+        }
+        deduction = internal.post("/quota-managements/deduction", json=body).json()
+        assert deduction["allocations"] == [
+            {"credited_to": "wa_balance_additional", "quota_type": "additional", "amount": 35_600}
+        ]
+        token = subprocess.run(
+            [sys.executable, "-m", "wabapool.cli.main", "token", "--company-id", "77", "--role", "admin"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        info = httpx.get(f"{base}/api/core/v1/billings/info", headers={"Authorization": f"Bearer {token}"}).json()
+        assert info["balance"]["total"] == 64_400
+        assert info["wabas"] == [{"waba_id": "100200300", "name": "Sales", "spent_this_cycle": 35_600}]
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
