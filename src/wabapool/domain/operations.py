@@ -41,6 +41,20 @@ class PoolState:
     below_zero_cycle_start: datetime | None = None
     threshold_percent: Decimal | None = None
 
+    def with_buckets(self, buckets: Buckets) -> PoolState:
+        # Built directly, not with dataclasses.replace: this runs once per deduction.
+        return PoolState(
+            self.company_id,
+            buckets,
+            self.cycle_start,
+            self.anchor_day,
+            self.timezone,
+            self.funded_base_minor,
+            self.low_balance_armed,
+            self.below_zero_cycle_start,
+            self.threshold_percent,
+        )
+
     @property
     def cycle_label(self) -> str:
         """The cycle's local start date, e.g. `2026-11-01`: part of event dedup keys."""
@@ -126,7 +140,7 @@ def deduct(state: PoolState, amount_minor: int) -> Change:
     if amount_minor == 0:
         return Change(state)
     buckets, portions, moves = charge(state.buckets, amount_minor)
-    after, events = _after_spend(state, replace(state, buckets=buckets))
+    after, events = _after_spend(state, state.with_buckets(buckets))
     return Change(after, moves, events, portions)
 
 

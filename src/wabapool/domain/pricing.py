@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+
+_NON_DIGITS = re.compile(r"\D")
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +24,7 @@ def market_of(phone_number: str | None, markets: Iterable[str]) -> str | None:
     """The longest known calling code the number starts with (`+62 812…` → `62`)."""
     if not phone_number:
         return None
-    digits = "".join(ch for ch in phone_number if ch.isdigit())
+    digits = _NON_DIGITS.sub("", phone_number)
     matches = [market for market in markets if digits.startswith(market)]
     return max(matches, key=len) if matches else None
 
@@ -42,3 +46,32 @@ def resolve_price(
         if best_rank is None or rank > best_rank:
             best, best_rank = entry, (int(rank[0]), int(rank[1]), rank[2])
     return best
+
+
+class PriceBook:
+    """The price list as it stands at one moment for one company, resolved once per (code, market).
+
+    A group of deductions shares one moment, so each distinct (code, market)
+    is resolved once instead of once per message.
+    """
+
+    def __init__(self, entries: Iterable[PriceEntry], *, company_id: int, at: datetime) -> None:
+        self._company_id = company_id
+        self._at = at
+        self._by_code: dict[str, list[PriceEntry]] = defaultdict(list)
+        for entry in entries:
+            if entry.effective_from <= at:
+                self._by_code[entry.deduction_code].append(entry)
+        self._markets = {code: {e.market for e in found if e.market} for code, found in self._by_code.items()}
+        self._resolved: dict[tuple[str, str | None], PriceEntry | None] = {}
+
+    def price(self, deduction_code: str, phone_number: str | None) -> tuple[PriceEntry | None, str | None]:
+        """The entry that prices this message, and the market it was priced for."""
+        markets = self._markets.get(deduction_code)
+        market = market_of(phone_number, markets) if markets else None
+        key = (deduction_code, market)
+        if key not in self._resolved:
+            self._resolved[key] = resolve_price(
+                self._by_code.get(deduction_code, ()), company_id=self._company_id, market=market, at=self._at
+            )
+        return self._resolved[key], market

@@ -20,7 +20,7 @@ from wabapool.domain import operations
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.events import DomainEvent
 from wabapool.domain.pool import Move
-from wabapool.domain.pricing import PriceEntry, market_of, resolve_price
+from wabapool.domain.pricing import PriceBook, PriceEntry
 from wabapool.pii import PiiSealer
 from wabapool.service.models import Allocation, BatchItemResult, DeductionRequest, DeductionResult
 from wabapool.storage import bulk
@@ -171,9 +171,7 @@ def _decide(
     group: _Group,
 ) -> tuple[list[BatchItemResult], operations.PoolState]:
     """Decide every item in order against the in-memory pool; no I/O."""
-    prices_by_code: dict[str, list[PriceEntry]] = defaultdict(list)
-    for entry in prices:
-        prices_by_code[entry.deduction_code].append(entry)
+    book = PriceBook(prices, company_id=state.company_id, at=at)
     in_group: dict[str, _Applied] = {}
     results: list[BatchItemResult] = []
     for request in requests:
@@ -183,7 +181,7 @@ def _decide(
             results.append(_repeat(request, payload_hash, earlier))
             continue
         try:
-            applied, change = _apply_one(request, payload_hash, state, known_wabas, prices_by_code, at)
+            applied, change = _apply_one(request, payload_hash, state, known_wabas, book)
         except BillingError as error:
             results.append(BatchItemResult(request.unique_code, "rejected", error=error))
             continue
@@ -216,14 +214,11 @@ def _apply_one(
     payload_hash: str,
     state: operations.PoolState,
     known_wabas: set[str],
-    prices_by_code: dict[str, list[PriceEntry]],
-    at: datetime,
+    prices: PriceBook,
 ) -> tuple[_Applied, operations.Change]:
     if request.waba_id not in known_wabas:
         raise BillingError(Rejection.UNKNOWN_WABA, "no such WABA in this company", {"waba_id": request.waba_id})
-    entries = prices_by_code.get(request.deduction_code, [])
-    market = market_of(request.phone_number, {e.market for e in entries if e.market and e.effective_from <= at})
-    price = resolve_price(entries, company_id=state.company_id, market=market, at=at)
+    price, market = prices.price(request.deduction_code, request.phone_number)
     if price is None:
         raise BillingError(
             Rejection.UNKNOWN_DEDUCTION_CODE,

@@ -10,6 +10,7 @@ which the caller turns into "decide again with the look-up".
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,9 @@ from wabapool.storage.tables import deduction_requests, ledger_entries
 
 DEDUCTION_COLUMNS = tuple(c.name for c in deduction_requests.columns)
 LEDGER_COLUMNS = tuple(c.name for c in ledger_entries.columns if c.name != "id")
-_JSON_COLUMNS = {"allocations"}
+_pick_deduction = operator.itemgetter(*DEDUCTION_COLUMNS)
+_pick_ledger = operator.itemgetter(*LEDGER_COLUMNS)
+_ALLOCATIONS_AT = DEDUCTION_COLUMNS.index("allocations")
 _NEXT_IDS = text("SELECT nextval('deduction_requests_id_seq') FROM generate_series(1, :count)")
 
 
@@ -43,8 +46,9 @@ async def copy_deductions(connection: AsyncConnection, rows: Sequence[dict[str, 
     ids = list((await connection.execute(_NEXT_IDS, {"count": len(rows)})).scalars())
     records = []
     for row_id, row in zip(ids, rows, strict=True):
-        values = {**row, "id": row_id}
-        records.append(tuple(json.dumps(values[c]) if c in _JSON_COLUMNS else values[c] for c in DEDUCTION_COLUMNS))
+        record = list(_pick_deduction({**row, "id": row_id}))
+        record[_ALLOCATIONS_AT] = json.dumps(record[_ALLOCATIONS_AT])  # a `json` column takes text in COPY
+        records.append(tuple(record))
     try:
         await (await _driver(connection)).copy_records_to_table(
             deduction_requests.name, records=records, columns=DEDUCTION_COLUMNS
@@ -55,7 +59,7 @@ async def copy_deductions(connection: AsyncConnection, rows: Sequence[dict[str, 
 
 
 async def copy_ledger_entries(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    records = [tuple(row[c] for c in LEDGER_COLUMNS) for row in rows]
+    records = [_pick_ledger(row) for row in rows]
     await (await _driver(connection)).copy_records_to_table(
         ledger_entries.name, records=records, columns=LEDGER_COLUMNS
     )
