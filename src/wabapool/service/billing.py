@@ -153,11 +153,12 @@ class BillingService:
             anchor_day=package.cycle_anchor_day,
             threshold_percent=package.threshold_percent,
         )
-        merged = operations.Change(state, change.moves + adjusted.moves, change.events)
         await pool_store.set_pool_settings(
             connection, pool, anchor_day=package.cycle_anchor_day, threshold_percent=package.threshold_percent
         )
-        await self._write_moves(connection, pool, merged, reference="provision", at=at)
+        await self._write_after_catch_up(
+            connection, pool, change, operations.Change(state, adjusted.moves), reference="provision", at=at
+        )
 
     async def _write_moves(
         self,
@@ -170,19 +171,50 @@ class BillingService:
         waba_id: str | None = None,
         deduction_request_id: int | None = None,
     ) -> None:
+        await self._write_after_catch_up(
+            connection,
+            pool,
+            operations.Change(pool.state),
+            change,
+            reference=reference,
+            at=at,
+            waba_id=waba_id,
+            deduction_request_id=deduction_request_id,
+        )
+
+    async def _write_after_catch_up(
+        self,
+        connection: AsyncConnection,
+        pool: pool_store.LockedPool,
+        caught_up: operations.Change,
+        change: operations.Change,
+        *,
+        reference: str,
+        at: datetime,
+        waba_id: str | None = None,
+        deduction_request_id: int | None = None,
+    ) -> None:
+        """Ledger entries of any due cycle resets, then of the change; the pool saved once, events in order."""
         state = change.state
+        cycle = ledger_store.EntryContext(
+            reference=f"cycle:{caught_up.state.cycle_label}", cycle_start=caught_up.state.cycle_start
+        )
         context = ledger_store.EntryContext(
             reference=reference,
             cycle_start=state.cycle_start,
             waba_id=waba_id,
             deduction_request_id=deduction_request_id,
         )
+        company_id, package_id = state.company_id, pool.package_id
         rows = ledger_store.entry_rows(
-            company_id=state.company_id, package_id=pool.package_id, moves=change.moves, context=context, at=at
+            company_id=company_id, package_id=package_id, moves=caught_up.moves, context=cycle, at=at
+        ) + ledger_store.entry_rows(
+            company_id=company_id, package_id=package_id, moves=change.moves, context=context, at=at
         )
         await ledger_store.append_entries(connection, rows)
         await pool_store.save_pool(connection, pool, state, at=at)
-        await ledger_store.emit_events(connection, company_id=state.company_id, events=change.events, at=at)
+        events = caught_up.events + change.events
+        await ledger_store.emit_events(connection, company_id=company_id, events=events, at=at)
 
     async def provision_waba(self, company_id: int, waba_id: str, *, name: str) -> None:
         """Idempotent: the WABA joins the company's pool (if the company has one)."""
@@ -382,13 +414,10 @@ class BillingService:
                     "created_at": at,
                 },
             )
-            await self._write_moves(
-                connection, pool, caught_up, reference=f"cycle:{caught_up.state.cycle_label}", at=at
-            )
-            pool = replace(pool, state=caught_up.state)
-            await self._write_moves(
+            await self._write_after_catch_up(
                 connection,
                 pool,
+                caught_up,
                 change,
                 reference=request.refund_code,
                 at=at,
@@ -490,12 +519,7 @@ class BillingService:
                     "created_at": at,
                 },
             )
-            await self._write_moves(
-                connection, pool, caught_up, reference=f"cycle:{caught_up.state.cycle_label}", at=at
-            )
-            await self._write_moves(
-                connection, replace(pool, state=caught_up.state), change, reference=payment_reference, at=at
-            )
+            await self._write_after_catch_up(connection, pool, caught_up, change, reference=payment_reference, at=at)
         await self._changed(company_id)
         return FundingResult(
             payment_id=payment_id,
