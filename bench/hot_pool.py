@@ -27,6 +27,7 @@ from bench.runner import (
     DEFAULT_POOLS,
     DEFAULT_PROCESSES,
     DEFAULT_SENDERS,
+    VARIANTS,
     BenchConfig,
     run_bench,
 )
@@ -55,6 +56,14 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("a positive integer")
     return value
+
+
+def _variants(text: str) -> tuple[str, ...]:
+    values = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(set(values) - set(VARIANTS))
+    if not values or unknown:
+        raise argparse.ArgumentTypeError(f"a comma-separated list of {', '.join(VARIANTS)}")
+    return values
 
 
 def _listed(values: tuple[int, ...]) -> str:
@@ -95,6 +104,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=20_260_701, help="seed of the message plan")
     parser.add_argument(
+        "--variants",
+        type=_variants,
+        default=VARIANTS,
+        help=f"which designs to run ({','.join(VARIANTS)}); ratios need the baseline",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"{QUICK_DEDUCTIONS} deductions ({QUICK_BATCH_DEDUCTIONS} a batch cell), "
@@ -116,6 +131,7 @@ def config_from(arguments: argparse.Namespace) -> BenchConfig:
         cell_seconds=arguments.cell_seconds if arguments.cell_seconds > 0 else None,
         processes=arguments.processes,
         seed=arguments.seed,
+        variants=arguments.variants,
     )
 
 

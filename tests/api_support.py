@@ -49,20 +49,38 @@ async def api_client(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClien
             await context.database.dispose()
 
 
-async def provision(client: httpx.AsyncClient, company_id: int, *, wabas: tuple[str, ...] = ("1001001",),
-                    allowance: int = 100_000, postpaid_limit: int = 50_000, unit_price: int = 1_000) -> None:
+async def provision(
+    client: httpx.AsyncClient,
+    company_id: int,
+    *,
+    wabas: tuple[str, ...] = ("1001001",),
+    allowance: int = 100_000,
+    postpaid_limit: int = 50_000,
+    unit_price: int = 1_000,
+) -> None:
     """A v3 company with WABAs and a company price for wa_marketing_id, over the real internal API."""
     response = await client.put(
         f"{INTERNAL}/companies/{company_id}",
-        json={"billing_version": "v3", "currency": "IDR", "timezone": "Asia/Jakarta",
-              "package": {"allowance": allowance, "postpaid_limit": postpaid_limit, "cycle_anchor_day": 1,
-                          "threshold_percent": None}},
+        json={
+            "billing_version": "v3",
+            "currency": "IDR",
+            "timezone": "Asia/Jakarta",
+            "package": {
+                "allowance": allowance,
+                "postpaid_limit": postpaid_limit,
+                "cycle_anchor_day": 1,
+                "threshold_percent": None,
+            },
+        },
         headers=INTERNAL_HEADERS,
     )
     assert response.status_code == 200, response.text
     for index, waba_id in enumerate(wabas):
-        response = await client.put(f"{INTERNAL}/companies/{company_id}/wabas/{waba_id}",
-                                    json={"name": f"WABA {index + 1}"}, headers=INTERNAL_HEADERS)
+        response = await client.put(
+            f"{INTERNAL}/companies/{company_id}/wabas/{waba_id}",
+            json={"name": f"WABA {index + 1}"},
+            headers=INTERNAL_HEADERS,
+        )
         assert response.status_code == 200, response.text
     response = await client.put(
         f"{INTERNAL}/price-list/wa_marketing_id",
@@ -72,10 +90,14 @@ async def provision(client: httpx.AsyncClient, company_id: int, *, wabas: tuple[
     assert response.status_code == 200, response.text
 
 
-def deduction_body(company_id: int, unique_code: str, *, waba_id: str = "1001001", quantity: int = 1,
-                   **extra: Any) -> dict[str, Any]:
+def deduction_body(
+    company_id: int, unique_code: str, *, waba_id: str = "1001001", quantity: int = 1, **extra: Any
+) -> dict[str, Any]:
     return {
-        "company_id": company_id, "billing_code": "whatsapp", "deduction_code": "wa_marketing_id",
-        "unique_code": unique_code, "quantity": quantity,
+        "company_id": company_id,
+        "billing_code": "whatsapp",
+        "deduction_code": "wa_marketing_id",
+        "unique_code": unique_code,
+        "quantity": quantity,
         "extra_attrs": {"waba_id": waba_id, **extra},
     }

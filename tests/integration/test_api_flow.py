@@ -50,11 +50,17 @@ async def test_billing_info_shows_each_change_at_once(client: httpx.AsyncClient)
     assert info["balance"]["total"] == 10_000 and info["stale"] is False
     await client.post(f"{INTERNAL}/quota-managements/deduction", json=deduction_body(8, "m1"), headers=INTERNAL_HEADERS)
     assert (await client.get(f"{PUBLIC}/billings/info", headers=owner)).json()["balance"]["total"] == 9_000
-    await client.post(f"{INTERNAL}/quota-managements/top-up",
-                      json={"company_id": 8, "amount": 5_000, "payment_reference": "pay-1"}, headers=INTERNAL_HEADERS)
+    await client.post(
+        f"{INTERNAL}/quota-managements/top-up",
+        json={"company_id": 8, "amount": 5_000, "payment_reference": "pay-1"},
+        headers=INTERNAL_HEADERS,
+    )
     assert (await client.get(f"{PUBLIC}/billings/info", headers=owner)).json()["balance"]["total"] == 14_000
-    await client.post(f"{INTERNAL}/quota-managements/refund",
-                      json={"company_id": 8, "unique_code": "m1", "refund_code": "r1"}, headers=INTERNAL_HEADERS)
+    await client.post(
+        f"{INTERNAL}/quota-managements/refund",
+        json={"company_id": 8, "unique_code": "m1", "refund_code": "r1"},
+        headers=INTERNAL_HEADERS,
+    )
     info = (await client.get(f"{PUBLIC}/billings/info", headers=owner)).json()
     assert info["balance"]["total"] == 15_000
     assert info["wabas"] == [{"waba_id": "1001001", "name": "WABA 1", "spent_this_cycle": 0}]
@@ -63,8 +69,9 @@ async def test_billing_info_shows_each_change_at_once(client: httpx.AsyncClient)
 async def test_logs_and_csv_follow_the_show_waba_id_preference(client: httpx.AsyncClient) -> None:
     await provision(client, 9)
     for index in range(3):
-        body = deduction_body(9, f"m{index}", broadcast_id="bc-1", phone_number="+6281234567890",
-                              customer_name="Budi Santoso")
+        body = deduction_body(
+            9, f"m{index}", broadcast_id="bc-1", phone_number="+6281234567890", customer_name="Budi Santoso"
+        )
         await client.post(f"{INTERNAL}/quota-managements/deduction", json=body, headers=INTERNAL_HEADERS)
     owner = bearer(9)
     page = (await client.get(f"{PUBLIC}/mcc_logs", params={"limit": 2}, headers=owner)).json()
@@ -72,16 +79,18 @@ async def test_logs_and_csv_follow_the_show_waba_id_preference(client: httpx.Asy
     assert "waba_id" not in page["data"][0]
     rest = (await client.get(f"{PUBLIC}/mcc_logs", params={"cursor": page["next_cursor"]}, headers=owner)).json()
     assert [row["unique_code"] for row in rest["data"]] == ["m0"] and rest["next_cursor"] is None
-    csv_text = (await client.get(f"{PUBLIC}/download_broadcast_deduction", params={"broadcast_id": "bc-1"},
-                                 headers=owner)).text
+    csv_text = (
+        await client.get(f"{PUBLIC}/download_broadcast_deduction", params={"broadcast_id": "bc-1"}, headers=owner)
+    ).text
     assert "WABA ID" not in csv_text.splitlines()[0]
     put = await client.put(f"{PUBLIC}/billing_preferences", json={"show_waba_id": True}, headers=owner)
     assert put.json() == {"show_waba_id": True}
     page = (await client.get(f"{PUBLIC}/mcc_logs", headers=owner)).json()
     assert page["data"][0]["waba_id"] == "1001001"
     assert page["data"][0]["phone_number"] == "+6281234567890"
-    lines = (await client.get(f"{PUBLIC}/download_broadcast_deduction", params={"broadcast_id": "bc-1"},
-                              headers=owner)).text.splitlines()
+    lines = (
+        await client.get(f"{PUBLIC}/download_broadcast_deduction", params={"broadcast_id": "bc-1"}, headers=owner)
+    ).text.splitlines()
     assert lines[0].split(",")[1] == "WABA ID" and len(lines) == 4 and ",10.00," in lines[1]
     supervisor = (await client.get(f"{PUBLIC}/mcc_logs", headers=bearer(9, "supervisor"))).json()
     assert supervisor["data"][0]["phone_number"] != "+6281234567890"

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import OperationalError
 
+from wabapool.service.deductions import Prepared
 from wabapool.service.group_commit import GroupCommitter
 from wabapool.service.models import BatchItemResult, DeductionRequest
 
 
-def request(code: str, company_id: int = 1) -> DeductionRequest:
-    return DeductionRequest(company_id, "wa", "wa_marketing_id", code, 1, "111")
+def request(code: str, company_id: int = 1) -> Prepared:
+    deduction = DeductionRequest(company_id, "wa", "wa_marketing_id", code, 1, "111")
+    return Prepared(deduction, deduction.payload_hash(), None, None, None)
 
 
 class RecordingApply:
@@ -22,9 +24,11 @@ class RecordingApply:
         self.down = down
 
     async def __call__(
-        self, company_id: int, requests: Sequence[DeductionRequest], service_name: str | None
+        self, company_id: int, items: Sequence[Prepared], service_name: str | None
     ) -> list[BatchItemResult]:
         await asyncio.sleep(0.01)  # a transaction takes a while; others queue meanwhile
+        requests = [item.request for item in items]
+        assert {r.company_id for r in requests} == {company_id}
         self.groups.append([r.unique_code for r in requests])
         if self.down:
             raise OperationalError("SELECT 1", {}, ConnectionError("database is down"))
@@ -75,3 +79,36 @@ async def test_groups_never_exceed_the_maximum() -> None:
     committer = GroupCommitter(apply, max_group=4)
     await committer.submit_many([request(f"m{i}") for i in range(10)], "svc")
     assert max(len(g) for g in apply.groups) == 4
+
+
+async def test_a_batch_item_that_breaks_its_group_is_unavailable_and_its_neighbours_are_applied() -> None:
+    apply = RecordingApply(poison="m3")
+    committer = GroupCommitter(apply)
+    outcomes = await committer.submit_many([request(f"m{i}") for i in range(6)], "svc")
+    assert [(o.unique_code, o.status) for o in outcomes] == [
+        (f"m{i}", "rejected" if i == 3 else "applied") for i in range(6)
+    ]
+    assert outcomes[3].error is not None and outcomes[3].error.code.value == "unavailable"
+
+
+async def test_a_batch_over_several_companies_answers_in_the_callers_order() -> None:
+    apply = RecordingApply()
+    committer = GroupCommitter(apply, max_group=3)
+    items = [request(f"m{i}", company_id=i % 3 + 1) for i in range(20)]
+    outcomes = await committer.submit_many(items, "svc")
+    assert [o.unique_code for o in outcomes] == [f"m{i}" for i in range(20)]
+    assert max(len(g) for g in apply.groups) == 3
+
+
+async def test_batches_queued_together_share_one_transaction() -> None:
+    apply = RecordingApply()
+    committer = GroupCommitter(apply)
+    first = asyncio.ensure_future(committer.submit(request("lone"), "svc"))
+    await asyncio.sleep(0)  # the lone deduction's transaction is under way; the batches queue behind it
+    batches = [[request(f"b{b}-{i}") for i in range(10)] for b in range(3)]
+    answers = await asyncio.gather(*(committer.submit_many(batch, "svc") for batch in batches))
+    await first
+    assert [[o.unique_code for o in answer] for answer in answers] == [
+        [i.request.unique_code for i in b] for b in batches
+    ]
+    assert apply.groups[1:] == [[i.request.unique_code for b in batches for i in b]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -423,3 +424,31 @@ def test_within_one_cycle_below_zero_fires_at_most_once_and_low_only_when_armed(
         assert sum(m.amount_minor for m in change.moves) == buckets.total - state.buckets.total
         state = change.state
     assert below_zero_events <= 1
+
+
+@given(
+    allowance=small,
+    limit=small,
+    threshold=st.none() | st.decimals(min_value=0, max_value=100, places=2),
+    amounts=st.lists(st.integers(min_value=0, max_value=4_000), max_size=30),
+)
+def test_a_run_of_deductions_equals_the_same_deductions_one_at_a_time(
+    allowance: int, limit: int, threshold: Decimal | None, amounts: list[int]
+) -> None:
+    state = replace(opened_pool(allowance=allowance, postpaid_limit=limit), threshold_percent=threshold)
+    run = operations.deduct_many(state, amounts)
+    step, events = state, []
+    for amount, outcome in zip(amounts, run.outcomes, strict=True):
+        try:
+            change = operations.deduct(step, amount)
+        except BillingError as error:
+            assert isinstance(outcome, BillingError)
+            assert (outcome.code, outcome.details) == (error.code, error.details)
+            assert error.code is Rejection.QUOTA_EXCEEDED
+            continue
+        assert isinstance(outcome, operations.Charged)
+        assert (outcome.portions, outcome.moves) == (change.portions, change.moves)
+        events += change.events
+        step = change.state
+    assert run.state == step
+    assert run.events == events

@@ -45,6 +45,7 @@ def hot_pool(
     batch_sizes: Annotated[str | None, typer.Option(help="Items per deduct_batch call, e.g. 100,1000.")] = None,
     cell_seconds: Annotated[float | None, typer.Option(help="Time bound of a cell (0: none).")] = None,
     processes: Annotated[int | None, typer.Option(help="Sender processes.")] = None,
+    variants: Annotated[str | None, typer.Option(help="Designs to run, e.g. baseline,single,batch.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A few hundred deductions, one concurrency level.")] = False,
     no_json: Annotated[bool, typer.Option("--no-json", help="Do not write bench/results/*.json.")] = False,
 ) -> None:
@@ -60,6 +61,7 @@ def hot_pool(
         "--batch-sizes": batch_sizes,
         "--cell-seconds": cell_seconds,
         "--processes": processes,
+        "--variants": variants,
     }
     for flag, value in options.items():
         if value is not None:

@@ -13,6 +13,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from wabapool.domain import cycle, thresholds
+from wabapool.domain.errors import BillingError
 from wabapool.domain.events import DomainEvent, EventType
 from wabapool.domain.limits import MAX_CATCH_UP_CYCLES
 from wabapool.domain.pool import (
@@ -40,20 +41,6 @@ class PoolState:
     low_balance_armed: bool = True
     below_zero_cycle_start: datetime | None = None
     threshold_percent: Decimal | None = None
-
-    def with_buckets(self, buckets: Buckets) -> PoolState:
-        # Built directly, not with dataclasses.replace: this runs once per deduction.
-        return PoolState(
-            self.company_id,
-            buckets,
-            self.cycle_start,
-            self.anchor_day,
-            self.timezone,
-            self.funded_base_minor,
-            self.low_balance_armed,
-            self.below_zero_cycle_start,
-            self.threshold_percent,
-        )
 
     @property
     def cycle_label(self) -> str:
@@ -99,33 +86,74 @@ def _figures(state: PoolState) -> dict[str, object]:
     }
 
 
-def _after_spend(before: PoolState, after: PoolState) -> tuple[PoolState, list[DomainEvent]]:
-    """Raise `balance_low` once per crossing and `balance_below_zero` once per cycle."""
+@dataclass(frozen=True, slots=True)
+class Charged:
+    """One deduction of a run: what each bucket carried, and its ledger moves."""
+
+    portions: tuple[Portion, ...]
+    moves: list[Move]
+
+    @property
+    def total_before(self) -> int | None:
+        return self.moves[0].total_before_minor if self.moves else None
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Deductions applied one after another: the final state, each one's outcome in order, the events raised."""
+
+    state: PoolState
+    outcomes: list[Charged | BillingError]
+    events: list[DomainEvent]
+
+
+def deduct_many(state: PoolState, amounts: Sequence[int]) -> Run:
+    """Charge each amount in turn, exactly as repeated `deduct` would; a refused one changes nothing.
+
+    `balance_low` is raised once per crossing and `balance_below_zero` once
+    per cycle. Deductions never change the funded base or the threshold, so
+    the low bound is computed once for the whole run.
+    """
+    bound = thresholds.low_bound(funded_base_minor=state.funded_base_minor, threshold_percent=state.threshold_percent)
+    buckets = state.buckets
+    armed = state.low_balance_armed
+    below_zero_cycle_start = state.below_zero_cycle_start
+    outcomes: list[Charged | BillingError] = []
     events: list[DomainEvent] = []
-    if after.low_balance_armed and after.is_low:
-        after = replace(after, low_balance_armed=False)
-        events.append(
-            DomainEvent(
-                EventType.BALANCE_LOW,
-                {
-                    **_figures(after),
-                    "threshold_percent": str(thresholds.effective_threshold(after.threshold_percent)),
-                },
+    for amount_minor in amounts:
+        if amount_minor == 0:
+            outcomes.append(Charged((), []))
+            continue
+        try:
+            after, portions, moves = charge(buckets, amount_minor)
+        except BillingError as error:
+            outcomes.append(error)
+            continue
+        outcomes.append(Charged(portions, moves))
+        if armed and after.spendable <= bound:
+            armed = False
+            now = replace(state, buckets=after, low_balance_armed=False)
+            events.append(
+                DomainEvent(
+                    EventType.BALANCE_LOW,
+                    {**_figures(now), "threshold_percent": str(thresholds.effective_threshold(now.threshold_percent))},
+                )
             )
-        )
-    if (
-        thresholds.crossed_below_zero(before.buckets, after.buckets)
-        and after.below_zero_cycle_start != after.cycle_start
-    ):
-        after = replace(after, below_zero_cycle_start=after.cycle_start)
-        events.append(
-            DomainEvent(
-                EventType.BALANCE_BELOW_ZERO,
-                _figures(after),
-                dedup_key=f"{after.company_id}:{after.cycle_label}",
+        if thresholds.crossed_below_zero(buckets, after) and below_zero_cycle_start != state.cycle_start:
+            below_zero_cycle_start = state.cycle_start
+            now = replace(state, buckets=after, low_balance_armed=armed)
+            events.append(
+                DomainEvent(
+                    EventType.BALANCE_BELOW_ZERO,
+                    _figures(now),
+                    dedup_key=f"{state.company_id}:{state.cycle_label}",
+                )
             )
-        )
-    return after, events
+        buckets = after
+    if buckets is state.buckets:
+        return Run(state, outcomes, events)
+    final = replace(state, buckets=buckets, low_balance_armed=armed, below_zero_cycle_start=below_zero_cycle_start)
+    return Run(final, outcomes, events)
 
 
 def _rearm(state: PoolState) -> PoolState:
@@ -137,11 +165,11 @@ def _rearm(state: PoolState) -> PoolState:
 
 def deduct(state: PoolState, amount_minor: int) -> Change:
     """Charge through the hierarchy; raises `quota_exceeded` and changes nothing if it does not fit."""
-    if amount_minor == 0:
-        return Change(state)
-    buckets, portions, moves = charge(state.buckets, amount_minor)
-    after, events = _after_spend(state, state.with_buckets(buckets))
-    return Change(after, moves, events, portions)
+    run = deduct_many(state, [amount_minor])
+    outcome = run.outcomes[0]
+    if isinstance(outcome, BillingError):
+        raise outcome
+    return Change(run.state, outcome.moves, run.events, outcome.portions)
 
 
 def refund(state: PoolState, taken: Sequence[Portion], *, taken_cycle_start: datetime) -> Change:

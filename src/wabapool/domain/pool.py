@@ -139,20 +139,20 @@ def allocate(buckets: Buckets, amount_minor: int) -> tuple[Portion, ...]:
             "the pool cannot cover this amount",
             {"amount": amount_minor, "available": max(buckets.available, 0)},
         )
-    headroom = {
-        QuotaType.INITIAL: max(buckets.initial_remaining, 0),
-        QuotaType.ADDITIONAL: max(buckets.additional_remaining, 0),
-        QuotaType.POSTPAID: max(buckets.postpaid_limit - buckets.postpaid_used, 0),
-    }
+    headroom = (
+        buckets.initial_remaining,
+        buckets.additional_remaining,
+        buckets.postpaid_limit - buckets.postpaid_used,
+    )
     portions: list[Portion] = []
     left = amount_minor
-    for quota_type in HIERARCHY:
-        if left == 0:
-            break
-        taken = min(left, headroom[quota_type])
-        if taken:
+    for quota_type, room in zip(HIERARCHY, headroom, strict=True):
+        taken = min(left, room)
+        if taken > 0:
             portions.append(Portion(quota_type, taken))
             left -= taken
+            if not left:
+                break
     if left:
         raise BillingError(Rejection.QUOTA_EXCEEDED, "the pool cannot cover this amount")
     return tuple(portions)

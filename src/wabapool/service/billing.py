@@ -294,7 +294,7 @@ class BillingService:
         error = check_deduction(request)
         if error is not None:
             return BatchItemResult(str(request.unique_code), "rejected", error=error)
-        return await self._group_commit.submit(request, service_name)
+        return await self._group_commit.submit(deductions.Prepared.of(request, self.sealer), service_name)
 
     async def deduct_batch(
         self, requests: Sequence[DeductionRequest], *, service_name: str | None = None
@@ -304,30 +304,32 @@ class BillingService:
             raise BillingError(Rejection.INVALID_REQUEST, f"at most {limits.BATCH_MAX_ITEMS} items per batch")
         results: list[BatchItemResult | None] = [None] * len(requests)
         checked: list[int] = []
+        prepared: list[deductions.Prepared] = []
         for index, request in enumerate(requests):
             error = check_deduction(request)
             if error is not None:
                 results[index] = BatchItemResult(str(request.unique_code), "rejected", error=error)
             else:
                 checked.append(index)
-        outcomes = await self._group_commit.submit_many([requests[i] for i in checked], service_name)
+                prepared.append(deductions.Prepared.of(request, self.sealer))
+        outcomes = await self._group_commit.submit_many(prepared, service_name)
         for index, outcome in zip(checked, outcomes, strict=True):
             results[index] = outcome
         return [r for r in results if r is not None]
 
     async def _apply_group(
-        self, company_id: int, requests: Sequence[DeductionRequest], service_name: str | None
+        self, company_id: int, items: Sequence[deductions.Prepared], service_name: str | None
     ) -> list[BatchItemResult]:
         """One transaction for checked deductions of one company (two if a code turns out to be taken)."""
         try:
-            return await self._apply_group_once(company_id, requests, service_name, look_up_existing=False)
+            return await self._apply_group_once(company_id, items, service_name, look_up_existing=False)
         except deductions.AlreadyApplied:
-            return await self._apply_group_once(company_id, requests, service_name, look_up_existing=True)
+            return await self._apply_group_once(company_id, items, service_name, look_up_existing=True)
 
     async def _apply_group_once(
         self,
         company_id: int,
-        requests: Sequence[DeductionRequest],
+        items: Sequence[deductions.Prepared],
         service_name: str | None,
         *,
         look_up_existing: bool,
@@ -337,10 +339,9 @@ class BillingService:
             outcomes, changed = await deductions.apply_group(
                 connection,
                 company_id,
-                requests,
+                items,
                 at=at,
                 service_name=service_name,
-                sealer=self.sealer,
                 memberships=self._memberships,
                 look_up_existing=look_up_existing,
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,14 +33,66 @@ from wabapool.storage import requests as request_store
 BULK_MIN_ROWS = 16
 
 
-@dataclass(slots=True)
-class _Applied:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A checked deduction with everything that does not depend on the pool.
+
+    Computed when the deduction arrives, outside the group's transaction, so
+    the pool stays locked only for the money arithmetic and the writes.
+    """
+
     request: DeductionRequest
     payload_hash: str
+    customer_name_enc: bytes | None
+    phone_number_enc: bytes | None
+    phone_number_hash: str | None
+
+    @classmethod
+    def of(cls, request: DeductionRequest, sealer: PiiSealer) -> Prepared:
+        return cls(
+            request,
+            request.payload_hash(),
+            sealer.seal(request.customer_name),
+            sealer.seal(request.phone_number),
+            sealer.search_hash(request.phone_number),
+        )
+
+
+@dataclass(slots=True)
+class _Applied:
+    """A deduction the group took; its result is built once the database has given it an id."""
+
+    item: Prepared
     unit_price_minor: int
     market: str | None
-    result: DeductionResult
-    moves: list[Move]
+    amount: int
+    value_before: int
+    value_after: int
+    charged: operations.Charged
+
+    def result(self, deduction_id: int, *, replayed: bool = False) -> DeductionResult:
+        portions = self.charged.portions
+        return DeductionResult(
+            deduction_id,
+            self.item.request.unique_code,
+            self.amount,
+            self.value_before,
+            self.value_after,
+            portions[0].credited_to if portions else None,
+            tuple([Allocation.of(p) for p in portions]),
+            replayed,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _RepeatInGroup:
+    """A code repeated inside the group with the same payload: the first one's result, replayed."""
+
+    first: _Applied
+
+
+# What a group decides for one item: final, or waiting for the id of a row written by this group.
+_Outcome = BatchItemResult | _Applied | _RepeatInGroup
 
 
 @dataclass(slots=True)
@@ -104,18 +156,17 @@ async def missing_pool(connection: AsyncConnection, company_id: int) -> BillingE
     return BillingError(Rejection.NOT_SHARED_POOL, "the company has no shared balance pool")
 
 
-def _reject_all(requests: Sequence[DeductionRequest], error: BillingError) -> list[BatchItemResult]:
-    return [BatchItemResult(r.unique_code, "rejected", error=error) for r in requests]
+def _reject_all(items: Sequence[Prepared], error: BillingError) -> list[BatchItemResult]:
+    return [BatchItemResult(i.request.unique_code, "rejected", error=error) for i in items]
 
 
 async def apply_group(
     connection: AsyncConnection,
     company_id: int,
-    requests: Sequence[DeductionRequest],
+    items: Sequence[Prepared],
     *,
     at: datetime,
     service_name: str | None,
-    sealer: PiiSealer,
     memberships: WabaMembership,
     look_up_existing: bool,
 ) -> tuple[list[BatchItemResult], bool]:
@@ -126,25 +177,27 @@ async def apply_group(
     AlreadyApplied is raised before anything else is written and the caller
     retries with the look-up.
     """
-    known_wabas = await memberships.in_pool(connection, company_id, {r.waba_id for r in requests})
-    prices = await company_store.prices_for(connection, company_id, {r.deduction_code for r in requests})
+    known_wabas = await memberships.in_pool(connection, company_id, {i.request.waba_id for i in items})
+    prices = await company_store.prices_for(connection, company_id, {i.request.deduction_code for i in items})
     pool = await pool_store.load_pool(connection, company_id, for_update=True)
     if pool is None:
-        return _reject_all(requests, await missing_pool(connection, company_id)), False
+        return _reject_all(items, await missing_pool(connection, company_id)), False
     cycle_change = operations.catch_up(pool.state, at)
     existing = (
-        await request_store.find_deductions(connection, company_id, {r.unique_code for r in requests})
+        await request_store.find_deductions(connection, company_id, {i.request.unique_code for i in items})
         if look_up_existing
         else {}
     )
     group = _Group(events=list(cycle_change.events))
-    results, state = _decide(requests, cycle_change.state, existing, known_wabas, prices, at, group)
+    book = PriceBook(prices, company_id=company_id, at=at)
+    outcomes, state = _decide(items, cycle_change.state, existing, known_wabas, book, group)
     if not look_up_existing:
         # A replay must not be answered with a rejection decided as if it were new.
-        rejected = {r.unique_code for r in results if r.status == "rejected"}
+        rejected = {o.unique_code for o in outcomes if isinstance(o, BatchItemResult) and o.status == "rejected"}
         if rejected and await request_store.find_deductions(connection, company_id, rejected):
             raise AlreadyApplied
     changed = bool(group.applied) or bool(cycle_change.moves) or cycle_change.state != pool.state
+    ids: dict[str, int] = {}
     if changed:
         ids = await _write(
             connection,
@@ -154,101 +207,116 @@ async def apply_group(
             group,
             at=at,
             service_name=service_name,
-            sealer=sealer,
             look_up_existing=look_up_existing,
         )
-        results = _with_ids(results, ids)
-    return results, changed
+    return _results(outcomes, ids), changed
 
 
 def _decide(
-    requests: Sequence[DeductionRequest],
+    items: Sequence[Prepared],
     state: operations.PoolState,
     existing: dict[str, Any],
     known_wabas: set[str],
-    prices: list[PriceEntry],
-    at: datetime,
+    book: PriceBook,
     group: _Group,
-) -> tuple[list[BatchItemResult], operations.PoolState]:
-    """Decide every item in order against the in-memory pool; no I/O."""
-    book = PriceBook(prices, company_id=state.company_id, at=at)
+) -> tuple[list[_Outcome], operations.PoolState]:
+    """Decide every item in order against the in-memory pool; no I/O.
+
+    Items that reach the pool are charged in runs (`deduct_many`); a run ends
+    early only where a code repeats one still waiting in it, so the repeat
+    sees whether the first was taken.
+    """
+    outcomes: list[_Outcome | None] = [None] * len(items)
     in_group: dict[str, _Applied] = {}
-    results: list[BatchItemResult] = []
-    for request in requests:
-        payload_hash = request.payload_hash()
-        earlier = existing.get(request.unique_code) or in_group.get(request.unique_code)
+    waiting: list[tuple[int, Prepared, PriceEntry, str | None, int]] = []
+    waiting_codes: set[str] = set()
+
+    def charge_waiting() -> None:
+        nonlocal state
+        run = operations.deduct_many(state, [amount for *_, amount in waiting])
+        total = state.buckets.total
+        for (index, item, price, market, amount), outcome in zip(waiting, run.outcomes, strict=True):
+            if isinstance(outcome, BillingError):
+                outcomes[index] = BatchItemResult(item.request.unique_code, "rejected", error=outcome)
+                continue
+            before = total
+            if outcome.moves:
+                total = outcome.moves[-1].total_after_minor
+            applied = _Applied(item, price.unit_price_minor, market, amount, before, total, outcome)
+            outcomes[index] = applied
+            in_group[item.request.unique_code] = applied
+            group.applied.append(applied)
+            group.spend_by_waba[item.request.waba_id] += amount
+        group.events.extend(run.events)
+        state = run.state
+        waiting.clear()
+        waiting_codes.clear()
+
+    for index, item in enumerate(items):
+        request = item.request
+        code = request.unique_code
+        if code in waiting_codes:
+            charge_waiting()
+        earlier = existing.get(code) or in_group.get(code)
         if earlier is not None:
-            results.append(_repeat(request, payload_hash, earlier))
+            outcomes[index] = _repeat(item, earlier)
             continue
-        try:
-            applied, change = _apply_one(request, payload_hash, state, known_wabas, book)
-        except BillingError as error:
-            results.append(BatchItemResult(request.unique_code, "rejected", error=error))
+        if request.waba_id not in known_wabas:
+            error = BillingError(Rejection.UNKNOWN_WABA, "no such WABA in this company", {"waba_id": request.waba_id})
+            outcomes[index] = BatchItemResult(code, "rejected", error=error)
             continue
-        state = change.state
-        in_group[request.unique_code] = applied
-        group.applied.append(applied)
-        group.events.extend(change.events)
-        group.spend_by_waba[request.waba_id] += applied.result.amount
-        results.append(BatchItemResult(request.unique_code, "applied", result=applied.result))
-    return results, state
+        price, market = book.price(request.deduction_code, request.phone_number)
+        if price is None:
+            error = BillingError(
+                Rejection.UNKNOWN_DEDUCTION_CODE,
+                "no price for this deduction_code",
+                {"deduction_code": request.deduction_code},
+            )
+            outcomes[index] = BatchItemResult(code, "rejected", error=error)
+            continue
+        waiting.append((index, item, price, market, request.quantity * price.unit_price_minor))
+        waiting_codes.add(code)
+    if waiting:
+        charge_waiting()
+    return [o for o in outcomes if o is not None], state
 
 
-def _repeat(request: DeductionRequest, payload_hash: str, earlier: Any) -> BatchItemResult:
+def _repeat(item: Prepared, earlier: Any) -> _Outcome:
     """A repeated unique_code: the original result if the payload matches, else a conflict."""
-    if earlier.payload_hash != payload_hash:
+    code = item.request.unique_code
+    first_hash = earlier.item.payload_hash if isinstance(earlier, _Applied) else earlier.payload_hash
+    if first_hash != item.payload_hash:
         error = BillingError(
             Rejection.IDEMPOTENCY_CONFLICT,
             "unique_code was already used with a different payload",
-            {"unique_code": request.unique_code},
+            {"unique_code": code},
         )
-        return BatchItemResult(request.unique_code, "rejected", error=error)
+        return BatchItemResult(code, "rejected", error=error)
     if isinstance(earlier, _Applied):
-        # Resolved to the stored id in _with_ids once the group is written.
-        return BatchItemResult(request.unique_code, "replayed", result=replace(earlier.result, replayed=True))
-    return BatchItemResult(request.unique_code, "replayed", result=_replay(earlier))
+        return _RepeatInGroup(earlier)
+    return BatchItemResult(code, "replayed", result=_replay(earlier))
 
 
-def _apply_one(
-    request: DeductionRequest,
-    payload_hash: str,
-    state: operations.PoolState,
-    known_wabas: set[str],
-    prices: PriceBook,
-) -> tuple[_Applied, operations.Change]:
-    if request.waba_id not in known_wabas:
-        raise BillingError(Rejection.UNKNOWN_WABA, "no such WABA in this company", {"waba_id": request.waba_id})
-    price, market = prices.price(request.deduction_code, request.phone_number)
-    if price is None:
-        raise BillingError(
-            Rejection.UNKNOWN_DEDUCTION_CODE,
-            "no price for this deduction_code",
-            {"deduction_code": request.deduction_code},
-        )
-    amount = request.quantity * price.unit_price_minor
-    change = operations.deduct(state, amount)
-    result = DeductionResult(
-        deduction_id=0,
-        unique_code=request.unique_code,
-        amount=amount,
-        value_before=state.buckets.total,
-        value_after=change.state.buckets.total,
-        credited_to=change.portions[0].credited_to if change.portions else None,
-        allocations=tuple(Allocation.of(p) for p in change.portions),
-    )
-    return _Applied(request, payload_hash, price.unit_price_minor, market, result, change.moves), change
+def _results(outcomes: list[_Outcome], ids: dict[str, int]) -> list[BatchItemResult]:
+    """Every outcome final, with the ids the database gave the rows this group wrote."""
+    results = []
+    for outcome in outcomes:
+        if isinstance(outcome, _Applied):
+            code = outcome.item.request.unique_code
+            outcome = BatchItemResult(code, "applied", result=outcome.result(ids[code]))
+        elif isinstance(outcome, _RepeatInGroup):
+            code = outcome.first.item.request.unique_code
+            outcome = BatchItemResult(code, "replayed", result=outcome.first.result(ids[code], replayed=True))
+        results.append(outcome)
+    return results
 
 
 def _request_row(
-    applied: _Applied,
-    pool: pool_store.LockedPool,
-    state: operations.PoolState,
-    *,
-    at: datetime,
-    service_name: str | None,
-    sealer: PiiSealer,
+    applied: _Applied, pool: pool_store.LockedPool, cycle_start: datetime, at: datetime, service_name: str | None
 ) -> dict[str, Any]:
-    request, result = applied.request, applied.result
+    item = applied.item
+    request = item.request
+    portions = applied.charged.portions
     return {
         "company_id": request.company_id,
         "unique_code": request.unique_code,
@@ -258,23 +326,23 @@ def _request_row(
         "deduction_code": request.deduction_code,
         "quantity": request.quantity,
         "unit_price_minor": applied.unit_price_minor,
-        "amount_minor": result.amount,
+        "amount_minor": applied.amount,
         "market": applied.market,
-        "value_before_minor": result.value_before,
-        "value_after_minor": result.value_after,
-        "credited_to": result.credited_to,
+        "value_before_minor": applied.value_before,
+        "value_after_minor": applied.value_after,
+        "credited_to": portions[0].credited_to if portions else None,
         "allocations": [
-            {"credited_to": a.credited_to, "quota_type": a.quota_type, "amount": a.amount} for a in result.allocations
+            {"credited_to": p.credited_to, "quota_type": p.quota_type.value, "amount": p.amount_minor} for p in portions
         ],
-        "payload_hash": applied.payload_hash,
-        "cycle_start": state.cycle_start,
+        "payload_hash": item.payload_hash,
+        "cycle_start": cycle_start,
         "service_name": service_name,
         "broadcast_id": request.broadcast_id,
         "message_id": request.message_id,
         "category": request.category,
-        "customer_name_enc": sealer.seal(request.customer_name),
-        "phone_number_enc": sealer.seal(request.phone_number),
-        "phone_number_hash": sealer.search_hash(request.phone_number),
+        "customer_name_enc": item.customer_name_enc,
+        "phone_number_enc": item.phone_number_enc,
+        "phone_number_hash": item.phone_number_hash,
         "created_at": at,
     }
 
@@ -288,30 +356,30 @@ async def _write(
     *,
     at: datetime,
     service_name: str | None,
-    sealer: PiiSealer,
     look_up_existing: bool,
 ) -> dict[str, int]:
     """Everything the group decided, in as few statements as the databases allow; returns the new ids."""
     company_id = state.company_id
-    rows = [_request_row(a, pool, state, at=at, service_name=service_name, sealer=sealer) for a in group.applied]
+    cycle_start = state.cycle_start
+    rows = [_request_row(a, pool, cycle_start, at, service_name) for a in group.applied]
     ids = await _insert_requests(connection, rows, look_up_existing=look_up_existing)
     entries = ledger_store.entry_rows(
         company_id=company_id,
         package_id=pool.package_id,
         moves=cycle_moves,
-        context=ledger_store.EntryContext(reference=f"cycle:{state.cycle_label}", cycle_start=state.cycle_start),
+        context=ledger_store.EntryContext(reference=f"cycle:{state.cycle_label}", cycle_start=cycle_start),
         at=at,
     )
     for applied in group.applied:
-        deduction_id = ids[applied.request.unique_code]
+        request = applied.item.request
         context = ledger_store.EntryContext(
-            reference=applied.request.unique_code,
-            cycle_start=state.cycle_start,
-            waba_id=applied.request.waba_id,
-            deduction_request_id=deduction_id,
+            reference=request.unique_code,
+            cycle_start=cycle_start,
+            waba_id=request.waba_id,
+            deduction_request_id=ids[request.unique_code],
         )
         entries += ledger_store.entry_rows(
-            company_id=company_id, package_id=pool.package_id, moves=applied.moves, context=context, at=at
+            company_id=company_id, package_id=pool.package_id, moves=applied.charged.moves, context=context, at=at
         )
     if bulk.supported(connection) and len(entries) >= BULK_MIN_ROWS:
         await bulk.copy_ledger_entries(connection, entries)
@@ -319,7 +387,7 @@ async def _write(
         await ledger_store.append_entries(connection, entries)
     await pool_store.save_pool(connection, pool, state, at=at)
     await ledger_store.add_waba_spend(
-        connection, company_id=company_id, cycle_start=state.cycle_start, spend_by_waba=group.spend_by_waba
+        connection, company_id=company_id, cycle_start=cycle_start, spend_by_waba=group.spend_by_waba
     )
     await ledger_store.emit_events(connection, company_id=company_id, events=group.events, at=at)
     return ids
@@ -341,24 +409,3 @@ async def _insert_requests(
             raise RuntimeError("a unique_code was applied concurrently despite the pool lock")
         raise AlreadyApplied
     return ids
-
-
-def _with_ids(results: list[BatchItemResult], ids: dict[str, int]) -> list[BatchItemResult]:
-    """Fill in the deduction ids the database assigned, for applied items and in-group replays."""
-    filled = []
-    for outcome in results:
-        result = outcome.result
-        if result is not None and result.deduction_id == 0:
-            result = DeductionResult(
-                ids[outcome.unique_code],
-                result.unique_code,
-                result.amount,
-                result.value_before,
-                result.value_after,
-                result.credited_to,
-                result.allocations,
-                result.replayed,
-            )
-            outcome = BatchItemResult(outcome.unique_code, outcome.status, result)
-        filled.append(outcome)
-    return filled
