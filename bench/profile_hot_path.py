@@ -1,6 +1,9 @@
-"""Profile the single-deduction endpoint in-process (pyinstrument), the way the note's figures were taken.
+"""Profile a deduction endpoint in-process (pyinstrument), the way the note's figures were taken.
 
-    python -m bench.profile_hot_path [--database-url URL] [--requests 2000] [--senders 32]
+    python -m bench.profile_hot_path [--database-url URL] [--requests 2000] [--senders 32] [--batch 0]
+
+`--batch N` sends the requests as batches of N items to the batch endpoint
+instead of one by one.
 
 Drives the real app over ASGI (no sockets), so the profile shows the server's
 own work: framework, endpoint, group commit, storage.
@@ -22,7 +25,7 @@ from wabapool.api.context import AppContext
 from wabapool.config import Settings
 
 
-async def profile(url: str, requests: int, senders: int) -> None:
+async def profile(url: str, requests: int, senders: int, batch: int) -> None:
     await asyncio.to_thread(lambda: asyncio.run(_prepare_database(url)))
     settings = Settings(database_url=url, api_keys=f"bench:{API_KEY}", jwt_secret=JWT_SECRET)
     context = AppContext.build(settings)
@@ -40,19 +43,25 @@ async def profile(url: str, requests: int, senders: int) -> None:
             )
         ).raise_for_status()
         pending = list(range(requests))
+        run = time.time_ns()
+
+        def item(index: int) -> dict[str, object]:
+            return {
+                "company_id": COMPANY_ID,
+                "billing_code": "wa",
+                "deduction_code": "wa_marketing_id",
+                "unique_code": f"profile-{run}-{index}",
+                "quantity": 1,
+                "extra_attrs": {"waba_id": WABAS[index % 3], "phone_number": "+6281234567890"},
+            }
 
         async def sender() -> None:
             while pending:
-                index = pending.pop()
-                body = {
-                    "company_id": COMPANY_ID,
-                    "billing_code": "wa",
-                    "deduction_code": "wa_marketing_id",
-                    "unique_code": f"profile-{time.time_ns()}-{index}",
-                    "quantity": 1,
-                    "extra_attrs": {"waba_id": WABAS[index % 3], "phone_number": "+6281234567890"},
-                }
-                response = await client.post("/iag/v1/quota-managements/deduction", json=body)
+                if batch:
+                    items = [item(pending.pop()) for _ in range(min(batch, len(pending)))]
+                    response = await client.post("/iag/v1/quota-managements/deductions", json={"items": items})
+                else:
+                    response = await client.post("/iag/v1/quota-managements/deduction", json=item(pending.pop()))
                 response.raise_for_status()
 
         profiler = Profiler()
@@ -62,7 +71,8 @@ async def profile(url: str, requests: int, senders: int) -> None:
         seconds = time.perf_counter() - started
         profiler.stop()
     await context.database.dispose()
-    print(f"{requests / seconds:,.0f} req/s in-process ({senders} senders; includes the client's own cost)")
+    unit = f"items/s in batches of {batch}" if batch else "req/s"
+    print(f"{requests / seconds:,.0f} {unit} in-process ({senders} senders; includes the client's own cost)")
     print(profiler.output_text(unicode=False, color=False))
 
 
@@ -71,9 +81,10 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("WABAPOOL_DATABASE_URL", DEFAULT_PG))
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--senders", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=0, help="items per call to the batch endpoint (0: single)")
     args = parser.parse_args()
     os.environ.setdefault("WABAPOOL_LOG_LEVEL", "WARNING")
-    asyncio.run(profile(args.database_url, args.requests, args.senders))
+    asyncio.run(profile(args.database_url, args.requests, args.senders, args.batch))
 
 
 if __name__ == "__main__":

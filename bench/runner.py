@@ -25,6 +25,7 @@ from bench import baseline, product
 from bench.prepare import git_state, prepare
 from bench.stats import CellResult, Check, Deadline, SenderStats
 from bench.workload import COMPANY_ID_RANGE, Message, build_messages, deal, deal_batches, funding_for
+from wabapool.runtime import tune_gc
 from wabapool.service import BillingService
 from wabapool.storage.database import Database
 
@@ -166,7 +167,8 @@ async def _run_work(work: Work, barrier: Any) -> SenderStats:
 
 
 def sender_process(index: int, commands: Any, results: Any, barrier: Any) -> None:
-    """A sender process: one cell per command until None."""
+    """A sender process: one cell per command until None; collector settings as `wabapool serve` has them."""
+    tune_gc()
     while (work := commands.get()) is not None:
         try:
             results.put((index, asyncio.run(_run_work(work, barrier)), None))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 
 from wabapool import metrics
@@ -13,16 +14,24 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     metrics.HTTP_REQUEST_DURATION.labels(route=route).observe(seconds)
 
 
-def record_deduction(outcome: BatchItemResult) -> None:
-    if outcome.error is not None:
-        metrics.record_deduction("rejected", code=outcome.error.code.value)
-        return
-    applied = outcome.result.allocations if outcome.result is not None and outcome.status == "applied" else ()
-    metrics.record_deduction(outcome.status, allocations=((a.quota_type, a.amount) for a in applied))
-
-
-def record_batch(outcomes: Iterable[BatchItemResult]) -> None:
-    outcomes = list(outcomes)
-    metrics.BATCH_SIZE.observe(len(outcomes))
+def record_batch(outcomes: Iterable[BatchItemResult], *, batch: bool = True) -> None:
+    """Count outcomes per label set first: one increment per set, not per item."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    amounts: dict[str, int] = defaultdict(int)
+    size = 0
     for outcome in outcomes:
-        record_deduction(outcome)
+        size += 1
+        if outcome.error is not None:
+            counts["rejected", outcome.error.code.value] += 1
+            continue
+        counts[outcome.status, ""] += 1
+        if outcome.result is not None and outcome.status == "applied":
+            for allocation in outcome.result.allocations:
+                amounts[allocation.quota_type] += allocation.amount
+    metrics.record_deductions(counts, amounts)
+    if batch:
+        metrics.BATCH_SIZE.observe(size)
+
+
+def record_deduction(outcome: BatchItemResult) -> None:
+    record_batch((outcome,), batch=False)

@@ -46,6 +46,7 @@ def serve(*, demo: bool, host: str, port: int, migrate: bool, console: Console) 
     import uvicorn
 
     from wabapool.api.app import create_app
+    from wabapool.runtime import tune_gc
     from wabapool.security import issue_token
     from wabapool.storage.migrate import upgrade
 
@@ -73,4 +74,5 @@ def serve(*, demo: bool, host: str, port: int, migrate: bool, console: Console) 
             console.print(f"owner token (Authorization: Bearer …): {token}", soft_wrap=True)
             console.print(f"page: http://{host}:{port}/#token={token}", soft_wrap=True)
     app = create_app(settings)
+    tune_gc()
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

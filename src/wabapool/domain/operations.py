@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from wabapool.domain import cycle, thresholds
@@ -86,16 +87,11 @@ def _figures(state: PoolState) -> dict[str, object]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class Charged:
-    """One deduction of a run: what each bucket carried, and its ledger moves."""
+class Charged(NamedTuple):
+    """One deduction of a run: what each bucket carried, and its ledger moves (a NamedTuple: one per deduction)."""
 
     portions: tuple[Portion, ...]
     moves: list[Move]
-
-    @property
-    def total_before(self) -> int | None:
-        return self.moves[0].total_before_minor if self.moves else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +253,7 @@ def adjust_allowance(state: PoolState, allowance_minor: int) -> Change:
     """A changed plan applies now: remaining moves by the difference (never under zero)."""
     buckets = state.buckets
     delta = allowance_minor - buckets.initial_allowance
-    buckets = replace(buckets, initial_allowance=allowance_minor)
+    buckets = buckets._replace(initial_allowance=allowance_minor)
     target = max(buckets.initial_remaining + delta, 0)
     moves: list[Move] = []
     if target != buckets.initial_remaining:

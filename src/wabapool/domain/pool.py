@@ -4,13 +4,17 @@ A bucket's *stored value* is what the database keeps for it: `remaining` for
 `initial` and `additional`, `used` for `postpaid`. A move records one bucket's
 change with its before/after and the pool total before/after; `amount_minor`
 is the effect on the pool total (negative when money leaves the pool).
+
+Buckets, portions and moves are NamedTuples, not frozen dataclasses: several
+are made for every deduction, and a frozen dataclass costs about three times
+as much to build (measured: 630 ns against 250 ns). They are just as immutable.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from wabapool.domain.errors import BillingError, Rejection
 
@@ -42,8 +46,7 @@ def credited_to(quota_type: QuotaType) -> str:
     return COMPONENT_CODE + "_" + quota_type
 
 
-@dataclass(frozen=True, slots=True)
-class Buckets:
+class Buckets(NamedTuple):
     initial_allowance: int = 0
     initial_remaining: int = 0
     additional_remaining: int = 0
@@ -72,7 +75,6 @@ class Buckets:
         return self.postpaid_used
 
     def with_value(self, quota_type: QuotaType, stored_value: int) -> Buckets:
-        # Built directly, not with dataclasses.replace: this runs for every portion of every deduction.
         initial, additional, used = self.initial_remaining, self.additional_remaining, self.postpaid_used
         if quota_type is QuotaType.INITIAL:
             initial = stored_value
@@ -83,8 +85,7 @@ class Buckets:
         return Buckets(self.initial_allowance, initial, additional, self.postpaid_limit, used)
 
 
-@dataclass(frozen=True, slots=True)
-class Portion:
+class Portion(NamedTuple):
     """The part of one operation that one bucket carried."""
 
     quota_type: QuotaType
@@ -95,8 +96,7 @@ class Portion:
         return credited_to(self.quota_type)
 
 
-@dataclass(frozen=True, slots=True)
-class Move:
+class Move(NamedTuple):
     """One ledger entry's figures."""
 
     kind: MoveKind

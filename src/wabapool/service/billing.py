@@ -149,7 +149,7 @@ class BillingService:
         adjusted = operations.adjust_allowance(change.state, package.allowance)
         state = replace(
             adjusted.state,
-            buckets=replace(adjusted.state.buckets, postpaid_limit=package.postpaid_limit),
+            buckets=adjusted.state.buckets._replace(postpaid_limit=package.postpaid_limit),
             anchor_day=package.cycle_anchor_day,
             threshold_percent=package.threshold_percent,
         )

@@ -12,7 +12,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,8 +33,7 @@ from wabapool.storage import requests as request_store
 BULK_MIN_ROWS = 16
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
+class Prepared(NamedTuple):
     """A checked deduction with everything that does not depend on the pool.
 
     Computed when the deduction arrives, outside the group's transaction, so
@@ -332,7 +331,7 @@ def _request_row(
         "value_after_minor": applied.value_after,
         "credited_to": portions[0].credited_to if portions else None,
         "allocations": [
-            {"credited_to": p.credited_to, "quota_type": p.quota_type.value, "amount": p.amount_minor} for p in portions
+            {"credited_to": p.credited_to, "quota_type": p.quota_type, "amount": p.amount_minor} for p in portions
         ],
         "payload_hash": item.payload_hash,
         "cycle_start": cycle_start,

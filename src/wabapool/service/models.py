@@ -1,4 +1,8 @@
-"""Requests and results of the use cases, and the checks a request passes before any I/O."""
+"""Requests and results of the use cases, and the checks a request passes before any I/O.
+
+The results made once per deduction (allocation, result, batch outcome) are
+NamedTuples: as immutable as a frozen dataclass and under half its cost to build.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from wabapool.domain import limits
 from wabapool.domain.errors import BillingError, Rejection
@@ -45,8 +49,7 @@ class DeductionRequest:
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Allocation:
+class Allocation(NamedTuple):
     credited_to: str
     quota_type: str
     amount: int
@@ -56,8 +59,7 @@ class Allocation:
         return cls(portion.credited_to, portion.quota_type.value, portion.amount_minor)
 
 
-@dataclass(frozen=True, slots=True)
-class DeductionResult:
+class DeductionResult(NamedTuple):
     deduction_id: int
     unique_code: str
     amount: int
@@ -68,8 +70,7 @@ class DeductionResult:
     replayed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class BatchItemResult:
+class BatchItemResult(NamedTuple):
     unique_code: str
     status: Literal["applied", "replayed", "rejected"]
     result: DeductionResult | None = None

@@ -20,11 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.storage.tables import deduction_requests, ledger_entries
 
-DEDUCTION_COLUMNS = tuple(c.name for c in deduction_requests.columns)
+# `allocations` last: the record is the other columns as picked, plus the allocations as JSON text.
+DEDUCTION_COLUMNS = (*(c.name for c in deduction_requests.columns if c.name != "allocations"), "allocations")
 LEDGER_COLUMNS = tuple(c.name for c in ledger_entries.columns if c.name != "id")
-_pick_deduction = operator.itemgetter(*DEDUCTION_COLUMNS)
+_pick_deduction = operator.itemgetter(*DEDUCTION_COLUMNS[:-1])
 _pick_ledger = operator.itemgetter(*LEDGER_COLUMNS)
-_ALLOCATIONS_AT = DEDUCTION_COLUMNS.index("allocations")
 _NEXT_IDS = text("SELECT nextval('deduction_requests_id_seq') FROM generate_series(1, :count)")
 
 
@@ -42,13 +42,12 @@ async def _driver(connection: AsyncConnection) -> Any:
 
 
 async def copy_deductions(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Insert every row or raise CodeTaken; returns the new ids by unique_code."""
+    """Insert every row or raise CodeTaken; returns the new ids by unique_code (each row gets its `id`)."""
     ids = list((await connection.execute(_NEXT_IDS, {"count": len(rows)})).scalars())
     records = []
     for row_id, row in zip(ids, rows, strict=True):
-        record = list(_pick_deduction({**row, "id": row_id}))
-        record[_ALLOCATIONS_AT] = json.dumps(record[_ALLOCATIONS_AT])  # a `json` column takes text in COPY
-        records.append(tuple(record))
+        row["id"] = row_id
+        records.append((*_pick_deduction(row), json.dumps(row["allocations"])))  # a `json` column takes text
     try:
         await (await _driver(connection)).copy_records_to_table(
             deduction_requests.name, records=records, columns=DEDUCTION_COLUMNS

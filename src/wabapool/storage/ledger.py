@@ -34,8 +34,9 @@ def entry_rows(
         {
             "company_id": company_id,
             "organization_package_id": package_id,
-            "kind": entry.kind.value,
-            "quota_type": entry.quota_type.value,
+            # The members themselves: a StrEnum is a str, and `.value` is a slow descriptor.
+            "kind": entry.kind,
+            "quota_type": entry.quota_type,
             "amount_minor": entry.amount_minor,
             "bucket_before_minor": entry.bucket_before_minor,
             "bucket_after_minor": entry.bucket_after_minor,
