@@ -23,14 +23,11 @@ from wabapool.domain.pool import Move
 from wabapool.domain.pricing import PriceBook, PriceEntry
 from wabapool.pii import PiiSealer
 from wabapool.service.models import Allocation, BatchItemResult, DeductionRequest, DeductionResult
-from wabapool.storage import bulk
+from wabapool.storage import bulk, pg
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
-
-# Below this many rows a plain INSERT is as quick as COPY and its extra round trip for ids.
-BULK_MIN_ROWS = 16
 
 
 class Prepared(NamedTuple):
@@ -380,7 +377,7 @@ async def _write(
         entries += ledger_store.entry_rows(
             company_id=company_id, package_id=pool.package_id, moves=applied.charged.moves, context=context, at=at
         )
-    if bulk.supported(connection) and len(entries) >= BULK_MIN_ROWS:
+    if pg.is_postgresql(connection) and entries:
         await bulk.copy_ledger_entries(connection, entries)
     else:
         await ledger_store.append_entries(connection, entries)
@@ -396,10 +393,14 @@ async def _insert_requests(
     connection: AsyncConnection, rows: list[dict[str, Any]], *, look_up_existing: bool
 ) -> dict[str, int]:
     """The request rows in, or AlreadyApplied if a code thought new was taken."""
-    if bulk.supported(connection) and len(rows) >= BULK_MIN_ROWS and not look_up_existing:
+    if not rows:
+        return {}
+    if pg.is_postgresql(connection):
         try:
             return await bulk.copy_deductions(connection, rows)
         except bulk.CodeTaken as exc:
+            if look_up_existing:
+                raise RuntimeError("a unique_code was applied concurrently despite the pool lock") from exc
             raise AlreadyApplied from exc
     ids = await request_store.insert_deductions(connection, rows)
     if len(ids) != len(rows):

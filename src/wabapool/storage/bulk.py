@@ -1,10 +1,11 @@
-"""PostgreSQL COPY for the two tables a deduction group writes many rows into.
+"""PostgreSQL COPY for the two tables every deduction group writes rows into.
 
 A multi-row INSERT through the SQL layer spends most of its time binding
-parameters in Python; COPY sends the rows in the binary protocol. Ids come
-from the table's own sequence in one query, so they are known before the rows
-go in. COPY has no ON CONFLICT: a unique_code already taken fails the COPY,
-which the caller turns into "decide again with the look-up".
+parameters in Python; COPY sends the rows in the binary protocol, and even a
+group of one is cheaper this way than through SQLAlchemy. Ids come from the
+table's own sequence in one query, so they are known before the rows go in.
+COPY has no ON CONFLICT: a unique_code already taken fails the COPY, which the
+caller turns into "decide again with the look-up".
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wabapool.storage import pg
 from wabapool.storage.tables import deduction_requests, ledger_entries
 
 # `allocations` last: the record is the other columns as picked, plus the allocations as JSON text.
@@ -25,33 +26,23 @@ DEDUCTION_COLUMNS = (*(c.name for c in deduction_requests.columns if c.name != "
 LEDGER_COLUMNS = tuple(c.name for c in ledger_entries.columns if c.name != "id")
 _pick_deduction = operator.itemgetter(*DEDUCTION_COLUMNS[:-1])
 _pick_ledger = operator.itemgetter(*LEDGER_COLUMNS)
-_NEXT_IDS = text("SELECT nextval('deduction_requests_id_seq') FROM generate_series(1, :count)")
+_NEXT_IDS = "SELECT nextval('deduction_requests_id_seq') FROM generate_series(1, $1)"
 
 
 class CodeTaken(Exception):
     """COPY met a unique_code that is already in the table."""
 
 
-def supported(connection: AsyncConnection) -> bool:
-    return connection.dialect.name == "postgresql"
-
-
-async def _driver(connection: AsyncConnection) -> Any:
-    raw = await connection.get_raw_connection()
-    return raw.driver_connection
-
-
 async def copy_deductions(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Insert every row or raise CodeTaken; returns the new ids by unique_code (each row gets its `id`)."""
-    ids = list((await connection.execute(_NEXT_IDS, {"count": len(rows)})).scalars())
+    driver = await pg.driver(connection)
+    ids = [record[0] for record in await driver.fetch(_NEXT_IDS, len(rows))]
     records = []
     for row_id, row in zip(ids, rows, strict=True):
         row["id"] = row_id
         records.append((*_pick_deduction(row), json.dumps(row["allocations"])))  # a `json` column takes text
     try:
-        await (await _driver(connection)).copy_records_to_table(
-            deduction_requests.name, records=records, columns=DEDUCTION_COLUMNS
-        )
+        await driver.copy_records_to_table(deduction_requests.name, records=records, columns=DEDUCTION_COLUMNS)
     except asyncpg.UniqueViolationError as exc:
         raise CodeTaken from exc
     return {row["unique_code"]: row_id for row_id, row in zip(ids, rows, strict=True)}
@@ -59,6 +50,6 @@ async def copy_deductions(connection: AsyncConnection, rows: Sequence[dict[str, 
 
 async def copy_ledger_entries(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     records = [_pick_ledger(row) for row in rows]
-    await (await _driver(connection)).copy_records_to_table(
+    await (await pg.driver(connection)).copy_records_to_table(
         ledger_entries.name, records=records, columns=LEDGER_COLUMNS
     )

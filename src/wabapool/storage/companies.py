@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import String, and_, any_, bindparam, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain.pricing import PriceEntry
+from wabapool.storage import pg
 from wabapool.storage.tables import companies, organization_packages, price_list, whatsapp_packages
 from wabapool.storage.upsert import insert_for
 
@@ -107,23 +109,36 @@ async def upsert_price(
     )
 
 
+_PRICES_FOR_PG = pg.compile_statement(
+    select(price_list).where(
+        and_(
+            price_list.c.deduction_code == any_(bindparam("codes", type_=ARRAY(String))),
+            or_(price_list.c.company_id.is_(None), price_list.c.company_id == bindparam("company_id")),
+        )
+    )
+)
+
+
 async def prices_for(connection: AsyncConnection, company_id: int, codes: Collection[str]) -> list[PriceEntry]:
     """Every entry (default and the company's) for these deduction codes."""
-    rows = await connection.execute(
-        select(price_list).where(
+    rows: Sequence[Mapping[str, Any]]
+    if pg.is_postgresql(connection):
+        rows = await pg.fetch(connection, _PRICES_FOR_PG, codes=list(codes), company_id=company_id)
+    else:
+        query = select(price_list).where(
             and_(
                 price_list.c.deduction_code.in_(list(codes)),
                 or_(price_list.c.company_id.is_(None), price_list.c.company_id == company_id),
             )
         )
-    )
+        rows = (await connection.execute(query)).mappings().all()
     return [
         PriceEntry(
-            deduction_code=row.deduction_code,
-            unit_price_minor=row.unit_price_minor,
-            effective_from=row.effective_from,
-            company_id=row.company_id,
-            market=row.market,
+            deduction_code=row["deduction_code"],
+            unit_price_minor=row["unit_price_minor"],
+            effective_from=row["effective_from"],
+            company_id=row["company_id"],
+            market=row["market"],
         )
         for row in rows
     ]

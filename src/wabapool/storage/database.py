@@ -52,7 +52,10 @@ class Database:
         is_sqlite = self.url.startswith("sqlite")
         options: dict[str, Any] = {"echo": echo}
         if not is_sqlite:
-            options |= {"pool_size": POSTGRES_POOL_SIZE, "max_overflow": POSTGRES_MAX_OVERFLOW, "pool_pre_ping": True}
+            # No ping before each checkout: it cost a round trip per transaction (~250 µs CPU of a
+            # deduction group's ~330 µs bare transaction). A connection the server dropped fails
+            # one attempt instead; SQLAlchemy then replaces every older connection of the pool.
+            options |= {"pool_size": POSTGRES_POOL_SIZE, "max_overflow": POSTGRES_MAX_OVERFLOW}
         self.engine = create_async_engine(self.url, **options)
         self.dialect = self.engine.dialect.name
         if is_sqlite:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain.operations import PoolState
 from wabapool.domain.pool import COMPONENT_CODE, Buckets, QuotaType
+from wabapool.storage import pg
 from wabapool.storage.tables import billing_components, companies, organization_packages, quota_buckets
 
 
@@ -42,7 +45,7 @@ _POOL_COLUMNS = (
 )
 
 
-def _pool_query(company_id: int):  # type: ignore[no-untyped-def]
+def _pool_query(company_id: Any):  # type: ignore[no-untyped-def]
     return (
         select(*_POOL_COLUMNS)
         .select_from(
@@ -58,6 +61,11 @@ def _pool_query(company_id: int):  # type: ignore[no-untyped-def]
     )
 
 
+_LOCK_POOL_PG = pg.compile_statement(
+    _pool_query(bindparam("company_id")).with_for_update(of=[organization_packages, billing_components, quota_buckets])
+)
+
+
 async def load_pool(connection: AsyncConnection, company_id: int, *, for_update: bool) -> LockedPool | None:
     """The company's pool; with `for_update` its rows stay locked until commit.
 
@@ -65,33 +73,34 @@ async def load_pool(connection: AsyncConnection, company_id: int, *, for_update:
     in `FOR UPDATE OF`, so after waiting for the lock PostgreSQL re-reads all of
     them (a table left out of the list would come back from the stale snapshot).
     """
-    query = _pool_query(company_id)
-    if for_update and connection.dialect.name == "postgresql":
-        query = query.with_for_update(of=[organization_packages, billing_components, quota_buckets])
-    rows = (await connection.execute(query)).all()
+    rows: Sequence[Mapping[str, Any]]
+    if for_update and pg.is_postgresql(connection):
+        rows = await pg.fetch(connection, _LOCK_POOL_PG, company_id=company_id)
+    else:
+        rows = (await connection.execute(_pool_query(company_id))).mappings().all()
     if not rows:
         return None
-    by_type = {row.quota_type: row for row in rows}
+    by_type = {row["quota_type"]: row for row in rows}
     first = rows[0]
     buckets = Buckets(
-        initial_allowance=by_type[QuotaType.INITIAL].limit_minor,
-        initial_remaining=by_type[QuotaType.INITIAL].balance_minor,
-        additional_remaining=by_type[QuotaType.ADDITIONAL].balance_minor,
-        postpaid_limit=by_type[QuotaType.POSTPAID].limit_minor,
-        postpaid_used=by_type[QuotaType.POSTPAID].balance_minor,
+        initial_allowance=by_type[QuotaType.INITIAL]["limit_minor"],
+        initial_remaining=by_type[QuotaType.INITIAL]["balance_minor"],
+        additional_remaining=by_type[QuotaType.ADDITIONAL]["balance_minor"],
+        postpaid_limit=by_type[QuotaType.POSTPAID]["limit_minor"],
+        postpaid_used=by_type[QuotaType.POSTPAID]["balance_minor"],
     )
     state = PoolState(
         company_id=company_id,
         buckets=buckets,
-        cycle_start=first.cycle_start,
-        anchor_day=first.cycle_anchor_day,
-        timezone=first.timezone,
-        funded_base_minor=first.funded_base_minor,
-        low_balance_armed=first.low_balance_armed,
-        below_zero_cycle_start=first.below_zero_cycle_start,
-        threshold_percent=first.threshold_running_out,
+        cycle_start=first["cycle_start"],
+        anchor_day=first["cycle_anchor_day"],
+        timezone=first["timezone"],
+        funded_base_minor=first["funded_base_minor"],
+        low_balance_armed=first["low_balance_armed"],
+        below_zero_cycle_start=first["below_zero_cycle_start"],
+        threshold_percent=first["threshold_running_out"],
     )
-    return LockedPool(first.id, first.component_id, first.billing_version, first.currency, state)
+    return LockedPool(first["id"], first["component_id"], first["billing_version"], first["currency"], state)
 
 
 def _bucket_values(buckets: Buckets) -> dict[QuotaType, tuple[int, int]]:
@@ -102,19 +111,27 @@ def _bucket_values(buckets: Buckets) -> dict[QuotaType, tuple[int, int]]:
     }
 
 
+_SET_BUCKET = (
+    update(quota_buckets)
+    .where(
+        (quota_buckets.c.billing_component_id == bindparam("component_id"))
+        & (quota_buckets.c.quota_type == bindparam("bucket"))
+    )
+    .values(balance_minor=bindparam("balance"), limit_minor=bindparam("limit"))
+)
+_SET_BUCKET_PG = pg.compile_statement(_SET_BUCKET)
+
+
 async def save_pool(connection: AsyncConnection, pool: LockedPool, after: PoolState, *, at: datetime) -> None:
     """Write back the buckets that changed and the pool's cycle/threshold state."""
     before_values = _bucket_values(pool.state.buckets)
     for quota_type, (balance, limit) in _bucket_values(after.buckets).items():
         if before_values[quota_type] != (balance, limit):
-            await connection.execute(
-                update(quota_buckets)
-                .where(
-                    (quota_buckets.c.billing_component_id == pool.component_id)
-                    & (quota_buckets.c.quota_type == quota_type.value)
-                )
-                .values(balance_minor=balance, limit_minor=limit)
-            )
+            values = {"component_id": pool.component_id, "bucket": quota_type, "balance": balance, "limit": limit}
+            if pg.is_postgresql(connection):
+                await pg.execute(connection, _SET_BUCKET_PG, **values)
+            else:
+                await connection.execute(_SET_BUCKET, values)
     before = pool.state
     if (
         before.cycle_start,

@@ -1,0 +1,104 @@
+"""The deduction path's driver-level statements run inside the caller's transaction (real PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import COMPANY_ID, truncate_all
+from tests.conftest import provision_demo_pool as provision
+from tests.integration.test_engine_smoke import deduction
+from wabapool.service import BillingService
+from wabapool.service.reconcile import reconcile
+from wabapool.storage import pg, pools
+from wabapool.storage.database import Database
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def pg_database(postgres_url: str) -> Database:
+    database = Database(postgres_url)
+    await truncate_all(database)
+    yield database  # type: ignore[misc]
+    await database.dispose()
+
+
+async def test_a_driver_statement_first_in_a_transaction_is_rolled_back_with_it(pg_database: Database) -> None:
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort):
+        async with pg_database.transaction() as connection:
+            driver = await pg.driver(connection)
+            await driver.execute(
+                "INSERT INTO waba_cycle_spend (company_id, waba_id, cycle_start, spent_minor)"
+                " VALUES (424242, 'w', now(), 1)"
+            )
+            assert driver.is_in_transaction()
+            raise Abort
+    async with pg_database.read() as connection:
+        found = await connection.execute(text("SELECT count(*) FROM waba_cycle_spend WHERE company_id = 424242"))
+        assert found.scalar_one() == 0
+
+
+async def test_the_pool_lock_taken_by_a_driver_statement_holds_until_commit(pg_database: Database) -> None:
+    await provision(BillingService(pg_database))
+    locked = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with pg_database.transaction() as connection:
+            assert await pools.load_pool(connection, COMPANY_ID, for_update=True) is not None
+            locked.set()
+            await release.wait()
+
+    task = asyncio.create_task(holder())
+    await locked.wait()
+    async with pg_database.transaction() as connection:
+        await connection.execute(text("SET LOCAL lock_timeout = '200ms'"))
+        with pytest.raises(Exception, match="lock timeout"):
+            await pools.load_pool(connection, COMPANY_ID, for_update=True)
+    release.set()
+    await task
+
+
+async def test_after_the_server_drops_every_connection_deductions_recover_at_once(
+    pg_database: Database, postgres_url: str
+) -> None:
+    """No ping before each checkout: a dropped connection costs one failed attempt, not one per pooled connection."""
+    service = BillingService(pg_database)
+    await provision(service)
+    hold = asyncio.Event()
+
+    async def pooled() -> None:  # several connections in the pool, not just one
+        async with pg_database.read() as connection:
+            await connection.execute(text("SELECT 1"))
+            await hold.wait()
+
+    holders = [asyncio.create_task(pooled()) for _ in range(3)]
+    await asyncio.sleep(0.2)
+    hold.set()
+    await asyncio.gather(*holders)
+    admin = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+    try:
+        dropped = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    assert dropped >= 3
+    failures = 0
+    for attempt in range(5):
+        try:
+            result = await service.deduct(deduction(f"after-{attempt}"))
+        except Exception:  # the dead connection's error: nothing was written
+            failures += 1
+            continue
+        assert result.deduction_id > 0
+    assert failures <= 1
+    assert (await reconcile(pg_database)).ok
