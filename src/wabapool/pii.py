@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import re
+import threading
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -19,6 +20,34 @@ NONCE_BYTES = 12
 _NON_DIGITS = re.compile(r"\D")
 # Embedded/demo mode only: a fixed, public key so a demo database stays readable across restarts.
 DEVELOPMENT_KEYS = "dev:" + base64.b64encode(hashlib.sha256(b"wabapool development pii key").digest()).decode()
+
+
+class _Nonces:
+    """Random 96-bit nonces, read from the OS a few hundred at a time.
+
+    Every nonce is still fresh OS randomness, never a counter; only the
+    system call is shared (under load, one call per seal showed as a tenth of
+    the batch endpoint's time). The lock keeps two threads from taking the same
+    bytes, and a forked child refills instead of reusing its parent's buffer.
+    """
+
+    BATCH = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._at = 0
+        self._pid = 0
+
+    def take(self) -> bytes:
+        with self._lock:
+            if self._at >= len(self._buffer) or self._pid != os.getpid():
+                self._buffer = os.urandom(NONCE_BYTES * self.BATCH)
+                self._at = 0
+                self._pid = os.getpid()
+            nonce = self._buffer[self._at : self._at + NONCE_BYTES]
+            self._at += NONCE_BYTES
+            return nonce
 
 
 class PiiSealer:
@@ -36,13 +65,14 @@ class PiiSealer:
         self._active_kid, active_key = keys[-1]
         self._active = AESGCM(active_key)
         self._hash_key = hmac.new(keys[0][1], b"wabapool search hash", hashlib.sha256).digest()
+        self._header = self._active_kid.encode() + b"."
+        self._nonces = _Nonces()
 
     def seal(self, plaintext: str | None) -> bytes | None:
         if plaintext is None:
             return None
-        nonce = os.urandom(NONCE_BYTES)
-        header = self._active_kid.encode() + b"."
-        return header + nonce + self._active.encrypt(nonce, plaintext.encode(), header)
+        nonce = self._nonces.take()
+        return self._header + nonce + self._active.encrypt(nonce, plaintext.encode(), self._header)
 
     def open(self, sealed: bytes | None) -> str | None:
         if sealed is None:

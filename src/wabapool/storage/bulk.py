@@ -10,12 +10,12 @@ caller turns into "decide again with the look-up".
 
 from __future__ import annotations
 
-import json
 import operator
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.storage import pg
@@ -40,7 +40,7 @@ async def copy_deductions(connection: AsyncConnection, rows: Sequence[dict[str, 
     records = []
     for row_id, row in zip(ids, rows, strict=True):
         row["id"] = row_id
-        records.append((*_pick_deduction(row), json.dumps(row["allocations"])))  # a `json` column takes text
+        records.append((*_pick_deduction(row), to_json(row["allocations"]).decode()))  # a `json` column takes text
     try:
         await driver.copy_records_to_table(deduction_requests.name, records=records, columns=DEDUCTION_COLUMNS)
     except asyncpg.UniqueViolationError as exc:
