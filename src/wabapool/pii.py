@@ -13,6 +13,7 @@ import hmac
 import os
 import re
 import threading
+import weakref
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -26,9 +27,10 @@ class _Nonces:
     """Random 96-bit nonces, read from the OS a few hundred at a time.
 
     Every nonce is still fresh OS randomness, never a counter; only the
-    system call is shared (under load, one call per seal showed as a tenth of
-    the batch endpoint's time). The lock keeps two threads from taking the same
-    bytes, and a forked child refills instead of reusing its parent's buffer.
+    system call is shared (system calls are dear on this path: one per seal
+    showed as a tenth of the batch endpoint's time). The lock keeps two
+    threads from taking the same bytes, and a forked child drops its parent's
+    buffer instead of reusing it.
     """
 
     BATCH = 256
@@ -37,14 +39,19 @@ class _Nonces:
         self._lock = threading.Lock()
         self._buffer = b""
         self._at = 0
-        self._pid = 0
+        alive = weakref.ref(self)  # the fork hook must not keep every sealer ever made
+        os.register_at_fork(after_in_child=lambda: (nonces := alive()) is not None and nonces._drop())
+
+    def _drop(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._at = 0
 
     def take(self) -> bytes:
         with self._lock:
-            if self._at >= len(self._buffer) or self._pid != os.getpid():
+            if self._at >= len(self._buffer):
                 self._buffer = os.urandom(NONCE_BYTES * self.BATCH)
                 self._at = 0
-                self._pid = os.getpid()
             nonce = self._buffer[self._at : self._at + NONCE_BYTES]
             self._at += NONCE_BYTES
             return nonce

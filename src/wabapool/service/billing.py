@@ -336,7 +336,7 @@ class BillingService:
     ) -> list[BatchItemResult]:
         at = self.clock()
         async with self.database.transaction() as connection:
-            outcomes, changed = await deductions.apply_group(
+            applied = await deductions.apply_group(
                 connection,
                 company_id,
                 items,
@@ -345,9 +345,9 @@ class BillingService:
                 memberships=self._memberships,
                 look_up_existing=look_up_existing,
             )
-        if changed:
+        if applied.changed:
             await self._changed(company_id)
-        return outcomes
+        return applied.results()
 
     # -- refunds and payments -----------------------------------------------
 

@@ -152,8 +152,29 @@ async def missing_pool(connection: AsyncConnection, company_id: int) -> BillingE
     return BillingError(Rejection.NOT_SHARED_POOL, "the company has no shared balance pool")
 
 
-def _reject_all(items: Sequence[Prepared], error: BillingError) -> list[BatchItemResult]:
+def _reject_all(items: Sequence[Prepared], error: BillingError) -> list[_Outcome]:
     return [BatchItemResult(i.request.unique_code, "rejected", error=error) for i in items]
+
+
+class GroupApplied(NamedTuple):
+    """What a group's transaction decided and wrote; the answers are built after commit, outside the lock."""
+
+    outcomes: list[_Outcome]
+    ids: dict[str, int]
+    changed: bool
+
+    def results(self) -> list[BatchItemResult]:
+        """Every outcome final, with the ids the database gave the rows this group wrote."""
+        results = []
+        for outcome in self.outcomes:
+            if isinstance(outcome, _Applied):
+                code = outcome.item.request.unique_code
+                outcome = BatchItemResult(code, "applied", result=outcome.result(self.ids[code]))
+            elif isinstance(outcome, _RepeatInGroup):
+                code = outcome.first.item.request.unique_code
+                outcome = BatchItemResult(code, "replayed", result=outcome.first.result(self.ids[code], replayed=True))
+            results.append(outcome)
+        return results
 
 
 async def apply_group(
@@ -165,19 +186,21 @@ async def apply_group(
     service_name: str | None,
     memberships: WabaMembership,
     look_up_existing: bool,
-) -> tuple[list[BatchItemResult], bool]:
-    """Apply valid deductions of one company; returns results in order and whether anything changed.
+) -> GroupApplied:
+    """Apply valid deductions of one company: the outcomes in order, the new rows' ids, whether anything changed.
 
     Without `look_up_existing` the codes are taken to be new (the common case,
     one query fewer); if the insert finds one taken, or a rejected one exists,
     AlreadyApplied is raised before anything else is written and the caller
-    retries with the look-up.
+    retries with the look-up. Everything that does not need the pool (WABAs,
+    prices, row ids) is fetched before its lock is taken.
     """
     known_wabas = await memberships.in_pool(connection, company_id, {i.request.waba_id for i in items})
     prices = await company_store.prices_for(connection, company_id, {i.request.deduction_code for i in items})
+    reserved = await bulk.reserve_ids(connection, len(items)) if pg.is_postgresql(connection) else []
     pool = await pool_store.load_pool(connection, company_id, for_update=True)
     if pool is None:
-        return _reject_all(items, await missing_pool(connection, company_id)), False
+        return GroupApplied(_reject_all(items, await missing_pool(connection, company_id)), {}, False)
     cycle_change = operations.catch_up(pool.state, at)
     existing = (
         await request_store.find_deductions(connection, company_id, {i.request.unique_code for i in items})
@@ -201,11 +224,12 @@ async def apply_group(
             state,
             cycle_change.moves,
             group,
+            reserved,
             at=at,
             service_name=service_name,
             look_up_existing=look_up_existing,
         )
-    return _results(outcomes, ids), changed
+    return GroupApplied(outcomes, ids, changed)
 
 
 def _decide(
@@ -293,20 +317,6 @@ def _repeat(item: Prepared, earlier: Any) -> _Outcome:
     return BatchItemResult(code, "replayed", result=_replay(earlier))
 
 
-def _results(outcomes: list[_Outcome], ids: dict[str, int]) -> list[BatchItemResult]:
-    """Every outcome final, with the ids the database gave the rows this group wrote."""
-    results = []
-    for outcome in outcomes:
-        if isinstance(outcome, _Applied):
-            code = outcome.item.request.unique_code
-            outcome = BatchItemResult(code, "applied", result=outcome.result(ids[code]))
-        elif isinstance(outcome, _RepeatInGroup):
-            code = outcome.first.item.request.unique_code
-            outcome = BatchItemResult(code, "replayed", result=outcome.first.result(ids[code], replayed=True))
-        results.append(outcome)
-    return results
-
-
 def _request_row(
     applied: _Applied, pool: pool_store.LockedPool, cycle_start: datetime, at: datetime, service_name: str | None
 ) -> dict[str, Any]:
@@ -349,6 +359,7 @@ async def _write(
     state: operations.PoolState,
     cycle_moves: list[Move],
     group: _Group,
+    reserved_ids: list[int],
     *,
     at: datetime,
     service_name: str | None,
@@ -358,7 +369,7 @@ async def _write(
     company_id = state.company_id
     cycle_start = state.cycle_start
     rows = [_request_row(a, pool, cycle_start, at, service_name) for a in group.applied]
-    ids = await _insert_requests(connection, rows, look_up_existing=look_up_existing)
+    ids = await _insert_requests(connection, rows, reserved_ids, look_up_existing=look_up_existing)
     entries = ledger_store.entry_rows(
         company_id=company_id,
         package_id=pool.package_id,
@@ -390,14 +401,14 @@ async def _write(
 
 
 async def _insert_requests(
-    connection: AsyncConnection, rows: list[dict[str, Any]], *, look_up_existing: bool
+    connection: AsyncConnection, rows: list[dict[str, Any]], reserved_ids: list[int], *, look_up_existing: bool
 ) -> dict[str, int]:
     """The request rows in, or AlreadyApplied if a code thought new was taken."""
     if not rows:
         return {}
     if pg.is_postgresql(connection):
         try:
-            return await bulk.copy_deductions(connection, rows)
+            return await bulk.copy_deductions(connection, rows, reserved_ids)
         except bulk.CodeTaken as exc:
             if look_up_existing:
                 raise RuntimeError("a unique_code was applied concurrently despite the pool lock") from exc

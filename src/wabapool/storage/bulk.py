@@ -3,7 +3,7 @@
 A multi-row INSERT through the SQL layer spends most of its time binding
 parameters in Python; COPY sends the rows in the binary protocol, and even a
 group of one is cheaper this way than through SQLAlchemy. Ids come from the
-table's own sequence in one query, so they are known before the rows go in.
+table's own sequence in one query, made before the pool is locked.
 COPY has no ON CONFLICT: a unique_code already taken fails the COPY, which the
 caller turns into "decide again with the look-up".
 """
@@ -33,10 +33,17 @@ class CodeTaken(Exception):
     """COPY met a unique_code that is already in the table."""
 
 
-async def copy_deductions(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Insert every row or raise CodeTaken; returns the new ids by unique_code (each row gets its `id`)."""
+async def reserve_ids(connection: AsyncConnection, count: int) -> list[int]:
+    """Ids for up to `count` deduction rows; unused ones are gaps, as after any rollback."""
+    return [record[0] for record in await (await pg.driver(connection)).fetch(_NEXT_IDS, count)]
+
+
+async def copy_deductions(
+    connection: AsyncConnection, rows: Sequence[dict[str, Any]], reserved_ids: Sequence[int]
+) -> dict[str, int]:
+    """Insert every row with a reserved id, or raise CodeTaken; returns the ids by unique_code (rows get their `id`)."""
     driver = await pg.driver(connection)
-    ids = [record[0] for record in await driver.fetch(_NEXT_IDS, len(rows))]
+    ids = reserved_ids[: len(rows)]
     records = []
     for row_id, row in zip(ids, rows, strict=True):
         row["id"] = row_id
