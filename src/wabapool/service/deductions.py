@@ -319,38 +319,36 @@ def _repeat(item: Prepared, earlier: Any) -> _Outcome:
 
 def _request_row(
     applied: _Applied, pool: pool_store.LockedPool, cycle_start: datetime, at: datetime, service_name: str | None
-) -> dict[str, Any]:
+) -> request_store.DeductionRow:
     item = applied.item
     request = item.request
     portions = applied.charged.portions
-    return {
-        "company_id": request.company_id,
-        "unique_code": request.unique_code,
-        "organization_package_id": pool.package_id,
-        "waba_id": request.waba_id,
-        "billing_code": request.billing_code,
-        "deduction_code": request.deduction_code,
-        "quantity": request.quantity,
-        "unit_price_minor": applied.unit_price_minor,
-        "amount_minor": applied.amount,
-        "market": applied.market,
-        "value_before_minor": applied.value_before,
-        "value_after_minor": applied.value_after,
-        "credited_to": portions[0].credited_to if portions else None,
-        "allocations": [
-            {"credited_to": p.credited_to, "quota_type": p.quota_type, "amount": p.amount_minor} for p in portions
-        ],
-        "payload_hash": item.payload_hash,
-        "cycle_start": cycle_start,
-        "service_name": service_name,
-        "broadcast_id": request.broadcast_id,
-        "message_id": request.message_id,
-        "category": request.category,
-        "customer_name_enc": item.customer_name_enc,
-        "phone_number_enc": item.phone_number_enc,
-        "phone_number_hash": item.phone_number_hash,
-        "created_at": at,
-    }
+    return request_store.DeductionRow(
+        request.company_id,
+        request.unique_code,
+        pool.package_id,
+        request.waba_id,
+        request.billing_code,
+        request.deduction_code,
+        request.quantity,
+        applied.unit_price_minor,
+        applied.amount,
+        applied.market,
+        applied.value_before,
+        applied.value_after,
+        portions[0].credited_to if portions else None,
+        item.payload_hash,
+        cycle_start,
+        service_name,
+        request.broadcast_id,
+        request.message_id,
+        request.category,
+        item.customer_name_enc,
+        item.phone_number_enc,
+        item.phone_number_hash,
+        at,
+        [{"credited_to": p.credited_to, "quota_type": p.quota_type, "amount": p.amount_minor} for p in portions],
+    )
 
 
 async def _write(
@@ -401,7 +399,11 @@ async def _write(
 
 
 async def _insert_requests(
-    connection: AsyncConnection, rows: list[dict[str, Any]], reserved_ids: list[int], *, look_up_existing: bool
+    connection: AsyncConnection,
+    rows: list[request_store.DeductionRow],
+    reserved_ids: list[int],
+    *,
+    look_up_existing: bool,
 ) -> dict[str, int]:
     """The request rows in, or AlreadyApplied if a code thought new was taken."""
     if not rows:

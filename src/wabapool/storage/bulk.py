@@ -10,22 +10,19 @@ caller turns into "decide again with the look-up".
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
-from typing import Any
 
 import asyncpg
 from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.storage import pg
+from wabapool.storage.ledger import LedgerRow
+from wabapool.storage.requests import DeductionRow
 from wabapool.storage.tables import deduction_requests, ledger_entries
 
-# `allocations` last: the record is the other columns as picked, plus the allocations as JSON text.
-DEDUCTION_COLUMNS = (*(c.name for c in deduction_requests.columns if c.name != "allocations"), "allocations")
-LEDGER_COLUMNS = tuple(c.name for c in ledger_entries.columns if c.name != "id")
-_pick_deduction = operator.itemgetter(*DEDUCTION_COLUMNS[:-1])
-_pick_ledger = operator.itemgetter(*LEDGER_COLUMNS)
+DEDUCTION_COLUMNS = ("id", *DeductionRow._fields)
+LEDGER_COLUMNS = LedgerRow._fields
 _NEXT_IDS = "SELECT nextval('deduction_requests_id_seq') FROM generate_series(1, $1)"
 
 
@@ -39,24 +36,20 @@ async def reserve_ids(connection: AsyncConnection, count: int) -> list[int]:
 
 
 async def copy_deductions(
-    connection: AsyncConnection, rows: Sequence[dict[str, Any]], reserved_ids: Sequence[int]
+    connection: AsyncConnection, rows: Sequence[DeductionRow], reserved_ids: Sequence[int]
 ) -> dict[str, int]:
-    """Insert every row with a reserved id, or raise CodeTaken; returns the ids by unique_code (rows get their `id`)."""
-    driver = await pg.driver(connection)
+    """Insert every row with a reserved id, or raise CodeTaken; returns the ids by unique_code."""
     ids = reserved_ids[: len(rows)]
-    records = []
-    for row_id, row in zip(ids, rows, strict=True):
-        row["id"] = row_id
-        records.append((*_pick_deduction(row), to_json(row["allocations"]).decode()))  # a `json` column takes text
+    # A `json` column takes text in COPY: the allocations (last) go re-encoded.
+    records = [(row_id, *row[:-1], to_json(row[-1]).decode()) for row_id, row in zip(ids, rows, strict=True)]
     try:
-        await driver.copy_records_to_table(deduction_requests.name, records=records, columns=DEDUCTION_COLUMNS)
+        await (await pg.driver(connection)).copy_records_to_table(
+            deduction_requests.name, records=records, columns=DEDUCTION_COLUMNS
+        )
     except asyncpg.UniqueViolationError as exc:
         raise CodeTaken from exc
-    return {row["unique_code"]: row_id for row_id, row in zip(ids, rows, strict=True)}
+    return {row.unique_code: row_id for row_id, row in zip(ids, rows, strict=True)}
 
 
-async def copy_ledger_entries(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    records = [_pick_ledger(row) for row in rows]
-    await (await pg.driver(connection)).copy_records_to_table(
-        ledger_entries.name, records=records, columns=LEDGER_COLUMNS
-    )
+async def copy_ledger_entries(connection: AsyncConnection, rows: Sequence[LedgerRow]) -> None:
+    await (await pg.driver(connection)).copy_records_to_table(ledger_entries.name, records=rows, columns=LEDGER_COLUMNS)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import String, and_, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -41,7 +42,39 @@ async def find_deductions(
     return {row.unique_code: row for row in rows}
 
 
-async def insert_deductions(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+class DeductionRow(NamedTuple):
+    """One deduction_requests row without its id; a tuple, so COPY takes it nearly as it is.
+
+    `allocations` comes last: it is the one field COPY sends re-encoded (as JSON text).
+    """
+
+    company_id: int
+    unique_code: str
+    organization_package_id: int
+    waba_id: str
+    billing_code: str
+    deduction_code: str
+    quantity: int
+    unit_price_minor: int
+    amount_minor: int
+    market: str | None
+    value_before_minor: int
+    value_after_minor: int
+    credited_to: str | None
+    payload_hash: str
+    cycle_start: datetime
+    service_name: str | None
+    broadcast_id: str | None
+    message_id: str | None
+    category: str | None
+    customer_name_enc: bytes | None
+    phone_number_enc: bytes | None
+    phone_number_hash: str | None
+    created_at: datetime
+    allocations: list[dict[str, Any]]
+
+
+async def insert_deductions(connection: AsyncConnection, rows: Sequence[DeductionRow]) -> dict[str, int]:
     """Insert deductions whose code is not taken yet; returns the inserted ids by unique_code.
 
     A code already in the table is skipped (ON CONFLICT DO NOTHING), so the
@@ -54,7 +87,8 @@ async def insert_deductions(connection: AsyncConnection, rows: Sequence[dict[str
         .on_conflict_do_nothing(index_elements=["company_id", "unique_code"])
         .returning(deduction_requests.c.id, deduction_requests.c.unique_code)
     )
-    return {row.unique_code: row.id for row in await connection.execute(statement, list(rows))}
+    values = [row._asdict() for row in rows]
+    return {row.unique_code: row.id for row in await connection.execute(statement, values)}
 
 
 async def find_deduction_for_refund(connection: AsyncConnection, company_id: int, unique_code: str) -> Any | None:
