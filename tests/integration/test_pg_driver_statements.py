@@ -102,3 +102,18 @@ async def test_after_the_server_drops_every_connection_deductions_recover_at_onc
         assert result.deduction_id > 0
     assert failures <= 1
     assert (await reconcile(pg_database)).ok
+
+
+@pytest.mark.parametrize("size", [3, 200], ids=["one-statement group", "COPY group"])
+async def test_a_code_already_taken_in_a_group_is_replayed_and_charged_once(pg_database: Database, size: int) -> None:
+    service = BillingService(pg_database)
+    await provision(service, allowance=1_000_000, postpaid_limit=0)
+    first = await service.deduct(deduction("taken"))
+    batch = [deduction(f"new-{i}") for i in range(size - 1)]
+    batch.insert(1, deduction("taken"))
+    outcomes = await service.deduct_batch(batch)
+    assert [o.status for o in outcomes].count("applied") == size - 1
+    assert outcomes[1].status == "replayed" and outcomes[1].unwrap().deduction_id == first.deduction_id
+    view = await service.balance(COMPANY_ID)
+    assert view.total == 1_000_000 - 10 * size
+    assert (await reconcile(pg_database)).ok

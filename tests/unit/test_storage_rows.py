@@ -8,9 +8,9 @@ from wabapool.storage.tables import deduction_requests, ledger_entries
 
 
 def test_a_deduction_row_has_every_column_but_the_id() -> None:
-    assert set(DeductionRow._fields) == set(deduction_requests.columns.keys()) - {"id"}
+    assert set(DeductionRow._fields) == {column.name for column in deduction_requests.columns} - {"id"}
     assert DeductionRow._fields[-1] == "allocations"
 
 
 def test_a_ledger_row_has_every_column_but_the_id_in_table_order() -> None:
-    assert LedgerRow._fields == tuple(name for name in ledger_entries.columns.keys() if name != "id")
+    assert LedgerRow._fields == tuple(column.name for column in ledger_entries.columns if column.name != "id")

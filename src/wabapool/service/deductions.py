@@ -12,7 +12,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,7 +23,7 @@ from wabapool.domain.pool import Move
 from wabapool.domain.pricing import PriceBook, PriceEntry
 from wabapool.pii import PiiSealer
 from wabapool.service.models import Allocation, BatchItemResult, DeductionRequest, DeductionResult
-from wabapool.storage import bulk, pg
+from wabapool.storage import bulk, group_write, pg
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
@@ -363,62 +363,102 @@ async def _write(
     service_name: str | None,
     look_up_existing: bool,
 ) -> dict[str, int]:
-    """Everything the group decided, in as few statements as the databases allow; returns the new ids."""
-    company_id = state.company_id
+    """Everything the group decided, in as few statements as the databases allow; returns the new ids.
+
+    PostgreSQL: ids were reserved, so every row is known before anything is
+    sent; a small group goes in one statement, a large one by COPY. SQLite:
+    the deduction ids come back from the insert, then the rest follows.
+    """
     cycle_start = state.cycle_start
     rows = [_request_row(a, pool, cycle_start, at, service_name) for a in group.applied]
-    ids = await _insert_requests(connection, rows, reserved_ids, look_up_existing=look_up_existing)
+    if not pg.is_postgresql(connection):
+        ids = await _insert_requests(connection, rows, look_up_existing=look_up_existing)
+        await ledger_store.append_entries(connection, _entries(pool, state, cycle_moves, group, ids, at))
+        await pool_store.save_pool(connection, pool, state, at=at)
+        await ledger_store.add_waba_spend(
+            connection, company_id=state.company_id, cycle_start=cycle_start, spend_by_waba=group.spend_by_waba
+        )
+    else:
+        ids = {row.unique_code: row_id for row_id, row in zip(reserved_ids, rows, strict=False)}
+        entries = _entries(pool, state, cycle_moves, group, ids, at)
+        if len(rows) + len(entries) <= group_write.MAX_ROWS:
+            inserted = await group_write.write_group(
+                connection,
+                deductions=rows,
+                ids=reserved_ids[: len(rows)],
+                entries=entries,
+                component_id=pool.component_id,
+                bucket_changes=pool_store.bucket_changes(pool.state.buckets, state.buckets),
+                company_id=state.company_id,
+                cycle_start=cycle_start,
+                spend_by_waba=group.spend_by_waba,
+            )
+            if inserted != len(rows):
+                _code_taken(look_up_existing)
+            await pool_store.save_pool_state(connection, pool, state, at=at)
+        else:
+            try:
+                await bulk.copy_deductions(connection, rows, reserved_ids)
+            except bulk.CodeTaken:
+                _code_taken(look_up_existing)
+            await bulk.copy_ledger_entries(connection, entries)
+            await pool_store.save_pool(connection, pool, state, at=at)
+            await ledger_store.add_waba_spend(
+                connection, company_id=state.company_id, cycle_start=cycle_start, spend_by_waba=group.spend_by_waba
+            )
+    await ledger_store.emit_events(connection, company_id=state.company_id, events=group.events, at=at)
+    return ids
+
+
+def _entries(
+    pool: pool_store.LockedPool,
+    state: operations.PoolState,
+    cycle_moves: list[Move],
+    group: _Group,
+    ids: dict[str, int],
+    at: datetime,
+) -> list[ledger_store.LedgerRow]:
+    """The cycle catch-up's entries, then every deduction's, each pointing at its request row."""
     entries = ledger_store.entry_rows(
-        company_id=company_id,
+        company_id=state.company_id,
         package_id=pool.package_id,
         moves=cycle_moves,
-        context=ledger_store.EntryContext(reference=f"cycle:{state.cycle_label}", cycle_start=cycle_start),
+        context=ledger_store.EntryContext(reference=f"cycle:{state.cycle_label}", cycle_start=state.cycle_start),
         at=at,
     )
     for applied in group.applied:
         request = applied.item.request
         context = ledger_store.EntryContext(
             reference=request.unique_code,
-            cycle_start=cycle_start,
+            cycle_start=state.cycle_start,
             waba_id=request.waba_id,
             deduction_request_id=ids[request.unique_code],
         )
         entries += ledger_store.entry_rows(
-            company_id=company_id, package_id=pool.package_id, moves=applied.charged.moves, context=context, at=at
+            company_id=state.company_id,
+            package_id=pool.package_id,
+            moves=applied.charged.moves,
+            context=context,
+            at=at,
         )
-    if pg.is_postgresql(connection) and entries:
-        await bulk.copy_ledger_entries(connection, entries)
-    else:
-        await ledger_store.append_entries(connection, entries)
-    await pool_store.save_pool(connection, pool, state, at=at)
-    await ledger_store.add_waba_spend(
-        connection, company_id=company_id, cycle_start=cycle_start, spend_by_waba=group.spend_by_waba
-    )
-    await ledger_store.emit_events(connection, company_id=company_id, events=group.events, at=at)
-    return ids
+    return entries
+
+
+def _code_taken(look_up_existing: bool) -> NoReturn:
+    """A code thought new was in the table: decide again with the look-up (the transaction rolls back)."""
+    if look_up_existing:
+        # The pool lock serialises a company's deductions and the codes were looked up under it.
+        raise RuntimeError("a unique_code was applied concurrently despite the pool lock")
+    raise AlreadyApplied
 
 
 async def _insert_requests(
-    connection: AsyncConnection,
-    rows: list[request_store.DeductionRow],
-    reserved_ids: list[int],
-    *,
-    look_up_existing: bool,
+    connection: AsyncConnection, rows: list[request_store.DeductionRow], *, look_up_existing: bool
 ) -> dict[str, int]:
-    """The request rows in, or AlreadyApplied if a code thought new was taken."""
+    """The request rows in (SQLite), or AlreadyApplied if a code thought new was taken."""
     if not rows:
         return {}
-    if pg.is_postgresql(connection):
-        try:
-            return await bulk.copy_deductions(connection, rows, reserved_ids)
-        except bulk.CodeTaken as exc:
-            if look_up_existing:
-                raise RuntimeError("a unique_code was applied concurrently despite the pool lock") from exc
-            raise AlreadyApplied from exc
     ids = await request_store.insert_deductions(connection, rows)
     if len(ids) != len(rows):
-        if look_up_existing:
-            # The pool lock serialises a company's deductions and the codes were looked up under it.
-            raise RuntimeError("a unique_code was applied concurrently despite the pool lock")
-        raise AlreadyApplied
+        _code_taken(look_up_existing)
     return ids

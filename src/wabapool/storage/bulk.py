@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import asyncpg
-from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.storage import pg
@@ -41,7 +40,7 @@ async def copy_deductions(
     """Insert every row with a reserved id, or raise CodeTaken; returns the ids by unique_code."""
     ids = reserved_ids[: len(rows)]
     # A `json` column takes text in COPY: the allocations (last) go re-encoded.
-    records = [(row_id, *row[:-1], to_json(row[-1]).decode()) for row_id, row in zip(ids, rows, strict=True)]
+    records = [(row_id, *row[:-1], pg.json_text(row[-1])) for row_id, row in zip(ids, rows, strict=True)]
     try:
         await (await pg.driver(connection)).copy_records_to_table(
             deduction_requests.name, records=records, columns=DEDUCTION_COLUMNS

@@ -122,16 +122,29 @@ _SET_BUCKET = (
 _SET_BUCKET_PG = pg.compile_statement(_SET_BUCKET)
 
 
+def bucket_changes(before: Buckets, after: Buckets) -> list[tuple[str, int, int]]:
+    """(quota type, stored value, limit) of every bucket that changed."""
+    old = _bucket_values(before)
+    return [
+        (quota_type, balance, limit)
+        for quota_type, (balance, limit) in _bucket_values(after).items()
+        if old[quota_type] != (balance, limit)
+    ]
+
+
 async def save_pool(connection: AsyncConnection, pool: LockedPool, after: PoolState, *, at: datetime) -> None:
     """Write back the buckets that changed and the pool's cycle/threshold state."""
-    before_values = _bucket_values(pool.state.buckets)
-    for quota_type, (balance, limit) in _bucket_values(after.buckets).items():
-        if before_values[quota_type] != (balance, limit):
-            values = {"component_id": pool.component_id, "bucket": quota_type, "balance": balance, "limit": limit}
-            if pg.is_postgresql(connection):
-                await pg.execute(connection, _SET_BUCKET_PG, **values)
-            else:
-                await connection.execute(_SET_BUCKET, values)
+    for quota_type, balance, limit in bucket_changes(pool.state.buckets, after.buckets):
+        values = {"component_id": pool.component_id, "bucket": quota_type, "balance": balance, "limit": limit}
+        if pg.is_postgresql(connection):
+            await pg.execute(connection, _SET_BUCKET_PG, **values)
+        else:
+            await connection.execute(_SET_BUCKET, values)
+    await save_pool_state(connection, pool, after, at=at)
+
+
+async def save_pool_state(connection: AsyncConnection, pool: LockedPool, after: PoolState, *, at: datetime) -> None:
+    """The package row's cycle and warning state, if it changed (the buckets are written apart)."""
     before = pool.state
     if (
         before.cycle_start,
