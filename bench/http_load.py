@@ -5,7 +5,9 @@ company over the internal API, then drives each endpoint with `wrk` (a Lua scrip
 gives every request a fresh unique_code) at 32 and 64 connections. Prints a Rich
 table, writes JSON to bench/results/, and checks reconcile afterwards.
 
-    python -m bench.http_load [--database-url URL] [--connections 32,64] [--seconds 10]
+    python -m bench.http_load [--database-url URL] [--connections 32,64] [--seconds 10] [--workers 1]
+
+`--workers N` runs `serve --workers N` (with Redis as the shared balance cache).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ API_KEY = "bench-key-0123456789abcdef"
 JWT_SECRET = "bench-secret-0123456789abcdef0123456789"
 COMPANY_ID = 777
 WABAS = ("105550001112223", "105550001112224", "105550001112225")
+REDIS_URL = "redis://127.0.0.1:6379/14"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/wabapool_bench_http"
 
 DEDUCTION_LUA = r"""
@@ -94,7 +97,7 @@ async def _prepare_database(url: str) -> None:
     upgrade(url)
 
 
-def _start_server(url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def _start_server(url: str, port: int, log_path: Path, workers: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "WABAPOOL_DATABASE_URL": url,
@@ -102,7 +105,9 @@ def _start_server(url: str, port: int, log_path: Path) -> subprocess.Popen[bytes
         "WABAPOOL_JWT_SECRET": JWT_SECRET,
         "WABAPOOL_LOG_LEVEL": os.environ.get("WABAPOOL_LOG_LEVEL", "INFO"),
     }
-    command = [sys.executable, "-m", "wabapool.cli.main", "serve", "--port", str(port)]
+    if workers > 1:
+        env["WABAPOOL_REDIS_URL"] = os.environ.get("WABAPOOL_REDIS_URL", REDIS_URL)
+    command = [sys.executable, "-m", "wabapool.cli.main", "serve", "--port", str(port), "--workers", str(workers)]
     return subprocess.Popen(command, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
 
 
@@ -184,21 +189,26 @@ async def _reconcile(url: str) -> tuple[bool, int, list[str]]:
 
 
 def _rss_kib(pid: int) -> int:
+    """Resident memory of the server: the process and its workers."""
+    total = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+            total += int(line.split()[1])
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        total += sum(_rss_kib(int(child)) for child in children)
+    return total
 
 
 @contextlib.contextmanager
-def _served(url: str) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+def _served(url: str, workers: int = 1) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
     """A fresh database, a provisioned server on it, and the wrk script; stopped on exit."""
     asyncio.run(_prepare_database(url))
     base = f"http://127.0.0.1:{_free_port()}"
     workdir = Path(tempfile.mkdtemp(prefix="wabapool-http-"))
     script = workdir / "deduct.lua"
     script.write_text(DEDUCTION_LUA)
-    server = _start_server(url, int(base.rsplit(":", 1)[1]), workdir / "server.log")
+    server = _start_server(url, int(base.rsplit(":", 1)[1]), workdir / "server.log", workers)
     try:
         asyncio.run(_provision(base))
         yield base, script, server
@@ -242,11 +252,13 @@ def soak(url: str, connections: int, seconds: int, console: Console) -> dict:
     }
 
 
-def run(url: str, connections: list[int], seconds: int, batch_sizes: list[int], console: Console) -> dict:
+def run(
+    url: str, connections: list[int], seconds: int, batch_sizes: list[int], console: Console, *, workers: int = 1
+) -> dict:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     rows: list[dict] = []
-    with _served(url) as (base, script, server):
+    with _served(url, workers) as (base, script, server):
         rss_start = _rss_kib(server.pid)
         run_id = f"r{int(time.time())}"
         for count in connections:
@@ -279,6 +291,7 @@ def run(url: str, connections: list[int], seconds: int, batch_sizes: list[int], 
     result = {
         "database": url.split("://")[0],
         "seconds_per_cell": seconds,
+        "workers": workers,
         "rows": rows,
         "reconcile_ok": ok,
         "deductions_in_ledger": deductions,
@@ -291,7 +304,10 @@ def run(url: str, connections: list[int], seconds: int, batch_sizes: list[int], 
 
 
 def _print(result: dict, console: Console) -> None:
-    table = Table(title=f"HTTP load on {result['database']} ({result['seconds_per_cell']} s per cell, wrk -t2)")
+    table = Table(
+        title=f"HTTP load on {result['database']}, {result['workers']} server worker(s) "
+        f"({result['seconds_per_cell']} s per cell, wrk -t2)"
+    )
     for column in ("endpoint", "conns", "req/s", "items/s", "p50 ms", "p99 ms", "non-2xx", "vs /healthz"):
         table.add_column(column, justify="right")
     for row in result["rows"]:
@@ -322,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", default="32,64")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--batch-sizes", default="100,1000")
+    parser.add_argument("--workers", type=int, default=1, help="Server processes (above 1: Redis as the shared cache).")
     parser.add_argument("--soak", type=int, default=0, help="Instead: N seconds on the single endpoint, RSS sampled.")
     args = parser.parse_args(argv)
     console = Console()
@@ -336,6 +353,7 @@ def main(argv: list[str] | None = None) -> None:
         args.seconds,
         [int(b) for b in args.batch_sizes.split(",") if b],
         console,
+        workers=args.workers,
     )
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"http_load-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"

@@ -42,3 +42,19 @@ class Settings:
             db_timeout_seconds=float(get("DB_TIMEOUT_SECONDS") or 2.0),
             max_body_bytes=int(get("MAX_BODY_BYTES") or 2 * 1024 * 1024),
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The `WABAPOOL_*` variables that `from_env` reads back as these settings (for worker processes)."""
+        values = {
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "API_KEYS": self.api_keys,
+            "JWT_SECRET": self.jwt_secret,
+            "JWT_PUBLIC_KEY": self.jwt_public_key,
+            "JWT_AUDIENCE": self.jwt_audience,
+            "PII_KEYS": self.pii_keys,
+            "CACHE_TTL_SECONDS": str(self.cache_ttl_seconds),
+            "DB_TIMEOUT_SECONDS": str(self.db_timeout_seconds),
+            "MAX_BODY_BYTES": str(self.max_body_bytes),
+        }
+        return {f"WABAPOOL_{name}": value or "" for name, value in values.items()}

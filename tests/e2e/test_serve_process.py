@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import socket
 import subprocess
@@ -10,6 +11,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+
+from tests.services import require_redis
 
 API_KEY = "e2e-key-0123456789abcdef"
 SECRET = "e2e-secret-0123456789abcdef0123456789"
@@ -77,6 +81,62 @@ def test_serve_migrates_a_fresh_database_and_bills_over_http(tmp_path: Path) -> 
         info = httpx.get(f"{base}/api/core/v1/billings/info", headers={"Authorization": f"Bearer {token}"}).json()
         assert info["balance"]["total"] == 64_400
         assert info["wabas"] == [{"waba_id": "100200300", "name": "Sales", "spent_this_cycle": 35_600}]
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def test_serve_refuses_several_workers_without_a_shared_cache(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "WABAPOOL_REDIS_URL"}
+    env |= {"WABAPOOL_DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}", "WABAPOOL_API_KEYS": f"pipeline:{API_KEY}"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "wabapool.cli.main", "serve", "--workers", "2", "--port", str(_free_port())],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 2
+    assert "WABAPOOL_REDIS_URL" in completed.stdout
+
+
+@pytest.mark.redis
+def test_two_workers_share_one_pool_and_charge_each_deduction_once(tmp_path: Path) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "WABAPOOL_DATABASE_URL": f"sqlite:///{tmp_path / 'workers.db'}",
+        "WABAPOOL_API_KEYS": f"pipeline:{API_KEY}",
+        "WABAPOOL_REDIS_URL": require_redis(),
+    }
+    command = [sys.executable, "-m", "wabapool.cli.main", "serve", "--workers", "2", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_until_up(base, server)
+        headers = {"X-Api-Key": API_KEY}
+        with httpx.Client(base_url=f"{base}/iag/v1", headers=headers, timeout=30) as internal:
+            assert internal.put("/companies/78", json={"package": {"allowance": 1_000_000}}).status_code == 200
+            assert internal.put("/companies/78/wabas/100200301", json={"name": "Sales"}).status_code == 200
+            assert internal.put("/price-list/wa_utility_id", json={"unit_price": 100}).status_code == 200
+
+        def send(index: int) -> int:
+            body = {
+                "company_id": 78,
+                "billing_code": "wa",
+                "deduction_code": "wa_utility_id",
+                "unique_code": f"wamid.{index % 150}",  # a third are resent: applied once, replayed after
+                "quantity": 1,
+                "extra_attrs": {"waba_id": "100200301"},
+            }
+            # A fresh connection per request, so the kernel spreads them over both workers.
+            return httpx.post(f"{base}/iag/v1/quota-managements/deduction", json=body, headers=headers).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(send, range(200))) == {200}
+        balance = httpx.get(f"{base}/iag/v1/quota-managements/78/balance", headers=headers).json()
+        assert balance["total"] == 1_000_000 - 150 * 100
     finally:
         server.terminate()
         server.wait(timeout=15)

@@ -23,6 +23,7 @@ from wabapool.api.observability import observe_request
 from wabapool.api.schemas import ErrorEnvelope, HealthOut
 from wabapool.config import Settings
 from wabapool.metrics import render
+from wabapool.runtime import tune_gc
 
 INTERNAL_PREFIXES = ("/iag/v1", "/internal/qontak/billing/v1")
 PUBLIC_PREFIX = "/api/core/v1"
@@ -43,6 +44,13 @@ def configure_logging(level: str | None = None) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, name, logging.INFO)),
         cache_logger_on_first_use=True,
     )
+
+
+def serving_app() -> FastAPI:
+    """The app as `wabapool serve` runs it in each worker: settings from the environment, collector tuned."""
+    app = create_app()
+    tune_gc()
+    return app
 
 
 def create_app(settings: Settings | None = None, *, context: AppContext | None = None) -> FastAPI:

@@ -67,11 +67,16 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     migrate: Annotated[bool, typer.Option(help="Bring the schema to the latest revision first.")] = True,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes (above 1 needs WABAPOOL_REDIS_URL for the shared cache).")
+    ] = 1,
 ) -> None:
     """Serve the internal and public APIs and the Package Usage page."""
     from wabapool.cli.serve import serve as run
 
-    run(demo=demo, host=host, port=port, migrate=migrate, console=console)
+    code = run(demo=demo, host=host, port=port, migrate=migrate, workers=workers, console=console)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

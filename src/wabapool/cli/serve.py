@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import secrets
 from pathlib import Path
 
@@ -42,17 +43,20 @@ def demo_settings(settings: Settings) -> Settings:
     )
 
 
-def serve(*, demo: bool, host: str, port: int, migrate: bool, console: Console) -> None:
+def serve(*, demo: bool, host: str, port: int, migrate: bool, workers: int, console: Console) -> int:
+    """Run the server; returns the exit code."""
     import uvicorn
 
-    from wabapool.api.app import create_app
-    from wabapool.runtime import tune_gc
     from wabapool.security import issue_token
     from wabapool.storage.migrate import upgrade
 
     settings = Settings.from_env()
     if demo:
         settings = demo_settings(settings)
+    if workers > 1 and not settings.redis_url:
+        # Each worker would keep its own balance cache and never hear of the others' changes.
+        console.print("[red]--workers above 1 needs WABAPOOL_REDIS_URL:[/] the balance cache must be shared")
+        return 2
     if migrate or demo:
         # Alembic only acts when the schema is behind: a fresh SQLite file works at once.
         upgrade(settings.database_url)
@@ -73,6 +77,15 @@ def serve(*, demo: bool, host: str, port: int, migrate: bool, console: Console) 
             )
             console.print(f"owner token (Authorization: Bearer …): {token}", soft_wrap=True)
             console.print(f"page: http://{host}:{port}/#token={token}", soft_wrap=True)
-    app = create_app(settings)
-    tune_gc()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # Every worker builds the app from the environment: the same settings, demo ones included.
+    os.environ.update(settings.to_env())
+    uvicorn.run(
+        "wabapool.api.app:serving_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+    return 0
