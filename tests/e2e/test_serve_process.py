@@ -38,17 +38,22 @@ def _wait_until_up(base: str, server: subprocess.Popen[bytes], deadline_seconds:
     raise AssertionError("server did not come up")
 
 
-def test_serve_migrates_a_fresh_database_and_bills_over_http(tmp_path: Path) -> None:
+def _serve(tmp_path: Path, *arguments: str, **variables: str) -> tuple[str, dict[str, str], subprocess.Popen[bytes]]:
+    """`wabapool serve` on a fresh SQLite file in tmp_path: its base URL, environment and process."""
     port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "WABAPOOL_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}",
         "WABAPOOL_API_KEYS": f"pipeline:{API_KEY}",
-        "WABAPOOL_JWT_SECRET": SECRET,
+        **{f"WABAPOOL_{name}": value for name, value in variables.items()},
     }
-    command = [sys.executable, "-m", "wabapool.cli.main", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "wabapool.cli.main", "serve", "--port", str(port), *arguments]
     server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return f"http://127.0.0.1:{port}", env, server
+
+
+def test_serve_migrates_a_fresh_database_and_bills_over_http(tmp_path: Path) -> None:
+    base, env, server = _serve(tmp_path, JWT_SECRET=SECRET)
     try:
         _wait_until_up(base, server)
         internal = httpx.Client(base_url=f"{base}/iag/v1", headers={"X-Api-Key": API_KEY}, timeout=10)
@@ -103,16 +108,7 @@ def test_serve_refuses_several_workers_without_a_shared_cache(tmp_path: Path) ->
 
 @pytest.mark.redis
 def test_two_workers_share_one_pool_and_charge_each_deduction_once(tmp_path: Path) -> None:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "WABAPOOL_DATABASE_URL": f"sqlite:///{tmp_path / 'workers.db'}",
-        "WABAPOOL_API_KEYS": f"pipeline:{API_KEY}",
-        "WABAPOOL_REDIS_URL": require_redis(),
-    }
-    command = [sys.executable, "-m", "wabapool.cli.main", "serve", "--workers", "2", "--port", str(port)]
-    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base, _, server = _serve(tmp_path, "--workers", "2", REDIS_URL=require_redis())
     try:
         _wait_until_up(base, server)
         headers = {"X-Api-Key": API_KEY}
