@@ -37,3 +37,26 @@ async def test_reconcile_passes_after_deductions_and_refund(service: BillingServ
     report = await reconcile(service.database)
     assert report.ok, report.violations
     assert report.checks["deductions"] == 1
+
+
+def deduction_of(company_id: int, code: str) -> DeductionRequest:
+    return DeductionRequest(company_id, "wa", "wa_marketing_id", code, 1, WABA_IDS[0])
+
+
+async def test_a_batch_over_several_pools_answers_in_order_and_charges_each_pool_its_own(
+    service: BillingService,
+) -> None:
+    from wabapool.service.reconcile import reconcile
+
+    companies = [2001, 2002, 2003]
+    for company_id in companies:
+        await provision_demo_pool(service, company_id=company_id, allowance=100, postpaid_limit=0)
+    batch = [deduction_of(companies[i % 3], f"m{i}") for i in range(30)]
+    batch.append(deduction_of(companies[0], "m0"))  # a repeat, inside the same batch
+    batch.append(deduction_of(9999, "nobody"))  # an unknown company among them
+    outcomes = await service.deduct_batch(batch)
+    assert [o.unique_code for o in outcomes] == [r.unique_code for r in batch]
+    assert [o.status for o in outcomes] == ["applied"] * 30 + ["replayed", "rejected"]
+    for company_id in companies:
+        assert (await service.balance(company_id)).total == 100 - 10 * 10
+    assert (await reconcile(service.database)).ok
