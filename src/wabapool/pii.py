@@ -36,13 +36,18 @@ class _Nonces:
     BATCH = 256
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._buffer = b""
-        self._at = 0
+        self._drop()
         alive = weakref.ref(self)  # the fork hook must not keep every sealer ever made
-        os.register_at_fork(after_in_child=lambda: (nonces := alive()) is not None and nonces._drop())
+
+        def in_child() -> None:
+            nonces = alive()
+            if nonces is not None:
+                nonces._drop()
+
+        os.register_at_fork(after_in_child=in_child)
 
     def _drop(self) -> None:
+        """Empty buffer, fresh lock (a parent's thread may have held the old one when it forked)."""
         self._lock = threading.Lock()
         self._buffer = b""
         self._at = 0

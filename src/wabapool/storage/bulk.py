@@ -34,20 +34,22 @@ async def reserve_ids(connection: AsyncConnection, count: int) -> list[int]:
     return [record[0] for record in await (await pg.driver(connection)).fetch(_NEXT_IDS, count)]
 
 
+def deduction_records(ids: Sequence[int], rows: Sequence[DeductionRow]) -> list[tuple[object, ...]]:
+    """Rows with their ids, in DEDUCTION_COLUMNS order; a `json` column takes text, so the allocations go encoded."""
+    return [(row_id, *row[:-1], pg.json_text(row[-1])) for row_id, row in zip(ids, rows, strict=True)]
+
+
 async def copy_deductions(
     connection: AsyncConnection, rows: Sequence[DeductionRow], reserved_ids: Sequence[int]
-) -> dict[str, int]:
-    """Insert every row with a reserved id, or raise CodeTaken; returns the ids by unique_code."""
-    ids = reserved_ids[: len(rows)]
-    # A `json` column takes text in COPY: the allocations (last) go re-encoded.
-    records = [(row_id, *row[:-1], pg.json_text(row[-1])) for row_id, row in zip(ids, rows, strict=True)]
+) -> None:
+    """Insert every row with the first of the reserved ids, or raise CodeTaken."""
+    records = deduction_records(reserved_ids[: len(rows)], rows)
     try:
         await (await pg.driver(connection)).copy_records_to_table(
             deduction_requests.name, records=records, columns=DEDUCTION_COLUMNS
         )
     except asyncpg.UniqueViolationError as exc:
         raise CodeTaken from exc
-    return {row.unique_code: row_id for row_id, row in zip(ids, rows, strict=True)}
 
 
 async def copy_ledger_entries(connection: AsyncConnection, rows: Sequence[LedgerRow]) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy import JSON, Column, String
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wabapool.storage import pg
+from wabapool.storage import bulk, pg
 from wabapool.storage.ledger import LedgerRow
 from wabapool.storage.requests import DeductionRow
 from wabapool.storage.tables import deduction_requests, ledger_entries, quota_buckets, waba_cycle_spend
@@ -54,7 +54,7 @@ def _insert_from_arrays(table: Any, names: Sequence[str], first: int) -> str:
     )
 
 
-_DEDUCTION_NAMES = ("id", *DeductionRow._fields)
+_DEDUCTION_NAMES = bulk.DEDUCTION_COLUMNS
 _LEDGER_NAMES = LedgerRow._fields
 _FIRST_LEDGER = 1 + len(_DEDUCTION_NAMES)
 _FIRST_REST = _FIRST_LEDGER + len(_LEDGER_NAMES)
@@ -102,7 +102,7 @@ async def write_group(
     spend_by_waba: dict[str, int],
 ) -> int:
     """Write it all; returns how many deduction rows went in (fewer if a code was taken)."""
-    deduction_rows = [(row_id, *row[:-1], pg.json_text(row[-1])) for row_id, row in zip(ids, deductions, strict=True)]
+    deduction_rows = bulk.deduction_records(ids, deductions)
     spent = {waba: amount for waba, amount in spend_by_waba.items() if amount}
     arguments = [
         *_columns(deduction_rows, len(_DEDUCTION_NAMES)),
