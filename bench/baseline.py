@@ -16,6 +16,12 @@ It lives in the benchmark, on tables of its own, and is deliberately lean (no
 price lookup, no ledger, no outbox), so every difference measured favours it.
 `guarded=False` drops the lock_version condition: the blind read-modify-write
 that loses updates, kept so the tests can prove the correctness check sees it.
+
+`LockingDeducter` is the second baseline: what a careful engineer writes
+without group commit. One transaction per deduction that locks the pool's
+buckets with `SELECT … FOR UPDATE`, splits, writes and commits: no conflicts and
+no retries, but every deduction of a pool waits for the one before it. Same
+tables, same lean work.
 """
 
 from __future__ import annotations
@@ -40,12 +46,12 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench.stats import Check, Deadline, SenderStats
 from bench.workload import Funding, Message, company_id_of
 from wabapool.storage.database import Database
+from wabapool.storage.errors import UniqueConflict
 
 # The RFC: "align to 3 retries", then requeue.
 MAX_RETRIES = 3
@@ -188,7 +194,7 @@ class BaselineDeducter:
                         credited_to=f"wa_balance_{portions[0][0].quota_type}",
                     )
                 )
-        except IntegrityError:
+        except UniqueConflict:
             return "replayed"  # the unique index caught a repeat of the unique_code
         return "applied"
 
@@ -202,7 +208,44 @@ class BaselineDeducter:
             raise _Conflict
 
 
-async def send(deducter: BaselineDeducter, queue: list[Message], stats: SenderStats, deadline: Deadline) -> None:
+@dataclass(slots=True)
+class LockingDeducter:
+    """One deduction per transaction under the pool's row locks (pessimistic)."""
+
+    database: Database
+
+    async def deduct(self, message: Message, stats: SenderStats) -> Outcome:
+        company_id = message.company_id
+        try:
+            async with self.database.transaction() as connection:
+                query = select(buckets).where(buckets.c.company_id == company_id)
+                if connection.dialect.name == "postgresql":
+                    query = query.with_for_update()
+                rows = {row.quota_type: row for row in await connection.execute(query)}
+                portions = split(rows, message.amount_minor)
+                if portions is None:
+                    return "rejected"
+                for row, _take, new_value in portions:
+                    await connection.execute(
+                        update(buckets).where(buckets.c.id == row.id).values(value_minor=new_value)
+                    )
+                await connection.execute(
+                    insert(deductions).values(
+                        company_id=company_id,
+                        unique_code=message.unique_code,
+                        waba_id=message.waba_id,
+                        amount_minor=message.amount_minor,
+                        credited_to=f"wa_balance_{portions[0][0].quota_type}",
+                    )
+                )
+        except UniqueConflict:
+            return "replayed"
+        return "applied"
+
+
+async def send(
+    deducter: BaselineDeducter | LockingDeducter, queue: list[Message], stats: SenderStats, deadline: Deadline
+) -> None:
     """One sender: its own queue, one message at a time; a requeued message goes to the back.
 
     A deduction's latency runs from its first try to its success, so it includes

@@ -29,7 +29,8 @@ from wabapool.runtime import tune_gc
 from wabapool.service import BillingService
 from wabapool.storage.database import Database
 
-VARIANTS = ("baseline", "single", "batch")
+VARIANTS = ("baseline", "locking", "single", "batch")
+BASELINES = ("baseline", "locking")  # the RFC's optimistic lock, and a pessimistic row lock
 # A full run: sized to take a few minutes on a 2-core machine.
 DEFAULT_SENDERS = (1, 8, 32, 64)
 DEFAULT_POOLS = (1, 100)
@@ -73,6 +74,8 @@ class Cell:
     def label(self) -> str:
         if self.variant == "baseline":
             return "baseline (RFC)"
+        if self.variant == "locking":
+            return "baseline (row lock)"
         if self.variant == "single":
             return "wabapool single"
         return f"wabapool batch {self.batch_size}"
@@ -134,11 +137,15 @@ async def _warm_up(database: Database, connections: int) -> None:
 async def _run_work(work: Work, barrier: Any) -> SenderStats:
     database = Database(work.url)
     try:
-        if work.variant == "baseline":
-            deducter = baseline.BaselineDeducter(
-                database,
-                guarded=work.baseline_guarded,
-                read_write_gap_seconds=work.baseline_read_write_gap_seconds,
+        if work.variant in BASELINES:
+            deducter: baseline.BaselineDeducter | baseline.LockingDeducter = (
+                baseline.BaselineDeducter(
+                    database,
+                    guarded=work.baseline_guarded,
+                    read_write_gap_seconds=work.baseline_read_write_gap_seconds,
+                )
+                if work.variant == "baseline"
+                else baseline.LockingDeducter(database)
             )
 
             def sender(q: Any, s: SenderStats, d: Deadline) -> Any:
@@ -243,7 +250,7 @@ def _works(config: BenchConfig, cell: Cell, messages: list[Message], at: datetim
 
 async def _provision(database: Database, cell: Cell, messages: list[Message], at: datetime) -> None:
     fundings = funding_for(messages, cell.pools)
-    if cell.variant == "baseline":
+    if cell.variant in BASELINES:
         await baseline.provision(database, fundings)
     else:
         await product.reset(database)
@@ -251,7 +258,7 @@ async def _provision(database: Database, cell: Cell, messages: list[Message], at
 
 
 async def _check(database: Database, cell: Cell, stats: SenderStats) -> Check:
-    if cell.variant == "baseline":
+    if cell.variant in BASELINES:
         result = await baseline.check(database, applied=stats.applied)
     else:
         result = await product.check(database, applied=stats.applied)
@@ -291,7 +298,7 @@ async def run_cell(
 
 def add_ratios(results: list[CellResult]) -> None:
     """Every wabapool figure over the baseline's at the same pools and senders."""
-    baselines = {(r.pools, r.senders): r for r in results if r.variant.startswith("baseline")}
+    baselines = {(r.pools, r.senders): r for r in results if r.variant == "baseline (RFC)"}
 
     def ratio(value: float, base: float) -> float | None:
         return round(value / base, 3) if base > 0 else None

@@ -65,6 +65,13 @@ COMPANY_ID = 1001
 WABA_IDS = ("102290129340398", "109876543210987", "113344556677889")
 
 
+def waba_ids_of(company_id: int) -> tuple[str, ...]:
+    """The demo pool's WABA ids for a company: one company owns a WABA id, so others get their own."""
+    if company_id == COMPANY_ID:
+        return WABA_IDS
+    return tuple(f"{company_id}00{index}" for index in range(len(WABA_IDS)))
+
+
 async def provision_demo_pool(
     service: BillingService,
     *,
@@ -86,7 +93,7 @@ async def provision_demo_pool(
             )
         ),
     )
-    for index, waba_id in enumerate(WABA_IDS):
+    for index, waba_id in enumerate(waba_ids_of(company_id)):
         await service.provision_waba(company_id, waba_id, name=f"WABA {index + 1}")
     await service.set_price(
         "wa_marketing_id", unit_price_minor=unit_price, effective_from=datetime(2025, 7, 1, tzinfo=UTC)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import queue
 import random
 import time
 from collections import Counter, defaultdict
@@ -48,6 +49,8 @@ ALLOWANCE_MINOR = 120_000
 TOP_UP_MINOR = 40_000
 POSTPAID_LIMIT_MINOR = 40_000  # 200,000 can be spent: the pool runs dry a bit past half way
 RUN_TIMEOUT_SECONDS = 240
+# How long the parent waits for every sender to connect and warm up (seconds under a loaded CI machine).
+START_TIMEOUT_SECONDS = 180
 
 # A fixed instant mid-cycle: a real clock could cross a cycle start during the run.
 NOW = datetime(2026, 11, 10, 3, 0, tzinfo=UTC)
@@ -124,7 +127,9 @@ async def _send_batches(service: BillingService, queue: list[Send], outcomes: li
             outcomes.append(_outcome(send, item.result, item.error))
 
 
-async def _run_sender(url: str, plan: list[Send], mode: str, barrier: Any) -> tuple[list[tuple[Any, ...]], float]:
+async def _run_sender(
+    url: str, plan: list[Send], mode: str, ready: Any, go: Any, index: int
+) -> tuple[list[tuple[Any, ...]], float]:
     database = Database(url)
     service = BillingService(database, clock=_fixed_clock)
     try:
@@ -137,7 +142,9 @@ async def _run_sender(url: str, plan: list[Send], mode: str, barrier: Any) -> tu
         queue = list(reversed(plan))  # pop() from the end takes the plan in order
         outcomes: list[tuple[Any, ...]] = []
         worker = _send_single if mode == "single" else _send_batches
-        barrier.wait(timeout=60)
+        ready.put(index)
+        if not go.wait(timeout=START_TIMEOUT_SECONDS + 30):
+            raise TimeoutError("the parent never gave the start signal")
         started = time.perf_counter()
         await asyncio.gather(*(worker(service, queue, outcomes) for _ in range(TASKS_PER_PROCESS)))
         return outcomes, time.perf_counter() - started
@@ -145,12 +152,13 @@ async def _run_sender(url: str, plan: list[Send], mode: str, barrier: Any) -> tu
         await database.dispose()
 
 
-def sender_process(url: str, plan: list[Send], mode: str, barrier: Any, results: Any, index: int) -> None:
+def sender_process(url: str, plan: list[Send], mode: str, ready: Any, go: Any, results: Any, index: int) -> None:
+    """One sender process; its own error, whatever it is, reaches the parent as its result."""
     try:
-        outcomes, elapsed = asyncio.run(_run_sender(url, plan, mode, barrier))
+        outcomes, elapsed = asyncio.run(_run_sender(url, plan, mode, ready, go, index))
         results.put((index, outcomes, elapsed, None))
-    except BaseException as error:  # reported to the parent, which fails the test
-        barrier.abort()
+    except BaseException as error:  # reported to the parent, which fails the test with it
+        ready.put(index)  # never leave the parent waiting for this sender
         results.put((index, [], 0.0, repr(error)))
 
 
@@ -234,16 +242,23 @@ async def _read_back(url: str) -> Stored:
 
 def _run_processes(url: str, plans: list[list[Send]], mode: str) -> tuple[list[tuple[Any, ...]], float, list[float]]:
     context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(PROCESSES + 1)
-    results = context.Queue()
+    # A ready queue and a start event instead of a barrier: a barrier broken by one sender hid that
+    # sender's real error behind BrokenBarrierError in every other process.
+    ready, go, results = context.Queue(), context.Event(), context.Queue()
     processes = [
-        context.Process(target=sender_process, args=(url, plans[i], mode, barrier, results, i), daemon=True)
+        context.Process(target=sender_process, args=(url, plans[i], mode, ready, go, results, i), daemon=True)
         for i in range(PROCESSES)
     ]
     for process in processes:
         process.start()
     try:
-        barrier.wait(timeout=120)  # every sender is connected and warmed up
+        try:
+            for _ in processes:  # every sender is connected and warmed up (or has failed and said so)
+                ready.get(timeout=START_TIMEOUT_SECONDS)
+        except queue.Empty:
+            codes = [process.exitcode for process in processes]
+            raise AssertionError(f"a sender neither started nor reported an error (exit codes {codes})") from None
+        go.set()
         started = time.perf_counter()
         collected = [results.get(timeout=RUN_TIMEOUT_SECONDS) for _ in processes]
         wall_seconds = time.perf_counter() - started

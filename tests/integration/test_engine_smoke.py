@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.conftest import WABA_IDS, provision_demo_pool
+from tests.conftest import WABA_IDS, provision_demo_pool, waba_ids_of
 from wabapool.service import BillingService, DeductionRequest
 
 
@@ -40,7 +40,7 @@ async def test_reconcile_passes_after_deductions_and_refund(service: BillingServ
 
 
 def deduction_of(company_id: int, code: str) -> DeductionRequest:
-    return DeductionRequest(company_id, "wa", "wa_marketing_id", code, 1, WABA_IDS[0])
+    return DeductionRequest(company_id, "wa", "wa_marketing_id", code, 1, waba_ids_of(company_id)[0])
 
 
 async def test_a_batch_over_several_pools_answers_in_order_and_charges_each_pool_its_own(

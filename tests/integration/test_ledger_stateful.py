@@ -1,12 +1,17 @@
 """The engine against a small reference model, step by step, on SQLite and on PostgreSQL.
 
-Hypothesis drives a state machine through provisioning, deductions (fresh codes,
-replays, conflicting repeats), batches with duplicates inside them, refunds,
-top-ups, postpaid settlements, price changes and the clock crossing cycle
-starts. The reference model below is written from the specification with plain
-ints and dicts; it does not import the engine's domain rules. After every step
-the engine's balance must equal the model's figures, its outbox must hold the
-events the model expects, and `reconcile` must pass.
+Hypothesis drives a state machine through provisioning (allowance up, down and
+up again, new anchor days and timezones, terms left out, currency and billing
+version changes that must be refused), deductions (fresh codes, replays,
+conflicting repeats), batches with duplicates inside them, refunds (replayed
+with another reason too), top-ups and postpaid settlements (sharing references,
+over-settling, ceiling-sized amounts), price changes and the clock crossing cycle
+boundaries. The reference model below is written from the specification with
+plain ints and dicts; it does not import the engine's domain rules. After every
+step the engine's balance must equal the model's figures, its outbox must hold
+the events the model expects, `reconcile` must pass, and the money in each pool
+must be explained: the allowance the rule granted, plus payments, minus
+deductions, plus refunds, as the engine answered them.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from wabapool.service import (
     PackageTerms,
     RefundRequest,
 )
+from wabapool.service.models import KEEP, Keep
 from wabapool.service.reconcile import reconcile
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
@@ -60,8 +66,10 @@ POSTGRES_SETTINGS = settings(
 )
 
 START = datetime(2026, 11, 10, 3, 0, tzinfo=UTC)  # 10:00 in Jakarta
-JAKARTA_OFFSET = timedelta(hours=7)  # Asia/Jakarta has no daylight saving time
+# Timezones without daylight saving time, so the model keeps them as fixed offsets.
+TIMEZONES = {"Asia/Jakarta": timedelta(hours=7), "UTC": timedelta(0)}
 PRICE_FROM = datetime(2025, 7, 1, tzinfo=UTC)
+CEILING = 2**53 - 1  # the ceiling on money: every amount and figure of a pool
 
 V3_COMPANIES = (1001, 1002)
 V2_COMPANY = 1003  # a legacy company: no shared pool
@@ -86,32 +94,38 @@ QUANTITIES = (1, 2, 3, 5, 8, 13, 20, 0)  # 0 is not a valid quantity
 
 # -- the reference model --------------------------------------------------------
 
-CycleKey = tuple[int, int]  # (year, month) of the local date the cycle starts in
+CycleKey = datetime  # a cycle is known by its start (UTC)
 
 
-def _month_before(year: int, month: int) -> CycleKey:
+def _month_before(year: int, month: int) -> tuple[int, int]:
     return (year, month - 1) if month > 1 else (year - 1, 12)
 
 
-def _month_after(year: int, month: int) -> CycleKey:
+def _month_after(year: int, month: int) -> tuple[int, int]:
     return (year, month + 1) if month < 12 else (year + 1, 1)
 
 
-def _anchor_in(year: int, month: int, anchor_day: int) -> int:
-    return min(anchor_day, calendar.monthrange(year, month)[1])
+def _boundary(year: int, month: int, anchor_day: int, offset: timedelta) -> datetime:
+    """Local midnight of the anchor day (the month's last day if shorter), in UTC."""
+    day = min(anchor_day, calendar.monthrange(year, month)[1])
+    return datetime(year, month, day, tzinfo=UTC) - offset
 
 
-def cycle_of(at: datetime, anchor_day: int) -> CycleKey:
-    """The cycle containing `at`: it starts at local midnight on the anchor day (the month's last if shorter)."""
-    local = at.astimezone(UTC) + JAKARTA_OFFSET
-    if local.day >= _anchor_in(local.year, local.month, anchor_day):
-        return (local.year, local.month)
-    return _month_before(local.year, local.month)
+def first_boundary_after(at: datetime, anchor_day: int, offset: timedelta) -> datetime:
+    """Where a cycle that starts at `at` ends under these terms."""
+    local = at + offset
+    year, month = local.year, local.month
+    while (boundary := _boundary(year, month, anchor_day, offset)) <= at:
+        year, month = _month_after(year, month)
+    return boundary
 
 
-def cycle_start_of(key: CycleKey, anchor_day: int) -> datetime:
-    year, month = key
-    return datetime(year, month, _anchor_in(year, month, anchor_day), tzinfo=UTC) - JAKARTA_OFFSET
+def cycle_containing(at: datetime, anchor_day: int, offset: timedelta) -> tuple[datetime, datetime]:
+    local = at + offset
+    start = _boundary(local.year, local.month, anchor_day, offset)
+    if start > at:
+        start = _boundary(*_month_before(local.year, local.month), anchor_day, offset)
+    return start, first_boundary_after(start, anchor_day, offset)
 
 
 @dataclass
@@ -129,6 +143,7 @@ class AppliedDeduction:
 @dataclass
 class ModelRefund:
     unique_code: str
+    reason: str | None
     amount: int
     value_before: int
     value_after: int
@@ -138,6 +153,7 @@ class ModelRefund:
 
 @dataclass
 class ModelPayment:
+    kind: str
     amount: int
     value_before: int
     value_after: int
@@ -150,9 +166,12 @@ class ModelPool:
     """One company's pool as plain numbers."""
 
     anchor_day: int
+    offset: timedelta
     cycle: CycleKey
+    cycle_end: datetime
     allowance: int
     initial: int
+    used: int = 0  # allowance used this cycle: initial == max(0, allowance - used)
     additional: int = 0
     postpaid_limit: int = 0
     postpaid_used: int = 0
@@ -160,13 +179,19 @@ class ModelPool:
     applied: dict[str, AppliedDeduction] = field(default_factory=dict)
     refunds: dict[str, ModelRefund] = field(default_factory=dict)  # by refund_code
     refunded: set[str] = field(default_factory=set)  # unique_codes given back
-    payments: dict[tuple[str, str], ModelPayment] = field(default_factory=dict)  # (kind, reference)
+    payments: dict[str, ModelPayment] = field(default_factory=dict)  # by reference, whichever kind
     spend: Counter[tuple[CycleKey, str]] = field(default_factory=Counter)
     below_zero_cycles: set[CycleKey] = field(default_factory=set)
     threshold_percent: Decimal | None = None
     funded_this_cycle: int = 0  # allowance granted + additional carried in + top-ups credited
     low_warning_armed: bool = True
     low_warnings: int = 0
+    # Where every unit of the pool came from, as the engine answered: the money invariant.
+    allowance_granted: int = 0  # by the rule, net of what expired or a lowered plan took back
+    moved: bool = False  # any ledger entry written (the currency is then fixed)
+    paid: int = 0
+    deducted: int = 0
+    refunded_money: int = 0
 
     @property
     def is_low(self) -> bool:
@@ -183,13 +208,42 @@ class ModelPool:
         return self.initial + self.additional + self.postpaid_limit - self.postpaid_used
 
     def catch_up(self, at: datetime) -> None:
-        """A new cycle grants the allowance again; what was left of it expires."""
-        now = cycle_of(at, self.anchor_day)
-        if now != self.cycle:
-            self.cycle = now
+        """A new cycle grants the allowance again (nothing used); what was left of it expires.
+
+        The current cycle keeps its end; new anchor or timezone terms shape the cycles after it.
+        """
+        while at >= self.cycle_end:
+            self.cycle, self.cycle_end = (
+                self.cycle_end,
+                first_boundary_after(self.cycle_end, self.anchor_day, self.offset),
+            )
+            self.allowance_granted += self.allowance - self.initial
+            self.moved |= self.allowance != self.initial
             self.initial = self.allowance
+            self.used = 0
             self.funded_this_cycle = self.allowance + self.additional
             self.low_warning_armed = True
+
+    def warn_after_change(self, spendable_before: int, total_before: int) -> None:
+        """A change other than a deduction: the same warnings, and a lift above the threshold re-arms."""
+        if self.low_warning_armed and self.is_low and self.initial + self.additional < spendable_before:
+            self.low_warning_armed = False
+            self.low_warnings += 1
+        if total_before >= 0 > self.total:
+            self.below_zero_cycles.add(self.cycle)
+        if not self.low_warning_armed and not self.is_low:
+            self.low_warning_armed = True
+
+    def set_allowance(self, allowance: int) -> None:
+        """remaining = max(0, allowance - used): a raise grants the difference, a cut takes back the unused part."""
+        spendable_before, total_before = self.initial + self.additional, self.total
+        granted = max(allowance - self.used, 0) - self.initial
+        self.allowance = allowance
+        self.initial += granted
+        self.allowance_granted += granted
+        self.moved |= granted != 0
+        self.funded_this_cycle = max(self.funded_this_cycle + granted, 0)
+        self.warn_after_change(spendable_before, total_before)
 
     def take(self, amount: int) -> list[tuple[str, int]] | None:
         """Initial, then additional, then postpaid up to its limit; None when it does not fit."""
@@ -208,6 +262,9 @@ class ModelPool:
             if part:
                 taken.append((quota_type, part))
         self.initial -= from_initial
+        self.used += from_initial
+        self.deducted += amount
+        self.moved |= amount > 0
         self.additional -= from_additional
         self.postpaid_used += from_postpaid
         if before >= 0 > self.total:
@@ -224,6 +281,13 @@ class ModelPool:
             if quota_type == "initial" and taken_in != self.cycle:
                 credits.append(("additional", part))
                 self.additional += part
+            elif quota_type == "initial":
+                # Allowance comes back by lowering `used`: only as far as the allowance in force covers it.
+                self.used = max(self.used - part, 0)
+                credited = max(self.allowance - self.used, 0) - self.initial
+                if credited > 0:
+                    credits.append(("initial", credited))
+                    self.initial += credited
             elif quota_type == "postpaid":
                 repaid = min(part, self.postpaid_used)
                 if repaid:
@@ -234,16 +298,39 @@ class ModelPool:
                     self.additional += part - repaid
             else:
                 credits.append((quota_type, part))
-                if quota_type == "initial":
-                    self.initial += part
-                else:
-                    self.additional += part
+                self.additional += part
         return credits
+
+    def fits_the_ceiling_after_top_up(self, amount: int) -> bool:
+        repaid = min(amount, self.postpaid_used)
+        available = (
+            self.initial + self.additional + amount - repaid + self.postpaid_limit - (self.postpaid_used - repaid)
+        )
+        return max(available, self.allowance, self.used, self.postpaid_limit) <= CEILING
+
+    def fits_the_ceiling_with(self, allowance: int | None, postpaid_limit: int | None) -> bool:
+        """Whether new terms keep every figure at or under the ceiling (checked after each term, as sent)."""
+        limit = self.postpaid_limit if postpaid_limit is None else postpaid_limit
+        prepaid = self.initial + self.additional
+        figures = [prepaid + limit - self.postpaid_used, self.allowance, self.used, limit]
+        if allowance is not None:
+            initial = max(allowance - self.used, 0)
+            figures += [initial + self.additional + limit - self.postpaid_used, allowance]
+        return max(figures) <= CEILING
+
+    def settle(self, amount: int) -> list[tuple[str, int]]:
+        """A settlement pays the postpaid bill and nothing else."""
+        self.postpaid_used -= amount
+        self.paid += amount
+        self.moved = True
+        return [("postpaid", amount)]
 
     def fund(self, amount: int) -> list[tuple[str, int]]:
         """A payment pays off postpaid use first, the rest is `additional` credit."""
         repaid = min(amount, self.postpaid_used)
         self.postpaid_used -= repaid
+        self.paid += amount
+        self.moved = True
         self.additional += amount - repaid
         self.funded_this_cycle += amount - repaid
         if not self.is_low:
@@ -364,59 +451,122 @@ class LedgerMachine(RuleBasedStateMachine):
             self.pools[1001].wabas.add(waba_id)
 
     def provision(
-        self, company_id: int, anchor_day: int, allowance: int, postpaid_limit: int, threshold: Decimal | None
+        self,
+        company_id: int,
+        anchor_day: int | None,
+        allowance: int | None,
+        postpaid_limit: int | None,
+        threshold: Decimal | None | Keep,
     ) -> None:
+        """Send the package terms (None or KEEP: left out) and apply them to the model."""
         package = PackageTerms(
             allowance=allowance,
             postpaid_limit=postpaid_limit,
             cycle_anchor_day=anchor_day,
             threshold_percent=threshold,
         )
-        terms = CompanyTerms(package=package)
-        self.run(self.service.provision_company(company_id, terms))
         pool = self.pools.get(company_id)
+        if pool is not None and postpaid_limit is not None and postpaid_limit < pool.postpaid_used:
+            # The pool may never owe more than its credit line: such a plan is refused, nothing changes.
+            _, error = self.attempt(self.service.provision_company(company_id, CompanyTerms(package=package)))
+            assert error == "invalid_request"
+            self.tally("provision:limit_under_used")
+            return
+        if pool is not None and not pool.fits_the_ceiling_with(allowance, postpaid_limit):
+            _, error = self.attempt(self.service.provision_company(company_id, CompanyTerms(package=package)))
+            assert error == "amount_too_large"
+            self.tally("provision:ceiling")
+            return
+        self.run(self.service.provision_company(company_id, CompanyTerms(package=package)))
         if pool is None:
-            cycle = cycle_of(self.clock.now, anchor_day)
+            anchor_day = anchor_day or 1
+            start, end = cycle_containing(self.clock.now, anchor_day, TIMEZONES["Asia/Jakarta"])
             self.pools[company_id] = ModelPool(
                 anchor_day,
-                cycle,
-                allowance,
-                allowance,
-                postpaid_limit=postpaid_limit,
-                threshold_percent=threshold,
-                funded_this_cycle=allowance,
+                TIMEZONES["Asia/Jakarta"],
+                start,
+                end,
+                allowance or 0,
+                allowance or 0,
+                postpaid_limit=postpaid_limit or 0,
+                threshold_percent=None if threshold is KEEP else threshold,
+                funded_this_cycle=allowance or 0,
+                allowance_granted=allowance or 0,
+                moved=bool(allowance),
             )
+            self.tally("provision:created")
             return
-        # A changed plan applies now: what is left of the allowance moves by the difference, never below zero.
-        pool.initial = max(pool.initial + allowance - pool.allowance, 0)
-        pool.funded_this_cycle = max(pool.funded_this_cycle + allowance - pool.allowance, 0)
-        pool.allowance = allowance
-        pool.postpaid_limit = postpaid_limit
-        pool.threshold_percent = threshold
+        # Terms left out are kept; the order is the engine's: limit, threshold, allowance, anchor day.
+        if postpaid_limit is not None:
+            pool.postpaid_limit = postpaid_limit
+        if threshold is not KEEP:
+            pool.threshold_percent = threshold
+        if allowance is not None:
+            pool.set_allowance(allowance)
+        if anchor_day is not None:
+            pool.anchor_day = anchor_day  # from the current cycle's end on
+        self.tally("provision:applied")
 
     @rule(
         company_id=st.sampled_from(V3_COMPANIES),
-        anchor_day=st.sampled_from(ANCHOR_DAYS),
-        allowance=st.sampled_from(ALLOWANCES),
-        postpaid_limit=st.sampled_from(POSTPAID_LIMITS),
-        threshold=st.sampled_from(THRESHOLDS),
+        anchor_day=st.sampled_from((None, *ANCHOR_DAYS)),
+        allowance=st.sampled_from((None, *ALLOWANCES)),
+        postpaid_limit=st.sampled_from((None, *POSTPAID_LIMITS)),
+        threshold=st.sampled_from((KEEP, *THRESHOLDS)),
     )
     def provision_company(
-        self, company_id: int, anchor_day: int, allowance: int, postpaid_limit: int, threshold: Decimal | None
+        self,
+        company_id: int,
+        anchor_day: int | None,
+        allowance: int | None,
+        postpaid_limit: int | None,
+        threshold: Decimal | None | Keep,
     ) -> None:
         self.catch_up()
-        pool = self.pools.get(company_id)
-        if pool is not None:
-            anchor_day = pool.anchor_day  # the cycle anchor is not what this machine moves
-            if postpaid_limit < pool.postpaid_used:
-                # The pool may never owe more than its credit line: such a plan is refused, nothing changes.
-                package = PackageTerms(allowance, postpaid_limit, anchor_day, threshold)
-                _, error = self.attempt(self.service.provision_company(company_id, CompanyTerms(package=package)))
-                assert error == "invalid_request"
-                self.tally("provision:limit_under_used")
-                return
         self.provision(company_id, anchor_day, allowance, postpaid_limit, threshold)
-        self.tally("provision:applied")
+
+    @rule(company_id=st.sampled_from(V3_COMPANIES), allowance=st.sampled_from(ALLOWANCES), data=st.data())
+    def allowance_down_and_up_again(self, company_id: int, allowance: int, data: st.DataObject) -> None:
+        """The plan cut to nothing and restored within one cycle grants nothing twice."""
+        self.catch_up()
+        if company_id not in self.pools:
+            return
+        for step in (0, allowance):
+            self.provision(company_id, None, step, None, KEEP)
+
+    @rule(
+        company_id=st.sampled_from(V3_COMPANIES),
+        timezone=st.sampled_from((None, *TIMEZONES)),
+        currency=st.sampled_from((None, "IDR", "USD")),
+        billing_version=st.sampled_from((None, "v3", "v2")),
+    )
+    def change_company_terms(
+        self, company_id: int, timezone: str | None, currency: str | None, billing_version: str | None
+    ) -> None:
+        """Terms left out are kept; the billing version and a used currency are locked; a timezone waits."""
+        self.catch_up()
+        pool = self.pools.get(company_id)
+        if pool is None:
+            return
+        terms = CompanyTerms(billing_version=billing_version, currency=currency, timezone=timezone)  # type: ignore[arg-type]
+        _, error = self.attempt(self.service.provision_company(company_id, terms))
+        if billing_version == "v2":
+            assert error == "billing_version_locked"
+            self.tally("company:billing_version_locked")
+            return
+        if currency == "USD":
+            # Every pool here has moved money by now (its opening allowance, or any payment or deduction).
+            if pool.moved:
+                assert error == "currency_locked"
+                self.tally("company:currency_locked")
+                return
+            assert error is None
+            self.run(self.service.provision_company(company_id, CompanyTerms(currency="IDR")))
+            self.tally("company:currency_changed_before_use")
+        assert error is None
+        if timezone is not None:
+            pool.offset = TIMEZONES[timezone]  # from the current cycle's end on
+        self.tally("company:terms")
 
     @rule(company_id=st.sampled_from((*V3_COMPANIES, UNKNOWN_COMPANY)), data=st.data())
     def provision_waba(self, company_id: int, data: st.DataObject) -> None:
@@ -579,7 +729,8 @@ class LedgerMachine(RuleBasedStateMachine):
             refund_code = data.draw(st.sampled_from(refund_codes), label="refund_code")
         else:
             refund_code = self.fresh("r")
-        request = RefundRequest(company_id=company_id, unique_code=unique_code, refund_code=refund_code)
+        reason = data.draw(st.sampled_from((None, "not delivered", "failed")), label="reason")
+        request = RefundRequest(company_id=company_id, unique_code=unique_code, refund_code=refund_code, reason=reason)
         self.tally(f"refund:{self.check_refund(request, pool)}")
 
     def check_refund(self, request: RefundRequest, pool: ModelPool | None) -> str:
@@ -595,7 +746,7 @@ class LedgerMachine(RuleBasedStateMachine):
             return "unknown_deduction"
         earlier = pool.refunds.get(refund_code)
         if earlier is not None:
-            if earlier.unique_code != unique_code:
+            if earlier.unique_code != unique_code or earlier.reason != request.reason:
                 assert error == "idempotency_conflict"
                 return "idempotency_conflict"
             assert error is None and result.replayed
@@ -609,7 +760,11 @@ class LedgerMachine(RuleBasedStateMachine):
         credits = pool.give_back(deduction.taken, deduction.cycle)
         if deduction.cycle == pool.cycle:
             pool.spend[(pool.cycle, deduction.waba_id)] -= deduction.amount
-        expected = ModelRefund(unique_code, deduction.amount, before, pool.total, credits)
+        # What the pool got back: the deduction, but for allowance a lowered plan no longer covers.
+        amount = sum(part for _, part in credits)
+        pool.refunded_money += amount
+        pool.moved |= amount > 0
+        expected = ModelRefund(unique_code, request.reason, amount, before, pool.total, credits)
         pool.refunds[refund_code] = expected
         pool.refunded.add(unique_code)
         assert error is None and not result.replayed, (error, result)
@@ -629,13 +784,14 @@ class LedgerMachine(RuleBasedStateMachine):
     def pay(self, data: st.DataObject, kind: str) -> None:
         self.catch_up()
         company_id = data.draw(st.sampled_from((*sorted(self.pools) * 3, UNKNOWN_COMPANY)), label="company")
-        amount = data.draw(st.integers(0, 300), label="amount")  # 0 is not a valid amount
+        # 0 is not a valid amount; the ceiling-sized ones reach the ceiling on money or pass it.
+        amount = data.draw(st.sampled_from((0, 1, 50, 120, 300, CEILING - 400, CEILING, CEILING + 1)), label="amount")
         pool = self.pools.get(company_id)
-        references = sorted(ref for k, ref in pool.payments if k == kind) if pool else []
+        references = sorted(pool.payments) if pool else []
         if references and data.draw(st.booleans(), label="reuse reference"):
             reference = data.draw(st.sampled_from(references), label="reference")
             if data.draw(st.booleans(), label="same amount"):
-                amount = pool.payments[(kind, reference)].amount
+                amount = pool.payments[reference].amount
         else:
             reference = self.fresh("pay")
         self.tally(f"{kind}:{self.check_payment(kind, company_id, amount, reference)}")
@@ -648,21 +804,30 @@ class LedgerMachine(RuleBasedStateMachine):
         if amount == 0:
             assert error == "invalid_request"
             return "invalid_request"
+        if amount > CEILING:
+            assert error == "amount_too_large"
+            return "amount_too_large"
         if pool is None:
             assert error == "unknown_company"
             return "unknown_company"
-        earlier = pool.payments.get((kind, reference))
+        earlier = pool.payments.get(reference)
         if earlier is not None:
-            if earlier.amount != amount:
+            if earlier.kind != kind or earlier.amount != amount:
                 assert error == "idempotency_conflict"
                 return "idempotency_conflict"
             assert error is None and result.replayed and result.payment_id == earlier.payment_id
             self.compare_money(result, earlier)
             return "replayed"
+        if kind == "settlement" and amount > pool.postpaid_used:
+            assert error == "settlement_exceeds_used", error
+            return "settlement_exceeds_used"
+        if kind == "top_up" and not pool.fits_the_ceiling_after_top_up(amount):
+            assert error == "amount_too_large", error
+            return "ceiling"
         before = pool.total
-        credits = pool.fund(amount)
-        expected = ModelPayment(amount, before, pool.total, credits)
-        pool.payments[(kind, reference)] = expected
+        credits = pool.fund(amount) if kind == "top_up" else pool.settle(amount)
+        expected = ModelPayment(kind, amount, before, pool.total, credits)
+        pool.payments[reference] = expected
         assert error is None and not result.replayed, (error, result)
         expected.payment_id = result.payment_id
         self.compare_money(result, expected)
@@ -688,9 +853,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if how == "hours":
             target = self.clock.now + timedelta(hours=hours)
         else:
-            pool = self.pools[1001]
-            next_start = cycle_start_of(_month_after(*cycle_of(self.clock.now, pool.anchor_day)), pool.anchor_day)
-            target = max(next_start + timedelta(seconds=offset_seconds), self.clock.now)
+            target = max(self.pools[1001].cycle_end + timedelta(seconds=offset_seconds), self.clock.now)
         self.clock.now = target
         self.catch_up()
         if call_reset:
@@ -735,17 +898,27 @@ class LedgerMachine(RuleBasedStateMachine):
                 Decimal(40) if pool.threshold_percent is None else pool.threshold_percent,
             )
             assert engine == model, (company_id, engine, model)
-            assert view.cycle_starts_at == cycle_start_of(pool.cycle, pool.anchor_day)
-            assert view.cycle_ends_at == cycle_start_of(_month_after(*pool.cycle), pool.anchor_day)
+            assert (view.cycle_starts_at, view.cycle_ends_at) == (pool.cycle, pool.cycle_end)
+            assert pool.cycle_end - pool.cycle <= timedelta(days=31, hours=7), "a cycle is never longer than a month"
             spend = {w.waba_id: w.spent_this_cycle for w in view.wabas}
             assert spend == {waba: pool.spend[(pool.cycle, waba)] for waba in pool.wabas}, (company_id, spend)
+
+    @invariant()
+    def money_is_explained(self) -> None:
+        """The pool holds the allowance the rule granted, plus payments, minus deductions, plus refunds."""
+        self.catch_up()
+        for company_id, pool in self.pools.items():
+            view = self.run(self.service.balance(company_id))
+            explained = pool.allowance_granted + pool.paid - pool.deducted + pool.refunded_money
+            assert view.total == explained, (company_id, view.total, explained)
+            assert view.initial_remaining == max(pool.allowance - pool.used, 0)
 
     @invariant()
     def events_match_the_model(self) -> None:
         rows = self.run(self._event_counts())
         for company_id, pool in self.pools.items():
-            topped_up = sum(1 for kind, _ in pool.payments if kind == "top_up")
-            settled = sum(1 for kind, _ in pool.payments if kind == "settlement")
+            topped_up = sum(1 for payment in pool.payments.values() if payment.kind == "top_up")
+            settled = sum(1 for payment in pool.payments.values() if payment.kind == "settlement")
             assert rows[(company_id, "balance_topped_up")] == topped_up
             assert rows[(company_id, "postpaid_settled")] == settled
             assert rows[(company_id, "balance_low")] == pool.low_warnings, (company_id, pool.low_warnings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from wabapool.domain import operations
+from wabapool.domain import cycle, operations
 from wabapool.domain.operations import PoolState
 from wabapool.domain.pool import Buckets
 
@@ -62,8 +62,10 @@ def pool_state(
             additional_remaining=additional,
             postpaid_limit=postpaid_limit,
             postpaid_used=postpaid_used,
+            initial_used=max(initial_allowance - initial, 0),
         ),
         cycle_start=cycle_start,
+        cycle_end=cycle.next_cycle_start(cycle_start, anchor_day=1, timezone=JAKARTA),
         anchor_day=1,
         timezone=JAKARTA,
         funded_base_minor=initial_allowance + additional if funded_base is None else funded_base,

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.unit.builders import JAKARTA, utc
-from wabapool.domain.cycle import cycle_bounds, cycle_start, missed_cycle_starts, next_cycle_start
+from wabapool.domain.cycle import cycle_bounds, cycle_start, following_boundary, missed_cycles, next_cycle_start
 
 WIB = ZoneInfo(JAKARTA)
 
@@ -86,28 +86,57 @@ def test_an_anchor_day_outside_1_to_31_is_refused(anchor_day: int) -> None:
 
 
 def test_no_missed_cycles_while_the_current_cycle_is_still_running() -> None:
-    current = local_midnight(2026, 11, 1)
-    assert missed_cycle_starts(current, utc(2026, 11, 30, 16, 59), anchor_day=1, timezone=JAKARTA, limit=120) == []
+    current_end = local_midnight(2026, 12, 1)
+    assert missed_cycles(current_end, utc(2026, 11, 30, 16, 59), anchor_day=1, timezone=JAKARTA, limit=120) == []
 
 
 def test_the_next_cycle_counts_as_missed_from_its_first_instant() -> None:
-    current = local_midnight(2026, 11, 1)
-    assert missed_cycle_starts(current, local_midnight(2026, 12, 1), anchor_day=1, timezone=JAKARTA, limit=120) == [
-        local_midnight(2026, 12, 1)
+    current_end = local_midnight(2026, 12, 1)
+    assert missed_cycles(current_end, local_midnight(2026, 12, 1), anchor_day=1, timezone=JAKARTA, limit=120) == [
+        (local_midnight(2026, 12, 1), local_midnight(2027, 1, 1))
     ]
 
 
-def test_every_missed_cycle_start_is_listed_oldest_first() -> None:
-    current = local_midnight(2026, 11, 1)
-    starts = missed_cycle_starts(current, utc(2027, 2, 10), anchor_day=1, timezone=JAKARTA, limit=120)
-    assert starts == [local_midnight(2026, 12, 1), local_midnight(2027, 1, 1), local_midnight(2027, 2, 1)]
+def test_every_missed_cycle_is_listed_oldest_first_with_its_end() -> None:
+    current_end = local_midnight(2026, 12, 1)
+    cycles = missed_cycles(current_end, utc(2027, 2, 10), anchor_day=1, timezone=JAKARTA, limit=120)
+    assert [start for start, _ in cycles] == [
+        local_midnight(2026, 12, 1),
+        local_midnight(2027, 1, 1),
+        local_midnight(2027, 2, 1),
+    ]
+    ends = [local_midnight(2027, 1, 1), local_midnight(2027, 2, 1), local_midnight(2027, 3, 1)]
+    assert [end for _, end in cycles] == ends
 
 
 def test_more_missed_cycles_than_the_limit_means_a_broken_clock() -> None:
-    current = local_midnight(2026, 11, 1)
-    assert len(missed_cycle_starts(current, utc(2027, 2, 10), anchor_day=1, timezone=JAKARTA, limit=3)) == 3
+    current_end = local_midnight(2026, 12, 1)
+    assert len(missed_cycles(current_end, utc(2027, 2, 10), anchor_day=1, timezone=JAKARTA, limit=3)) == 3
     with pytest.raises(ValueError):
-        missed_cycle_starts(current, utc(2027, 2, 10), anchor_day=1, timezone=JAKARTA, limit=2)
+        missed_cycles(current_end, utc(2027, 2, 10), anchor_day=1, timezone=JAKARTA, limit=2)
+
+
+def test_new_terms_start_at_the_kept_end_and_the_first_cycle_after_ends_at_their_first_boundary() -> None:
+    # The November cycle (anchor 1, Jakarta) keeps its end; the anchor becomes 15 from then on.
+    current_end = local_midnight(2026, 12, 1)
+    cycles = missed_cycles(current_end, local_midnight(2027, 1, 20), anchor_day=15, timezone=JAKARTA, limit=120)
+    assert cycles == [
+        (local_midnight(2026, 12, 1), local_midnight(2026, 12, 15)),
+        (local_midnight(2026, 12, 15), local_midnight(2027, 1, 15)),
+        (local_midnight(2027, 1, 15), local_midnight(2027, 2, 15)),
+    ]
+
+
+@given(
+    after=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
+    anchor_day=st.integers(min_value=1, max_value=31),
+    timezone=st.sampled_from([JAKARTA, "UTC", "America/Los_Angeles", "Pacific/Kiritimati"]),
+)
+def test_a_cycle_that_starts_anywhere_is_never_longer_than_one_month(
+    after: datetime, anchor_day: int, timezone: str
+) -> None:
+    end = following_boundary(after, anchor_day=anchor_day, timezone=timezone)
+    assert after < end <= after + timedelta(days=31, hours=1)
 
 
 @given(

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from sqlalchemy.exc import OperationalError
-
 from wabapool.service.deductions import Prepared
 from wabapool.service.group_commit import GroupCommitter
 from wabapool.service.models import BatchItemResult, DeductionRequest
+from wabapool.storage.errors import OutcomeUnknown, StorageUnavailable
 
 
 def request(code: str, company_id: int = 1) -> Prepared:
@@ -18,10 +17,11 @@ def request(code: str, company_id: int = 1) -> Prepared:
 
 
 class RecordingApply:
-    def __init__(self, *, poison: str | None = None, down: bool = False) -> None:
+    def __init__(self, *, poison: str | None = None, down: bool = False, commit_fails: bool = False) -> None:
         self.groups: list[list[str]] = []
         self.poison = poison
         self.down = down
+        self.commit_fails = commit_fails
 
     async def __call__(
         self, company_id: int, items: Sequence[Prepared], service_name: str | None
@@ -31,7 +31,9 @@ class RecordingApply:
         assert {r.company_id for r in requests} == {company_id}
         self.groups.append([r.unique_code for r in requests])
         if self.down:
-            raise OperationalError("SELECT 1", {}, ConnectionError("database is down"))
+            raise StorageUnavailable("ConnectionRefusedError")
+        if self.commit_fails:
+            raise OutcomeUnknown("ConnectionDoesNotExistError")
         if any(r.unique_code == self.poison for r in requests):
             raise ValueError("this item breaks the transaction")
         return [BatchItemResult(r.unique_code, "applied") for r in requests]
@@ -112,3 +114,46 @@ async def test_batches_queued_together_share_one_transaction() -> None:
         [i.request.unique_code for i in b] for b in batches
     ]
     assert apply.groups[1:] == [[i.request.unique_code for b in batches for i in b]]
+
+
+async def test_a_failed_commit_tells_every_caller_of_the_group_the_outcome_is_unknown_and_retries_nothing() -> None:
+    apply = RecordingApply(commit_fails=True)
+    committer = GroupCommitter(apply)
+    single = asyncio.ensure_future(committer.submit(request("lone"), "svc"))
+    batch = asyncio.ensure_future(committer.submit_many([request(f"m{i}") for i in range(4)], "svc"))
+    outcomes = [await single, *await batch]
+    assert {o.error.code.value for o in outcomes if o.error} == {"outcome_unknown"}
+    assert all(o.status == "rejected" for o in outcomes)
+    # Retrying item by item could apply twice what the failed commit may have stored.
+    assert sorted(code for group in apply.groups for code in group) == sorted(["lone", "m0", "m1", "m2", "m3"])
+
+
+async def test_a_full_queue_refuses_new_deductions_as_overloaded_without_queueing_them() -> None:
+    apply = RecordingApply()
+    committer = GroupCommitter(apply, max_group=2, max_queued=3)
+    outcomes = await asyncio.gather(*(committer.submit(request(f"m{i}"), "svc") for i in range(6)))
+    overloaded = [o.unique_code for o in outcomes if o.error and o.error.code.value == "overloaded"]
+    applied = [o.unique_code for o in outcomes if o.status == "applied"]
+    assert overloaded == ["m3", "m4", "m5"]
+    assert applied == ["m0", "m1", "m2"]
+    assert sorted(code for group in apply.groups for code in group) == applied
+
+
+async def test_cancelling_a_drain_settles_every_future_in_flight_as_unknown_and_queued_as_unavailable() -> None:
+    started = asyncio.Event()
+
+    async def slow(company_id: int, items: Sequence[Prepared], service_name: str | None) -> list[BatchItemResult]:
+        started.set()
+        await asyncio.sleep(10)
+        return [BatchItemResult(i.request.unique_code, "applied") for i in items]
+
+    committer = GroupCommitter(slow)
+    first = asyncio.ensure_future(committer.submit(request("first"), "svc"))
+    await started.wait()
+    second = asyncio.ensure_future(committer.submit(request("second"), "svc"))
+    await asyncio.sleep(0)
+    for task in list(committer._drainers.values()):  # noqa: SLF001 - the drain task is what gets cancelled
+        task.cancel()
+    in_flight, queued = await asyncio.wait_for(asyncio.gather(first, second), timeout=1)
+    assert in_flight.error is not None and in_flight.error.code.value == "outcome_unknown"
+    assert queued.error is not None and queued.error.code.value == "unavailable"

@@ -176,14 +176,12 @@ def test_balance_low_is_rearmed_by_a_top_up_that_lifts_the_pool_above_and_raised
     assert crossing.state.low_balance_armed is False
 
 
-def test_a_settlement_that_lifts_the_pool_above_the_threshold_also_rearms_balance_low() -> None:
+def test_a_settlement_pays_the_bill_only_so_it_never_rearms_balance_low() -> None:
     state = pool_state(initial=0, additional=0, postpaid_limit=500, postpaid_used=100, funded_base=1000, armed=False)
-    settled = operations.settle_postpaid(state, 600, payment_reference="bill-1")
-    # 100 pays postpaid, 500 is credited: 500 of a 1500 base is under 40% (600), still low.
-    assert settled.state.buckets.additional_remaining == 500
+    settled = operations.settle_postpaid(state, 100, payment_reference="bill-1")
+    assert settled.state.buckets.postpaid_used == 0
+    assert settled.state.buckets.spendable == 0
     assert settled.state.is_low and settled.state.low_balance_armed is False
-    settled_more = operations.settle_postpaid(settled.state, 1000, payment_reference="bill-2")
-    assert not settled_more.state.is_low and settled_more.state.low_balance_armed is True
 
 
 def test_a_cycle_reset_rearms_balance_low() -> None:
@@ -276,18 +274,23 @@ def test_top_up_smaller_than_postpaid_used_only_pays_it_down() -> None:
     assert change.state.funded_base_minor == 1000
 
 
-def test_settlement_lowers_postpaid_used_then_credits_any_excess_to_additional() -> None:
+def test_settlement_lowers_postpaid_used_and_credits_nothing_else() -> None:
     state = pool_state(initial=0, additional=0, postpaid_limit=500, postpaid_used=300, funded_base=1000)
 
-    change = operations.settle_postpaid(state, 350, payment_reference="bill-7")
+    change = operations.settle_postpaid(state, 300, payment_reference="bill-7")
 
-    assert change.moves == [
-        Move(MoveKind.SETTLEMENT, POSTPAID, 300, 300, 0, -300, 0),
-        Move(MoveKind.SETTLEMENT, ADDITIONAL, 50, 0, 50, 0, 50),
-    ]
+    assert change.moves == [Move(MoveKind.SETTLEMENT, POSTPAID, 300, 300, 0, -300, 0)]
     event = only(change, EventType.POSTPAID_SETTLED)
     assert event.dedup_key == f"{COMPANY_ID}:bill-7"
     assert types(change) == [EventType.POSTPAID_SETTLED]
+
+
+@pytest.mark.parametrize(("used", "amount"), [(300, 301), (0, 1)])
+def test_a_settlement_larger_than_what_postpaid_used_is_refused(used: int, amount: int) -> None:
+    state = pool_state(initial=0, additional=0, postpaid_limit=500, postpaid_used=used, funded_base=1000)
+    with pytest.raises(BillingError) as refused:
+        operations.settle_postpaid(state, amount, payment_reference="bill-8")
+    assert refused.value.code is Rejection.SETTLEMENT_EXCEEDS_USED
 
 
 def test_funding_never_raises_low_or_below_zero_events() -> None:
@@ -372,12 +375,67 @@ def test_raising_the_allowance_mid_cycle_adds_the_difference_now() -> None:
     assert change.moves == [Move(MoveKind.ADJUSTMENT, INITIAL, 500, 400, 900, 400, 900)]
 
 
-def test_lowering_the_allowance_mid_cycle_never_takes_remaining_under_zero() -> None:
-    state = pool_state(initial_allowance=1000, initial=100, funded_base=1000)
+def test_lowering_the_allowance_mid_cycle_takes_back_only_the_unused_part() -> None:
+    state = pool_state(initial_allowance=1000, initial=100, funded_base=1000)  # 900 used
     change = operations.adjust_allowance(state, 200)
     assert change.state.buckets.initial_remaining == 0
-    assert change.state.funded_base_minor == 200
+    assert change.state.buckets.initial_used == 900
+    # The base is what this cycle was funded with: 900 used of the allowance, nothing left of it.
+    assert change.state.funded_base_minor == 900
     assert change.moves == [Move(MoveKind.ADJUSTMENT, INITIAL, -100, 100, 0, 100, 0)]
+    assert types(change) == [EventType.BALANCE_LOW]
+
+
+def test_spending_the_allowance_then_lowering_and_raising_it_again_grants_nothing_twice() -> None:
+    state = operations.deduct(opened_pool(allowance=10_000, postpaid_limit=0), 10_000).state
+    lowered = operations.adjust_allowance(state, 0).state
+    raised = operations.adjust_allowance(lowered, 10_000).state
+    assert raised.buckets.initial_remaining == 0
+    assert raised.buckets.initial_used == 10_000
+
+
+def test_raising_the_allowance_after_use_grants_only_the_difference() -> None:
+    state = operations.deduct(opened_pool(allowance=1000), 700).state
+    raised = operations.adjust_allowance(state, 1500).state
+    assert raised.buckets.initial_remaining == 800
+    lowered = operations.adjust_allowance(raised, 500).state
+    assert lowered.buckets.initial_remaining == 0
+    again = operations.adjust_allowance(lowered, 1500).state
+    assert again.buckets.initial_remaining == 800
+
+
+def test_lowering_the_allowance_below_a_zero_total_raises_balance_below_zero() -> None:
+    spent = operations.deduct(opened_pool(allowance=1000, postpaid_limit=500), 1200).state  # 200 on postpaid
+    december = operations.catch_up(spent, DECEMBER_START).state  # postpaid use carries over: total 800
+    assert december.buckets.total == 800
+    change = operations.adjust_allowance(december, 0)
+    assert change.state.buckets.total == -200
+    assert EventType.BALANCE_BELOW_ZERO in types(change)
+    assert only(change, EventType.BALANCE_BELOW_ZERO).dedup_key == f"{COMPANY_ID}:2026-12-01"
+    again = operations.adjust_allowance(operations.adjust_allowance(change.state, 1000).state, 0)
+    assert EventType.BALANCE_BELOW_ZERO not in types(again)  # once per cycle
+
+
+def test_a_refund_after_a_lowered_allowance_never_lifts_initial_above_what_the_allowance_covers() -> None:
+    state = operations.deduct(opened_pool(allowance=1000, postpaid_limit=0), 800).state
+    taken = [Portion(INITIAL, 800)]
+    lowered = operations.adjust_allowance(state, 500).state
+    assert lowered.buckets.initial_remaining == 0
+    change = operations.refund(lowered, taken, taken_cycle_start=lowered.cycle_start)
+    # used 800 -> 0 under an allowance of 500: 500 comes back, never more than the allowance.
+    assert change.state.buckets.initial_remaining == 500
+    assert change.state.buckets.initial_used == 0
+    assert change.portions == (Portion(INITIAL, 500),)
+
+
+def test_a_change_of_anchor_day_keeps_the_current_cycle_end_and_refills_nothing() -> None:
+    state = operations.deduct(opened_pool(allowance=1000), 600).state
+    moved = replace(state, anchor_day=15)
+    assert operations.catch_up(moved, DECEMBER_START - timedelta(seconds=1)).moves == []
+    reset = operations.catch_up(moved, DECEMBER_START)
+    assert reset.state.cycle_start == DECEMBER_START
+    assert reset.state.cycle_end == utc(2026, 12, 14, 17, 0)  # 15 December, Jakarta midnight
+    assert reset.state.buckets.initial_remaining == 1000
 
 
 # --- properties -------------------------------------------------------------------------------
@@ -412,8 +470,11 @@ def test_within_one_cycle_below_zero_fires_at_most_once_and_low_only_when_armed(
             change = operations.deduct(state, amount)
         elif action == "top_up":
             change = operations.top_up(state, amount, payment_reference=f"p{index}")
-        else:
+        elif state.buckets.postpaid_used > 0:
+            amount = min(amount, state.buckets.postpaid_used)
             change = operations.settle_postpaid(state, amount, payment_reference=f"s{index}")
+        else:
+            continue
         below_zero_events += types(change).count(EventType.BALANCE_BELOW_ZERO)
         if EventType.BALANCE_LOW in types(change):
             assert was_armed and change.state.is_low and not change.state.low_balance_armed
@@ -452,3 +513,39 @@ def test_a_run_of_deductions_equals_the_same_deductions_one_at_a_time(
         step = change.state
     assert run.state == step
     assert run.events == events
+
+
+@given(
+    allowance=small,
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("deduct"), small),
+            st.tuples(st.just("allowance"), small),
+            st.tuples(st.just("refund"), st.integers(min_value=0, max_value=30)),
+        ),
+        max_size=40,
+    ),
+)
+def test_no_sequence_of_allowance_changes_grants_more_in_a_cycle_than_the_highest_allowance_in_force(
+    allowance: int, steps: list[tuple[str, int]]
+) -> None:
+    state = opened_pool(allowance=allowance, postpaid_limit=0)
+    highest = allowance
+    charged: list[tuple[Portion, ...]] = []  # deductions of this cycle not refunded
+    for action, value in steps:
+        if action == "deduct":
+            change = operations.deduct(state, min(value, state.buckets.available))
+            charged.append(change.portions)
+        elif action == "allowance":
+            change = operations.adjust_allowance(state, value)
+            highest = max(highest, value)
+        elif charged:
+            change = operations.refund(state, charged.pop(value % len(charged)), taken_cycle_start=state.cycle_start)
+        else:
+            continue
+        state = change.state
+        buckets = state.buckets
+        used = sum(p.amount_minor for portions in charged for p in portions if p.quota_type is INITIAL)
+        assert buckets.initial_used == used
+        assert buckets.initial_remaining == max(buckets.initial_allowance - used, 0)
+        assert buckets.initial_remaining + used <= highest

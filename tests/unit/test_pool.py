@@ -139,7 +139,7 @@ def test_split_over_all_three_buckets_records_portions_and_every_move_with_befor
         Move(MoveKind.DEDUCTION, QuotaType.ADDITIONAL, -50, 50, 0, 50, 0),
         Move(MoveKind.DEDUCTION, QuotaType.POSTPAID, -20, 0, 20, 0, -20),
     ]
-    assert updated == buckets(initial=0, additional=0, limit=30, used=20, allowance=100)
+    assert updated == buckets(initial=0, additional=0, limit=30, used=20, allowance=100)._replace(initial_used=100)
     assert updated.total == -20
     assert updated.available == 10
 

@@ -13,7 +13,6 @@ import structlog
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import text
 
 from wabapool.api import internal, public
 from wabapool.api.context import AppContext
@@ -128,10 +127,7 @@ def _add_operations(app: FastAPI, context: AppContext) -> None:
     )
     async def readyz() -> JSONResponse:
         """The database answers."""
-        try:
-            async with context.database.read() as connection:
-                await connection.execute(text("SELECT 1"))
-        except Exception:  # any failure means not ready; the reason is logged by the driver
+        if not await context.service.ready():
             return error_response(503, "unavailable", "the database is not reachable")
         return JSONResponse({"status": "ok"})
 

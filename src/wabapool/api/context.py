@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from wabapool.cache import BalanceCache, CachedBalances, InProcessCache, RedisCache
 from wabapool.config import Settings
+from wabapool.domain.limits import MAX_QUEUED_DEDUCTIONS_PER_POOL
 from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
 from wabapool.security import ApiKeyRing, TokenVerifier
 from wabapool.service import BillingService
@@ -24,10 +25,17 @@ class AppContext:
     tokens: TokenVerifier | None
 
     @classmethod
-    def build(cls, settings: Settings) -> AppContext:
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        database: Database | None = None,
+        max_queued_per_pool: int = MAX_QUEUED_DEDUCTIONS_PER_POOL,
+    ) -> AppContext:
+        """The app's parts; `database` and the queue bound are seams for tests (faults, timeouts, a full queue)."""
         from wabapool.api.balance import billing_info
 
-        database = Database(settings.database_url)
+        database = database or Database(settings.database_url)
         sealer = PiiSealer(settings.pii_keys or DEVELOPMENT_KEYS)
         cache: BalanceCache = (
             RedisCache(settings.redis_url, ttl_seconds=settings.cache_ttl_seconds)
@@ -40,7 +48,9 @@ class AppContext:
             return billing_info(await service_ref[0].balance(company_id))
 
         balances = CachedBalances(cache, load, db_timeout_seconds=settings.db_timeout_seconds)
-        service = BillingService(database, sealer=sealer, after_commit=balances.invalidate)
+        service = BillingService(
+            database, sealer=sealer, after_commit=balances.invalidate, max_queued_per_pool=max_queued_per_pool
+        )
         service_ref.append(service)
         tokens = None
         if settings.jwt_secret or settings.jwt_public_key:

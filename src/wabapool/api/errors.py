@@ -8,26 +8,35 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wabapool.api.schemas import ErrorEnvelope
 from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.limits import RETRY_AFTER_SECONDS
+from wabapool.storage.errors import OutcomeUnknown, StorageError, UniqueConflict
 
 log = structlog.get_logger("wabapool.api")
 
 REJECTION_STATUS: dict[Rejection, int] = {
     Rejection.INVALID_REQUEST: 400,
+    Rejection.AMOUNT_TOO_LARGE: 400,
+    Rejection.SETTLEMENT_EXCEEDS_USED: 400,
     Rejection.QUOTA_EXCEEDED: 400,
     Rejection.UNKNOWN_DEDUCTION_CODE: 400,
     Rejection.UNKNOWN_COMPANY: 404,
     Rejection.UNKNOWN_WABA: 404,
     Rejection.UNKNOWN_DEDUCTION: 404,
     Rejection.IDEMPOTENCY_CONFLICT: 409,
+    Rejection.WABA_OWNED_ELSEWHERE: 409,
+    Rejection.CURRENCY_LOCKED: 409,
+    Rejection.BILLING_VERSION_LOCKED: 409,
     Rejection.ALREADY_REFUNDED: 409,
     Rejection.NOT_SHARED_POOL: 422,
     Rejection.UNAVAILABLE: 503,
+    Rejection.OVERLOADED: 503,
+    Rejection.OUTCOME_UNKNOWN: 503,
 }
+RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 HTTP_CODES = {
     400: "invalid_request",
@@ -95,7 +104,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BillingError)
     async def _billing(_: Request, exc: BillingError) -> JSONResponse:
         status = REJECTION_STATUS[exc.code]
-        return JSONResponse({"error": billing_error_body(exc)}, status_code=status)
+        headers = RETRY_AFTER if status == 503 else None
+        return JSONResponse({"error": billing_error_body(exc)}, status_code=status, headers=headers)
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
@@ -111,15 +121,21 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else code
         return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(DBAPIError)
-    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
-        if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
-            log.warning("database_unavailable", error_type=type(exc.orig).__name__)
+    @app.exception_handler(StorageError)
+    async def _storage(_: Request, exc: StorageError) -> JSONResponse:
+        log.warning("storage_error", error_type=type(exc).__name__, reason=str(exc))
+        if isinstance(exc, OutcomeUnknown):
             return error_response(
-                503, "unavailable", "the database is not reachable; nothing was written", headers={"Retry-After": "1"}
+                503,
+                "outcome_unknown",
+                "the request may or may not have been applied; retry it with the same idempotency key",
+                headers=RETRY_AFTER,
             )
-        log.exception("database_error", error_type=type(exc.orig).__name__)
-        return error_response(500, "internal_error", "something went wrong; nothing was half-written")
+        if isinstance(exc, UniqueConflict):
+            return error_response(409, "conflict", "a concurrent request took the same key; nothing was written")
+        return error_response(
+            503, "unavailable", "the database did not answer in time; nothing was written", headers=RETRY_AFTER
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -20,7 +20,7 @@ from wabapool.api.observability import record_batch, record_deduction
 from wabapool.domain import limits
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.service import CompanyTerms, DeductionRequest, PackageTerms, RefundRequest
-from wabapool.service.models import Allocation, BatchItemResult, DeductionResult, FundingResult
+from wabapool.service.models import KEEP, Allocation, BatchItemResult, DeductionResult, FundingResult
 
 router = APIRouter(tags=["internal"])
 BodyModel = TypeVar("BodyModel", bound=schemas.Strict)
@@ -223,15 +223,16 @@ async def authoritative_balance(context: Context, _: InternalCaller, company_id:
     return JSONResponse(balance_object(await context.service.balance(company_id)))
 
 
-@router.put("/companies/{company_id}", response_model=schemas.CompanyOut, responses=error_responses(400, 401))
+@router.put("/companies/{company_id}", response_model=schemas.CompanyOut, responses=error_responses(400, 401, 409))
 async def put_company(
     body: schemas.CompanyIn, context: Context, _: InternalCaller, company_id: int = CompanyPath
 ) -> dict[str, Any]:
-    """Create or update a company and its pool (idempotent)."""
-    try:
-        ZoneInfo(body.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise BillingError(Rejection.INVALID_REQUEST, "unknown timezone", {"field": "timezone"}) from exc
+    """Create or update a company and its pool (idempotent); a field left out keeps its value."""
+    if body.timezone is not None:
+        try:
+            ZoneInfo(body.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise BillingError(Rejection.INVALID_REQUEST, "unknown timezone", {"field": "timezone"}) from exc
     package = body.package
     terms = CompanyTerms(
         billing_version=body.billing_version,
@@ -243,15 +244,31 @@ async def put_company(
             allowance=package.allowance,
             postpaid_limit=package.postpaid_limit,
             cycle_anchor_day=package.cycle_anchor_day,
-            threshold_percent=package.threshold_percent,
+            threshold_percent=package.threshold_percent if "threshold_percent" in package.model_fields_set else KEEP,
         ),
     )
-    await context.service.provision_company(company_id, terms)
-    return {"company_id": company_id, **body.model_dump()}
+    company = await context.service.provision_company(company_id, terms)
+    terms_now = company.package
+    return {
+        "company_id": company_id,
+        "billing_version": company.billing_version,
+        "currency": company.currency,
+        "timezone": company.timezone,
+        "package": None
+        if terms_now is None
+        else {
+            "allowance": terms_now.allowance,
+            "postpaid_limit": terms_now.postpaid_limit,
+            "cycle_anchor_day": terms_now.cycle_anchor_day,
+            "threshold_percent": terms_now.threshold_percent,
+        },
+    }
 
 
 @router.put(
-    "/companies/{company_id}/wabas/{waba_id}", response_model=schemas.WabaOut, responses=error_responses(400, 401, 404)
+    "/companies/{company_id}/wabas/{waba_id}",
+    response_model=schemas.WabaOut,
+    responses=error_responses(400, 401, 404, 409),
 )
 async def put_waba(
     body: schemas.WabaIn, context: Context, _: InternalCaller, company_id: int = CompanyPath, waba_id: str = WabaPath

@@ -30,8 +30,13 @@ def _utc_representable(value: datetime) -> datetime:
 
 NoNul = AfterValidator(_no_nul)
 Timestamp = Annotated[datetime, AfterValidator(_utc_representable)]
-AmountMinor = Annotated[StrictInt, Field(gt=0, le=limits.AMOUNT_MAX_MINOR, description="Minor units (integer).")]
-NonNegativeMinor = Annotated[StrictInt, Field(ge=0, le=limits.AMOUNT_MAX_MINOR)]
+# The ceiling on money is the service's check (400 `amount_too_large`, not a validation error); the
+# document still states it.
+_CEILING = {"maximum": limits.AMOUNT_MAX_MINOR}
+AmountMinor = Annotated[
+    StrictInt, Field(gt=0, description="Minor units (integer), at most 2^53 - 1.", json_schema_extra=_CEILING)
+]
+NonNegativeMinor = Annotated[StrictInt, Field(ge=0, json_schema_extra=_CEILING)]
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.CODE_MAX_LENGTH)]
 Key = Annotated[str, StringConstraints(min_length=1, max_length=limits.UNIQUE_CODE_MAX_LENGTH)]
 CompanyId = Annotated[StrictInt, Field(gt=0, le=2**63 - 1)]
@@ -146,18 +151,33 @@ class PaymentOut(BaseModel):
     replayed: bool
 
 
+Threshold = Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)]
+
+
 class PackageIn(Strict):
-    allowance: NonNegativeMinor = 0
-    postpaid_limit: NonNegativeMinor = 0
-    cycle_anchor_day: Annotated[StrictInt, Field(ge=1, le=31)] = 1
-    threshold_percent: Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)] | None = None
+    """A field left out keeps its current value (on creation: allowance 0, limit 0, anchor day 1, threshold 40)."""
+
+    allowance: NonNegativeMinor | None = None
+    postpaid_limit: NonNegativeMinor | None = None
+    cycle_anchor_day: Annotated[StrictInt, Field(ge=1, le=31)] | None = None
+    # null: the default threshold (40 %); left out: kept.
+    threshold_percent: Threshold | None = None
 
 
 class CompanyIn(Strict):
-    billing_version: Literal["v2", "v3"] = "v3"
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "IDR"
-    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "Asia/Jakarta"
+    """A field left out keeps its current value (on creation: v3, IDR, Asia/Jakarta)."""
+
+    billing_version: Literal["v2", "v3"] | None = None
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     package: PackageIn | None = None
+
+
+class PackageOut(BaseModel):
+    allowance: int
+    postpaid_limit: int
+    cycle_anchor_day: int
+    threshold_percent: Decimal | None
 
 
 class CompanyOut(BaseModel):
@@ -165,7 +185,7 @@ class CompanyOut(BaseModel):
     billing_version: str
     currency: str
     timezone: str
-    package: PackageIn | None
+    package: PackageOut | None
 
 
 class WabaIn(Strict):

@@ -1,6 +1,13 @@
 """Monthly billing cycles anchored on the package's start day, in the company's timezone.
 
 An anchor day past the month's end (31 in February) falls on the month's last day.
+
+A pool keeps its current cycle's end. A change of the anchor day or of the
+company's timezone takes effect at that end: the next cycle runs from it to
+the first boundary of the new terms after it (`following_boundary`). So the
+current cycle keeps its end, no change refills anything, and no cycle is
+longer than one month (the first boundary after any instant is at most a
+month away).
 """
 
 from __future__ import annotations
@@ -51,15 +58,21 @@ def cycle_bounds(at: datetime, *, anchor_day: int, timezone: str) -> tuple[datet
     return start, next_cycle_start(start, anchor_day=anchor_day, timezone=timezone)
 
 
-def missed_cycle_starts(
-    current_start: datetime, at: datetime, *, anchor_day: int, timezone: str, limit: int
-) -> list[datetime]:
-    """Starts of every cycle that began after `current_start` and by `at`, oldest first."""
-    starts: list[datetime] = []
-    following = next_cycle_start(current_start, anchor_day=anchor_day, timezone=timezone)
-    while following <= at:
-        if len(starts) >= limit:
+def following_boundary(after: datetime, *, anchor_day: int, timezone: str) -> datetime:
+    """The first cycle boundary of these terms strictly after `after`: where a cycle starting at `after` ends."""
+    return cycle_bounds(after, anchor_day=anchor_day, timezone=timezone)[1]
+
+
+def missed_cycles(
+    current_end: datetime, at: datetime, *, anchor_day: int, timezone: str, limit: int
+) -> list[tuple[datetime, datetime]]:
+    """[start, end) of every cycle that began at `current_end` or later and by `at`, oldest first."""
+    cycles: list[tuple[datetime, datetime]] = []
+    start = current_end
+    while start <= at:
+        if len(cycles) >= limit:
             raise ValueError(f"more than {limit} missed cycles: the clock or the data is wrong")
-        starts.append(following)
-        following = next_cycle_start(following, anchor_day=anchor_day, timezone=timezone)
-    return starts
+        end = following_boundary(start, anchor_day=anchor_day, timezone=timezone)
+        cycles.append((start, end))
+        start = end
+    return cycles

@@ -7,9 +7,18 @@ CODE_MAX_LENGTH = 64
 NAME_MAX_LENGTH = 200
 # One message is billed per deduction; a quantity past this is a caller bug.
 QUANTITY_MAX = 1_000_000
-# Largest amount we accept in one top-up / settlement / price (fits BIGINT with room).
-AMOUNT_MAX_MINOR = 10**15
+# The ceiling on money: every amount in a request and every bucket and pool figure stays at or
+# under 2^53 - 1 minor units, the largest integer a browser's JSON (an IEEE double) holds exactly.
+# It also keeps any sum of two figures inside BIGINT. A request that would pass it is refused
+# with `amount_too_large`.
+AMOUNT_MAX_MINOR = 2**53 - 1
 # One batch is one transaction: bounded so a lock is never held for long.
 BATCH_MAX_ITEMS = 1000
 # Cycle reset catch-up: more missed cycles than this means a broken clock.
 MAX_CATCH_UP_CYCLES = 120
+# Deductions queued for one pool while its group is written. Past it a sender would wait behind
+# five full groups (about a second under load): answer 503 with Retry-After instead of queueing
+# without bound and holding every caller's memory and connection.
+MAX_QUEUED_DEDUCTIONS_PER_POOL = 5_000
+# What a 503 asks the caller to wait before retrying (the Retry-After header).
+RETRY_AFTER_SECONDS = 1

@@ -14,16 +14,15 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from wabapool.domain import cycle, thresholds
-from wabapool.domain.errors import BillingError
+from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.events import DomainEvent, EventType
-from wabapool.domain.limits import MAX_CATCH_UP_CYCLES
+from wabapool.domain.limits import AMOUNT_MAX_MINOR, MAX_CATCH_UP_CYCLES
 from wabapool.domain.pool import (
     Buckets,
     Move,
     MoveKind,
     Portion,
     QuotaType,
-    apply_portions,
     charge,
     fund,
     move,
@@ -36,6 +35,8 @@ class PoolState:
     company_id: int
     buckets: Buckets
     cycle_start: datetime
+    # Kept, not derived: a change of anchor day or timezone takes effect only at this end (see `cycle`).
+    cycle_end: datetime
     anchor_day: int
     timezone: str
     funded_base_minor: int
@@ -47,10 +48,6 @@ class PoolState:
     def cycle_label(self) -> str:
         """The cycle's local start date, e.g. `2026-11-01`: part of event dedup keys."""
         return self.cycle_start.astimezone(ZoneInfo(self.timezone)).date().isoformat()
-
-    @property
-    def cycle_end(self) -> datetime:
-        return cycle.next_cycle_start(self.cycle_start, anchor_day=self.anchor_day, timezone=self.timezone)
 
     @property
     def is_low(self) -> bool:
@@ -152,6 +149,45 @@ def deduct_many(state: PoolState, amounts: Sequence[int]) -> Run:
     return Run(final, outcomes, events)
 
 
+def check_ceiling(buckets: Buckets) -> None:
+    """Refuse a change that would take any figure of the pool past the ceiling on money."""
+    if buckets.largest_figure > AMOUNT_MAX_MINOR:
+        raise BillingError(
+            Rejection.AMOUNT_TOO_LARGE,
+            f"the pool's figures must stay at or under {AMOUNT_MAX_MINOR} minor units",
+            {"max_minor": AMOUNT_MAX_MINOR},
+        )
+
+
+def _warnings(before: PoolState, after: PoolState) -> tuple[PoolState, list[DomainEvent]]:
+    """Low and below-zero warnings for a change other than a deduction (a lowered allowance, say).
+
+    The same rules as for deductions: `balance_low` once per crossing while
+    armed, `balance_below_zero` once per cycle; a change that lifts the pool
+    back above the threshold re-arms the low warning.
+    """
+    events: list[DomainEvent] = []
+    if after.low_balance_armed and after.is_low and after.buckets.spendable < before.buckets.spendable:
+        after = replace(after, low_balance_armed=False)
+        events.append(
+            DomainEvent(
+                EventType.BALANCE_LOW,
+                {**_figures(after), "threshold_percent": str(thresholds.effective_threshold(after.threshold_percent))},
+            )
+        )
+    if (
+        thresholds.crossed_below_zero(before.buckets, after.buckets)
+        and after.below_zero_cycle_start != after.cycle_start
+    ):
+        after = replace(after, below_zero_cycle_start=after.cycle_start)
+        events.append(
+            DomainEvent(
+                EventType.BALANCE_BELOW_ZERO, _figures(after), dedup_key=f"{after.company_id}:{after.cycle_label}"
+            )
+        )
+    return _rearm(after), events
+
+
 def _rearm(state: PoolState) -> PoolState:
     """A funding that lifts the pool back above the threshold arms the next warning."""
     if not state.low_balance_armed and not state.is_low:
@@ -169,10 +205,27 @@ def deduct(state: PoolState, amount_minor: int) -> Change:
 
 
 def refund(state: PoolState, taken: Sequence[Portion], *, taken_cycle_start: datetime) -> Change:
-    """Give a deduction's portions back, last taken first."""
-    credits = refund_portions(state.buckets, taken, same_cycle=taken_cycle_start == state.cycle_start)
-    buckets, moves = apply_portions(state.buckets, credits, MoveKind.REFUND, sign=+1)
-    return Change(replace(state, buckets=buckets), moves, [], tuple(credits))
+    """Give a deduction's portions back, last taken first.
+
+    Allowance taken this cycle comes back by lowering `used`: it is spendable
+    again only as far as the allowance in force covers it (after a lowered
+    plan, possibly not at all). The change's portions are what was credited.
+    """
+    buckets = state.buckets
+    credited: list[Portion] = []
+    moves: list[Move] = []
+    for portion in refund_portions(buckets, taken, same_cycle=taken_cycle_start == state.cycle_start):
+        amount_minor = portion.amount_minor
+        if portion.quota_type is QuotaType.INITIAL:
+            used = max(buckets.initial_used - amount_minor, 0)
+            buckets = buckets._replace(initial_used=used)
+            amount_minor = max(buckets.initial_allowance - used, 0) - buckets.initial_remaining
+            if amount_minor <= 0:
+                continue
+        buckets, entry = move(buckets, MoveKind.REFUND, portion.quota_type, amount_minor)
+        moves.append(entry)
+        credited.append(Portion(portion.quota_type, amount_minor))
+    return Change(replace(state, buckets=buckets), moves, [], tuple(credited))
 
 
 def _funded(
@@ -180,6 +233,7 @@ def _funded(
 ) -> Change:
     """Pay off postpaid use first, the rest to `additional`; the credited part funds this cycle."""
     buckets, moves, credited = fund(state.buckets, amount_minor, kind)
+    check_ceiling(buckets)
     after = _rearm(replace(state, buckets=buckets, funded_base_minor=state.funded_base_minor + credited))
     event = DomainEvent(
         event_type,
@@ -201,7 +255,18 @@ def top_up(state: PoolState, amount_minor: int, *, payment_reference: str) -> Ch
 
 
 def settle_postpaid(state: PoolState, amount_minor: int, *, payment_reference: str) -> Change:
-    """A paid postpaid bill lowers `used`; any excess is credited to `additional`."""
+    """A paid postpaid bill lowers `used`; more than postpaid has used is refused (`settlement_exceeds_used`).
+
+    A settlement pays a bill, it is not a top-up: an excess credited to
+    `additional` would turn an overpayment into spendable money unnoticed.
+    """
+    used = state.buckets.postpaid_used
+    if amount_minor > used:
+        raise BillingError(
+            Rejection.SETTLEMENT_EXCEEDS_USED,
+            "the settlement is larger than what postpaid has used",
+            {"amount": amount_minor, "postpaid_used": max(used, 0)},
+        )
     return _funded(
         state,
         amount_minor,
@@ -211,18 +276,20 @@ def settle_postpaid(state: PoolState, amount_minor: int, *, payment_reference: s
     )
 
 
-def _reset_to(state: PoolState, new_start: datetime) -> Change:
-    """Start a cycle: the allowance is granted again, unused allowance expires."""
+def _reset_to(state: PoolState, new_start: datetime, new_end: datetime) -> Change:
+    """Start a cycle: the allowance is granted again (nothing used yet), unused allowance expires."""
     buckets = state.buckets
     moves: list[Move] = []
     delta = buckets.initial_allowance - buckets.initial_remaining
     if delta:
         buckets, entry = move(buckets, MoveKind.RESET, QuotaType.INITIAL, delta)
         moves.append(entry)
+    buckets = buckets._replace(initial_used=0)
     after = replace(
         state,
         buckets=buckets,
         cycle_start=new_start,
+        cycle_end=new_end,
         funded_base_minor=buckets.initial_allowance + max(buckets.additional_remaining, 0),
         low_balance_armed=True,
     )
@@ -232,8 +299,8 @@ def _reset_to(state: PoolState, new_start: datetime) -> Change:
 
 def catch_up(state: PoolState, at: datetime) -> Change:
     """Reset once for every cycle that started by `at`; nothing if the cycle is current."""
-    starts = cycle.missed_cycle_starts(
-        state.cycle_start,
+    cycles = cycle.missed_cycles(
+        state.cycle_end,
         at,
         anchor_day=state.anchor_day,
         timezone=state.timezone,
@@ -241,8 +308,8 @@ def catch_up(state: PoolState, at: datetime) -> Change:
     )
     moves: list[Move] = []
     events: list[DomainEvent] = []
-    for start in starts:
-        step = _reset_to(state, start)
+    for start, end in cycles:
+        step = _reset_to(state, start, end)
         state = step.state
         moves += step.moves
         events += step.events
@@ -250,17 +317,36 @@ def catch_up(state: PoolState, at: datetime) -> Change:
 
 
 def adjust_allowance(state: PoolState, allowance_minor: int) -> Change:
-    """A changed plan applies now: remaining moves by the difference (never under zero)."""
-    buckets = state.buckets
-    delta = allowance_minor - buckets.initial_allowance
-    buckets = buckets._replace(initial_allowance=allowance_minor)
-    target = max(buckets.initial_remaining + delta, 0)
+    """A changed plan applies now, by the rule (allowance, used this cycle) of `pool`.
+
+    `remaining` becomes `max(0, allowance - used)`: raising the allowance grants
+    the difference, lowering it takes back only what is unused. The funded base
+    moves by what was granted or taken back; the warnings follow the new figures.
+    """
+    buckets = state.buckets._replace(initial_allowance=allowance_minor)
+    granted = max(allowance_minor - buckets.initial_used, 0) - buckets.initial_remaining
     moves: list[Move] = []
-    if target != buckets.initial_remaining:
-        buckets, entry = move(buckets, MoveKind.ADJUSTMENT, QuotaType.INITIAL, target - buckets.initial_remaining)
+    if granted:
+        buckets, entry = move(buckets, MoveKind.ADJUSTMENT, QuotaType.INITIAL, granted)
         moves.append(entry)
-    base = max(state.funded_base_minor + delta, 0)
-    return Change(replace(state, buckets=buckets, funded_base_minor=base), moves)
+    check_ceiling(buckets)
+    adjusted = replace(state, buckets=buckets, funded_base_minor=max(state.funded_base_minor + granted, 0))
+    after, events = _warnings(state, adjusted)
+    return Change(after, moves, events)
+
+
+def set_postpaid_limit(state: PoolState, limit_minor: int) -> Change:
+    """A new credit line; never under what postpaid has already used (the pool may not owe past its limit)."""
+    used = state.buckets.postpaid_used
+    if limit_minor < used:
+        raise BillingError(
+            Rejection.INVALID_REQUEST,
+            "postpaid_limit is under what postpaid has already used",
+            {"field": "package.postpaid_limit", "postpaid_used": used},
+        )
+    buckets = state.buckets._replace(postpaid_limit=limit_minor)
+    check_ceiling(buckets)
+    return Change(replace(state, buckets=buckets))
 
 
 def open_pool(
@@ -274,16 +360,18 @@ def open_pool(
     at: datetime,
 ) -> Change:
     """A new pool: the first cycle starts with its allowance granted."""
-    start = cycle.cycle_start(at, anchor_day=anchor_day, timezone=timezone)
+    start, end = cycle.cycle_bounds(at, anchor_day=anchor_day, timezone=timezone)
     empty = PoolState(
         company_id=company_id,
         buckets=Buckets(initial_allowance=allowance_minor, postpaid_limit=postpaid_limit_minor),
         cycle_start=start,
+        cycle_end=end,
         anchor_day=anchor_day,
         timezone=timezone,
         funded_base_minor=0,
         threshold_percent=threshold_percent,
     )
+    check_ceiling(empty.buckets)
     buckets, moves = empty.buckets, []
     if allowance_minor:
         buckets, entry = move(buckets, MoveKind.RESET, QuotaType.INITIAL, allowance_minor)

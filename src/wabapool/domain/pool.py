@@ -5,6 +5,17 @@ A bucket's *stored value* is what the database keeps for it: `remaining` for
 change with its before/after and the pool total before/after; `amount_minor`
 is the effect on the pool total (negative when money leaves the pool).
 
+The allowance is a pair, (allowance, used this cycle), with `remaining =
+max(0, allowance - used)` at all times:
+- a deduction from `initial` raises `used` by what it took;
+- raising the allowance mid-cycle grants the difference, lowering it takes
+  `remaining` down but never below what was used (`used` is kept);
+- a refund of allowance taken this cycle lowers `used`, so it comes back only
+  as far as the allowance in force covers it;
+- the cycle reset sets `used` to 0 and `remaining` to the allowance.
+So no sequence of changes grants more allowance in one cycle than the
+highest allowance in force during it.
+
 Buckets, portions and moves are NamedTuples, not frozen dataclasses: several
 are made for every deduction, and a frozen dataclass costs about three times
 as much to build (measured: 630 ns against 250 ns). They are just as immutable.
@@ -52,6 +63,8 @@ class Buckets(NamedTuple):
     additional_remaining: int = 0
     postpaid_limit: int = 0
     postpaid_used: int = 0
+    # Allowance used this cycle: `initial_remaining == max(0, initial_allowance - initial_used)`.
+    initial_used: int = 0
 
     @property
     def spendable(self) -> int:
@@ -74,7 +87,13 @@ class Buckets(NamedTuple):
             return self.additional_remaining
         return self.postpaid_used
 
-    def with_value(self, quota_type: QuotaType, stored_value: int) -> Buckets:
+    @property
+    def largest_figure(self) -> int:
+        """The largest number the pool shows (each bucket, total, available): what the ceiling on money bounds."""
+        return max(self.available, self.initial_allowance, self.initial_used, self.postpaid_limit)
+
+    def with_value(self, quota_type: QuotaType, stored_value: int, *, allowance_taken: int = 0) -> Buckets:
+        """The buckets with one stored value replaced; `allowance_taken` is added to the allowance used."""
         initial, additional, used = self.initial_remaining, self.additional_remaining, self.postpaid_used
         if quota_type is QuotaType.INITIAL:
             initial = stored_value
@@ -82,7 +101,9 @@ class Buckets(NamedTuple):
             additional = stored_value
         else:
             used = stored_value
-        return Buckets(self.initial_allowance, initial, additional, self.postpaid_limit, used)
+        return Buckets(
+            self.initial_allowance, initial, additional, self.postpaid_limit, used, self.initial_used + allowance_taken
+        )
 
 
 class Portion(NamedTuple):
@@ -114,10 +135,15 @@ def _signed_effect(quota_type: QuotaType, total_effect_minor: int) -> int:
 
 
 def move(buckets: Buckets, kind: MoveKind, quota_type: QuotaType, total_effect_minor: int) -> tuple[Buckets, Move]:
-    """Apply one bucket change; returns the new buckets and its ledger move."""
+    """Apply one bucket change; returns the new buckets and its ledger move.
+
+    A deduction from `initial` counts as allowance used; every other change of
+    `initial` (reset, adjustment, refund) sets `used` itself.
+    """
     before = buckets.value(quota_type)
     after = before + _signed_effect(quota_type, total_effect_minor)
-    updated = buckets.with_value(quota_type, after)
+    taken = -total_effect_minor if kind is MoveKind.DEDUCTION and quota_type is QuotaType.INITIAL else 0
+    updated = buckets.with_value(quota_type, after, allowance_taken=taken)
     return updated, Move(
         kind=kind,
         quota_type=quota_type,

@@ -1,9 +1,9 @@
 """Group apply: many deductions of one pool in one transaction, each with its own outcome.
 
-The pool rows are locked once per group; every bucket change is computed in
-memory by the pure domain rules; the requests and their ledger entries are
-written with one multi-row insert each (COPY on PostgreSQL for large groups).
-A rejected item takes nothing and never fails its neighbours.
+The pool rows are locked once per group; every item is decided in memory by
+the pure decision step (`decide`, no I/O); what it decided is written by the
+one storage contract (`storage.changes.write_changes`). A rejected item takes
+nothing and never fails its neighbours.
 """
 
 from __future__ import annotations
@@ -12,22 +12,22 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain import operations
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.events import DomainEvent
-from wabapool.domain.pool import Move
 from wabapool.domain.pricing import PriceBook, PriceEntry
 from wabapool.pii import PiiSealer
 from wabapool.service.models import Allocation, BatchItemResult, DeductionRequest, DeductionResult
-from wabapool.storage import bulk, group_write, pg
+from wabapool.service.pool_changes import cycle_entries, missing_pool
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
+from wabapool.storage.changes import PoolChanges, SpendDelta, reserve_deduction_ids, write_changes
 
 
 class Prepared(NamedTuple):
@@ -92,9 +92,11 @@ _Outcome = BatchItemResult | _Applied | _RepeatInGroup
 
 
 @dataclass(slots=True)
-class _Group:
-    """What one transaction accumulates before it writes."""
+class Decided:
+    """What the decision step made of a group: an outcome per item in order, and what the group takes."""
 
+    outcomes: list[_Outcome]
+    state: operations.PoolState
     applied: list[_Applied] = field(default_factory=list)
     events: list[DomainEvent] = field(default_factory=list)
     spend_by_waba: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -127,10 +129,6 @@ class WabaMembership:
         return waba_ids & (known or set())
 
 
-class AlreadyApplied(Exception):
-    """A code thought new was in the table: roll back and decide again, looking the codes up."""
-
-
 def _replay(row: Any) -> DeductionResult:
     allocations = tuple(Allocation(**item) for item in row.allocations)
     return DeductionResult(
@@ -143,13 +141,6 @@ def _replay(row: Any) -> DeductionResult:
         allocations=allocations,
         replayed=True,
     )
-
-
-async def missing_pool(connection: AsyncConnection, company_id: int) -> BillingError:
-    """Why a company has no pool to charge: it does not exist, or it is not on the shared pool (v2)."""
-    if await company_store.get_company(connection, company_id) is None:
-        return BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
-    return BillingError(Rejection.NOT_SHARED_POOL, "the company has no shared balance pool")
 
 
 def _reject_all(items: Sequence[Prepared], error: BillingError) -> list[_Outcome]:
@@ -177,6 +168,10 @@ class GroupApplied(NamedTuple):
         return results
 
 
+class CodeAppliedMeanwhile(Exception):
+    """A unique_code thought new was in the table: roll back and decide again, looking the codes up."""
+
+
 async def apply_group(
     connection: AsyncConnection,
     company_id: int,
@@ -190,56 +185,46 @@ async def apply_group(
     """Apply valid deductions of one company: the outcomes in order, the new rows' ids, whether anything changed.
 
     Without `look_up_existing` the codes are taken to be new (the common case,
-    one query fewer); if the insert finds one taken, or a rejected one exists,
-    AlreadyApplied is raised before anything else is written and the caller
-    retries with the look-up. Everything that does not need the pool (WABAs,
-    prices, row ids) is fetched before its lock is taken.
+    one query fewer); if the insert finds one taken (UniqueConflict from
+    storage), or a rejected one exists, the caller rolls back and retries with
+    the look-up. Everything that does not need the pool (WABAs, prices, row
+    ids) is fetched before its lock is taken.
     """
     known_wabas = await memberships.in_pool(connection, company_id, {i.request.waba_id for i in items})
     prices = await company_store.prices_for(connection, company_id, {i.request.deduction_code for i in items})
-    reserved = await bulk.reserve_ids(connection, len(items)) if pg.is_postgresql(connection) else []
+    reserved = await reserve_deduction_ids(connection, len(items))
     pool = await pool_store.load_pool(connection, company_id, for_update=True)
     if pool is None:
         return GroupApplied(_reject_all(items, await missing_pool(connection, company_id)), {}, False)
-    cycle_change = operations.catch_up(pool.state, at)
+    caught_up = operations.catch_up(pool.state, at)
     existing = (
         await request_store.find_deductions(connection, company_id, {i.request.unique_code for i in items})
         if look_up_existing
         else {}
     )
-    group = _Group(events=list(cycle_change.events))
-    book = PriceBook(prices, company_id=company_id, at=at)
-    outcomes, state = _decide(items, cycle_change.state, existing, known_wabas, book, group)
+    decided = decide(items, caught_up.state, existing, known_wabas, PriceBook(prices, company_id=company_id, at=at))
     if not look_up_existing:
         # A replay must not be answered with a rejection decided as if it were new.
-        rejected = {o.unique_code for o in outcomes if isinstance(o, BatchItemResult) and o.status == "rejected"}
+        rejected = {
+            o.unique_code for o in decided.outcomes if isinstance(o, BatchItemResult) and o.status == "rejected"
+        }
         if rejected and await request_store.find_deductions(connection, company_id, rejected):
-            raise AlreadyApplied
-    changed = bool(group.applied) or bool(cycle_change.moves) or cycle_change.state != pool.state
+            raise CodeAppliedMeanwhile
+    changed = bool(decided.applied) or bool(caught_up.moves) or caught_up.state != pool.state
     ids: dict[str, int] = {}
     if changed:
-        ids = await _write(
-            connection,
-            pool,
-            state,
-            cycle_change.moves,
-            group,
-            reserved,
-            at=at,
-            service_name=service_name,
-            look_up_existing=look_up_existing,
-        )
-    return GroupApplied(outcomes, ids, changed)
+        ids = {a.item.request.unique_code: row_id for a, row_id in zip(decided.applied, reserved, strict=False)}
+        await write_changes(connection, [_changes(pool, caught_up, decided, ids, at, service_name)], at=at)
+    return GroupApplied(decided.outcomes, ids, changed)
 
 
-def _decide(
+def decide(
     items: Sequence[Prepared],
     state: operations.PoolState,
     existing: dict[str, Any],
     known_wabas: set[str],
     book: PriceBook,
-    group: _Group,
-) -> tuple[list[_Outcome], operations.PoolState]:
+) -> Decided:
     """Decide every item in order against the in-memory pool; no I/O.
 
     Items that reach the pool are charged in runs (`deduct_many`); a run ends
@@ -247,14 +232,14 @@ def _decide(
     sees whether the first was taken.
     """
     outcomes: list[_Outcome | None] = [None] * len(items)
+    decided = Decided([], state)
     in_group: dict[str, _Applied] = {}
     waiting: list[tuple[int, Prepared, PriceEntry, str | None, int]] = []
     waiting_codes: set[str] = set()
 
     def charge_waiting() -> None:
-        nonlocal state
-        run = operations.deduct_many(state, [amount for *_, amount in waiting])
-        total = state.buckets.total
+        run = operations.deduct_many(decided.state, [amount for *_, amount in waiting])
+        total = decided.state.buckets.total
         for (index, item, price, market, amount), outcome in zip(waiting, run.outcomes, strict=True):
             if isinstance(outcome, BillingError):
                 outcomes[index] = BatchItemResult(item.request.unique_code, "rejected", error=outcome)
@@ -265,10 +250,10 @@ def _decide(
             applied = _Applied(item, price.unit_price_minor, market, amount, before, total, outcome)
             outcomes[index] = applied
             in_group[item.request.unique_code] = applied
-            group.applied.append(applied)
-            group.spend_by_waba[item.request.waba_id] += amount
-        group.events.extend(run.events)
-        state = run.state
+            decided.applied.append(applied)
+            decided.spend_by_waba[item.request.waba_id] += amount
+        decided.events.extend(run.events)
+        decided.state = run.state
         waiting.clear()
         waiting_codes.clear()
 
@@ -298,7 +283,11 @@ def _decide(
         waiting_codes.add(code)
     if waiting:
         charge_waiting()
-    return [o for o in outcomes if o is not None], state
+    for index, outcome in enumerate(outcomes):
+        if outcome is None:
+            raise RuntimeError(f"item {index} of a group was left without an outcome")
+        decided.outcomes.append(outcome)
+    return decided
 
 
 def _repeat(item: Prepared, earlier: Any) -> _Outcome:
@@ -352,114 +341,35 @@ def _request_row(
     )
 
 
-async def _write(
-    connection: AsyncConnection,
+def _changes(
     pool: pool_store.LockedPool,
-    state: operations.PoolState,
-    cycle_moves: list[Move],
-    group: _Group,
-    reserved_ids: list[int],
-    *,
-    at: datetime,
-    service_name: str | None,
-    look_up_existing: bool,
-) -> dict[str, int]:
-    """Everything the group decided, in as few statements as the databases allow; returns the new ids.
-
-    PostgreSQL: ids were reserved, so every row is known before anything is
-    sent; a small group goes in one statement, a large one by COPY. SQLite:
-    the deduction ids come back from the insert, then the rest follows.
-    """
-    cycle_start = state.cycle_start
-    rows = [_request_row(a, pool, cycle_start, at, service_name) for a in group.applied]
-    if not pg.is_postgresql(connection):
-        ids = await _insert_requests(connection, rows, look_up_existing=look_up_existing)
-        await ledger_store.append_entries(connection, _entries(pool, state, cycle_moves, group, ids, at))
-        await pool_store.save_pool(connection, pool, state, at=at)
-        await ledger_store.add_waba_spend(
-            connection, company_id=state.company_id, cycle_start=cycle_start, spend_by_waba=group.spend_by_waba
-        )
-    else:
-        ids = {row.unique_code: row_id for row_id, row in zip(reserved_ids, rows, strict=False)}
-        entries = _entries(pool, state, cycle_moves, group, ids, at)
-        if len(rows) + len(entries) <= group_write.MAX_ROWS:
-            inserted = await group_write.write_group(
-                connection,
-                deductions=rows,
-                ids=reserved_ids[: len(rows)],
-                entries=entries,
-                component_id=pool.component_id,
-                bucket_changes=pool_store.bucket_changes(pool.state.buckets, state.buckets),
-                company_id=state.company_id,
-                cycle_start=cycle_start,
-                spend_by_waba=group.spend_by_waba,
-            )
-            if inserted != len(rows):
-                _code_taken(look_up_existing)
-            await pool_store.save_pool_state(connection, pool, state, at=at)
-        else:
-            try:
-                await bulk.copy_deductions(connection, rows, reserved_ids)
-            except bulk.CodeTaken:
-                _code_taken(look_up_existing)
-            await bulk.copy_ledger_entries(connection, entries)
-            await pool_store.save_pool(connection, pool, state, at=at)
-            await ledger_store.add_waba_spend(
-                connection, company_id=state.company_id, cycle_start=cycle_start, spend_by_waba=group.spend_by_waba
-            )
-    await ledger_store.emit_events(connection, company_id=state.company_id, events=group.events, at=at)
-    return ids
-
-
-def _entries(
-    pool: pool_store.LockedPool,
-    state: operations.PoolState,
-    cycle_moves: list[Move],
-    group: _Group,
+    caught_up: operations.Change,
+    decided: Decided,
     ids: dict[str, int],
     at: datetime,
-) -> list[ledger_store.LedgerRow]:
-    """The cycle catch-up's entries, then every deduction's, each pointing at its request row."""
-    entries = ledger_store.entry_rows(
-        company_id=state.company_id,
-        package_id=pool.package_id,
-        moves=cycle_moves,
-        context=ledger_store.EntryContext(reference=f"cycle:{state.cycle_label}", cycle_start=state.cycle_start),
-        at=at,
-    )
-    for applied in group.applied:
+    service_name: str | None,
+) -> PoolChanges:
+    """The group's writes: the catch-up's entries, then each deduction's request row and entries."""
+    state = decided.state
+    cycle_start = state.cycle_start
+    entries = cycle_entries(pool, caught_up, at=at)
+    for applied in decided.applied:
         request = applied.item.request
         context = ledger_store.EntryContext(
             reference=request.unique_code,
-            cycle_start=state.cycle_start,
+            cycle_start=cycle_start,
             waba_id=request.waba_id,
             deduction_request_id=ids[request.unique_code],
         )
         entries += ledger_store.entry_rows(
-            company_id=state.company_id,
-            package_id=pool.package_id,
-            moves=applied.charged.moves,
-            context=context,
-            at=at,
+            company_id=state.company_id, package_id=pool.package_id, moves=applied.charged.moves, context=context, at=at
         )
-    return entries
-
-
-def _code_taken(look_up_existing: bool) -> NoReturn:
-    """A code thought new was in the table: decide again with the look-up (the transaction rolls back)."""
-    if look_up_existing:
-        # The pool lock serialises a company's deductions and the codes were looked up under it.
-        raise RuntimeError("a unique_code was applied concurrently despite the pool lock")
-    raise AlreadyApplied
-
-
-async def _insert_requests(
-    connection: AsyncConnection, rows: list[request_store.DeductionRow], *, look_up_existing: bool
-) -> dict[str, int]:
-    """The request rows in (SQLite), or AlreadyApplied if a code thought new was taken."""
-    if not rows:
-        return {}
-    ids = await request_store.insert_deductions(connection, rows)
-    if len(ids) != len(rows):
-        _code_taken(look_up_existing)
-    return ids
+    return PoolChanges(
+        pool=pool,
+        after=state,
+        entries=entries,
+        deductions=[_request_row(a, pool, cycle_start, at, service_name) for a in decided.applied],
+        deduction_ids=[ids[a.item.request.unique_code] for a in decided.applied],
+        spend=[SpendDelta(waba_id, cycle_start, amount) for waba_id, amount in decided.spend_by_waba.items()],
+        events=[*caught_up.events, *decided.events],
+    )

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import Enum
 from typing import Literal, NamedTuple
 
 from wabapool.domain import limits
@@ -57,6 +58,11 @@ class Allocation(NamedTuple):
     @classmethod
     def of(cls, portion: Portion) -> Allocation:
         return cls(portion.credited_to, portion.quota_type.value, portion.amount_minor)
+
+
+def allocation_json(allocations: tuple[Allocation, ...]) -> list[dict[str, object]]:
+    """Allocations as stored in a request row's JSON column."""
+    return [{"credited_to": a.credited_to, "quota_type": a.quota_type, "amount": a.amount} for a in allocations]
 
 
 class DeductionResult(NamedTuple):
@@ -116,20 +122,51 @@ class FundingResult:
     replayed: bool = False
 
 
+class Keep(Enum):
+    """A provisioning field that was not given: it keeps its current value (its default on creation)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
 @dataclass(frozen=True, slots=True)
 class PackageTerms:
-    allowance: int
-    postpaid_limit: int = 0
-    cycle_anchor_day: int = 1
-    threshold_percent: Decimal | None = None
+    """A package's terms; `None` (or KEEP for the nullable threshold) keeps the current value."""
+
+    allowance: int | None = None
+    postpaid_limit: int | None = None
+    cycle_anchor_day: int | None = None
+    # None is "the default threshold" (40 %), KEEP is "not given".
+    threshold_percent: Decimal | None | Keep = KEEP
 
 
 @dataclass(frozen=True, slots=True)
 class CompanyTerms:
-    billing_version: Literal["v2", "v3"] = "v3"
-    currency: str = "IDR"
-    timezone: str = "Asia/Jakarta"
+    """A company's terms; `None` keeps the current value, or takes the default on creation."""
+
+    billing_version: Literal["v2", "v3"] | None = None
+    currency: str | None = None
+    timezone: str | None = None
     package: PackageTerms | None = None
+
+
+# What a company gets for a term it was created without.
+DEFAULT_BILLING_VERSION: Literal["v3"] = "v3"
+DEFAULT_CURRENCY = "IDR"
+DEFAULT_TIMEZONE = "Asia/Jakarta"
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionedCompany:
+    """A company's terms as they stand after provisioning."""
+
+    company_id: int
+    billing_version: str
+    currency: str
+    timezone: str
+    package: PackageTerms | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,11 +211,22 @@ def check_code(name: str, value: object, *, max_length: int = limits.CODE_MAX_LE
     return None
 
 
-def check_amount(name: str, value: object) -> BillingError | None:
+def too_large(name: str) -> BillingError:
+    return BillingError(
+        Rejection.AMOUNT_TOO_LARGE,
+        f"{name} is past the ceiling on money, {limits.AMOUNT_MAX_MINOR} minor units",
+        {"field": name, "max_minor": limits.AMOUNT_MAX_MINOR},
+    )
+
+
+def check_amount(name: str, value: object, *, minimum: int = 1) -> BillingError | None:
+    """An integer amount in minor units from `minimum` up to the ceiling on money."""
     if isinstance(value, bool) or not isinstance(value, int):
         return _invalid(f"{name} must be an integer in minor units", field=name)
-    if not 0 < value <= limits.AMOUNT_MAX_MINOR:
-        return _invalid(f"{name} must be between 1 and {limits.AMOUNT_MAX_MINOR}", field=name)
+    if value < minimum:
+        return _invalid(f"{name} must be at least {minimum}", field=name)
+    if value > limits.AMOUNT_MAX_MINOR:
+        return too_large(name)
     return None
 
 

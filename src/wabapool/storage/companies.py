@@ -45,6 +45,13 @@ async def upsert_waba(
     )
 
 
+async def waba_owner(connection: AsyncConnection, waba_id: str) -> int | None:
+    """The company a WABA id belongs to, if any."""
+    return (
+        await connection.execute(select(whatsapp_packages.c.company_id).where(whatsapp_packages.c.waba_id == waba_id))
+    ).scalar_one_or_none()
+
+
 async def wabas_in_pool(connection: AsyncConnection, company_id: int, waba_ids: Collection[str]) -> set[str]:
     """Which of these WABAs belong to the company's pool."""
     rows = await connection.execute(

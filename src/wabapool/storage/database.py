@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from wabapool.storage.errors import OutcomeUnknown, StorageError, translate
+
+CommitHook = Callable[[Literal["before", "after"], AsyncConnection], Awaitable[None]]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_POOL_SIZE = 20
 POSTGRES_MAX_OVERFLOW = 20
+# How long a transaction waits for a row lock (a pool held by another process) before it gives up
+# and answers 503: a sender waits seconds at most, never minutes behind a stuck transaction.
+POSTGRES_LOCK_TIMEOUT_MS = 2_000
+# How long one statement may run: a group's writes take milliseconds; past this something is wrong,
+# and holding the pool lock longer would stall every sender of the company.
+POSTGRES_STATEMENT_TIMEOUT_MS = 10_000
 
 
 def async_url(url: str) -> str:
@@ -47,7 +57,17 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 class Database:
     """One engine and the transaction boundary every use case goes through."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        lock_timeout_ms: int = POSTGRES_LOCK_TIMEOUT_MS,
+        statement_timeout_ms: int = POSTGRES_STATEMENT_TIMEOUT_MS,
+        commit_hook: CommitHook | None = None,
+    ) -> None:
+        """`commit_hook` is the fault-injection seam of the tests: called with "before" and "after" around
+        each commit, inside its failure handling (None in production)."""
         self.url = async_url(url)
         is_sqlite = self.url.startswith("sqlite")
         options: dict[str, Any] = {"echo": echo}
@@ -55,8 +75,18 @@ class Database:
             # No ping before each checkout: it cost a round trip per transaction (~250 µs CPU of a
             # deduction group's ~330 µs bare transaction). A connection the server dropped fails
             # one attempt instead; SQLAlchemy then replaces every older connection of the pool.
-            options |= {"pool_size": POSTGRES_POOL_SIZE, "max_overflow": POSTGRES_MAX_OVERFLOW}
+            options |= {
+                "pool_size": POSTGRES_POOL_SIZE,
+                "max_overflow": POSTGRES_MAX_OVERFLOW,
+                "connect_args": {
+                    "server_settings": {
+                        "lock_timeout": str(lock_timeout_ms),
+                        "statement_timeout": str(statement_timeout_ms),
+                    }
+                },
+            }
         self.engine = create_async_engine(self.url, **options)
+        self._commit_hook = commit_hook
         self.dialect = self.engine.dialect.name
         if is_sqlite:
             _configure_sqlite(self.engine)
@@ -69,23 +99,78 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """Commit when the block ends normally; roll back on any exception."""
+        """Commit when the block ends normally; roll back on any exception.
+
+        Driver failures come out as storage errors (`storage.errors`): one
+        before the commit means nothing was written; a failed or interrupted
+        commit is OutcomeUnknown, whatever the driver said.
+        """
         lock = self._write_lock or contextlib.nullcontext()
-        async with lock, self.engine.begin() as connection:
-            yield connection
+        async with lock:
+            try:
+                connection = await self.engine.connect()
+                await connection.begin()
+            except Exception as exc:
+                raise translate(exc) from exc
+            try:
+                try:
+                    yield connection
+                except BaseException as exc:
+                    with contextlib.suppress(Exception):
+                        await connection.rollback()
+                    translated = translate(exc)
+                    if translated is exc:
+                        raise
+                    raise translated from exc
+                try:
+                    if self._commit_hook is not None:
+                        await self._commit_hook("before", connection)
+                    await connection.commit()
+                    if self._commit_hook is not None:
+                        await self._commit_hook("after", connection)
+                except asyncio.CancelledError:
+                    raise  # the caller treats a cancelled commit as an unknown outcome too
+                except Exception as exc:
+                    raise OutcomeUnknown(type(exc).__name__) from exc
+            finally:
+                with contextlib.suppress(Exception):
+                    await connection.close()
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only connection (no write lock on SQLite)."""
-        async with self.engine.connect() as connection:
+        """A read-only connection (no write lock on SQLite); driver failures come out as storage errors."""
+        try:
+            connection = await self.engine.connect()
+        except Exception as exc:
+            raise translate(exc) from exc
+        try:
             if self.is_sqlite:
                 connection.sync_connection.info["write"] = False  # type: ignore[union-attr]
             try:
                 yield connection
-            finally:
-                if self.is_sqlite:
-                    connection.sync_connection.info["write"] = True  # type: ignore[union-attr]
+            except StorageError:
+                raise
+            except Exception as exc:
+                translated = translate(exc)
+                if translated is exc:
+                    raise
+                raise translated from exc
+        finally:
+            if self.is_sqlite:
+                connection.sync_connection.info["write"] = True  # type: ignore[union-attr]
+            with contextlib.suppress(Exception):
                 await connection.rollback()
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    async def ping(self) -> bool:
+        """Whether the database answers a trivial query now."""
+        try:
+            async with self.read() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:  # any failure means not ready; the driver logs the reason
+            return False
+        return True
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -1,4 +1,4 @@
-"""Append-only ledger entries, per-WABA cycle spend, and the outbox."""
+"""Ledger entry rows, per-WABA cycle spend reads, and the outbox rows (written by `changes.write_changes`)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,13 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import BigInteger, String, bindparam, func, select
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain.events import DomainEvent
 from wabapool.domain.pool import Move
-from wabapool.storage import pg
 from wabapool.storage.tables import ledger_entries, outbox_events, waba_cycle_spend
 from wabapool.storage.upsert import insert_for
 
@@ -74,57 +71,10 @@ def entry_rows(
     ]
 
 
-async def append_entries(connection: AsyncConnection, rows: Sequence[LedgerRow]) -> None:
-    """One multi-row insert for every entry of a transaction."""
-    if rows:
-        await connection.execute(ledger_entries.insert(), [row._asdict() for row in rows])
-
-
-def _spend_upsert(statement: Any) -> Any:
-    return statement.on_conflict_do_update(
-        index_elements=["company_id", "waba_id", "cycle_start"],
-        set_={"spent_minor": waba_cycle_spend.c.spent_minor + statement.excluded.spent_minor},
-    )
-
-
-# Every WABA of a group in one statement: two arrays unnested side by side.
-_ADD_SPEND_PG = pg.compile_statement(
-    _spend_upsert(
-        postgresql.insert(waba_cycle_spend).from_select(
-            ["company_id", "waba_id", "cycle_start", "spent_minor"],
-            select(
-                bindparam("company_id", type_=BigInteger),
-                func.unnest(bindparam("waba_ids", type_=ARRAY(String))),
-                bindparam("cycle_start", type_=waba_cycle_spend.c.cycle_start.type),
-                func.unnest(bindparam("amounts", type_=ARRAY(BigInteger))),
-            ),
-        )
-    )
-)
-
-
-async def add_waba_spend(
-    connection: AsyncConnection, *, company_id: int, cycle_start: datetime, spend_by_waba: dict[str, int]
-) -> None:
-    """Add (or, for refunds, subtract) spend per WABA in the given cycle: one upsert for all WABAs."""
-    spent = {waba_id: amount for waba_id, amount in spend_by_waba.items() if amount}
-    if not spent:
-        return
-    if pg.is_postgresql(connection):
-        await pg.execute(
-            connection,
-            _ADD_SPEND_PG,
-            company_id=company_id,
-            waba_ids=list(spent),
-            cycle_start=cycle_start,
-            amounts=list(spent.values()),
-        )
-        return
-    rows = [
-        {"company_id": company_id, "waba_id": waba_id, "cycle_start": cycle_start, "spent_minor": amount}
-        for waba_id, amount in spent.items()
-    ]
-    await connection.execute(_spend_upsert(insert_for(connection, waba_cycle_spend).values(rows)))
+async def has_entries(connection: AsyncConnection, company_id: int) -> bool:
+    """Whether any money of the company's has moved (its currency is then fixed)."""
+    query = select(ledger_entries.c.id).where(ledger_entries.c.company_id == company_id).limit(1)
+    return (await connection.execute(query)).first() is not None
 
 
 async def waba_spend(connection: AsyncConnection, *, company_id: int, cycle_start: datetime) -> dict[str, int]:

@@ -31,6 +31,7 @@ _POOL_COLUMNS = (
     organization_packages.c.id,
     organization_packages.c.cycle_anchor_day,
     organization_packages.c.cycle_start,
+    organization_packages.c.cycle_end,
     organization_packages.c.funded_base_minor,
     organization_packages.c.low_balance_armed,
     organization_packages.c.below_zero_cycle_start,
@@ -42,6 +43,7 @@ _POOL_COLUMNS = (
     quota_buckets.c.quota_type,
     quota_buckets.c.balance_minor,
     quota_buckets.c.limit_minor,
+    quota_buckets.c.used_minor,
 )
 
 
@@ -88,11 +90,13 @@ async def load_pool(connection: AsyncConnection, company_id: int, *, for_update:
         additional_remaining=by_type[QuotaType.ADDITIONAL]["balance_minor"],
         postpaid_limit=by_type[QuotaType.POSTPAID]["limit_minor"],
         postpaid_used=by_type[QuotaType.POSTPAID]["balance_minor"],
+        initial_used=by_type[QuotaType.INITIAL]["used_minor"],
     )
     state = PoolState(
         company_id=company_id,
         buckets=buckets,
         cycle_start=first["cycle_start"],
+        cycle_end=first["cycle_end"],
         anchor_day=first["cycle_anchor_day"],
         timezone=first["timezone"],
         funded_base_minor=first["funded_base_minor"],
@@ -103,65 +107,72 @@ async def load_pool(connection: AsyncConnection, company_id: int, *, for_update:
     return LockedPool(first["id"], first["component_id"], first["billing_version"], first["currency"], state)
 
 
-def _bucket_values(buckets: Buckets) -> dict[QuotaType, tuple[int, int]]:
+def _bucket_values(buckets: Buckets) -> dict[QuotaType, tuple[int, int, int]]:
+    """Each bucket row's (balance_minor, limit_minor, used_minor)."""
     return {
-        QuotaType.INITIAL: (buckets.initial_remaining, buckets.initial_allowance),
-        QuotaType.ADDITIONAL: (buckets.additional_remaining, 0),
-        QuotaType.POSTPAID: (buckets.postpaid_used, buckets.postpaid_limit),
+        QuotaType.INITIAL: (buckets.initial_remaining, buckets.initial_allowance, buckets.initial_used),
+        QuotaType.ADDITIONAL: (buckets.additional_remaining, 0, 0),
+        QuotaType.POSTPAID: (buckets.postpaid_used, buckets.postpaid_limit, 0),
     }
 
 
-_SET_BUCKET = (
+SET_BUCKET = (
     update(quota_buckets)
     .where(
         (quota_buckets.c.billing_component_id == bindparam("component_id"))
         & (quota_buckets.c.quota_type == bindparam("bucket"))
     )
-    .values(balance_minor=bindparam("balance"), limit_minor=bindparam("limit"))
+    .values(balance_minor=bindparam("balance"), limit_minor=bindparam("limit"), used_minor=bindparam("used"))
 )
-_SET_BUCKET_PG = pg.compile_statement(_SET_BUCKET)
 
 
-def bucket_changes(before: Buckets, after: Buckets) -> list[tuple[str, int, int]]:
-    """(quota type, stored value, limit) of every bucket that changed."""
+def bucket_changes(before: Buckets, after: Buckets) -> list[tuple[str, int, int, int]]:
+    """(quota type, stored value, limit, used) of every bucket that changed."""
     old = _bucket_values(before)
     return [
-        (quota_type, balance, limit)
-        for quota_type, (balance, limit) in _bucket_values(after).items()
-        if old[quota_type] != (balance, limit)
+        (quota_type, *values) for quota_type, values in _bucket_values(after).items() if old[quota_type] != values
     ]
 
 
-async def save_pool(connection: AsyncConnection, pool: LockedPool, after: PoolState, *, at: datetime) -> None:
-    """Write back the buckets that changed and the pool's cycle/threshold state."""
-    for quota_type, balance, limit in bucket_changes(pool.state.buckets, after.buckets):
-        values = {"component_id": pool.component_id, "bucket": quota_type, "balance": balance, "limit": limit}
-        if pg.is_postgresql(connection):
-            await pg.execute(connection, _SET_BUCKET_PG, **values)
-        else:
-            await connection.execute(_SET_BUCKET, values)
-    await save_pool_state(connection, pool, after, at=at)
-
-
 async def save_pool_state(connection: AsyncConnection, pool: LockedPool, after: PoolState, *, at: datetime) -> None:
-    """The package row's cycle and warning state, if it changed (the buckets are written apart)."""
+    """The package row's cycle and warning state and the component's threshold, where they changed.
+
+    The buckets are written apart, by `changes.write_changes`.
+    """
     before = pool.state
     if (
         before.cycle_start,
+        before.cycle_end,
+        before.anchor_day,
         before.funded_base_minor,
         before.low_balance_armed,
         before.below_zero_cycle_start,
-    ) != (after.cycle_start, after.funded_base_minor, after.low_balance_armed, after.below_zero_cycle_start):
+    ) != (
+        after.cycle_start,
+        after.cycle_end,
+        after.anchor_day,
+        after.funded_base_minor,
+        after.low_balance_armed,
+        after.below_zero_cycle_start,
+    ):
         await connection.execute(
             update(organization_packages)
             .where(organization_packages.c.id == pool.package_id)
             .values(
                 cycle_start=after.cycle_start,
+                cycle_end=after.cycle_end,
+                cycle_anchor_day=after.anchor_day,
                 funded_base_minor=after.funded_base_minor,
                 low_balance_armed=after.low_balance_armed,
                 below_zero_cycle_start=after.below_zero_cycle_start,
                 updated_at=at,
             )
+        )
+    if before.threshold_percent != after.threshold_percent:
+        await connection.execute(
+            update(billing_components)
+            .where(billing_components.c.id == pool.component_id)
+            .values(threshold_running_out=after.threshold_percent)
         )
 
 
@@ -176,6 +187,7 @@ async def create_pool(
                 company_id=company_id,
                 cycle_anchor_day=state.anchor_day,
                 cycle_start=state.cycle_start,
+                cycle_end=state.cycle_end,
                 funded_base_minor=state.funded_base_minor,
                 low_balance_armed=state.low_balance_armed,
                 below_zero_cycle_start=state.below_zero_cycle_start,
@@ -199,26 +211,17 @@ async def create_pool(
     await connection.execute(
         quota_buckets.insert(),
         [
-            {"billing_component_id": component_id, "quota_type": qt.value, "balance_minor": bal, "limit_minor": lim}
-            for qt, (bal, lim) in _bucket_values(state.buckets).items()
+            {
+                "billing_component_id": component_id,
+                "quota_type": qt.value,
+                "balance_minor": balance,
+                "limit_minor": limit,
+                "used_minor": used,
+            }
+            for qt, (balance, limit, used) in _bucket_values(state.buckets).items()
         ],
     )
     return LockedPool(package_id, component_id, "v3", "", state)
-
-
-async def set_pool_settings(
-    connection: AsyncConnection, pool: LockedPool, *, anchor_day: int, threshold_percent: object
-) -> None:
-    await connection.execute(
-        update(organization_packages)
-        .where(organization_packages.c.id == pool.package_id)
-        .values(cycle_anchor_day=anchor_day)
-    )
-    await connection.execute(
-        update(billing_components)
-        .where(billing_components.c.id == pool.component_id)
-        .values(threshold_running_out=threshold_percent)
-    )
 
 
 async def pool_company_ids(connection: AsyncConnection) -> list[int]:

@@ -120,16 +120,11 @@ async def insert_refund(connection: AsyncConnection, values: dict[str, Any]) -> 
     return (await connection.execute(refunds.insert().values(**values).returning(refunds.c.id))).scalar_one()
 
 
-async def find_payment(connection: AsyncConnection, company_id: int, kind: str, reference: str) -> Any | None:
+async def find_payment(connection: AsyncConnection, company_id: int, reference: str) -> Any | None:
+    """The company's payment with this reference, of either kind."""
     return (
         await connection.execute(
-            select(payments).where(
-                and_(
-                    payments.c.company_id == company_id,
-                    payments.c.kind == kind,
-                    payments.c.payment_reference == reference,
-                )
-            )
+            select(payments).where(and_(payments.c.company_id == company_id, payments.c.payment_reference == reference))
         )
     ).first()
 

@@ -52,6 +52,8 @@ organization_packages = Table(
     Column("company_id", BigInteger, ForeignKey("companies.company_id"), nullable=False, unique=True),
     Column("cycle_anchor_day", SmallInteger, nullable=False),
     Column("cycle_start", UTCDateTime, nullable=False),
+    # The current cycle's end, kept: new anchor or timezone terms apply from it (domain.cycle).
+    Column("cycle_end", UTCDateTime, nullable=False),
     Column("funded_base_minor", BigInteger, nullable=False),
     Column("low_balance_armed", Boolean, nullable=False),
     Column("below_zero_cycle_start", UTCDateTime),
@@ -71,7 +73,7 @@ billing_components = Table(
 
 # One row per bucket. `balance_minor` is the bucket's stored value: remaining for
 # initial/additional, used for postpaid; `limit_minor` is the allowance or the
-# postpaid limit.
+# postpaid limit; `used_minor` is the allowance used this cycle (initial only).
 quota_buckets = Table(
     "quota_buckets",
     metadata,
@@ -79,6 +81,7 @@ quota_buckets = Table(
     Column("quota_type", String(16), primary_key=True),
     Column("balance_minor", BigInteger, nullable=False),
     Column("limit_minor", BigInteger, nullable=False),
+    Column("used_minor", BigInteger, nullable=False, server_default="0"),
 )
 
 whatsapp_packages = Table(
@@ -92,6 +95,8 @@ whatsapp_packages = Table(
     Column("organization_package_id", BigInteger, ForeignKey("organization_packages.id"), index=True),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("company_id", "waba_id", name="uq_whatsapp_packages_company_waba"),
+    # A WABA id is Meta's global id: one company owns it.
+    UniqueConstraint("waba_id", name="uq_whatsapp_packages_waba_id"),
 )
 
 price_list = Table(
@@ -173,7 +178,8 @@ payments = Table(
     Column("value_after_minor", BigInteger, nullable=False),
     Column("service_name", String(64)),
     Column("created_at", UTCDateTime, nullable=False),
-    UniqueConstraint("company_id", "kind", "payment_reference", name="uq_payments_company_kind_reference"),
+    # One payment reference is one payment, whichever kind it was used for.
+    UniqueConstraint("company_id", "payment_reference", name="uq_payments_company_reference"),
 )
 
 ledger_entries = Table(

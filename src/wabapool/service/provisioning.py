@@ -1,0 +1,224 @@
+"""Provisioning: companies and their pool's terms, WABAs, the price list, webhooks.
+
+Upserts that keep what they are not told: a term left out keeps its current
+value, and the defaults apply only when a company is created. The terms money
+depends on are fixed: the billing version changes only through the migration,
+the currency not once the company has ledger entries, and a new timezone or
+anchor day takes effect at the current cycle's end (`domain.cycle`).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wabapool.domain import limits, operations
+from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.events import DomainEvent
+from wabapool.domain.pool import Move
+from wabapool.service.context import ServiceContext
+from wabapool.service.models import (
+    DEFAULT_BILLING_VERSION,
+    DEFAULT_CURRENCY,
+    DEFAULT_TIMEZONE,
+    KEEP,
+    CompanyTerms,
+    PackageTerms,
+    ProvisionedCompany,
+    check_amount,
+    check_code,
+)
+from wabapool.service.pool_changes import pool_changes
+from wabapool.storage import companies as company_store
+from wabapool.storage import ledger as ledger_store
+from wabapool.storage import pools as pool_store
+from wabapool.storage.changes import write_changes
+
+
+def _check_package(package: PackageTerms) -> BillingError | None:
+    for name, value in (("allowance", package.allowance), ("postpaid_limit", package.postpaid_limit)):
+        if value is not None:
+            error = check_amount(f"package.{name}", value, minimum=0)
+            if error is not None:
+                return error
+    anchor_day = package.cycle_anchor_day
+    if anchor_day is not None and (isinstance(anchor_day, bool) or not 1 <= anchor_day <= 31):
+        return BillingError(
+            Rejection.INVALID_REQUEST, "cycle_anchor_day is 1..31", {"field": "package.cycle_anchor_day"}
+        )
+    return None
+
+
+def _locked_terms(existing: Any, terms: CompanyTerms, has_ledger: bool) -> BillingError | None:
+    """What an update of an existing company may not change: its billing version, and its currency once used."""
+    if terms.billing_version is not None and terms.billing_version != existing.billing_version:
+        return BillingError(
+            Rejection.BILLING_VERSION_LOCKED,
+            "billing_version changes only through the migration (wabapool backfill)",
+            {"billing_version": existing.billing_version},
+        )
+    if terms.currency is not None and terms.currency != existing.currency and has_ledger:
+        return BillingError(
+            Rejection.CURRENCY_LOCKED,
+            "the currency of a company with ledger entries cannot change",
+            {"currency": existing.currency},
+        )
+    return None
+
+
+async def provision_company(context: ServiceContext, company_id: int, terms: CompanyTerms) -> ProvisionedCompany:
+    """Idempotent upsert of a company and, for v3, its pool; a term not given keeps its value."""
+    if terms.package is not None:
+        error = _check_package(terms.package)
+        if error is not None:
+            raise error
+    at = context.clock()
+    async with context.database.transaction() as connection:
+        existing = await company_store.get_company(connection, company_id)
+        if existing is not None:
+            error = _locked_terms(existing, terms, await ledger_store.has_entries(connection, company_id))
+            if error is not None:
+                raise error
+        billing_version = terms.billing_version or (existing.billing_version if existing else DEFAULT_BILLING_VERSION)
+        currency = terms.currency or (existing.currency if existing else DEFAULT_CURRENCY)
+        timezone = terms.timezone or (existing.timezone if existing else DEFAULT_TIMEZONE)
+        package = terms.package
+        if package is None and billing_version == "v3":
+            # A v3 company always has its pool; without terms it starts empty (no allowance, no credit line).
+            package = PackageTerms()
+        state = None
+        if existing is not None and package is not None:
+            # Under the terms in force until now: a cycle that ended is closed by the old timezone first.
+            state = await _provision_pool(connection, company_id, timezone, package, at)
+        await company_store.upsert_company(
+            connection,
+            company_id=company_id,
+            values={"billing_version": billing_version, "currency": currency, "timezone": timezone},
+            at=at,
+        )
+        if existing is None and package is not None:
+            state = await _provision_pool(connection, company_id, timezone, package, at)
+    await context.changed(company_id)
+    return ProvisionedCompany(
+        company_id=company_id,
+        billing_version=billing_version,
+        currency=currency,
+        timezone=timezone,
+        package=None
+        if state is None
+        else PackageTerms(
+            allowance=state.buckets.initial_allowance,
+            postpaid_limit=state.buckets.postpaid_limit,
+            cycle_anchor_day=state.anchor_day,
+            threshold_percent=state.threshold_percent,
+        ),
+    )
+
+
+async def _provision_pool(
+    connection: AsyncConnection, company_id: int, timezone: str, package: PackageTerms, at: datetime
+) -> operations.PoolState:
+    """Open the pool, or change its terms (a term not given is kept); returns the pool's new state."""
+    pool = await pool_store.load_pool(connection, company_id, for_update=True)
+    if pool is None:
+        threshold = None if package.threshold_percent is KEEP else package.threshold_percent
+        opened = operations.open_pool(
+            company_id=company_id,
+            allowance_minor=package.allowance or 0,
+            postpaid_limit_minor=package.postpaid_limit or 0,
+            anchor_day=package.cycle_anchor_day or 1,
+            timezone=timezone,
+            threshold_percent=threshold,
+            at=at,
+        )
+        pool = await pool_store.create_pool(
+            connection, company_id=company_id, state=opened.state, threshold_percent=threshold, at=at
+        )
+        changes = pool_changes(pool, operations.Change(pool.state), opened, reference="provision", at=at)
+        await write_changes(connection, [changes], at=at)
+        return opened.state
+    caught_up = operations.catch_up(pool.state, at)
+    state = caught_up.state
+    moves: list[Move] = []
+    events: list[DomainEvent] = []
+    if package.postpaid_limit is not None:
+        state = operations.set_postpaid_limit(state, package.postpaid_limit).state
+    if package.threshold_percent is not KEEP:
+        state = replace(state, threshold_percent=package.threshold_percent)
+    if package.allowance is not None:
+        adjusted = operations.adjust_allowance(state, package.allowance)
+        state, moves, events = adjusted.state, adjusted.moves, adjusted.events
+    if package.cycle_anchor_day is not None:
+        state = replace(state, anchor_day=package.cycle_anchor_day)
+    changes = pool_changes(pool, caught_up, operations.Change(state, moves, events), reference="provision", at=at)
+    await write_changes(connection, [changes], at=at)
+    return state
+
+
+async def provision_waba(context: ServiceContext, company_id: int, waba_id: str, *, name: str) -> None:
+    """Idempotent: the WABA joins the company's pool (if the company has one); one company owns a WABA id."""
+    error = check_code("waba_id", waba_id, max_length=32) or check_code("name", name, max_length=limits.NAME_MAX_LENGTH)
+    if error:
+        raise error
+    at = context.clock()
+    async with context.database.transaction() as connection:
+        if await company_store.get_company(connection, company_id) is None:
+            raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
+        owner = await company_store.waba_owner(connection, waba_id)
+        if owner is not None and owner != company_id:
+            # Meta's WABA id is global: say it is taken, not by whom.
+            raise BillingError(
+                Rejection.WABA_OWNED_ELSEWHERE, "this WABA belongs to another company", {"waba_id": waba_id}
+            )
+        package_id = await company_store.package_id_of(connection, company_id)
+        await company_store.upsert_waba(
+            connection, company_id=company_id, waba_id=waba_id, name=name, package_id=package_id, at=at
+        )
+    await context.changed(company_id)
+
+
+async def set_price(
+    context: ServiceContext,
+    deduction_code: str,
+    *,
+    unit_price_minor: int,
+    company_id: int | None = None,
+    market: str | None = None,
+    effective_from: datetime | None = None,
+) -> None:
+    """Idempotent upsert of one price-list entry; a new Meta rate is a new row."""
+    error = check_code("deduction_code", deduction_code) or check_amount("unit_price", unit_price_minor, minimum=0)
+    if error:
+        raise error
+    if market is not None and (not market.isdigit() or not 1 <= len(market) <= 4):
+        raise BillingError(Rejection.INVALID_REQUEST, "market is a country calling code", {"field": "market"})
+    at = context.clock()
+    async with context.database.transaction() as connection:
+        if company_id is not None and await company_store.get_company(connection, company_id) is None:
+            raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
+        await company_store.upsert_price(
+            connection,
+            deduction_code=deduction_code,
+            unit_price_minor=unit_price_minor,
+            company_id=company_id,
+            market=market,
+            effective_from=effective_from or at,
+            at=at,
+        )
+
+
+async def set_webhook(context: ServiceContext, company_id: int, *, url: str, secret: str) -> None:
+    """Where the company's events go; the signing secret is sealed at rest."""
+    sealed = context.sealer.seal(secret)
+    if sealed is None:
+        raise RuntimeError("sealing a secret returned nothing")
+    async with context.database.transaction() as connection:
+        if await company_store.get_company(connection, company_id) is None:
+            raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
+        await company_store.update_company(
+            connection, company_id, webhook_url=url, webhook_secret=base64.b64encode(sealed).decode()
+        )

@@ -1,0 +1,113 @@
+"""Refunds: a deduction given back by its unique_code, idempotent on the refund_code.
+
+A replay with the same refund_code, deduction and reason answers the original
+result; the same refund_code with another deduction or reason is
+`idempotency_conflict`, as for deductions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wabapool.domain import limits, operations
+from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.pool import Portion, QuotaType
+from wabapool.service.context import ServiceContext
+from wabapool.service.models import Allocation, RefundRequest, RefundResult, allocation_json, check_code
+from wabapool.service.pool_changes import lock_pool, pool_changes
+from wabapool.storage import requests as request_store
+from wabapool.storage.changes import SpendDelta, write_changes
+
+
+def _stored_reason(reason: str | None) -> str | None:
+    """A refund's reason as it is stored (and compared on a replay)."""
+    return (reason or "")[: limits.NAME_MAX_LENGTH] or None
+
+
+def _replayed(row: Any, request: RefundRequest) -> RefundResult:
+    return RefundResult(
+        refund_id=row.id,
+        unique_code=request.unique_code,
+        refund_code=row.refund_code,
+        amount=row.amount_minor,
+        value_before=row.value_before_minor,
+        value_after=row.value_after_minor,
+        allocations=tuple(Allocation(**a) for a in row.allocations),
+        replayed=True,
+    )
+
+
+async def refund(context: ServiceContext, request: RefundRequest, *, service_name: str | None) -> RefundResult:
+    """Give a deduction's portions back, last taken first; the WABA's spend in that cycle falls with it."""
+    error = check_code("unique_code", request.unique_code, max_length=limits.UNIQUE_CODE_MAX_LENGTH) or check_code(
+        "refund_code", request.refund_code, max_length=limits.UNIQUE_CODE_MAX_LENGTH
+    )
+    if error:
+        raise error
+    at = context.clock()
+    company_id = request.company_id
+    async with context.database.transaction() as connection:
+        pool, caught_up = await lock_pool(connection, company_id, at)
+        deduction = await request_store.find_deduction_for_refund(connection, company_id, request.unique_code)
+        if deduction is None:
+            raise BillingError(
+                Rejection.UNKNOWN_DEDUCTION, "no deduction with this unique_code", {"unique_code": request.unique_code}
+            )
+        reason = _stored_reason(request.reason)
+        earlier = await request_store.find_refund(connection, company_id, refund_code=request.refund_code)
+        if earlier is not None:
+            if earlier.deduction_request_id != deduction.id or earlier.reason != reason:
+                raise BillingError(
+                    Rejection.IDEMPOTENCY_CONFLICT,
+                    "refund_code was already used for another deduction or reason",
+                    {"refund_code": request.refund_code},
+                )
+            return _replayed(earlier, request)
+        if await request_store.find_refund(connection, company_id, deduction_request_id=deduction.id) is not None:
+            raise BillingError(
+                Rejection.ALREADY_REFUNDED, "this deduction was already refunded", {"unique_code": request.unique_code}
+            )
+        taken = [Portion(QuotaType(a["quota_type"]), a["amount"]) for a in deduction.allocations]
+        change = operations.refund(caught_up.state, taken, taken_cycle_start=deduction.cycle_start)
+        allocations = tuple(Allocation.of(p) for p in change.portions)
+        # What the pool got back: less than the deduction only for allowance a lowered plan no longer covers.
+        refunded_minor = sum(p.amount_minor for p in change.portions)
+        refund_id = await request_store.insert_refund(
+            connection,
+            {
+                "company_id": company_id,
+                "refund_code": request.refund_code,
+                "deduction_request_id": deduction.id,
+                "reason": reason,
+                "amount_minor": refunded_minor,
+                "allocations": allocation_json(allocations),
+                "value_before_minor": caught_up.state.buckets.total,
+                "value_after_minor": change.state.buckets.total,
+                "service_name": service_name,
+                "created_at": at,
+            },
+        )
+        changes = pool_changes(
+            pool,
+            caught_up,
+            change,
+            reference=request.refund_code,
+            at=at,
+            waba_id=deduction.waba_id,
+            deduction_request_id=deduction.id,
+            # Spend of a closed cycle stays as its statement has it; this cycle's falls with the refund.
+            spend=[SpendDelta(deduction.waba_id, deduction.cycle_start, -deduction.amount_minor)]
+            if deduction.cycle_start == caught_up.state.cycle_start
+            else [],
+        )
+        await write_changes(connection, [changes], at=at)
+    await context.changed(company_id)
+    return RefundResult(
+        refund_id=refund_id,
+        unique_code=request.unique_code,
+        refund_code=request.refund_code,
+        amount=refunded_minor,
+        value_before=caught_up.state.buckets.total,
+        value_after=change.state.buckets.total,
+        allocations=allocations,
+    )

@@ -1,0 +1,78 @@
+"""Storage errors: what a database failure means for the caller, translated once, here.
+
+    StorageError
+    ├── StorageUnavailable   the database could not be reached or dropped the connection before commit:
+    │                        nothing was written, a retry is safe
+    ├── StorageTimeout       a lock or a statement took longer than its limit (limits below): nothing written
+    ├── UniqueConflict       a row's unique key is taken (e.g. a unique_code applied meanwhile): nothing
+    │                        written by this statement; the transaction rolls back
+    └── OutcomeUnknown       the commit itself failed or was interrupted: the changes may or may not be
+                             stored; only a retry with the same idempotency key can tell
+
+The unit of work (`Database.transaction`) raises these and nothing from the
+driver: a failure before the commit is one of the first three, a failure of
+the commit is always OutcomeUnknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+
+# PostgreSQL SQLSTATEs: lock_not_available (lock_timeout) and query_canceled (statement_timeout);
+# unique_violation; class 08 is "connection exception".
+_TIMEOUT_STATES = {"55P03", "57014"}
+_UNIQUE_VIOLATION = "23505"
+
+
+class StorageError(Exception):
+    """A database failure, as the service needs to know it."""
+
+
+class StorageUnavailable(StorageError):
+    """The database is not reachable; nothing was written."""
+
+
+class StorageTimeout(StorageError):
+    """A lock wait or a statement passed its limit; nothing was written."""
+
+
+class UniqueConflict(StorageError):
+    """A unique key was already taken."""
+
+
+class OutcomeUnknown(StorageError):
+    """The commit failed or was interrupted: the writes may or may not have been stored."""
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a driver error, wrapped by SQLAlchemy or raw (statements run on asyncpg itself)."""
+    holders = (exc, getattr(exc, "orig", None), getattr(getattr(exc, "orig", None), "__cause__", None))
+    for holder in holders:
+        state = getattr(holder, "sqlstate", None) or getattr(holder, "pgcode", None)
+        if isinstance(state, str):
+            return state
+    return None
+
+
+def translate(exc: BaseException) -> BaseException:
+    """The storage error a driver failure before commit stands for; any other exception unchanged."""
+    if isinstance(exc, (StorageError, asyncio.CancelledError)):
+        return exc
+    state = _sqlstate(exc)
+    name = type(getattr(exc, "orig", None) or exc).__name__
+    if isinstance(exc, IntegrityError) or state == _UNIQUE_VIOLATION:
+        return UniqueConflict(name) if state in (None, _UNIQUE_VIOLATION) else exc
+    if state in _TIMEOUT_STATES:
+        return StorageTimeout(name)
+    if state is not None and state.startswith("08"):
+        return StorageUnavailable(name)
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
+            return StorageUnavailable(name)
+        return exc
+    if isinstance(exc, (OSError, ConnectionError, asyncio.TimeoutError, asyncpg.InterfaceError)):
+        return StorageUnavailable(name)
+    return exc

@@ -1,0 +1,80 @@
+"""The deduction group's decision step, on plain data: splits, exhaustion and replays in one group."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from tests.unit.builders import COMPANY_ID, NOW, pool_state, utc
+from wabapool.domain.events import EventType
+from wabapool.domain.pool import QuotaType
+from wabapool.domain.pricing import PriceBook, PriceEntry
+from wabapool.service.deductions import Prepared, _Applied, _RepeatInGroup, decide
+from wabapool.service.models import BatchItemResult, DeductionRequest
+
+WABA = "1001"
+BOOK = PriceBook([PriceEntry("wa_marketing_id", 100, utc(2025, 7, 1))], company_id=COMPANY_ID, at=NOW)
+
+
+def item(code: str, quantity: int = 1, *, waba_id: str = WABA, deduction_code: str = "wa_marketing_id") -> Prepared:
+    request = DeductionRequest(COMPANY_ID, "wa", deduction_code, code, quantity, waba_id)
+    return Prepared(request, request.payload_hash(), None, None, None)
+
+
+def test_a_group_splits_across_buckets_in_order_then_refuses_what_no_longer_fits() -> None:
+    state = pool_state(initial_allowance=250, initial=250, additional=100, postpaid_limit=50)  # 400 available
+    decided = decide([item("a", 2), item("b", 1), item("c", 1), item("d", 1)], state, {}, {WABA}, BOOK)
+    a, b, c, d = decided.outcomes
+    assert isinstance(a, _Applied) and [p.quota_type for p in a.charged.portions] == [QuotaType.INITIAL]
+    assert isinstance(b, _Applied)
+    assert [(p.quota_type, p.amount_minor) for p in b.charged.portions] == [
+        (QuotaType.INITIAL, 50),
+        (QuotaType.ADDITIONAL, 50),
+    ]
+    assert isinstance(c, _Applied)
+    assert [(p.quota_type, p.amount_minor) for p in c.charged.portions] == [
+        (QuotaType.ADDITIONAL, 50),
+        (QuotaType.POSTPAID, 50),
+    ]
+    assert isinstance(d, BatchItemResult) and d.error is not None and d.error.code.value == "quota_exceeded"
+    assert decided.state.buckets.available == 0
+    assert (a.value_before, a.value_after, c.value_after) == (350, 150, -50)
+    assert dict(decided.spend_by_waba) == {WABA: 400}
+    assert [e.event_type for e in decided.events] == [EventType.BALANCE_LOW, EventType.BALANCE_BELOW_ZERO]
+
+
+def test_a_code_repeated_in_the_group_is_a_replay_of_the_first_and_another_payload_a_conflict() -> None:
+    state = pool_state()
+    decided = decide([item("a"), item("a"), item("a", 3)], state, {}, {WABA}, BOOK)
+    first, repeat, conflict = decided.outcomes
+    assert isinstance(first, _Applied)
+    assert isinstance(repeat, _RepeatInGroup) and repeat.first is first
+    assert isinstance(conflict, BatchItemResult) and conflict.error is not None
+    assert conflict.error.code.value == "idempotency_conflict"
+    assert len(decided.applied) == 1 and decided.state.buckets.initial_remaining == 900
+
+
+def test_a_code_already_stored_replays_its_row_without_charging_again() -> None:
+    stored = SimpleNamespace(
+        id=41,
+        unique_code="old",
+        payload_hash=item("old").payload_hash,
+        amount_minor=100,
+        value_before_minor=1000,
+        value_after_minor=900,
+        credited_to="wa_balance_initial",
+        allocations=[{"credited_to": "wa_balance_initial", "quota_type": "initial", "amount": 100}],
+    )
+    decided = decide([item("old"), item("new")], pool_state(), {"old": stored}, {WABA}, BOOK)
+    replayed, applied = decided.outcomes
+    assert isinstance(replayed, BatchItemResult) and replayed.status == "replayed"
+    assert replayed.result is not None and replayed.result.deduction_id == 41
+    assert isinstance(applied, _Applied) and decided.state.buckets.initial_remaining == 900
+
+
+def test_an_unknown_waba_or_price_is_refused_and_takes_nothing() -> None:
+    decided = decide(
+        [item("w", waba_id="elsewhere"), item("p", deduction_code="wa_unpriced_id")], pool_state(), {}, {WABA}, BOOK
+    )
+    codes = [o.error.code.value for o in decided.outcomes if isinstance(o, BatchItemResult) and o.error]
+    assert codes == ["unknown_waba", "unknown_deduction_code"]
+    assert decided.applied == [] and decided.state == pool_state()
