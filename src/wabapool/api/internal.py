@@ -19,8 +19,9 @@ from wabapool.api.errors import ApiError, billing_error_body, error_responses
 from wabapool.api.observability import record_batch, record_deduction
 from wabapool.domain import limits
 from wabapool.domain.errors import BillingError, Rejection
-from wabapool.service import CompanyTerms, DeductionRequest, PackageTerms, RefundRequest
+from wabapool.service import CompanyTerms, DeductionRequest, PackageTerms, RefundRequest, webhooks
 from wabapool.service.models import Allocation, BatchItemResult, DeductionResult, FundingResult
+from wabapool.worker.ssrf import UnsafeUrl, UrlGuard
 
 router = APIRouter(tags=["internal"])
 BodyModel = TypeVar("BodyModel", bound=schemas.Strict)
@@ -291,6 +292,25 @@ async def put_price(
 async def put_webhook(
     body: schemas.WebhookIn, context: Context, _: InternalCaller, company_id: int = CompanyPath
 ) -> dict[str, Any]:
-    """Where the company's events are delivered, and the secret they are signed with."""
-    await context.service.set_webhook(company_id, url=body.url, secret=body.secret)
-    return {"company_id": company_id, "url": body.url}
+    """Where the company's events are delivered (an https URL reaching a public address) and their secret.
+
+    Without `secret` a Standard Webhooks secret (`whsec_…`) is generated and returned, this once.
+    """
+    try:
+        await UrlGuard(allow_private=context.settings.webhook_allow_private).check(body.url)
+    except UnsafeUrl as exc:
+        raise ApiError(400, "invalid_request", str(exc), {"field": "url"}) from exc
+    secret = await context.service.set_webhook(company_id, url=body.url, secret=body.secret)
+    return {"company_id": company_id, "url": body.url, "secret": secret if body.secret is None else None}
+
+
+@router.delete(
+    "/companies/{company_id}/webhook",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(400, 401, 404),
+)
+async def delete_webhook(context: Context, _: InternalCaller, company_id: int = CompanyPath) -> Response:
+    """No webhook any more: the company's later events are kept, marked skipped."""
+    await webhooks.delete_webhook(context.database, company_id)
+    return Response(status_code=204)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -14,7 +13,7 @@ from wabapool.domain import limits, operations, thresholds
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Portion, QuotaType
 from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
-from wabapool.service import deductions
+from wabapool.service import deductions, webhooks
 from wabapool.service.group_commit import GroupCommitter
 from wabapool.service.models import (
     Allocation,
@@ -36,6 +35,7 @@ from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
+from wabapool.storage import statements as statement_store
 from wabapool.storage.database import Database
 
 Clock = Callable[[], datetime]
@@ -213,6 +213,7 @@ class BillingService:
         )
         await ledger_store.append_entries(connection, rows)
         await pool_store.save_pool(connection, pool, state, at=at)
+        await statement_store.record_closed_cycles(connection, pool=pool, cycle_start=state.cycle_start, at=at)
         events = caught_up.events + change.events
         await ledger_store.emit_events(connection, company_id=company_id, events=events, at=at)
 
@@ -270,17 +271,9 @@ class BillingService:
                 at=at,
             )
 
-    async def set_webhook(self, company_id: int, *, url: str, secret: str) -> None:
-        """Where the company's events go; the signing secret is sealed at rest."""
-        sealed = self.sealer.seal(secret)
-        if sealed is None:
-            raise RuntimeError("sealing a secret returned nothing")
-        async with self.database.transaction() as connection:
-            if await company_store.get_company(connection, company_id) is None:
-                raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
-            await company_store.update_company(
-                connection, company_id, webhook_url=url, webhook_secret=base64.b64encode(sealed).decode()
-            )
+    async def set_webhook(self, company_id: int, *, url: str, secret: str | None = None) -> str:
+        """Where the company's events go; the signing secret (generated when absent) is sealed at rest."""
+        return await webhooks.set_webhook(self.database, self.sealer, company_id, url=url, secret=secret)
 
     # -- deductions ---------------------------------------------------------
 

@@ -28,6 +28,7 @@ from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
+from wabapool.storage import statements as statement_store
 
 
 class Prepared(NamedTuple):
@@ -407,6 +408,7 @@ async def _write(
             await ledger_store.add_waba_spend(
                 connection, company_id=state.company_id, cycle_start=cycle_start, spend_by_waba=group.spend_by_waba
             )
+    await statement_store.record_closed_cycles(connection, pool=pool, cycle_start=cycle_start, at=at)
     await ledger_store.emit_events(connection, company_id=state.company_id, events=group.events, at=at)
     return ids
 
