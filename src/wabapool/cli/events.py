@@ -46,7 +46,7 @@ def _table(title: str, rows: list[Any]) -> Table:
     from wabapool.storage.outbox import state_of
 
     table = Table(title=title)
-    table.add_column("event id", no_wrap=True)
+    table.add_column("event id", no_wrap=True, min_width=36)
     for column in ("company", "type", "created (UTC)", "state", "attempts", "status", "last error"):
         table.add_column(column, overflow="fold")
     for row in rows:
