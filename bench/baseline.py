@@ -218,7 +218,8 @@ class LockingDeducter:
         company_id = message.company_id
         try:
             async with self.database.transaction() as connection:
-                query = select(buckets).where(buckets.c.company_id == company_id)
+                # In id order, so two deductions of one pool never take its rows in opposite orders (deadlock).
+                query = select(buckets).where(buckets.c.company_id == company_id).order_by(buckets.c.id)
                 if connection.dialect.name == "postgresql":
                     query = query.with_for_update()
                 rows = {row.quota_type: row for row in await connection.execute(query)}

@@ -7,6 +7,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_DATABASE_URL = f"sqlite:///{Path.cwd() / 'wabapool.db'}"
+# Seconds between webhook attempts (SPEC section 8): 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_WEBHOOK_RETRY_SECONDS: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+def parse_retry_seconds(text: str) -> tuple[float, ...]:
+    """`5,300,1800` → (5.0, 300.0, 1800.0); every delay a non-negative number."""
+    delays = tuple(float(part) for part in text.split(",") if part.strip())
+    if any(delay < 0 for delay in delays):
+        raise ValueError("WABAPOOL_WEBHOOK_RETRY_SECONDS takes non-negative delays")
+    return delays
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 @dataclass(frozen=True)
@@ -21,6 +36,10 @@ class Settings:
     cache_ttl_seconds: int = 30
     db_timeout_seconds: float = 2.0
     max_body_bytes: int = 2 * 1024 * 1024
+    webhook_retry_seconds: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_SECONDS
+    webhook_timeout_seconds: float = 15.0
+    worker_poll_seconds: float = 1.0
+    webhook_allow_private: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -41,6 +60,12 @@ class Settings:
             cache_ttl_seconds=int(get("CACHE_TTL_SECONDS") or 30),
             db_timeout_seconds=float(get("DB_TIMEOUT_SECONDS") or 2.0),
             max_body_bytes=int(get("MAX_BODY_BYTES") or 2 * 1024 * 1024),
+            webhook_retry_seconds=parse_retry_seconds(retry)
+            if (retry := env.get("WABAPOOL_WEBHOOK_RETRY_SECONDS")) is not None
+            else DEFAULT_WEBHOOK_RETRY_SECONDS,
+            webhook_timeout_seconds=float(get("WEBHOOK_TIMEOUT_SECONDS") or 15.0),
+            worker_poll_seconds=float(get("WORKER_POLL_SECONDS") or 1.0),
+            webhook_allow_private=(get("WEBHOOK_ALLOW_PRIVATE") or "").lower() in _TRUE,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -56,5 +81,9 @@ class Settings:
             "CACHE_TTL_SECONDS": str(self.cache_ttl_seconds),
             "DB_TIMEOUT_SECONDS": str(self.db_timeout_seconds),
             "MAX_BODY_BYTES": str(self.max_body_bytes),
+            "WEBHOOK_RETRY_SECONDS": ",".join(_number_text(delay) for delay in self.webhook_retry_seconds),
+            "WEBHOOK_TIMEOUT_SECONDS": str(self.webhook_timeout_seconds),
+            "WORKER_POLL_SECONDS": str(self.worker_poll_seconds),
+            "WEBHOOK_ALLOW_PRIVATE": "true" if self.webhook_allow_private else "false",
         }
         return {f"WABAPOOL_{name}": value or "" for name, value in values.items()}

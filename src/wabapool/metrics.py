@@ -98,6 +98,34 @@ WEBHOOK_FAILURES = Counter(
     registry=REGISTRY,
 )
 
+# Seconds from sending a webhook to its answer; up to the default 15 s timeout.
+WEBHOOK_LATENCY_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
+WEBHOOK_DELIVERIES = Counter(
+    "wabapool_webhook_deliveries",
+    "Webhook attempts by result (delivered, retry, dead, skipped, lost_lease) and status class (2xx..5xx, none).",
+    ["result", "status_class"],
+    registry=REGISTRY,
+)
+WEBHOOK_LATENCY = Histogram(
+    "wabapool_webhook_latency_seconds",
+    "Time from sending a webhook attempt to the receiver's answer (or the failure).",
+    buckets=WEBHOOK_LATENCY_BUCKETS_SECONDS,
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "wabapool_webhook_dead_letters", "Events dead-lettered after their last attempt.", registry=REGISTRY
+)
+CYCLE_RESETS = Counter(
+    "wabapool_cycle_resets",
+    "Billing cycles reset by the worker's scheduler (one per company and cycle).",
+    registry=REGISTRY,
+)
+
+
+def record_webhook_delivery(result: str, status_class: str) -> None:
+    """Count one webhook attempt's outcome."""
+    WEBHOOK_DELIVERIES.labels(result=result, status_class=status_class).inc()
+
 
 # Labelled children by label values: `labels()` costs more than the increment itself on the hot path.
 _deduction_counters: dict[tuple[str, str], Any] = {}

@@ -52,6 +52,7 @@ async def test_quick_run_passes_its_checks_for_the_baseline_and_wabapool(
 
     assert [result.variant for result in run.results] == [
         "baseline (RFC)",
+        "baseline (row lock)",
         "wabapool single",
         "wabapool batch 100",
     ]
@@ -59,16 +60,18 @@ async def test_quick_run_passes_its_checks_for_the_baseline_and_wabapool(
         assert result.check.ok, (result.variant, result.check.violations)
         assert result.stats.applied == result.stats.sent == result.planned
         assert result.stats.errors == 0 and result.stats.rejected == 0
-    baseline, single, batch = run.results
-    assert baseline.check.figures["deduction_rows"] == 300
-    assert baseline.check.figures["deduction_amount_minor"] == baseline.check.figures["bucket_decrease_minor"]
+    baseline, locking, single, batch = run.results
+    for lean in (baseline, locking):
+        assert lean.check.figures["deduction_rows"] == 300
+        assert lean.check.figures["deduction_amount_minor"] == lean.check.figures["bucket_decrease_minor"]
+    assert locking.stats.conflicts == locking.stats.retries == 0  # a row lock waits instead of retrying
     assert single.check.figures["deductions_in_ledger"] == 300
     assert batch.stats.calls == 8 and batch.check.figures["deduction_rows"] == 800
     assert run.ok
 
     written = json.loads(write_json(run, tmp_path).read_text())
     assert written["ok"] is True
-    assert [cell["ratio_to_baseline"] != {} for cell in written["cells"]] == [False, True, True]
+    assert [cell["ratio_to_baseline"] != {} for cell in written["cells"]] == [False, True, True, True]
     console = Console(record=True, width=160)
     print_run(run, console)
     assert "wabapool batch 100" in console.export_text()

@@ -21,6 +21,7 @@ from wabapool.domain import limits
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.service import CompanyTerms, DeductionRequest, PackageTerms, RefundRequest
 from wabapool.service.models import KEEP, Allocation, BatchItemResult, DeductionResult, FundingResult
+from wabapool.service.ssrf import UnsafeUrl, UrlGuard
 
 router = APIRouter(tags=["internal"])
 BodyModel = TypeVar("BodyModel", bound=schemas.Strict)
@@ -308,6 +309,25 @@ async def put_price(
 async def put_webhook(
     body: schemas.WebhookIn, context: Context, _: InternalCaller, company_id: int = CompanyPath
 ) -> dict[str, Any]:
-    """Where the company's events are delivered, and the secret they are signed with."""
-    await context.service.set_webhook(company_id, url=body.url, secret=body.secret)
-    return {"company_id": company_id, "url": body.url}
+    """Where the company's events are delivered (an https URL reaching a public address) and their secret.
+
+    Without `secret` a Standard Webhooks secret (`whsec_…`) is generated and returned, this once.
+    """
+    try:
+        await UrlGuard(allow_private=context.settings.webhook_allow_private).check(body.url)
+    except UnsafeUrl as exc:
+        raise ApiError(400, "invalid_request", str(exc), {"field": "url"}) from exc
+    secret = await context.service.set_webhook(company_id, url=body.url, secret=body.secret)
+    return {"company_id": company_id, "url": body.url, "secret": secret if body.secret is None else None}
+
+
+@router.delete(
+    "/companies/{company_id}/webhook",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(400, 401, 404),
+)
+async def delete_webhook(context: Context, _: InternalCaller, company_id: int = CompanyPath) -> Response:
+    """No webhook any more: the company's later events are kept, marked skipped."""
+    await context.service.delete_webhook(company_id)
+    return Response(status_code=204)

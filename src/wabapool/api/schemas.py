@@ -215,12 +215,17 @@ class PriceOut(BaseModel):
 
 class WebhookIn(Strict):
     url: Annotated[str, StringConstraints(min_length=8, max_length=2048, pattern=r"^https?://"), NoNul]
-    secret: Annotated[str, StringConstraints(min_length=16, max_length=256)]
+    secret: Annotated[
+        str | None,
+        StringConstraints(min_length=16, max_length=256),
+        Field(description="A Standard Webhooks secret, `whsec_` + base64 of 24-64 bytes; generated when absent."),
+    ] = None
 
 
 class WebhookOut(BaseModel):
     company_id: int
     url: str
+    secret: str | None = Field(None, description="The generated secret, returned only when the request had none.")
 
 
 class InvalidatedOut(BaseModel):

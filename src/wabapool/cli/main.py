@@ -10,6 +10,9 @@ import typer
 from rich.console import Console
 
 from wabapool.cli.bench import bench_app
+from wabapool.cli.events import events_app
+from wabapool.cli.statements import statements_command
+from wabapool.cli.worker import worker_command
 from wabapool.config import Settings
 
 app = typer.Typer(help="wabapool: one shared balance pool for every WABA of a company.", no_args_is_help=True)
@@ -122,6 +125,10 @@ def simulate(
 
     asyncio.run(run_simulation(url, api_key, messages=messages, concurrency=concurrency, console=console))
 
+
+app.command("worker")(worker_command)
+app.add_typer(events_app, name="events")
+app.command("statements")(statements_command)
 
 if __name__ == "__main__":
     app()

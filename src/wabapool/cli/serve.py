@@ -32,9 +32,10 @@ async def _prepare_demo(settings: Settings) -> None:
 
 
 def demo_settings(settings: Settings) -> Settings:
-    """A SQLite file and, unless configured, throwaway credentials for this run."""
+    """A SQLite file and, unless configured, throwaway credentials for this run; webhooks may go to loopback."""
     return dataclasses.replace(
         settings,
+        webhook_allow_private=True,
         database_url=f"sqlite:///{DEMO_DATABASE.resolve()}",
         api_keys=settings.api_keys or f"demo:{secrets.token_urlsafe(24)}",
         jwt_secret=settings.jwt_secret
@@ -79,13 +80,28 @@ def serve(*, demo: bool, host: str, port: int, migrate: bool, workers: int, cons
             console.print(f"page: http://{host}:{port}/#token={token}", soft_wrap=True)
     # Every worker builds the app from the environment: the same settings, demo ones included.
     os.environ.update(settings.to_env())
-    uvicorn.run(
-        "wabapool.api.app:serving_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
+    embedded = None
+    if demo:
+        from wabapool.api.demo_webhooks import ENABLE_VARIABLE
+        from wabapool.cli.demo import DEMO_COMPANY_ID
+        from wabapool.worker.embedded import EmbeddedWorker, point_webhook
+
+        os.environ[ENABLE_VARIABLE] = "true"
+        receiver = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/demo/webhooks"
+        asyncio.run(point_webhook(settings, DEMO_COMPANY_ID, receiver))
+        console.print(f"worker running in this process; demo webhooks: {receiver} (GET lists the latest)")
+        embedded = EmbeddedWorker(settings).start()
+    try:
+        uvicorn.run(
+            "wabapool.api.app:serving_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
     return 0

@@ -13,7 +13,7 @@ from datetime import datetime
 from wabapool.domain import limits
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
-from wabapool.service import cycles, deductions, payments, provisioning, refunds
+from wabapool.service import cycles, deductions, payments, provisioning, refunds, webhooks
 from wabapool.service.context import AfterCommit, Clock, ServiceContext, utc_now
 from wabapool.service.group_commit import GroupCommitter
 from wabapool.service.models import (
@@ -89,9 +89,13 @@ class BillingService:
             effective_from=effective_from,
         )
 
-    async def set_webhook(self, company_id: int, *, url: str, secret: str) -> None:
-        """Where the company's events go; the signing secret is sealed at rest."""
-        await provisioning.set_webhook(self.context, company_id, url=url, secret=secret)
+    async def set_webhook(self, company_id: int, *, url: str, secret: str | None = None) -> str:
+        """Where the company's events go; the signing secret (generated when absent) is sealed at rest."""
+        return await webhooks.set_webhook(self.database, self.sealer, company_id, url=url, secret=secret)
+
+    async def delete_webhook(self, company_id: int) -> None:
+        """No webhook any more: the company's later events are kept as skipped."""
+        await webhooks.delete_webhook(self.database, company_id)
 
     # -- deductions ---------------------------------------------------------
 

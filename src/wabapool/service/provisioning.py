@@ -1,4 +1,4 @@
-"""Provisioning: companies and their pool's terms, WABAs, the price list, webhooks.
+"""Provisioning: companies and their pool's terms, WABAs, the price list (webhooks: `service.webhooks`).
 
 Upserts that keep what they are not told: a term left out keeps its current
 value, and the defaults apply only when a company is created. The terms money
@@ -9,7 +9,6 @@ anchor day takes effect at the current cycle's end (`domain.cycle`).
 
 from __future__ import annotations
 
-import base64
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -208,17 +207,4 @@ async def set_price(
             market=market,
             effective_from=effective_from or at,
             at=at,
-        )
-
-
-async def set_webhook(context: ServiceContext, company_id: int, *, url: str, secret: str) -> None:
-    """Where the company's events go; the signing secret is sealed at rest."""
-    sealed = context.sealer.seal(secret)
-    if sealed is None:
-        raise RuntimeError("sealing a secret returned nothing")
-    async with context.database.transaction() as connection:
-        if await company_store.get_company(connection, company_id) is None:
-            raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
-        await company_store.update_company(
-            connection, company_id, webhook_url=url, webhook_secret=base64.b64encode(sealed).decode()
         )

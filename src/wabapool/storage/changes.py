@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain.events import DomainEvent
 from wabapool.domain.operations import PoolState
-from wabapool.storage import pg
+from wabapool.storage import pg, statements
 from wabapool.storage.ledger import LedgerRow, emit_events
 from wabapool.storage.pools import SET_BUCKET, LockedPool, bucket_changes, save_pool_state
 from wabapool.storage.requests import DeductionRow
@@ -110,6 +110,11 @@ async def write_changes(
     await _update_buckets(connection, changes, use_driver=chosen == "copy")
     await _add_spend(connection, changes, use_driver=chosen == "copy")
     for change in changes:
+        if change.after.cycle_start != change.pool.state.cycle_start:
+            # A cycle closed in this transaction: its statement is written with it (after its entries).
+            await statements.record_closed_cycles(
+                connection, pool=change.pool, cycle_start=change.after.cycle_start, at=at
+            )
         await save_pool_state(connection, change.pool, change.after, at=at)
         await emit_events(connection, company_id=change.after.company_id, events=change.events, at=at)
 

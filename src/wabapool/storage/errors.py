@@ -22,7 +22,7 @@ import asyncpg
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 # PostgreSQL SQLSTATEs: lock_not_available (lock_timeout) and query_canceled (statement_timeout);
-# unique_violation; class 08 is "connection exception".
+# unique_violation; classes 08 "connection exception", 40 "transaction rollback", 53 "insufficient resources".
 _TIMEOUT_STATES = {"55P03", "57014"}
 _UNIQUE_VIOLATION = "23505"
 
@@ -67,7 +67,9 @@ def translate(exc: BaseException) -> BaseException:
         return UniqueConflict(name) if state in (None, _UNIQUE_VIOLATION) else exc
     if state in _TIMEOUT_STATES:
         return StorageTimeout(name)
-    if state is not None and state.startswith("08"):
+    if state is not None and state[:2] in ("08", "40", "53"):
+        # A lost connection, a transaction the server rolled back (deadlock, serialization), or a
+        # server out of resources (too many connections): nothing was written, and a retry is safe.
         return StorageUnavailable(name)
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):

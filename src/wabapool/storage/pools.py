@@ -129,9 +129,7 @@ SET_BUCKET = (
 def bucket_changes(before: Buckets, after: Buckets) -> list[tuple[str, int, int, int]]:
     """(quota type, stored value, limit, used) of every bucket that changed."""
     old = _bucket_values(before)
-    return [
-        (quota_type, *values) for quota_type, values in _bucket_values(after).items() if old[quota_type] != values
-    ]
+    return [(quota_type, *values) for quota_type, values in _bucket_values(after).items() if old[quota_type] != values]
 
 
 async def save_pool_state(connection: AsyncConnection, pool: LockedPool, after: PoolState, *, at: datetime) -> None:

@@ -18,9 +18,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from wabapool.storage.types import BigId, UTCDateTime
+
+OUTBOX_PENDING_SQL = "delivered_at IS NULL AND dead_at IS NULL AND skipped_at IS NULL"
 
 metadata = MetaData(
     naming_convention={
@@ -41,6 +44,8 @@ companies = Table(
     Column("show_waba_id", Boolean, nullable=False, default=False),
     Column("webhook_url", Text),
     Column("webhook_secret", Text),
+    # Set when the receiver answered 410 Gone: later events are skipped until the webhook is set again.
+    Column("webhook_disabled_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -228,7 +233,46 @@ outbox_events = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime),
     Column("last_error", Text),
+    # Delivery state (worker): an event is pending until exactly one of delivered_at, dead_at, skipped_at is set.
+    Column("last_status", SmallInteger),
+    Column("dead_at", UTCDateTime),
+    Column("skipped_at", UTCDateTime),
+    Column("claimed_until", UTCDateTime),
+    Column("claim_token", String(36)),
     UniqueConstraint("event_type", "dedup_key", name="uq_outbox_events_type_dedup"),
     Index("ix_outbox_events_pending", "delivered_at", "next_attempt_at"),
     Index("ix_outbox_events_company_created", "company_id", "created_at"),
+    # A company's oldest pending event is its head; only heads are claimed (per-company order).
+    Index(
+        "ix_outbox_events_company_pending",
+        "company_id",
+        "id",
+        postgresql_where=text(OUTBOX_PENDING_SQL),
+        sqlite_where=text(OUTBOX_PENDING_SQL),
+    ),
+)
+
+# One statement per closed cycle of a pool, written in the transaction that closes the cycle.
+cycle_statements = Table(
+    "cycle_statements",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("company_id", BigInteger, nullable=False),
+    Column("organization_package_id", BigInteger, nullable=False),
+    Column("cycle_start", UTCDateTime, nullable=False),
+    Column("cycle_end", UTCDateTime, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("allowance_minor", BigInteger, nullable=False),
+    Column("postpaid_limit_minor", BigInteger, nullable=False),
+    Column("opening_initial_minor", BigInteger, nullable=False),
+    Column("opening_additional_minor", BigInteger, nullable=False),
+    Column("opening_postpaid_used_minor", BigInteger, nullable=False),
+    Column("closing_initial_minor", BigInteger, nullable=False),
+    Column("closing_additional_minor", BigInteger, nullable=False),
+    Column("closing_postpaid_used_minor", BigInteger, nullable=False),
+    Column("spent_minor", BigInteger, nullable=False),
+    Column("spent_by_waba", JSON, nullable=False),
+    Column("deductions_count", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "cycle_start", name="uq_cycle_statements_company_cycle"),
 )

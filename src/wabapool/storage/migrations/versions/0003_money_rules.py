@@ -39,8 +39,7 @@ def _refuse_duplicates(query: str, what: str) -> None:
 def upgrade() -> None:
     bind = op.get_bind()
     _refuse_duplicates(
-        "SELECT company_id, payment_reference FROM payments GROUP BY company_id, payment_reference "
-        "HAVING COUNT(*) > 1",
+        "SELECT company_id, payment_reference FROM payments GROUP BY company_id, payment_reference HAVING COUNT(*) > 1",
         "payment references used for both a top-up and a settlement",
     )
     _refuse_duplicates(
@@ -67,8 +66,12 @@ def upgrade() -> None:
         sa.text(
             "SELECT p.id, p.cycle_start, p.cycle_anchor_day, c.timezone FROM organization_packages p "
             "JOIN companies c ON c.company_id = p.company_id"
-        ).columns(sa.column("id"), sa.column("cycle_start", UTCDateTime()), sa.column("cycle_anchor_day"),
-                  sa.column("timezone"))
+        ).columns(
+            sa.column("id"),
+            sa.column("cycle_start", UTCDateTime()),
+            sa.column("cycle_anchor_day"),
+            sa.column("timezone"),
+        )
     ).all()
     for row in rows:
         end = next_cycle_start(row.cycle_start, anchor_day=row.cycle_anchor_day, timezone=row.timezone)

@@ -1,0 +1,99 @@
+"""`GET /api/core/v1/statements`: one statement per closed billing cycle (owner, admin, supervisor)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from wabapool.api.deps import Context, require
+from wabapool.api.errors import error_responses
+from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.statements import Figures
+from wabapool.security import Permission, Principal
+from wabapool.service.statements import StatementView, list_statements
+
+router = APIRouter(tags=["public"])
+# The same readers as the deduction logs (SPEC section 5: owner, admin, supervisor).
+StatementReader = Annotated[Principal, Depends(require(Permission.VIEW_DEDUCTION_LOGS))]
+STATEMENTS_MAX_PAGE = 120
+
+
+class FiguresOut(BaseModel):
+    initial_remaining: int
+    additional_remaining: int
+    postpaid_used: int
+    total: int
+
+
+class CycleOut(BaseModel):
+    starts_at: datetime
+    ends_at: datetime
+
+
+class WabaSpentOut(BaseModel):
+    waba_id: str
+    amount: int
+
+
+class StatementOut(BaseModel):
+    cycle: CycleOut
+    currency: str
+    allowance: int
+    postpaid_limit: int
+    opening: FiguresOut
+    closing: FiguresOut
+    spent: int
+    spent_by_waba: list[WabaSpentOut]
+    deductions: int
+
+
+class StatementPageOut(BaseModel):
+    data: list[StatementOut]
+    next_cursor: str | None
+
+
+def _figures(figures: Figures) -> dict[str, int]:
+    return {
+        "initial_remaining": figures.initial_remaining,
+        "additional_remaining": figures.additional_remaining,
+        "postpaid_used": figures.postpaid_used,
+        "total": figures.total,
+    }
+
+
+def _statement(view: StatementView) -> dict[str, Any]:
+    return {
+        "cycle": {"starts_at": view.cycle_start, "ends_at": view.cycle_end},
+        "currency": view.currency,
+        "allowance": view.allowance_minor,
+        "postpaid_limit": view.postpaid_limit_minor,
+        "opening": _figures(view.opening),
+        "closing": _figures(view.closing),
+        "spent": view.spent_minor,
+        "spent_by_waba": [{"waba_id": w, "amount": a} for w, a in sorted(view.spent_by_waba.items())],
+        "deductions": view.deductions_count,
+    }
+
+
+@router.get("/statements", response_model=StatementPageOut, responses=error_responses(400, 401, 403))
+async def statements(
+    principal: StatementReader,
+    context: Context,
+    cursor: Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=STATEMENTS_MAX_PAGE)] = 12,
+) -> dict[str, Any]:
+    """Closed billing cycles, newest first: opening and closing per bucket, spend per WABA, deductions."""
+    before = None
+    if cursor is not None:
+        try:
+            before = datetime.fromisoformat(cursor)
+        except ValueError as exc:
+            raise BillingError(Rejection.INVALID_REQUEST, "cursor is not valid", {"field": "cursor"}) from exc
+        if before.tzinfo is None:
+            raise BillingError(Rejection.INVALID_REQUEST, "cursor is not valid", {"field": "cursor"})
+    views = await list_statements(context.database, principal.company_id, limit=limit, before=before)
+    next_cursor = views[-1].cycle_start.isoformat() if len(views) == limit else None
+    return {"data": [_statement(v) for v in views], "next_cursor": next_cursor}

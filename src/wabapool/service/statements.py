@@ -1,0 +1,49 @@
+"""Reading cycle statements (they are written by the cycle reset itself, see storage.statements)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from wabapool.domain.statements import Figures
+from wabapool.storage import statements as statement_store
+from wabapool.storage.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class StatementView:
+    cycle_start: datetime
+    cycle_end: datetime
+    currency: str
+    allowance_minor: int
+    postpaid_limit_minor: int
+    opening: Figures
+    closing: Figures
+    spent_minor: int
+    spent_by_waba: dict[str, int]
+    deductions_count: int
+
+
+def _view(row: Any) -> StatementView:
+    return StatementView(
+        cycle_start=row.cycle_start,
+        cycle_end=row.cycle_end,
+        currency=row.currency,
+        allowance_minor=row.allowance_minor,
+        postpaid_limit_minor=row.postpaid_limit_minor,
+        opening=Figures(row.opening_initial_minor, row.opening_additional_minor, row.opening_postpaid_used_minor),
+        closing=Figures(row.closing_initial_minor, row.closing_additional_minor, row.closing_postpaid_used_minor),
+        spent_minor=row.spent_minor,
+        spent_by_waba=dict(row.spent_by_waba),
+        deductions_count=row.deductions_count,
+    )
+
+
+async def list_statements(
+    database: Database, company_id: int, *, limit: int, before: datetime | None = None
+) -> list[StatementView]:
+    """The company's closed cycles, newest first; `before` pages on (a cycle start)."""
+    async with database.read() as connection:
+        rows = await statement_store.list_statements(connection, company_id, limit=limit, before=before)
+    return [_view(row) for row in rows]

@@ -1,0 +1,115 @@
+"""Cycle statements: written in the transaction that closes a cycle, at most once per company and cycle.
+
+`record_closed_cycles` is called by `changes.write_changes` for every pool whose cycle moved; when
+nothing was closed (every write but the first of a cycle) it is not called at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wabapool.domain import statements as statement_rules
+from wabapool.domain.pool import MoveKind
+from wabapool.storage import ledger as ledger_store
+from wabapool.storage.pools import LockedPool
+from wabapool.storage.tables import (
+    cycle_statements,
+    deduction_requests,
+    ledger_entries,
+    organization_packages,
+)
+from wabapool.storage.upsert import insert_for
+
+LIST_MAX_ROWS = 120
+
+
+async def _activity(connection: AsyncConnection, pool: LockedPool) -> statement_rules.CycleActivity:
+    start = pool.state.cycle_start
+    company_id = pool.state.company_id
+    e = ledger_entries
+    changes = await connection.execute(
+        select(e.c.quota_type, func.sum(e.c.bucket_after_minor - e.c.bucket_before_minor))
+        .where(
+            (e.c.company_id == company_id)
+            & (e.c.created_at >= start)
+            & (e.c.cycle_start == start)
+            & (e.c.organization_package_id == pool.package_id)
+            & (e.c.kind != MoveKind.RESET.value)
+        )
+        .group_by(e.c.quota_type)
+    )
+    d = deduction_requests
+    count = await connection.execute(
+        select(func.count())
+        .select_from(d)
+        .where((d.c.company_id == company_id) & (d.c.created_at >= start) & (d.c.cycle_start == start))
+    )
+    return statement_rules.CycleActivity(
+        bucket_changes={row[0]: int(row[1] or 0) for row in changes},
+        spent_by_waba=await ledger_store.waba_spend(connection, company_id=company_id, cycle_start=start),
+        deductions_count=int(count.scalar() or 0),
+    )
+
+
+def _row(statement: statement_rules.Statement, pool: LockedPool, at: datetime) -> dict[str, Any]:
+    return {
+        "company_id": statement.company_id,
+        "organization_package_id": pool.package_id,
+        "cycle_start": statement.cycle_start,
+        "cycle_end": statement.cycle_end,
+        "currency": pool.currency,
+        "allowance_minor": statement.allowance_minor,
+        "postpaid_limit_minor": statement.postpaid_limit_minor,
+        "opening_initial_minor": statement.opening.initial_remaining,
+        "opening_additional_minor": statement.opening.additional_remaining,
+        "opening_postpaid_used_minor": statement.opening.postpaid_used,
+        "closing_initial_minor": statement.closing.initial_remaining,
+        "closing_additional_minor": statement.closing.additional_remaining,
+        "closing_postpaid_used_minor": statement.closing.postpaid_used,
+        "spent_minor": statement.spent_minor,
+        "spent_by_waba": statement.spent_by_waba,
+        "deductions_count": statement.deductions_count,
+        "created_at": at,
+    }
+
+
+async def record_closed_cycles(
+    connection: AsyncConnection, *, pool: LockedPool, cycle_start: datetime, at: datetime
+) -> int:
+    """Statements of the cycles closed by moving the locked pool to `cycle_start`; returns how many were new.
+
+    Call it in the transaction that saves the caught-up pool, with the pool as it was loaded (under its
+    lock). The unique (company, cycle start) makes a second writer's statement a no-op.
+    """
+    if cycle_start == pool.state.cycle_start:
+        return 0
+    activity = await _activity(connection, pool)
+    statements = statement_rules.closed_by(pool.state, cycle_start, activity)
+    written = 0
+    for statement in statements:
+        insert = insert_for(connection, cycle_statements).values(_row(statement, pool, at))
+        result = await connection.execute(insert.on_conflict_do_nothing(index_elements=["company_id", "cycle_start"]))
+        written += result.rowcount or 0
+    return written
+
+
+async def list_statements(
+    connection: AsyncConnection, company_id: int, *, limit: int = 24, before: datetime | None = None
+) -> Sequence[Any]:
+    """A company's statements, newest cycle first."""
+    s = cycle_statements
+    query = select(s).where(s.c.company_id == company_id).order_by(s.c.cycle_start.desc())
+    if before is not None:
+        query = query.where(s.c.cycle_start < before)
+    return list(await connection.execute(query.limit(min(max(limit, 1), LIST_MAX_ROWS))))
+
+
+async def any_cycle_due(connection: AsyncConnection, *, at: datetime) -> bool:
+    """Whether some pool's cycle has ended by `at` (the worker then runs the reset)."""
+    p = organization_packages
+    return (await connection.execute(select(p.c.id).where(p.c.cycle_end <= at).limit(1))).first() is not None

@@ -1,0 +1,77 @@
+"""The worker loop: NOTIFY wakes it on PostgreSQL long before its poll; polling alone delivers on SQLite; metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.conftest import COMPANY_ID, FakeClock, provision_demo_pool
+from tests.worker_receiver import Receiver
+from wabapool import metrics
+from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
+from wabapool.service import BillingService
+from wabapool.storage.database import Database
+from wabapool.worker.relay import Relay, RelayOptions
+from wabapool.worker.retry import RetrySchedule
+from wabapool.worker.runner import Worker
+
+
+async def wait_for(condition, deadline_seconds: float) -> float:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > deadline_seconds:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+def sample(name: str, **labels: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(name, labels or None)
+    return value or 0.0
+
+
+async def test_the_worker_wakes_on_a_new_event_sooner_than_its_poll(
+    database: Database, service: BillingService, clock: FakeClock
+) -> None:
+    await provision_demo_pool(service)
+    # PostgreSQL: a 30 s poll, so only the NOTIFY can explain a prompt delivery. SQLite: polling, 0.1 s.
+    poll_seconds = 0.1 if database.is_sqlite else 30.0
+    options = RelayOptions(retry=RetrySchedule.of((0,)), timeout_seconds=5, allow_private=True)
+    relay = Relay(database, PiiSealer(DEVELOPMENT_KEYS), options=options)
+    worker = Worker(relay, None, poll_seconds=poll_seconds)
+    delivered_before = sample("wabapool_webhook_deliveries_total", result="delivered", status_class="2xx")
+    stop = asyncio.Event()
+    with Receiver() as receiver:
+        receiver.secret = await service.set_webhook(COMPANY_ID, url=receiver.url)
+        running = asyncio.create_task(worker.run(stop))
+        try:
+            await asyncio.sleep(0.3)  # the worker has done its first round and sleeps
+            await service.top_up(COMPANY_ID, amount=100, payment_reference="pay-1")
+            waited = await wait_for(lambda: len(receiver.received) == 1, 10)
+            assert waited < 5
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 10)
+    await relay.close()
+    assert receiver.received[0].verified
+    assert sample("wabapool_webhook_deliveries_total", result="delivered", status_class="2xx") == delivered_before + 1
+    assert sample("wabapool_outbox_lag_seconds") == 0.0
+
+
+async def test_outbox_lag_is_the_age_of_the_oldest_event_still_waiting(
+    database: Database, service: BillingService, clock: FakeClock
+) -> None:
+    await provision_demo_pool(service)
+    options = RelayOptions(
+        retry=RetrySchedule.of((3600,), lambda low, high: high), timeout_seconds=5, allow_private=True
+    )
+    relay = Relay(database, PiiSealer(DEVELOPMENT_KEYS), options=options, clock=lambda: clock.now)
+    worker = Worker(relay, None, clock=lambda: clock.now)
+    with Receiver(default_status=500) as receiver:
+        receiver.secret = await service.set_webhook(COMPANY_ID, url=receiver.url)
+        await service.top_up(COMPANY_ID, amount=100, payment_reference="pay-1")
+        clock.advance(seconds=90)
+        await worker.run_once()  # one failed attempt; the retry is an hour away
+    await relay.close()
+    assert sample("wabapool_outbox_lag_seconds") == 90.0
+    assert sample("wabapool_webhook_failures_total", reason="http_5xx") >= 1
