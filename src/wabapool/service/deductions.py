@@ -48,7 +48,7 @@ class Prepared(NamedTuple):
     def of(cls, request: DeductionRequest, sealer: PiiSealer) -> Prepared:
         return cls(
             request,
-            request.payload_hash(),
+            sealer.payload_hash(request.payload_bytes()),
             sealer.seal(request.customer_name),
             sealer.seal(request.phone_number),
             sealer.search_hash(request.phone_number),
