@@ -16,7 +16,8 @@ from wabapool.api import schemas
 from wabapool.api.deps import Context, require
 from wabapool.api.errors import ApiError, error_responses
 from wabapool.domain.errors import BillingError, Rejection
-from wabapool.security import Permission, Principal, allowed, mask_name, mask_phone
+from wabapool.masking import mask_name, mask_phone
+from wabapool.security import Permission, Principal, allowed
 from wabapool.service.reports import LogFilter, LogRow, csv_header, csv_lines
 
 router = APIRouter(tags=["public"])
