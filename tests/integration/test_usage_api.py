@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -45,7 +46,7 @@ async def all_log_rows(client: httpx.AsyncClient) -> list[dict]:
             return rows
 
 
-async def test_usage_counts_each_day_in_the_company_timezone_and_takes_a_refund_back_on_its_day(app) -> None:
+async def test_usage_sums_equal_the_logs_per_day_and_waba_across_midnight_and_a_refund(app) -> None:
     client, clock = app
     await client.put(f"{PUBLIC}/billing_preferences", json={"show_waba_id": True}, headers=bearer(1))
     await deduct(client, 1, "m1", waba_id=A)
@@ -68,6 +69,15 @@ async def test_usage_counts_each_day_in_the_company_timezone_and_takes_a_refund_
         {"waba_id": B, "amount": 1_000, "messages": 1},
     ]
     assert days["2026-11-11"]["by_waba"] == [{"waba_id": A, "amount": 1_000, "messages": 1}]
+    # The same figures from the logs: every row on its day in the company timezone, refunds negative.
+    from_logs: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for row in await all_log_rows(client):
+        day = datetime.fromisoformat(row["created_at"]).astimezone(JAKARTA).date().isoformat()
+        figures = from_logs[(day, row["waba_id"])]
+        figures[0] += row["amount"]
+        figures[1] += row["quantity"] * (-1 if row["kind"] == "refund" else 1)
+    from_usage = {(d["date"], w["waba_id"]): [w["amount"], w["messages"]] for d in body["days"] for w in d["by_waba"]}
+    assert from_usage == dict(from_logs)
 
 
 async def test_usage_defaults_to_the_current_cycle_in_the_company_timezone(app) -> None:

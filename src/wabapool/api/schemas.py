@@ -256,7 +256,9 @@ class BillingInfoOut(BaseModel):
 
 
 class LogRowOut(BaseModel):
-    deduction_id: int
+    kind: Literal["deduction", "refund"] = Field(description="A refund is a row of its own, dated when it happened.")
+    deduction_id: int = Field(description="The deduction; on a refund row, the deduction it returns.")
+    refund_id: int | None = Field(description="Set on refund rows only.")
     created_at: datetime
     unique_code: str
     waba_id: str | None = Field(default=None, description="Only when the company preference show_waba_id is on.")
@@ -267,9 +269,10 @@ class LogRowOut(BaseModel):
     deduction_code: str
     quantity: int
     unit_price: int
-    amount: int
+    amount: int = Field(description="quantity x unit_price; negative on a refund row (money back to the pool).")
     credited_to: str | None
     allocations: list[AllocationOut]
+    balance_after: int = Field(description="The pool total after this row.")
     customer_name: str | None
     phone_number: str | None
     refunded: bool

@@ -1,21 +1,17 @@
-"""What the company's people read: deduction logs, the CSV export, preferences."""
+"""What the company's people read: logs, the CSV export's rows, usage, billing events, preferences."""
 
 from __future__ import annotations
 
-import base64
-import csv
-import io
-import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from wabapool.domain import cycle
 from wabapool.domain.errors import BillingError, Rejection
-from wabapool.domain.money import format_major
-from wabapool.pii import PiiSealer
+from wabapool.pii import PiiSealer, normalize_phone
 from wabapool.service.cursors import CursorSigner
 from wabapool.storage import companies as company_store
 from wabapool.storage import logs as log_store
@@ -49,16 +45,23 @@ def _event_position(position: list[Any]) -> tuple[datetime, int]:
 
 @dataclass(frozen=True, slots=True)
 class LogFilter:
+    """The reader's filters. A date is a day in the company timezone (`until` includes its day); a time is exact."""
+
     waba_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: date | datetime | None = None
+    until: date | datetime | None = None
     category: str | None = None
     broadcast_id: str | None = None
+    phone_number: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class LogRow:
+    """One row of the logs: a deduction, or a refund (its own row, `deduction_id` the deduction it returns)."""
+
+    kind: str  # deduction | refund
     deduction_id: int
+    refund_id: int | None
     created_at: datetime
     unique_code: str
     waba_id: str
@@ -69,9 +72,10 @@ class LogRow:
     deduction_code: str
     quantity: int
     unit_price: int
-    amount: int
+    amount: int  # negative for a refund: money back to the pool
     credited_to: str | None
     allocations: list[dict[str, Any]]
+    balance_after: int
     customer_name: str | None
     phone_number: str | None
     refunded: bool
@@ -85,36 +89,62 @@ class LogPage:
     currency: str
 
 
-def encode_cursor(created_at: datetime, row_id: int) -> str:
-    raw = json.dumps([created_at.isoformat(), row_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+@dataclass(frozen=True, slots=True)
+class Export:
+    """What a CSV download needs before its first byte: the company's settings and the row stream."""
+
+    company_id: int
+    show_waba_id: bool
+    currency: str
+    timezone: str
+    pages: AsyncIterator[list[LogRow]]
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
+def _local_start(day: date, timezone: str) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+
+
+def _bounds(filters: LogFilter, timezone: str) -> tuple[datetime | None, datetime | None]:
+    """`since` inclusive and `until` exclusive, in UTC; a date `until` covers its whole day."""
+    since, until = filters.since, filters.until
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created_at, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(created_at), int(row_id)
+        start = _local_start(since, timezone) if since is not None and not isinstance(since, datetime) else since
+        if until is not None and not isinstance(until, datetime):
+            end: datetime | None = _local_start(until + timedelta(days=1), timezone)
+        else:
+            end = until
+    except OverflowError as exc:
+        raise BillingError(Rejection.INVALID_REQUEST, "the period is out of range", {"field": "from"}) from exc
+    if start is not None and end is not None and start > end:
+        raise BillingError(Rejection.INVALID_REQUEST, "from is after to", {"field": "from"})
+    return start, end
+
+
+def _log_position(position: list[Any]) -> log_store.Position:
+    try:
+        created_at, rank, row_id = position
+        if rank not in (log_store.DEDUCTION_RANK, log_store.REFUND_RANK):
+            raise ValueError("unknown row kind")
+        return datetime.fromisoformat(created_at), int(rank), int(row_id)
     except (ValueError, TypeError) as exc:
         raise BillingError(
             Rejection.INVALID_REQUEST, "cursor is not one this API returned", {"field": "cursor"}
         ) from exc
 
 
-async def _page(
-    connection: Any, company_id: int, filters: LogFilter, *, after: tuple[datetime, int] | None, limit: int
+def _order_key(row: Any) -> tuple[datetime, int, int]:
+    return (row.created_at, row.rank, row.row_id)
+
+
+async def _merged_page(
+    connection: Any, company_id: int, query: log_store.LogQuery, *, after: log_store.Position | None, limit: int
 ) -> list[Any]:
-    return await log_store.deduction_page(
-        connection,
-        company_id,
-        waba_id=filters.waba_id,
-        since=filters.since,
-        until=filters.until,
-        category=filters.category,
-        broadcast_id=filters.broadcast_id,
-        after=after,
-        limit=limit,
-    )
+    """Deductions and refunds in one order, newest first: each stream's next `limit`, merged, cut to `limit`."""
+    deductions = await log_store.deduction_page(connection, company_id, query, after=after, limit=limit)
+    refunded = await log_store.refund_page(connection, company_id, query, after=after, limit=limit)
+    if not refunded:
+        return deductions
+    return sorted([*deductions, *refunded], key=_order_key, reverse=True)[:limit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +249,16 @@ def usage_days(rows: list[Any], first_day: date, last_day: date) -> list[UsageDa
 
 
 class Reports:
-    def __init__(self, database: Database, sealer: PiiSealer, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        sealer: PiiSealer,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        export_page_rows: int = EXPORT_PAGE,
+    ) -> None:
         self.database = database
+        self.export_page_rows = export_page_rows
         self.sealer = sealer
         self.clock = clock or (lambda: datetime.now(UTC))
         self.cursors = CursorSigner(sealer.cursor_key)
@@ -236,59 +274,91 @@ class Reports:
         if waba_id is not None and not await company_store.waba_exists(connection, company_id, waba_id):
             raise BillingError(Rejection.UNKNOWN_WABA, "no such WABA in this company", {"waba_id": waba_id})
 
+    async def _log_query(self, connection: Any, company_id: int, filters: LogFilter) -> tuple[Any, log_store.LogQuery]:
+        company = await self._company(connection, company_id)
+        await self._check_waba(connection, company_id, filters.waba_id)
+        since, until = _bounds(filters, company.timezone)
+        phone_hash = None
+        if filters.phone_number is not None:
+            if normalize_phone(filters.phone_number) is None:
+                raise BillingError(Rejection.INVALID_REQUEST, "phone_number holds no digits", {"field": "phone_number"})
+            phone_hash = self.sealer.search_hash(filters.phone_number)
+        query = log_store.LogQuery(
+            waba_id=filters.waba_id,
+            since=since,
+            until=until,
+            category=filters.category,
+            broadcast_id=filters.broadcast_id,
+            phone_number_hash=phone_hash,
+        )
+        return company, query
+
     async def logs(self, company_id: int, filters: LogFilter, *, cursor: str | None, limit: int) -> LogPage:
+        """Deductions and refunds, newest first, keyset-paginated by a signed cursor."""
         if not 1 <= limit <= LOG_PAGE_MAX:
             raise BillingError(Rejection.INVALID_REQUEST, f"limit is 1..{LOG_PAGE_MAX}", {"field": "limit"})
-        after = decode_cursor(cursor) if cursor else None
+        after = _log_position(self.cursors.decode("mcc_logs", company_id, cursor)) if cursor else None
         async with self.database.read() as connection:
-            company = await self._company(connection, company_id)
-            await self._check_waba(connection, company_id, filters.waba_id)
-            rows = await _page(connection, company_id, filters, after=after, limit=limit + 1)
+            company, query = await self._log_query(connection, company_id, filters)
+            rows = await _merged_page(connection, company_id, query, after=after, limit=limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            next_cursor = self.cursors.encode(
+                "mcc_logs", company_id, [last.created_at.isoformat(), last.rank, last.row_id]
+            )
         return LogPage([self._row(r) for r in rows], next_cursor, company.show_waba_id, company.currency)
 
     def _row(self, row: Any) -> LogRow:
+        allocations = list(row.allocations)
+        credited_to = row.credited_to
+        if credited_to is None and allocations:
+            credited_to = allocations[0]["credited_to"]  # a refund: the bucket its first portion went back to
         return LogRow(
-            deduction_id=row.id,
-            created_at=row.created_at,
-            unique_code=row.unique_code,
-            waba_id=row.waba_id,
-            waba_name=row.waba_name,
-            broadcast_id=row.broadcast_id,
-            message_id=row.message_id,
-            category=row.category,
-            deduction_code=row.deduction_code,
-            quantity=row.quantity,
-            unit_price=row.unit_price_minor,
-            amount=row.amount_minor,
-            credited_to=row.credited_to,
-            allocations=list(row.allocations),
-            customer_name=self.sealer.open(row.customer_name_enc),
-            phone_number=self.sealer.open(row.phone_number_enc),
-            refunded=bool(row.refunded),
+            "refund" if row.rank == log_store.REFUND_RANK else "deduction",
+            row.deduction_id,
+            row.refund_id,
+            row.created_at,
+            row.unique_code,
+            row.waba_id,
+            row.waba_name,
+            row.broadcast_id,
+            row.message_id,
+            row.category,
+            row.deduction_code,
+            row.quantity,
+            row.unit_price_minor,
+            row.amount_minor,
+            credited_to,
+            allocations,
+            row.balance_after_minor,
+            self.sealer.open(row.customer_name_enc),
+            self.sealer.open(row.phone_number_enc),
+            bool(row.refunded),
         )
 
-    async def export_pages(self, company_id: int, filters: LogFilter) -> tuple[bool, str, AsyncIterator[list[LogRow]]]:
-        """Check access now; the pages stream later, each in its own short read."""
+    async def export(self, company_id: int, filters: LogFilter) -> Export:
+        """Check access and filters now; the pages stream later, each in its own short read (constant memory)."""
         async with self.database.read() as connection:
-            company = await self._company(connection, company_id)
-            await self._check_waba(connection, company_id, filters.waba_id)
+            company, query = await self._log_query(connection, company_id, filters)
+
+        page_rows = self.export_page_rows
 
         async def pages() -> AsyncIterator[list[LogRow]]:
-            after: tuple[datetime, int] | None = None
+            after: log_store.Position | None = None
             while True:
                 async with self.database.read() as connection:
-                    rows = await _page(connection, company_id, filters, after=after, limit=EXPORT_PAGE)
+                    rows = await _merged_page(connection, company_id, query, after=after, limit=page_rows)
                 if not rows:
                     return
                 yield [self._row(r) for r in rows]
-                if len(rows) < EXPORT_PAGE:
+                if len(rows) < page_rows:
                     return
-                after = (rows[-1].created_at, rows[-1].id)
+                after = _order_key(rows[-1])
 
-        return company.show_waba_id, company.currency, pages()
+        return Export(company_id, bool(company.show_waba_id), company.currency, company.timezone, pages())
 
     async def usage(
         self,
@@ -363,60 +433,3 @@ class Reports:
             await self._company(connection, company_id)
             await company_store.update_company(connection, company_id, show_waba_id=show_waba_id)
         return {"show_waba_id": show_waba_id}
-
-
-CSV_COLUMNS = (
-    "Date",
-    "Broadcast ID",
-    "Message ID",
-    "Category",
-    "Deduction Code",
-    "Quantity",
-    "Amount",
-    "Credited To",
-    "Customer Name",
-    "Phone Number",
-    "Refunded",
-)
-
-
-def csv_header(show_waba_id: bool) -> str:
-    columns = (*CSV_COLUMNS[:1], "WABA ID", *CSV_COLUMNS[1:]) if show_waba_id else CSV_COLUMNS
-    return _csv_line(columns)
-
-
-def csv_lines(rows: list[dict[str, Any]], *, show_waba_id: bool, currency: str) -> str:
-    """Rows already masked for the reader; amounts as exact decimals of the currency."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    for row in rows:
-        values = [row["created_at"].isoformat()]
-        if show_waba_id:
-            values.append(row["waba_id"])
-        values += [
-            row["broadcast_id"] or "",
-            row["message_id"] or "",
-            row["category"] or "",
-            row["deduction_code"],
-            row["quantity"],
-            format_major(row["amount"], currency),
-            row["credited_to"] or "",
-            _safe_cell(row["customer_name"]),
-            _safe_cell(row["phone_number"]),
-            "yes" if row["refunded"] else "no",
-        ]
-        writer.writerow(values)
-    return buffer.getvalue()
-
-
-def _safe_cell(value: str | None) -> str:
-    """Spreadsheet formula injection guard for free text (names)."""
-    if not value:
-        return ""
-    return "'" + value if value[0] in "=+-@\t\r" and not value[1:].replace(" ", "").isdigit() else value
-
-
-def _csv_line(values: tuple[str, ...]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(values)
-    return buffer.getvalue()
