@@ -130,6 +130,12 @@ class PiiSealer:
         self._active = AESGCM(active_key)
         self._openers = {kid: AESGCM(key) for kid, key in keys}
         self._hash_key = hmac.new(hash_root, b"wabapool search hash", hashlib.sha256).digest()
+        # Every listed key's search-hash key, the hash key's first: rows hashed before a rotation still match.
+        self._search_keys = [self._hash_key] + [
+            hmac.new(key, b"wabapool search hash", hashlib.sha256).digest()
+            for key in self._keys.values()
+            if key != hash_root
+        ]
         self._payload_key = hmac.new(hash_root, b"wabapool payload hash", hashlib.sha256).digest()
         self._cursor_key = hmac.new(hash_root, b"wabapool page cursor", hashlib.sha256).digest()
         self._header = self.active_key_id.encode() + b"."
@@ -173,6 +179,11 @@ class PiiSealer:
             return None
         normalized = normalize_phone(value) or value.strip().lower()
         return hmac.digest(self._hash_key, normalized.encode(), "sha256").hex()
+
+    def search_hashes(self, value: str) -> list[str]:
+        """The value's search hash under every listed key (this set's own first), for a search across a rotation."""
+        normalized = normalize_phone(value) or value.strip().lower()
+        return [hmac.digest(key, normalized.encode(), "sha256").hex() for key in self._search_keys]
 
     def payload_hash(self, payload: bytes) -> str:
         """Keyed fingerprint of a request's payload (it holds personal data, so a plain hash would leak it)."""

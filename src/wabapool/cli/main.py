@@ -10,11 +10,13 @@ import typer
 from rich.console import Console
 
 from wabapool.cli.bench import bench_app
+from wabapool.cli.pii import pii_app
 from wabapool.config import Settings
 
 app = typer.Typer(help="wabapool: one shared balance pool for every WABA of a company.", no_args_is_help=True)
 console = Console()
 app.add_typer(bench_app, name="bench")
+app.add_typer(pii_app, name="pii")
 
 
 @app.command()

@@ -278,18 +278,18 @@ class Reports:
         company = await self._company(connection, company_id)
         await self._check_waba(connection, company_id, filters.waba_id)
         since, until = _bounds(filters, company.timezone)
-        phone_hash = None
+        phone_hashes = None
         if filters.phone_number is not None:
             if normalize_phone(filters.phone_number) is None:
                 raise BillingError(Rejection.INVALID_REQUEST, "phone_number holds no digits", {"field": "phone_number"})
-            phone_hash = self.sealer.search_hash(filters.phone_number)
+            phone_hashes = tuple(self.sealer.search_hashes(filters.phone_number))
         query = log_store.LogQuery(
             waba_id=filters.waba_id,
             since=since,
             until=until,
             category=filters.category,
             broadcast_id=filters.broadcast_id,
-            phone_number_hash=phone_hash,
+            phone_number_hashes=phone_hashes,
         )
         return company, query
 

@@ -26,7 +26,8 @@ class LogQuery:
     until: datetime | None = None
     category: str | None = None
     broadcast_id: str | None = None
-    phone_number_hash: str | None = None
+    # Any of these (the phone's hash under each listed key): rows keyed before a rotation still match.
+    phone_number_hashes: tuple[str, ...] | None = None
 
 
 def _older(created_at: Any, row_id: Any, rank: int, after: Position | None) -> list[Any]:
@@ -55,8 +56,9 @@ def _narrowed(query: LogQuery, time_column: Any) -> list[Any]:
         conditions.append(d.c.category == query.category)
     if query.broadcast_id is not None:
         conditions.append(d.c.broadcast_id == query.broadcast_id)
-    if query.phone_number_hash is not None:
-        conditions.append(d.c.phone_number_hash == query.phone_number_hash)
+    if query.phone_number_hashes is not None:
+        hashes = query.phone_number_hashes
+        conditions.append(d.c.phone_number_hash == hashes[0] if len(hashes) == 1 else d.c.phone_number_hash.in_(hashes))
     return conditions
 
 
