@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -103,6 +104,9 @@ def _start_server(url: str, port: int, log_path: Path, workers: int) -> subproce
         "WABAPOOL_DATABASE_URL": url,
         "WABAPOOL_API_KEYS": f"bench:{API_KEY}",
         "WABAPOOL_JWT_SECRET": JWT_SECRET,
+        # serve refuses to start without PII keys; a fresh random key per run (the bench database is throwaway).
+        "WABAPOOL_PII_KEYS": os.environ.get("WABAPOOL_PII_KEYS")
+        or "bench:" + base64.b64encode(os.urandom(32)).decode(),
         "WABAPOOL_LOG_LEVEL": os.environ.get("WABAPOOL_LOG_LEVEL", "INFO"),
     }
     if workers > 1:

@@ -38,8 +38,8 @@ INTERNAL_HEADERS = {"X-Api-Key": API_KEY}
 
 
 @asynccontextmanager
-async def api_client(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, AppContext]]:
-    context = AppContext.build(settings)
+async def api_client(settings: Settings, **context_options: Any) -> AsyncIterator[tuple[httpx.AsyncClient, AppContext]]:
+    context = AppContext.build(settings, **context_options)
     app = create_app(settings, context=context)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://wabapool.test") as client:

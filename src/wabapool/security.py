@@ -1,4 +1,4 @@
-"""Who is calling, and what they may see: service API keys, bearer tokens, roles, masking.
+"""Who is calling, and what they may see: service API keys, bearer tokens, roles (masking: `wabapool.masking`).
 
 Framework-free: the API layer turns `AuthenticationError` into a 401 and a
 `False` from `allowed` into a 403. Errors raised here carry messages that are
@@ -320,32 +320,3 @@ def issue_token(
     if secret is not None:
         return jwt.encode(claims, _hs256_secret(secret), algorithm="HS256")
     return jwt.encode(claims, _rsa_private_key(private_key or ""), algorithm="RS256")
-
-
-# --- masking personal data ------------------------------------------------------------------
-
-# Enough of a phone number to recognise it (country and operator prefix, last digits).
-PHONE_VISIBLE_PREFIX_DIGITS = 5
-PHONE_VISIBLE_SUFFIX_DIGITS = 4
-PHONE_HIDDEN_MIN_DIGITS = 4
-
-
-def mask_phone(phone: str | None) -> str | None:
-    """`+6281234567890` → `+62812****7890`; short numbers keep less, so at least four digits are hidden."""
-    if phone is None:
-        return None
-    digits = "".join(ch for ch in phone if ch.isdigit())
-    if not digits:
-        return "*" * len(phone)
-    suffix = min(PHONE_VISIBLE_SUFFIX_DIGITS, len(digits) // 3)
-    prefix = max(0, min(PHONE_VISIBLE_PREFIX_DIGITS, len(digits) - suffix - PHONE_HIDDEN_MIN_DIGITS))
-    hidden = len(digits) - prefix - suffix
-    plus = "+" if phone.lstrip().startswith("+") else ""
-    return plus + digits[:prefix] + "*" * hidden + digits[len(digits) - suffix :]
-
-
-def mask_name(name: str | None) -> str | None:
-    """`Budi Santoso` → `B*** S******`: each word keeps its first letter."""
-    if name is None:
-        return None
-    return re.sub(r"\S+", lambda word: word[0][0] + "*" * (len(word[0]) - 1), name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import os
 import socket
@@ -17,6 +18,7 @@ from tests.services import require_redis
 
 API_KEY = "e2e-key-0123456789abcdef"
 SECRET = "e2e-secret-0123456789abcdef0123456789"
+PII_KEYS = "e2e:" + base64.b64encode(b"e2e pii key, 32 bytes long.....!").decode()
 
 
 def _free_port() -> int:
@@ -45,6 +47,7 @@ def _serve(tmp_path: Path, *arguments: str, **variables: str) -> tuple[str, dict
         **os.environ,
         "WABAPOOL_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}",
         "WABAPOOL_API_KEYS": f"pipeline:{API_KEY}",
+        "WABAPOOL_PII_KEYS": PII_KEYS,
         **{f"WABAPOOL_{name}": value for name, value in variables.items()},
     }
     command = [sys.executable, "-m", "wabapool.cli.main", "serve", "--port", str(port), *arguments]

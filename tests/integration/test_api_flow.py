@@ -91,7 +91,7 @@ async def test_logs_and_csv_follow_the_show_waba_id_preference(client: httpx.Asy
     lines = (
         await client.get(f"{PUBLIC}/download_broadcast_deduction", params={"broadcast_id": "bc-1"}, headers=owner)
     ).text.splitlines()
-    assert lines[0].split(",")[1] == "WABA ID" and len(lines) == 4 and ",10.00," in lines[1]
+    assert lines[0].split(",")[2] == "WABA ID" and len(lines) == 4 and ",10.00," in lines[1]
     supervisor = (await client.get(f"{PUBLIC}/mcc_logs", headers=bearer(9, "supervisor"))).json()
     assert supervisor["data"][0]["phone_number"] != "+6281234567890"
     assert supervisor["data"][0]["customer_name"] != "Budi Santoso"

@@ -264,7 +264,7 @@ def test_a_broadcast_id_outside_latin_1_still_names_the_csv_file(contract_app: A
             f"{PUBLIC}/download_broadcast_deduction", params={"broadcast_id": 'Ā"x'}, headers=bearer(COMPANY_ID)
         )
     assert response.status_code == 200, response.text
-    assert response.headers["content-disposition"] == 'attachment; filename="deductions-__x.csv"'
+    assert response.headers["content-disposition"] == f'attachment; filename="deductions-{COMPANY_ID}-broadcast-_x.csv"'
 
 
 def test_the_document_promises_no_422_the_app_never_sends() -> None:

@@ -17,7 +17,7 @@ BOOK = PriceBook([PriceEntry("wa_marketing_id", 100, utc(2025, 7, 1))], company_
 
 def item(code: str, quantity: int = 1, *, waba_id: str = WABA, deduction_code: str = "wa_marketing_id") -> Prepared:
     request = DeductionRequest(COMPANY_ID, "wa", deduction_code, code, quantity, waba_id)
-    return Prepared(request, request.payload_hash(), None, None, None)
+    return Prepared(request, request.payload_bytes().hex(), None, None, None)
 
 
 def test_a_group_splits_across_buckets_in_order_then_refuses_what_no_longer_fits() -> None:

@@ -13,7 +13,7 @@ from wabapool.storage.errors import OutcomeUnknown, StorageUnavailable
 
 def request(code: str, company_id: int = 1) -> Prepared:
     deduction = DeductionRequest(company_id, "wa", "wa_marketing_id", code, 1, "111")
-    return Prepared(deduction, deduction.payload_hash(), None, None, None)
+    return Prepared(deduction, deduction.payload_bytes().hex(), None, None, None)
 
 
 class RecordingApply:

@@ -35,7 +35,7 @@ def test_after_rotation_new_values_use_the_new_key_and_old_ones_still_open() -> 
     assert rotated.open(before) == "Budi"
     after = rotated.seal("Budi")
     assert after is not None and after.startswith(b"k2.")
-    with pytest.raises(ValueError, match="not in the key ring"):
+    with pytest.raises(ValueError, match="not in the key set"):
         PiiSealer(old_key).open(after)
 
 
@@ -66,3 +66,22 @@ def test_a_forked_child_does_not_reuse_the_nonces_its_parent_had_buffered() -> N
     child.join(timeout=30)
     from_parent = [nonce_of(sealer.seal("x") or b"") for _ in range(10)]
     assert not set(from_child) & set(from_parent)
+
+
+def test_the_payload_hash_is_keyed_so_it_cannot_be_recomputed_without_the_key() -> None:
+    import hashlib
+
+    payload = b'[1, "wa", "wa_marketing_id", 1, "111", null, null, null, "Budi", "+6281234567890"]'
+    one, other = PiiSealer(key("k1")), PiiSealer(key("k1"))
+    assert one.payload_hash(payload) == one.payload_hash(payload)
+    assert one.payload_hash(payload) != other.payload_hash(payload)
+    assert one.payload_hash(payload) != hashlib.sha256(payload).hexdigest()
+    assert len(one.payload_hash(payload)) == 64  # fits the stored column
+
+
+def test_the_hashes_stay_put_when_a_key_is_appended() -> None:
+    first = key("k1")
+    before, after = PiiSealer(first), PiiSealer(f"{first},{key('k2')}")
+    assert before.search_hash("+62 812 3456 7890") == after.search_hash("+6281234567890")
+    assert before.payload_hash(b"x") == after.payload_hash(b"x")
+    assert before.cursor_key == after.cursor_key

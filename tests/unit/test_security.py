@@ -20,8 +20,6 @@ from wabapool.security import (
     TokenVerifier,
     allowed,
     issue_token,
-    mask_name,
-    mask_phone,
 )
 
 SECRET = "a-development-secret-of-32-bytes!"
@@ -349,32 +347,3 @@ def test_issue_token_refuses_an_unknown_role_and_a_non_positive_company() -> Non
         issue_token(company_id=1001, role="root", secret=SECRET)
     with pytest.raises(ValueError):
         issue_token(company_id=0, role="admin", secret=SECRET)
-
-
-# --- masking ------------------------------------------------------------------------------------
-
-
-def test_phone_mask_keeps_country_operator_prefix_and_last_four_digits() -> None:
-    assert mask_phone("+6281234567890") == "+62812****7890"
-
-
-def test_phone_mask_drops_formatting_characters() -> None:
-    assert mask_phone("+62 812-3456-7890") == "+62812****7890"
-
-
-@pytest.mark.parametrize("phone", ["12345", "081234", "1234567890", "+1"])
-def test_phone_mask_hides_at_least_four_digits_of_short_numbers(phone: str) -> None:
-    masked = mask_phone(phone)
-    assert masked is not None
-    digits = sum(ch.isdigit() for ch in phone)
-    assert masked.count("*") >= min(4, digits)
-
-
-def test_name_mask_keeps_the_first_letter_of_each_word() -> None:
-    assert mask_name("Budi Santoso") == "B*** S******"
-    assert mask_name("Siti") == "S***"
-
-
-def test_masks_leave_missing_values_missing() -> None:
-    assert mask_phone(None) is None
-    assert mask_name(None) is None

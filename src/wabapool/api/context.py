@@ -10,6 +10,7 @@ from wabapool.domain.limits import MAX_QUEUED_DEDUCTIONS_PER_POOL
 from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
 from wabapool.security import ApiKeyRing, TokenVerifier
 from wabapool.service import BillingService
+from wabapool.service.context import Clock, utc_now
 from wabapool.service.reports import Reports
 from wabapool.storage.database import Database
 
@@ -30,9 +31,10 @@ class AppContext:
         settings: Settings,
         *,
         database: Database | None = None,
+        clock: Clock = utc_now,
         max_queued_per_pool: int = MAX_QUEUED_DEDUCTIONS_PER_POOL,
     ) -> AppContext:
-        """The app's parts; `database` and the queue bound are seams for tests (faults, timeouts, a full queue)."""
+        """The app's parts; the database, the clock and the queue bound are seams for tests."""
         from wabapool.api.balance import billing_info
 
         database = database or Database(settings.database_url)
@@ -49,7 +51,11 @@ class AppContext:
 
         balances = CachedBalances(cache, load, db_timeout_seconds=settings.db_timeout_seconds)
         service = BillingService(
-            database, sealer=sealer, after_commit=balances.invalidate, max_queued_per_pool=max_queued_per_pool
+            database,
+            clock=clock,
+            sealer=sealer,
+            after_commit=balances.invalidate,
+            max_queued_per_pool=max_queued_per_pool,
         )
         service_ref.append(service)
         tokens = None
@@ -61,7 +67,7 @@ class AppContext:
             settings=settings,
             database=database,
             service=service,
-            reports=Reports(database, sealer),
+            reports=Reports(database, sealer, clock=clock),
             balances=balances,
             api_keys=ApiKeyRing.from_spec(settings.api_keys),
             tokens=tokens,

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from wabapool.cli.bench import bench_app
 from wabapool.cli.events import events_app
+from wabapool.cli.pii import pii_app
 from wabapool.cli.statements import statements_command
 from wabapool.cli.worker import worker_command
 from wabapool.config import Settings
@@ -18,6 +19,7 @@ from wabapool.config import Settings
 app = typer.Typer(help="wabapool: one shared balance pool for every WABA of a company.", no_args_is_help=True)
 console = Console()
 app.add_typer(bench_app, name="bench")
+app.add_typer(pii_app, name="pii")
 
 
 @app.command()

@@ -49,6 +49,7 @@ def serve(*, demo: bool, host: str, port: int, migrate: bool, workers: int, cons
     import uvicorn
 
     from wabapool.security import issue_token
+    from wabapool.service.pii_keys import startup_refusal
     from wabapool.storage.migrate import upgrade
 
     settings = Settings.from_env()
@@ -61,6 +62,10 @@ def serve(*, demo: bool, host: str, port: int, migrate: bool, workers: int, cons
     if migrate or demo:
         # Alembic only acts when the schema is behind: a fresh SQLite file works at once.
         upgrade(settings.database_url)
+    refusal = startup_refusal(settings, demo=demo)
+    if refusal is not None:
+        console.print(f"[red]refusing to start:[/] {refusal}", soft_wrap=True)
+        return 2
     if demo:
         asyncio.run(_prepare_demo(settings))
         from wabapool.cli.demo import DEMO_COMPANY_ID

@@ -27,7 +27,8 @@ from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
-from wabapool.storage.changes import PoolChanges, SpendDelta, reserve_deduction_ids, write_changes
+from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta, reserve_deduction_ids, write_changes
+from wabapool.storage.usage import local_day
 
 
 class Prepared(NamedTuple):
@@ -47,7 +48,7 @@ class Prepared(NamedTuple):
     def of(cls, request: DeductionRequest, sealer: PiiSealer) -> Prepared:
         return cls(
             request,
-            request.payload_hash(),
+            sealer.payload_hash(request.payload_bytes()),
             sealer.seal(request.customer_name),
             sealer.seal(request.phone_number),
             sealer.search_hash(request.phone_number),
@@ -371,5 +372,9 @@ def _changes(
         deductions=[_request_row(a, pool, cycle_start, at, service_name) for a in decided.applied],
         deduction_ids=[ids[a.item.request.unique_code] for a in decided.applied],
         spend=[SpendDelta(waba_id, cycle_start, amount) for waba_id, amount in decided.spend_by_waba.items()],
+        usage=[
+            UsageDelta(a.item.request.waba_id, local_day(at, state.timezone), a.amount, a.item.request.quantity)
+            for a in decided.applied
+        ],
         events=[*caught_up.events, *decided.events],
     )

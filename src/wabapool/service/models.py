@@ -6,7 +6,6 @@ NamedTuples: as immutable as a frozen dataclass and under half its cost to build
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,8 +32,8 @@ class DeductionRequest:
     customer_name: str | None = None
     phone_number: str | None = None
 
-    def payload_hash(self) -> str:
-        """Fingerprint of everything but the key: equal → replay, different → conflict."""
+    def payload_bytes(self) -> bytes:
+        """Everything but the key, canonically: equal → replay, different → conflict (hashed with a key)."""
         fields = (
             self.company_id,
             self.billing_code,
@@ -47,7 +46,7 @@ class DeductionRequest:
             self.customer_name,
             self.phone_number,
         )
-        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+        return json.dumps(fields).encode()
 
 
 class Allocation(NamedTuple):

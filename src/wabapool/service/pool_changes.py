@@ -12,7 +12,7 @@ from wabapool.domain.errors import BillingError, Rejection
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
-from wabapool.storage.changes import PoolChanges, SpendDelta
+from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta
 
 
 async def missing_pool(connection: AsyncConnection, company_id: int) -> BillingError:
@@ -57,6 +57,7 @@ def pool_changes(
     waba_id: str | None = None,
     deduction_request_id: int | None = None,
     spend: Sequence[SpendDelta] = (),
+    usage: Sequence[UsageDelta] = (),
 ) -> PoolChanges:
     """Any due cycle resets, then one change: its entries, the final state, the events in order."""
     state = change.state
@@ -66,4 +67,5 @@ def pool_changes(
     entries = cycle_entries(pool, caught_up, at=at) + ledger_store.entry_rows(
         company_id=state.company_id, package_id=pool.package_id, moves=change.moves, context=context, at=at
     )
-    return PoolChanges(pool=pool, after=state, entries=entries, spend=spend, events=[*caught_up.events, *change.events])
+    events = [*caught_up.events, *change.events]
+    return PoolChanges(pool=pool, after=state, entries=entries, spend=spend, usage=usage, events=events)

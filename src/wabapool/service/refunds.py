@@ -16,7 +16,8 @@ from wabapool.service.context import ServiceContext
 from wabapool.service.models import Allocation, RefundRequest, RefundResult, allocation_json, check_code
 from wabapool.service.pool_changes import lock_pool, pool_changes
 from wabapool.storage import requests as request_store
-from wabapool.storage.changes import SpendDelta, write_changes
+from wabapool.storage.changes import SpendDelta, UsageDelta, write_changes
+from wabapool.storage.usage import local_day
 
 
 def _stored_reason(reason: str | None) -> str | None:
@@ -99,6 +100,15 @@ async def refund(context: ServiceContext, request: RefundRequest, *, service_nam
             spend=[SpendDelta(deduction.waba_id, deduction.cycle_start, -deduction.amount_minor)]
             if deduction.cycle_start == caught_up.state.cycle_start
             else [],
+            # The day's usage falls on the refund's own day, as the ledger has it.
+            usage=[
+                UsageDelta(
+                    deduction.waba_id,
+                    local_day(at, caught_up.state.timezone),
+                    -deduction.amount_minor,
+                    -deduction.quantity,
+                )
+            ],
         )
         await write_changes(connection, [changes], at=at)
     await context.changed(company_id)

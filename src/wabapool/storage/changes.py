@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import BigInteger, String, bindparam, func, select
@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain.events import DomainEvent
 from wabapool.domain.operations import PoolState
-from wabapool.storage import pg, statements
+from wabapool.storage import pg, statements, usage
 from wabapool.storage.ledger import LedgerRow, emit_events
 from wabapool.storage.pools import SET_BUCKET, LockedPool, bucket_changes, save_pool_state
 from wabapool.storage.requests import DeductionRow
@@ -65,6 +65,15 @@ class SpendDelta(NamedTuple):
     amount_minor: int
 
 
+class UsageDelta(NamedTuple):
+    """A change of one WABA's spend and messages on one day of the company's timezone (negative: a refund)."""
+
+    waba_id: str
+    day: date
+    amount_minor: int
+    messages: int
+
+
 class PoolChanges(NamedTuple):
     """Everything one transaction changes in one pool."""
 
@@ -74,6 +83,7 @@ class PoolChanges(NamedTuple):
     deductions: Sequence[DeductionRow] = ()
     deduction_ids: Sequence[int] = ()
     spend: Sequence[SpendDelta] = ()
+    usage: Sequence[UsageDelta] = ()
     events: Sequence[DomainEvent] = ()
 
 
@@ -109,6 +119,7 @@ async def write_changes(
         await _insert_rows(connection, deductions, entries)
     await _update_buckets(connection, changes, use_driver=chosen == "copy")
     await _add_spend(connection, changes, use_driver=chosen == "copy")
+    await _add_usage(connection, changes)
     for change in changes:
         if change.after.cycle_start != change.pool.state.cycle_start:
             # A cycle closed in this transaction: its statement is written with it (after its entries).
@@ -193,6 +204,16 @@ _ADD_SPEND_PG = pg.compile_statement(
         )
     )
 )
+
+
+async def _add_usage(connection: AsyncConnection, changes: Sequence[PoolChanges]) -> None:
+    """The daily roll-up: one upsert per company and day (one of each in nearly every transaction)."""
+    by_day: dict[tuple[int, date], list[tuple[str, int, int]]] = defaultdict(list)
+    for change in changes:
+        for delta in change.usage:
+            by_day[(change.after.company_id, delta.day)].append((delta.waba_id, delta.amount_minor, delta.messages))
+    for (company_id, day), rows in by_day.items():
+        await usage.add_daily_usage(connection, company_id=company_id, day=day, rows=rows)
 
 
 async def _add_spend(connection: AsyncConnection, changes: Sequence[PoolChanges], *, use_driver: bool) -> None:

@@ -1,72 +1,160 @@
-"""Deduction logs for the Package Usage page and CSV: keyset pages, newest first."""
+"""Deduction logs (deductions and refunds as rows of their own) and billing events: keyset pages, newest first."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, literal, null, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wabapool.storage.tables import deduction_requests, refunds, whatsapp_packages
+from wabapool.storage.tables import deduction_requests, outbox_events, refunds, whatsapp_packages
+
+# Rows of both kinds share one order, newest first: (created_at, rank, id) descending.
+DEDUCTION_RANK = 0
+REFUND_RANK = 1
+Position = tuple[datetime, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    """What a page of logs is narrowed to; the company always comes separately, from the token."""
+
+    waba_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    category: str | None = None
+    broadcast_id: str | None = None
+    # Any of these (the phone's hash under each listed key): rows keyed before a rotation still match.
+    phone_number_hashes: tuple[str, ...] | None = None
+
+
+def _older(created_at: Any, row_id: Any, rank: int, after: Position | None) -> list[Any]:
+    """The keyset condition: rows of this stream strictly after `after` in the shared order."""
+    if after is None:
+        return []
+    at, after_rank, after_id = after
+    if rank < after_rank:
+        return [created_at <= at]
+    if rank > after_rank:
+        return [created_at < at]
+    # Typed binds: the time goes through the column's own type (UTC, naive on SQLite) like any other.
+    return [tuple_(created_at, row_id) < tuple_(literal(at, created_at.type), literal(after_id, row_id.type))]
+
+
+def _narrowed(query: LogQuery, time_column: Any) -> list[Any]:
+    d = deduction_requests
+    conditions = []
+    if query.waba_id is not None:
+        conditions.append(d.c.waba_id == query.waba_id)
+    if query.since is not None:
+        conditions.append(time_column >= query.since)
+    if query.until is not None:
+        conditions.append(time_column < query.until)
+    if query.category is not None:
+        conditions.append(d.c.category == query.category)
+    if query.broadcast_id is not None:
+        conditions.append(d.c.broadcast_id == query.broadcast_id)
+    if query.phone_number_hashes is not None:
+        hashes = query.phone_number_hashes
+        conditions.append(d.c.phone_number_hash == hashes[0] if len(hashes) == 1 else d.c.phone_number_hash.in_(hashes))
+    return conditions
+
+
+def _waba_join(source: Any) -> Any:
+    w = whatsapp_packages
+    d = deduction_requests
+    return source.outerjoin(w, and_(w.c.company_id == d.c.company_id, w.c.waba_id == d.c.waba_id))
 
 
 async def deduction_page(
-    connection: AsyncConnection,
-    company_id: int,
-    *,
-    waba_id: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    category: str | None,
-    broadcast_id: str | None,
-    after: tuple[datetime, int] | None,
-    limit: int,
+    connection: AsyncConnection, company_id: int, query: LogQuery, *, after: Position | None, limit: int
 ) -> list[Any]:
-    """Up to `limit` rows older than the `after` keyset (created_at, id), newest first."""
+    """Up to `limit` deductions after the `after` position, newest first."""
     d = deduction_requests
-    conditions = [d.c.company_id == company_id]
-    if waba_id is not None:
-        conditions.append(d.c.waba_id == waba_id)
-    if since is not None:
-        conditions.append(d.c.created_at >= since)
-    if until is not None:
-        conditions.append(d.c.created_at < until)
-    if category is not None:
-        conditions.append(d.c.category == category)
-    if broadcast_id is not None:
-        conditions.append(d.c.broadcast_id == broadcast_id)
-    if after is not None:
-        created_at, row_id = after
-        conditions.append(or_(d.c.created_at < created_at, and_(d.c.created_at == created_at, d.c.id < row_id)))
-    query = (
+    conditions = [d.c.company_id == company_id, *_narrowed(query, d.c.created_at)]
+    conditions += _older(d.c.created_at, d.c.id, DEDUCTION_RANK, after)
+    statement = (
         select(
-            d.c.id,
+            literal(DEDUCTION_RANK).label("rank"),
+            d.c.id.label("row_id"),
             d.c.created_at,
-            d.c.unique_code,
-            d.c.waba_id,
-            whatsapp_packages.c.name.label("waba_name"),
-            d.c.broadcast_id,
-            d.c.message_id,
-            d.c.category,
-            d.c.deduction_code,
-            d.c.quantity,
-            d.c.unit_price_minor,
+            d.c.id.label("deduction_id"),
+            null().label("refund_id"),
+            *_shared_columns(),
             d.c.amount_minor,
             d.c.credited_to,
             d.c.allocations,
-            d.c.customer_name_enc,
-            d.c.phone_number_enc,
+            d.c.value_after_minor.label("balance_after_minor"),
             (refunds.c.id.is_not(None)).label("refunded"),
         )
-        .select_from(
-            d.outerjoin(
-                whatsapp_packages,
-                and_(whatsapp_packages.c.company_id == d.c.company_id, whatsapp_packages.c.waba_id == d.c.waba_id),
-            ).outerjoin(refunds, refunds.c.deduction_request_id == d.c.id)
-        )
+        .select_from(_waba_join(d).outerjoin(refunds, refunds.c.deduction_request_id == d.c.id))
         .where(and_(*conditions))
         .order_by(d.c.created_at.desc(), d.c.id.desc())
         .limit(limit)
     )
+    return list(await connection.execute(statement))
+
+
+async def refund_page(
+    connection: AsyncConnection, company_id: int, query: LogQuery, *, after: Position | None, limit: int
+) -> list[Any]:
+    """Up to `limit` refunds after the `after` position, newest first, each with the deduction it returns."""
+    d = deduction_requests
+    r = refunds
+    conditions = [r.c.company_id == company_id, d.c.company_id == company_id, *_narrowed(query, r.c.created_at)]
+    conditions += _older(r.c.created_at, r.c.id, REFUND_RANK, after)
+    statement = (
+        select(
+            literal(REFUND_RANK).label("rank"),
+            r.c.id.label("row_id"),
+            r.c.created_at,
+            d.c.id.label("deduction_id"),
+            r.c.id.label("refund_id"),
+            *_shared_columns(),
+            (-r.c.amount_minor).label("amount_minor"),
+            null().label("credited_to"),
+            r.c.allocations,
+            r.c.value_after_minor.label("balance_after_minor"),
+            literal(True).label("refunded"),
+        )
+        .select_from(_waba_join(r.join(d, d.c.id == r.c.deduction_request_id)))
+        .where(and_(*conditions))
+        .order_by(r.c.created_at.desc(), r.c.id.desc())
+        .limit(limit)
+    )
+    return list(await connection.execute(statement))
+
+
+def _shared_columns() -> tuple[Any, ...]:
+    d = deduction_requests
+    return (
+        d.c.unique_code,
+        d.c.waba_id,
+        whatsapp_packages.c.name.label("waba_name"),
+        d.c.broadcast_id,
+        d.c.message_id,
+        d.c.category,
+        d.c.deduction_code,
+        d.c.quantity,
+        d.c.unit_price_minor,
+        d.c.customer_name_enc,
+        d.c.phone_number_enc,
+    )
+
+
+async def event_page(
+    connection: AsyncConnection, company_id: int, *, after: tuple[datetime, int] | None, limit: int
+) -> list[Any]:
+    """Up to `limit` outbox events older than the `after` keyset (created_at, id), newest first.
+
+    Every column is read, so delivery columns another revision adds (a dead-letter mark) are seen too.
+    """
+    e = outbox_events
+    conditions = [e.c.company_id == company_id]
+    if after is not None:
+        created_at, row_id = after
+        conditions.append(or_(e.c.created_at < created_at, and_(e.c.created_at == created_at, e.c.id < row_id)))
+    query = select(e).where(and_(*conditions)).order_by(e.c.created_at.desc(), e.c.id.desc()).limit(limit)
     return list(await connection.execute(query))

@@ -1,0 +1,139 @@
+"""The CSV download: BOM, documented columns, inert formula-looking cells, exact amounts, non-ASCII intact."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer
+from tests.conftest import FakeClock
+from tests.reports_support import database_url, deduct, provision, refund, report_app
+
+WABA = "6660001"
+EVIL_BROADCAST = '=HYPERLINK("http://evil","click")'
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def app(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[tuple[httpx.AsyncClient, FakeClock]]:
+    postgres = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    clock = FakeClock(datetime(2026, 11, 10, 16, 30, tzinfo=UTC))  # 23:30 in Jakarta
+    async with report_app(database_url(request.param, tmp_path, postgres), clock) as (client, context):
+        await provision(client, 1, wabas=(WABA,), unit_price=1_234, allowance=1_000_000)
+        context.reports.export_page_rows = 100  # several pages without writing thousands of rows
+        yield client, clock
+
+
+async def download(client: httpx.AsyncClient, role: str = "owner", **params: str) -> httpx.Response:
+    response = await client.get(f"{PUBLIC}/download_broadcast_deduction", params=params, headers=bearer(1, role))
+    assert response.status_code == 200, response.text
+    return response
+
+
+def table(response: httpx.Response) -> list[dict[str, str]]:
+    text = response.content.decode("utf-8")
+    assert text.startswith("\ufeff")
+    return list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
+
+
+async def test_hostile_cells_come_out_inert_and_readable_and_amounts_exact(app) -> None:
+    client, clock = app
+    await deduct(
+        client,
+        1,
+        "m1",
+        waba_id=WABA,
+        quantity=3,
+        broadcast_id=EVIL_BROADCAST,
+        message_id="-1+1",
+        category="=cat()",
+        customer_name="=1",
+        phone_number="+6281234567890",
+    )
+    await deduct(
+        client, 1, "m2", waba_id=WABA, broadcast_id="b2", customer_name="Siti Nurhaliza ✓ 李小龍", phone_number="@62"
+    )
+    clock.advance(hours=1)
+    await refund(client, 1, "m2", "r2")
+    rows = table(await download(client))
+    assert [row["Type"] for row in rows] == ["refund", "deduction", "deduction"]
+    refund_row, second, first = rows
+    assert first["Broadcast ID"] == "'" + EVIL_BROADCAST
+    assert first["Message ID"] == "'-1+1" and first["Category"] == "'=cat()"
+    assert first["Customer Name"] == "'=1" and first["Phone Number"] == "'+6281234567890"
+    assert first["Quantity"] == "3" and first["Unit Price"] == "12.34" and first["Amount"] == "37.02"
+    assert first["Balance After"] == "9962.98" and first["Bucket Credited"] == "wa_balance_initial"
+    assert first["Time"] == "2026-11-10T23:30:00+07:00" and first["Refunded"] == "no"
+    assert second["Customer Name"] == "Siti Nurhaliza ✓ 李小龍" and second["Phone Number"] == "'@62"
+    assert second["Refunded"] == "yes"
+    assert refund_row["Amount"] == "-12.34" and refund_row["Time"] == "2026-11-11T00:30:00+07:00"
+    assert "WABA ID" not in rows[0]
+    # Nothing a spreadsheet would evaluate: every text cell that starts like a formula carries the quote.
+    for row in rows:
+        for column in ("Broadcast ID", "Message ID", "Category", "Customer Name", "Phone Number"):
+            assert not row[column].startswith(("=", "+", "-", "@", "\t", "\r")), (column, row[column])
+
+
+async def test_the_waba_column_follows_the_preference_and_the_name_the_period(app) -> None:
+    client, _clock = app
+    await deduct(client, 1, "m1", waba_id=WABA)
+    hidden = await download(client, **{"from": "2026-11-01", "to": "2026-11-30"})
+    assert 'filename="deductions-1-2026-11-01_to_2026-11-30.csv"' in hidden.headers["content-disposition"]
+    assert hidden.headers["content-type"].startswith("text/csv")
+    assert list(table(hidden)[0]) == [
+        "Time",
+        "Broadcast ID",
+        "Category",
+        "Customer Name",
+        "Phone Number",
+        "Quantity",
+        "Unit Price",
+        "Amount",
+        "Bucket Credited",
+        "Balance After",
+        "Refunded",
+        "Type",
+        "Message ID",
+        "Deduction Code",
+    ]
+    await client.put(f"{PUBLIC}/billing_preferences", json={"show_waba_id": True}, headers=bearer(1))
+    shown = table(await download(client, broadcast_id="nothing-yet"))
+    assert shown == []
+    shown = table(await download(client))
+    assert list(shown[0])[:3] == ["Time", "Broadcast ID", "WABA ID"] and shown[0]["WABA ID"] == WABA
+
+
+async def test_a_supervisor_gets_masked_personal_data_still_inert(app) -> None:
+    client, _clock = app
+    await deduct(client, 1, "m1", waba_id=WABA, customer_name="x y", phone_number="+6281234567890")
+    row = table(await download(client, role="supervisor"))[0]
+    assert row["Customer Name"] == "* *" and row["Phone Number"] == "'+62812****7890"
+
+
+async def test_the_export_streams_every_row_of_several_pages_once(app) -> None:
+    client, _clock = app
+    items = [
+        {
+            "company_id": 1,
+            "billing_code": "whatsapp",
+            "deduction_code": "wa_marketing_id",
+            "unique_code": f"bulk-{index}",
+            "quantity": 1,
+            "extra_attrs": {"waba_id": WABA},
+        }
+        for index in range(700)
+    ]
+    for start in (0, 350):
+        response = await client.post(
+            f"{INTERNAL}/quota-managements/deductions",
+            json={"items": items[start : start + 350]},
+            headers=INTERNAL_HEADERS,
+        )
+        assert response.status_code == 200
+    rows = table(await download(client))
+    assert len(rows) == 700 and len({row["Balance After"] for row in rows}) == 700
+    assert sum(int(row["Amount"].replace(".", "")) for row in rows) == 700 * 1_234
