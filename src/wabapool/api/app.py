@@ -12,10 +12,9 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
-from wabapool.api import internal, public
+from wabapool.api import analytics, internal, public, web
 from wabapool.api.context import AppContext
 from wabapool.api.errors import error_response, install_error_handlers
 from wabapool.api.middleware import RequestContextMiddleware
@@ -81,11 +80,11 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         generate_unique_id_function=lambda route: f"gateway_{route.name}",
     )
     app.include_router(public.router, prefix=PUBLIC_PREFIX)
+    app.include_router(analytics.router, prefix=PUBLIC_PREFIX)
     _add_operations(app, app_context)
     _document_validation_as_400(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, observe=observe_request)
-    if WEB_DIST.is_dir():
-        app.mount("/", StaticFiles(directory=WEB_DIST, html=True), name="web")
+    web.install_page(app, WEB_DIST)
     return app
 
 

@@ -105,9 +105,10 @@ async def download_broadcast_deduction(
     since: Annotated[TimeQuery, Query(alias="from")] = None,
     until: Annotated[TimeQuery, Query(alias="to")] = None,
     waba_id: WabaQuery = None,
+    category: Annotated[Annotated[str, StringConstraints(max_length=48), schemas.NoNul] | None, Query()] = None,
 ) -> StreamingResponse:
     """The deduction logs as CSV; a `WABA ID` column only when the company shows it."""
-    filters = _filters(waba_id, since, until, broadcast_id=broadcast_id)
+    filters = _filters(waba_id, since, until, category, broadcast_id=broadcast_id)
     show_waba_id, currency, pages = await context.reports.export_pages(principal.company_id, filters)
     unmasked = allowed(principal.role, Permission.VIEW_PERSONAL_DATA)
 
