@@ -111,6 +111,7 @@ export function toBillingInfo(raw: unknown): BillingInfo {
     timezone: zone && isValidTimeZone(zone) ? zone : zoneFromCycleStart(startsAt),
     balance: toBalance(body.balance),
     thresholdPercent: String(body.threshold_percent ?? '40'),
+    fundedThisCycle: body.funded_this_cycle == null ? null : int(body.funded_this_cycle, 'funded_this_cycle'),
     lowBalance: body.low_balance === true,
     belowZero: body.below_zero === true,
     cycle: { startsAt, endsAt: str(cycle.ends_at, 'cycle.ends_at') },

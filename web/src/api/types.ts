@@ -23,6 +23,8 @@ export interface BillingInfo {
   timezone: string
   balance: BalanceFigures
   thresholdPercent: string
+  /** The threshold's base: allowance + carried credit + top-ups this cycle (optional in the API). */
+  fundedThisCycle: number | null
   lowBalance: boolean
   belowZero: boolean
   cycle: { startsAt: string; endsAt: string }

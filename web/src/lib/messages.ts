@@ -35,8 +35,10 @@ export const en = {
   tooltipResets: (when: string) => `Allowance resets ${when}`,
   ofAmount: (part: string, whole: string) => `${part} of ${whole}`,
   // Banner
-  bannerLow: (threshold: string) =>
-    `Your shared balance is running low (at or below ${threshold}% of this cycle's funds left).`,
+  bannerLow: (percentLeft: number | null, threshold: string) =>
+    percentLeft === null
+      ? `Your shared balance is running low (at or below ${threshold}% of this cycle's funds left).`
+      : `Your shared balance is running low (${percentLeft}% of this cycle's funds left).`,
   bannerBelowZero: (used: string, limit: string) =>
     `Your balance is below zero: messages are being charged to your postpaid credit (${used} of ${limit}).`,
   bannerHealthy: (threshold: string) => `Your shared balance is above the ${threshold}% low-balance mark.`,
