@@ -1,8 +1,14 @@
-"""Personal data at rest: AES-GCM with a key ring, and a keyed hash for exact-match search.
+"""Personal data at rest: AES-GCM with a key set, and keyed hashes for exact-match search and replays.
 
-`WABAPOOL_PII_KEYS` is `kid:base64key,…` (32-byte keys). The last key encrypts;
-every key decrypts, so keys rotate by appending. The first key also derives the
-search-hash key, so search keeps working across rotations.
+`WABAPOOL_PII_KEYS` is `kid:base64key,…` (32-byte keys). The last key seals;
+every listed key opens, so keys rotate by appending one and running
+`wabapool pii rotate`. The first key keys the hashes (the phone search hash,
+the request's payload hash and the page cursors' tag), so they stay put
+across rotations: keep it listed. The built-in development key (`dev`) only
+ever reads once any other key is listed: data a demo sealed with it stays
+readable while `pii rotate` re-seals it, and nothing new is sealed with it.
+
+    PiiKeyError   the key set is malformed, or a value is sealed under a key it lacks (names the key id)
 """
 
 from __future__ import annotations
@@ -15,12 +21,61 @@ import re
 import threading
 import weakref
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
 _NON_DIGITS = re.compile(r"\D")
+DEVELOPMENT_KEY_ID = "dev"
+_DEVELOPMENT_KEY = hashlib.sha256(b"wabapool development pii key").digest()
 # Embedded/demo mode only: a fixed, public key so a demo database stays readable across restarts.
-DEVELOPMENT_KEYS = "dev:" + base64.b64encode(hashlib.sha256(b"wabapool development pii key").digest()).decode()
+DEVELOPMENT_KEYS = f"{DEVELOPMENT_KEY_ID}:" + base64.b64encode(_DEVELOPMENT_KEY).decode()
+KEY_ID_MAX_LENGTH = 64
+_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class PiiKeyError(ValueError):
+    """A key problem; the message names key ids, never key material."""
+
+    def __init__(self, message: str, key_id: str | None = None) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+
+
+def normalize_phone(value: str) -> str | None:
+    """E.164-style `+digits`: spaces, dashes, dots and brackets dropped, a `00` prefix read as `+`."""
+    digits = _NON_DIGITS.sub("", value)
+    if not digits:
+        return None
+    if not value.strip().startswith("+") and digits.startswith("00"):
+        digits = digits[2:]
+    return "+" + digits if digits else None
+
+
+def key_id_of(sealed: bytes) -> str:
+    """The id of the key a sealed value needs."""
+    return bytes(sealed).partition(b".")[0].decode("utf-8", "replace")
+
+
+def parse_keys(keys_spec: str) -> list[tuple[str, bytes]]:
+    """`kid:base64,…` in order; PiiKeyError names the entry by position (the text holds keys)."""
+    keys: list[tuple[str, bytes]] = []
+    for position, part in enumerate(filter(None, (p.strip() for p in keys_spec.split(","))), start=1):
+        kid, _, encoded = part.partition(":")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except ValueError as exc:
+            raise PiiKeyError(f"PII key entry {position} is not kid:base64 of 32 bytes") from exc
+        if not _KEY_ID.fullmatch(kid) or len(key) != 32:
+            raise PiiKeyError(f"PII key entry {position} is not kid:base64 of 32 bytes (kid: letters, digits, _ -)")
+        if kid in dict(keys):
+            raise PiiKeyError(f"PII key id {kid!r} is listed twice", kid)
+        if kid == DEVELOPMENT_KEY_ID and key != _DEVELOPMENT_KEY:
+            raise PiiKeyError(f"PII key id {kid!r} is reserved for the built-in development key", kid)
+        keys.append((kid, key))
+    if not keys:
+        raise PiiKeyError("at least one PII key is needed")
+    return keys
 
 
 class _Nonces:
@@ -63,22 +118,31 @@ class _Nonces:
 
 
 class PiiSealer:
+    """Seals and opens personal data, and keys the hashes that stand in for it."""
+
     def __init__(self, keys_spec: str) -> None:
-        keys: list[tuple[str, bytes]] = []
-        for part in filter(None, (p.strip() for p in keys_spec.split(","))):
-            kid, _, encoded = part.partition(":")
-            key = base64.b64decode(encoded)
-            if not kid or len(key) != 32:
-                raise ValueError("each PII key is kid:base64 of 32 bytes")
-            keys.append((kid, key))
-        if not keys:
-            raise ValueError("at least one PII key is needed")
+        keys = parse_keys(keys_spec)
         self._keys = dict(keys)
-        self._active_kid, active_key = keys[-1]
+        # The development key reads, never seals or hashes, once a real key is listed.
+        usable = [(kid, key) for kid, key in keys if kid != DEVELOPMENT_KEY_ID] or keys
+        self.active_key_id, active_key = usable[-1]
+        self.hash_key_id, hash_root = usable[0]
         self._active = AESGCM(active_key)
-        self._hash_key = hmac.new(keys[0][1], b"wabapool search hash", hashlib.sha256).digest()
-        self._header = self._active_kid.encode() + b"."
+        self._openers = {kid: AESGCM(key) for kid, key in keys}
+        self._hash_key = hmac.new(hash_root, b"wabapool search hash", hashlib.sha256).digest()
+        self._payload_key = hmac.new(hash_root, b"wabapool payload hash", hashlib.sha256).digest()
+        self._cursor_key = hmac.new(hash_root, b"wabapool page cursor", hashlib.sha256).digest()
+        self._header = self.active_key_id.encode() + b"."
         self._nonces = _Nonces()
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(self._keys)
+
+    @property
+    def cursor_key(self) -> bytes:
+        """The key page cursors are signed with (derived; never the sealing key itself)."""
+        return self._cursor_key
 
     def seal(self, plaintext: str | None) -> bytes | None:
         if plaintext is None:
@@ -90,15 +154,29 @@ class PiiSealer:
         if sealed is None:
             return None
         kid, _, rest = bytes(sealed).partition(b".")
-        key = self._keys.get(kid.decode())
-        if key is None:
-            raise ValueError(f"PII key {kid.decode()!r} is not in the key ring")
+        opener = self._openers.get(kid.decode("utf-8", "replace"))
+        if opener is None:
+            raise PiiKeyError(f"PII key {key_id_of(sealed)!r} is not in the key set", key_id_of(sealed))
         nonce, ciphertext = rest[:NONCE_BYTES], rest[NONCE_BYTES:]
-        return AESGCM(key).decrypt(nonce, ciphertext, kid + b".").decode()
+        try:
+            return opener.decrypt(nonce, ciphertext, kid + b".").decode()
+        except InvalidTag as exc:
+            name = kid.decode()
+            raise PiiKeyError(f"a value sealed under PII key {name!r} does not open with it", name) from exc
+
+    def needs_reseal(self, sealed: bytes | None) -> bool:
+        return sealed is not None and key_id_of(sealed) != self.active_key_id
 
     def search_hash(self, value: str | None) -> str | None:
-        """Keyed hash of the normalized value: equal inputs match, the hash reveals nothing."""
+        """Keyed hash of the normalized value (E.164 for a phone number): equal inputs match, it reveals nothing."""
         if value is None:
             return None
-        normalized = _NON_DIGITS.sub("", value) or value.strip().lower()
+        normalized = normalize_phone(value) or value.strip().lower()
         return hmac.digest(self._hash_key, normalized.encode(), "sha256").hex()
+
+    def payload_hash(self, payload: bytes) -> str:
+        """Keyed fingerprint of a request's payload (it holds personal data, so a plain hash would leak it)."""
+        return hmac.digest(self._payload_key, payload, "sha256").hex()
+
+    def __repr__(self) -> str:
+        return f"PiiSealer(key_ids={list(self._keys)!r}, active={self.active_key_id!r})"

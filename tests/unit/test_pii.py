@@ -35,7 +35,7 @@ def test_after_rotation_new_values_use_the_new_key_and_old_ones_still_open() -> 
     assert rotated.open(before) == "Budi"
     after = rotated.seal("Budi")
     assert after is not None and after.startswith(b"k2.")
-    with pytest.raises(ValueError, match="not in the key ring"):
+    with pytest.raises(ValueError, match="not in the key set"):
         PiiSealer(old_key).open(after)
 
 

@@ -1,11 +1,11 @@
-"""The company's API (bearer JWT): balance, logs, CSV export, preferences. The company is the token's."""
+"""The company's API (bearer JWT): balance, usage, events, logs, CSV export, preferences. The company is the token's."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -23,6 +23,8 @@ router = APIRouter(tags=["public"])
 
 BalanceReader = Annotated[Principal, Depends(require(Permission.VIEW_BILLING_INFO))]
 LogReader = Annotated[Principal, Depends(require(Permission.VIEW_DEDUCTION_LOGS))]
+# The SPEC's role table grants billing_events to exactly the roles that read the logs.
+EventReader = Annotated[Principal, Depends(require(Permission.VIEW_DEDUCTION_LOGS))]
 PreferenceReader = Annotated[Principal, Depends(require(Permission.READ_PREFERENCES))]
 PreferenceWriter = Annotated[Principal, Depends(require(Permission.WRITE_PREFERENCES))]
 WabaQuery = Annotated[str | None, Query(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")]
@@ -123,6 +125,93 @@ async def download_broadcast_deduction(
     return StreamingResponse(
         body(), media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )
+
+
+def _day_or_time(name: str, value: str | None) -> date | datetime | None:
+    """`YYYY-MM-DD` (a day in the company timezone) or an ISO 8601 time with a timezone (its day there)."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value)
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise BillingError(
+            Rejection.INVALID_REQUEST, f"{name} is YYYY-MM-DD or an ISO 8601 time", {"field": name}
+        ) from exc
+    if moment.tzinfo is None:
+        raise BillingError(Rejection.INVALID_REQUEST, f"{name} needs a timezone", {"field": name})
+    return moment
+
+
+DayQuery = Annotated[
+    str | None,
+    Query(
+        max_length=40,
+        description="YYYY-MM-DD in the company timezone (both ends included), or an ISO 8601 time with a timezone.",
+    ),
+]
+
+
+@router.get("/usage", response_model=schemas.UsageOut, responses=error_responses(400, 401, 403, 404))
+async def usage(
+    principal: BalanceReader,
+    context: Context,
+    since: Annotated[DayQuery, Query(alias="from")] = None,
+    until: Annotated[DayQuery, Query(alias="to")] = None,
+    waba_id: WabaQuery = None,
+) -> JSONResponse:
+    """Spend and messages per day (company timezone) and per WABA, from the daily roll-up; default this cycle."""
+    series = await context.reports.usage(
+        principal.company_id,
+        since=_day_or_time("from", since),
+        until=_day_or_time("to", until),
+        waba_id=waba_id,
+    )
+    days = [
+        {
+            "date": day.day.isoformat(),
+            "amount": day.amount,
+            "messages": day.messages,
+            "by_waba": [asdict(w) for w in day.by_waba],
+        }
+        for day in series.days
+    ]
+    return JSONResponse({"currency": series.currency, "days": days})
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@router.get(
+    "/billing_events", response_model=schemas.BillingEventPageOut, responses=error_responses(400, 401, 403, 404)
+)
+async def billing_events(
+    principal: EventReader,
+    context: Context,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> JSONResponse:
+    """The company's events (alert history) with their webhook delivery state, newest first."""
+    page = await context.reports.events(principal.company_id, cursor=cursor, limit=limit)
+    rows = [
+        {
+            "id": row.id,
+            "type": row.type,
+            "created_at": row.created_at.isoformat(),
+            "data": row.data,
+            "delivery": {
+                "state": row.delivery.state,
+                "attempts": row.delivery.attempts,
+                "delivered_at": _time(row.delivery.delivered_at),
+                "next_attempt_at": _time(row.delivery.next_attempt_at),
+                "last_error": row.delivery.last_error,
+            },
+        }
+        for row in page.rows
+    ]
+    return JSONResponse({"data": rows, "next_cursor": page.next_cursor})
 
 
 @router.get("/billing_preferences", response_model=schemas.PreferencesOut, responses=error_responses(401, 403, 404))

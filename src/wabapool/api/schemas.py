@@ -284,6 +284,48 @@ class LogPageOut(BaseModel):
     next_cursor: str | None
 
 
+class WabaDayUsageOut(BaseModel):
+    waba_id: str
+    amount: int = Field(description="Minor units spent that day, refunds taken back (on the refund's day).")
+    messages: int
+
+
+class DayUsageOut(BaseModel):
+    date: str = Field(description="The calendar day in the company timezone, YYYY-MM-DD.")
+    amount: int
+    messages: int
+    by_waba: list[WabaDayUsageOut]
+
+
+class UsageOut(BaseModel):
+    currency: str
+    days: list[DayUsageOut] = Field(description="Every day of the period, oldest first, empty days included.")
+
+
+class DeliveryOut(BaseModel):
+    state: Literal["pending", "delivered", "failed", "dead"] = Field(
+        description="pending: not tried yet; failed: tried, another attempt is scheduled; "
+        "dead: dead-lettered (no attempt left); delivered: a 2xx answer."
+    )
+    attempts: int
+    delivered_at: datetime | None
+    next_attempt_at: datetime | None
+    last_error: str | None
+
+
+class BillingEventOut(BaseModel):
+    id: str = Field(description="The event id (the webhook-id header of its delivery).")
+    type: str
+    created_at: datetime
+    data: dict[str, object] = Field(description="The pool figures of the event (total, available, ...).")
+    delivery: DeliveryOut
+
+
+class BillingEventPageOut(BaseModel):
+    data: list[BillingEventOut]
+    next_cursor: str | None
+
+
 class PreferencesIn(Strict):
     show_waba_id: StrictBool
 

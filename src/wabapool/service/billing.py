@@ -36,6 +36,7 @@ from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
+from wabapool.storage import usage as usage_store
 from wabapool.storage.database import Database
 
 Clock = Callable[[], datetime]
@@ -432,6 +433,12 @@ class BillingService:
                     cycle_start=deduction.cycle_start,
                     spend_by_waba={deduction.waba_id: -deduction.amount_minor},
                 )
+            await usage_store.add_daily_usage(
+                connection,
+                company_id=request.company_id,
+                day=usage_store.local_day(at, caught_up.state.timezone),
+                rows=[(deduction.waba_id, -deduction.amount_minor, -deduction.quantity)],
+            )
         await self._changed(request.company_id)
         return RefundResult(
             refund_id=refund_id,

@@ -28,6 +28,7 @@ from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
+from wabapool.storage import usage as usage_store
 
 
 class Prepared(NamedTuple):
@@ -379,6 +380,12 @@ async def _write(
         await ledger_store.add_waba_spend(
             connection, company_id=state.company_id, cycle_start=cycle_start, spend_by_waba=group.spend_by_waba
         )
+        await usage_store.add_daily_usage(
+            connection,
+            company_id=state.company_id,
+            day=usage_store.local_day(at, state.timezone),
+            rows=[(a.item.request.waba_id, a.amount, a.item.request.quantity) for a in group.applied],
+        )
     else:
         ids = {row.unique_code: row_id for row_id, row in zip(reserved_ids, rows, strict=False)}
         entries = _entries(pool, state, cycle_moves, group, ids, at)
@@ -396,6 +403,12 @@ async def _write(
             )
             if inserted != len(rows):
                 _code_taken(look_up_existing)
+            await usage_store.add_daily_usage(
+                connection,
+                company_id=state.company_id,
+                day=usage_store.local_day(at, state.timezone),
+                rows=[(a.item.request.waba_id, a.amount, a.item.request.quantity) for a in group.applied],
+            )
             await pool_store.save_pool_state(connection, pool, state, at=at)
         else:
             try:
@@ -406,6 +419,12 @@ async def _write(
             await pool_store.save_pool(connection, pool, state, at=at)
             await ledger_store.add_waba_spend(
                 connection, company_id=state.company_id, cycle_start=cycle_start, spend_by_waba=group.spend_by_waba
+            )
+            await usage_store.add_daily_usage(
+                connection,
+                company_id=state.company_id,
+                day=usage_store.local_day(at, state.timezone),
+                rows=[(a.item.request.waba_id, a.amount, a.item.request.quantity) for a in group.applied],
             )
     await ledger_store.emit_events(connection, company_id=state.company_id, events=group.events, at=at)
     return ids

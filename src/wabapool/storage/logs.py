@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wabapool.storage.tables import deduction_requests, refunds, whatsapp_packages
+from wabapool.storage.tables import deduction_requests, outbox_events, refunds, whatsapp_packages
 
 
 async def deduction_page(
@@ -69,4 +69,20 @@ async def deduction_page(
         .order_by(d.c.created_at.desc(), d.c.id.desc())
         .limit(limit)
     )
+    return list(await connection.execute(query))
+
+
+async def event_page(
+    connection: AsyncConnection, company_id: int, *, after: tuple[datetime, int] | None, limit: int
+) -> list[Any]:
+    """Up to `limit` outbox events older than the `after` keyset (created_at, id), newest first.
+
+    Every column is read, so delivery columns another revision adds (a dead-letter mark) are seen too.
+    """
+    e = outbox_events
+    conditions = [e.c.company_id == company_id]
+    if after is not None:
+        created_at, row_id = after
+        conditions.append(or_(e.c.created_at < created_at, and_(e.c.created_at == created_at, e.c.id < row_id)))
+    query = select(e).where(and_(*conditions)).order_by(e.c.created_at.desc(), e.c.id.desc()).limit(limit)
     return list(await connection.execute(query))

@@ -7,6 +7,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -141,6 +142,8 @@ deduction_requests = Table(
     Index("ix_deduction_requests_company_created", "company_id", "created_at", "id"),
     Index("ix_deduction_requests_company_waba_created", "company_id", "waba_id", "created_at", "id"),
     Index("ix_deduction_requests_company_broadcast", "company_id", "broadcast_id"),
+    # Exact-match phone search (the keyed hash), newest first (0005).
+    Index("ix_deduction_requests_company_phone", "company_id", "phone_number_hash", "created_at", "id"),
 )
 
 refunds = Table(
@@ -158,6 +161,8 @@ refunds = Table(
     Column("service_name", String(64)),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("company_id", "refund_code", name="uq_refunds_company_code"),
+    # Refunds are rows of their own in the logs, newest first (0005).
+    Index("ix_refunds_company_created", "company_id", "created_at", "id"),
 )
 
 payments = Table(
@@ -225,4 +230,37 @@ outbox_events = Table(
     UniqueConstraint("event_type", "dedup_key", name="uq_outbox_events_type_dedup"),
     Index("ix_outbox_events_pending", "delivered_at", "next_attempt_at"),
     Index("ix_outbox_events_company_created", "company_id", "created_at"),
+)
+
+# Spend and messages per WABA per day (company timezone), kept in the deduction's and the refund's
+# transaction so the usage series is O(days x WABAs), not a scan of the requests (0005).
+waba_daily_usage = Table(
+    "waba_daily_usage",
+    metadata,
+    Column("company_id", BigInteger, primary_key=True),
+    Column("waba_id", String(32), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("spent_minor", BigInteger, nullable=False),
+    Column("messages", BigInteger, nullable=False),
+)
+
+# The PII keys stored data needs: `seal` key ids that values are sealed under, and the `hash` key id
+# the search and payload hashes are keyed by. Start-up refuses a key set that lacks one (0005).
+pii_keys_in_use = Table(
+    "pii_keys_in_use",
+    metadata,
+    Column("purpose", String(8), primary_key=True),
+    Column("key_id", String(64), primary_key=True),
+    Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+# Where `wabapool pii rotate` got to, per target (sealing key, hash key): a stopped run resumes (0005).
+pii_rotations = Table(
+    "pii_rotations",
+    metadata,
+    Column("seal_key_id", String(64), primary_key=True),
+    Column("hash_key_id", String(64), primary_key=True),
+    Column("last_id", BigInteger, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
 )
