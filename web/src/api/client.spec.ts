@@ -85,6 +85,6 @@ describe('ApiClient', () => {
 
   it('maps billing events and their delivery state', () => {
     expect(toBillingEvent(wireEvent(1, 'balance_low'))).toMatchObject({ id: 'evt-1', delivery: 'delivered', attempts: 1 })
-    expect(toBillingEvent(wireEvent(2, 'balance_low', { delivery_state: 'weird' })).delivery).toBe('unknown')
+    expect(toBillingEvent(wireEvent(2, 'balance_low', { delivery: { state: 'weird' } })).delivery).toBe('unknown')
   })
 })

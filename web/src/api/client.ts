@@ -181,9 +181,8 @@ const DELIVERY_STATES: readonly DeliveryState[] = ['delivered', 'pending', 'fail
 
 export function toBillingEvent(raw: unknown): BillingEvent {
   const event = obj(raw, 'event')
-  const delivery = event.delivery
-  const state = isRecord(delivery) ? delivery.state : (event.delivery_state ?? delivery)
-  const attempts = isRecord(delivery) ? delivery.attempts : event.attempts
+  const delivery = isRecord(event.delivery) ? event.delivery : {}
+  const { state, attempts } = delivery
   return {
     id: String(event.id ?? ''),
     type: str(event.type, 'type'),

@@ -26,8 +26,8 @@ describe('AlertHistory', () => {
   it('success: each event in words with its time and delivery state', () => {
     const events = [
       event(3, 'balance_low'),
-      event(2, 'balance_topped_up', { data: { amount: 50_000_000 }, delivery_state: 'pending', attempts: 0 }),
-      event(1, 'cycle_reset', { delivery_state: 'dead', attempts: 7 }),
+      event(2, 'balance_topped_up', { data: { amount: 50_000_000 }, delivery: { state: 'pending', attempts: 0 } }),
+      event(1, 'cycle_reset', { delivery: { state: 'dead', attempts: 7 } }),
     ]
     const wrapper = mount(AlertHistory, { props: { ...base, state: 'success', events } })
     const rows = wrapper

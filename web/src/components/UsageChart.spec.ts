@@ -23,7 +23,8 @@ describe('UsageChart', () => {
   it('error: message and retry', async () => {
     const wrapper = mountChart('error', { errorMessage: 'the server answered 503.' })
     expect(wrapper.text()).toContain("We couldn't load usage. the server answered 503.")
-    await wrapper.get('button').trigger('click')
+    expect(wrapper.findAll('.segmented button').every((b) => b.attributes('disabled') !== undefined)).toBe(true)
+    await wrapper.get('.chart-box button').trigger('click')
     expect(wrapper.emitted('retry')).toHaveLength(1)
   })
 

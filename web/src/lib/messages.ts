@@ -71,6 +71,7 @@ export const en = {
   // Filters and logs
   logsTitle: 'Deduction logs',
   logsTableLabel: 'Deduction logs',
+  logsScrollLabel: 'Deduction logs table (scrolls)',
   wabaFilter: 'WABA',
   allWabas: 'All WABAs',
   wabasUnavailable: 'WABA list unavailable',

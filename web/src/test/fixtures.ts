@@ -95,8 +95,7 @@ export function wireEvent(id: number, type: string, overrides: Record<string, un
     type,
     created_at: '2026-11-30T07:56:00+00:00',
     data: { threshold_percent: '40.00', total: 99_985_200 },
-    delivery_state: 'delivered',
-    attempts: 1,
+    delivery: { state: 'delivered', attempts: 1, delivered_at: '2026-11-30T07:56:02+00:00', next_attempt_at: null, last_error: null },
     ...overrides,
   }
 }
