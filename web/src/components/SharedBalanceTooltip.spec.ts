@@ -57,7 +57,22 @@ describe('SharedBalanceTooltip', () => {
     await wrapper.vm.$nextTick()
     expect(wrapper.emitted('opened')).toEqual([['hover']])
     await wrapper.get('button').trigger('pointerleave')
+    vi.advanceTimersByTime(120)
+    await wrapper.vm.$nextTick()
     expect(wrapper.get('[role="tooltip"]').attributes('hidden')).toBeDefined()
+  })
+
+  it('the pointer can move from the button onto the tooltip without closing it', async () => {
+    const wrapper = mountTooltip()
+    await wrapper.get('button').trigger('pointerenter')
+    vi.advanceTimersByTime(150)
+    await wrapper.get('button').trigger('pointerleave')
+    vi.advanceTimersByTime(60)
+    await wrapper.get('[role="tooltip"]').trigger('pointerenter')
+    vi.advanceTimersByTime(500)
+    await wrapper.vm.$nextTick()
+    expect(wrapper.get('[role="tooltip"]').attributes('hidden')).toBeUndefined()
+    expect(wrapper.emitted('opened')).toEqual([['hover']])
   })
 
   it('a pointer that leaves before the delay opens nothing', async () => {
