@@ -149,3 +149,11 @@ def record_deductions(outcomes: Mapping[tuple[str, str], int], amounts: Mapping[
 def render() -> tuple[bytes, str]:
     """The registry in the Prometheus text format: (body, content type)."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+ANALYTICS_EVENTS = Counter(
+    "wabapool_analytics_events",
+    "Analytics events sent by the page, by allow-listed name and its closed properties (billing_version, trigger).",
+    ["name", "billing_version", "trigger"],
+    registry=REGISTRY,
+)

@@ -12,9 +12,8 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 
-from wabapool.api import demo_webhooks, internal, public, statements
+from wabapool.api import analytics, demo_webhooks, internal, public, statements, web
 from wabapool.api.context import AppContext
 from wabapool.api.errors import error_response, install_error_handlers
 from wabapool.api.middleware import RequestContextMiddleware
@@ -81,13 +80,13 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     )
     app.include_router(public.router, prefix=PUBLIC_PREFIX)
     app.include_router(statements.router, prefix=PUBLIC_PREFIX)
+    app.include_router(analytics.router, prefix=PUBLIC_PREFIX)
     if demo_webhooks.enabled():
         app.include_router(demo_webhooks.router)
     _add_operations(app, app_context)
     _document_validation_as_400(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, observe=observe_request)
-    if WEB_DIST.is_dir():
-        app.mount("/", StaticFiles(directory=WEB_DIST, html=True), name="web")
+    web.install_page(app, WEB_DIST)
     return app
 
 

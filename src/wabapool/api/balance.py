@@ -33,4 +33,6 @@ def billing_info(view: BalanceView) -> dict[str, Any]:
         "cycle": {"starts_at": view.cycle_starts_at.isoformat(), "ends_at": view.cycle_ends_at.isoformat()},
         "wabas": [{"waba_id": w.waba_id, "name": w.name, "spent_this_cycle": w.spent_this_cycle} for w in view.wabas],
         "as_of": view.as_of.isoformat() if view.as_of else None,
+        "timezone": view.timezone,
+        "funded_this_cycle": view.funded_this_cycle,
     }

@@ -278,6 +278,10 @@ class BillingInfoOut(BaseModel):
     wabas: list[WabaUsageOut]
     as_of: datetime
     stale: bool
+    timezone: str | None = Field(default=None, description="The company's IANA timezone (times on the page).")
+    funded_this_cycle: int | None = Field(
+        default=None, description="Funds of this cycle (allowance, carried credit, top-ups): the threshold's base."
+    )
 
 
 class LogRowOut(BaseModel):

@@ -16,8 +16,9 @@ DEMO_DATABASE = Path("wabapool-demo.db")
 
 
 async def _prepare_demo(settings: Settings) -> None:
-    from wabapool.cli.demo import DEMO_COMPANY_ID, provision_demo
-    from wabapool.service import BillingService
+    """A first run seeds the demo company with two weeks of history (the page's demo data); later runs keep it."""
+    from wabapool.cli.demo import DEMO_COMPANY_ID, seed_page_demo
+    from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
     from wabapool.storage import companies as company_store
     from wabapool.storage.database import Database
 
@@ -26,7 +27,8 @@ async def _prepare_demo(settings: Settings) -> None:
         async with database.read() as connection:
             exists = await company_store.get_company(connection, DEMO_COMPANY_ID) is not None
         if not exists:
-            await provision_demo(BillingService(database))
+            # The same keys the app will read the personal data with.
+            await seed_page_demo(database, sealer=PiiSealer(settings.pii_keys or DEVELOPMENT_KEYS))
     finally:
         await database.dispose()
 

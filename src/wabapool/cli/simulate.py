@@ -15,7 +15,7 @@ from wabapool.cli.demo import (
     DEMO_ALLOWANCE_MINOR,
     DEMO_COMPANY_ID,
     DEMO_POSTPAID_LIMIT_MINOR,
-    DEMO_PRICES,
+    DEMO_PRICE_ROWS,
     DEMO_WABAS,
     broadcast_requests,
 )
@@ -30,8 +30,8 @@ async def _provision(client: AsyncWabapoolClient) -> None:
     )
     for waba_id, name in DEMO_WABAS:
         await client.put_waba(DEMO_COMPANY_ID, waba_id, name)
-    for code, price in DEMO_PRICES.items():
-        await client.put_price(code, price, market="62", effective_from="2025-07-01T00:00:00+00:00")
+    for code, price, effective_from in DEMO_PRICE_ROWS:
+        await client.put_price(code, price, market="62", effective_from=effective_from.isoformat())
 
 
 def _item(request) -> DeductionItem:  # type: ignore[no-untyped-def]

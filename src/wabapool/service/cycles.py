@@ -66,4 +66,6 @@ async def balance(context: ServiceContext, company_id: int) -> BalanceView:
         cycle_ends_at=state.cycle_end,
         wabas=tuple(WabaSpend(w.waba_id, w.name, spend.get(w.waba_id, 0)) for w in wabas),
         as_of=at,
+        timezone=state.timezone,
+        funded_this_cycle=state.funded_base_minor,
     )

@@ -194,6 +194,8 @@ class BalanceView:
     cycle_ends_at: datetime
     wabas: tuple[WabaSpend, ...] = field(default_factory=tuple)
     as_of: datetime | None = None
+    timezone: str | None = None  # the company's IANA zone, for showing times
+    funded_this_cycle: int | None = None  # the low-balance threshold's base (allowance + carried + top-ups)
 
 
 def _invalid(message: str, **details: object) -> BillingError:

@@ -1,0 +1,143 @@
+/** Every word on the page, in one place: a translation (Bahasa Indonesia) is one more object of this shape. */
+
+export const en = {
+  locale: 'en-GB',
+  pageTitle: 'Package Usage',
+  asOf: (time: string) => `as of ${time}`,
+  refresh: 'Refresh',
+  tryAgain: 'Try again',
+  couldNotLoad: (what: string) => `We couldn't load ${what}.`,
+  what: {
+    balance: 'your balance',
+    usage: 'usage',
+    logs: 'the deduction logs',
+    alerts: 'the alert history',
+    wabas: 'the WABA list',
+    more: 'more rows',
+  },
+  signedOut: 'You are not signed in: open this page from your dashboard, or with a token (see web/README.md).',
+  // Balance summary
+  sharedBalance: 'Shared balance',
+  balance: 'Balance',
+  tooltipTrigger: 'Shared balance details',
+  available: (amount: string) => `available ${amount}`,
+  allowanceUsed: (percent: number) => `${percent}% of allowance used`,
+  allowanceBarLabel: 'Monthly allowance used',
+  resets: (when: string) => `resets ${when}`,
+  sharedBy: (count: number) => (count === 1 ? '1 WABA uses this balance' : `${count} WABAs share this balance`),
+  noPackage: 'No package is set up for this company yet.',
+  staleBalance: (time: string) => `We couldn't refresh your balance; these figures are from ${time}.`,
+  // Tooltip
+  tooltipAllowance: 'Monthly allowance (WABI)',
+  tooltipTopUp: 'Top-up credit',
+  tooltipPostpaid: 'Postpaid used',
+  tooltipSharedBy: 'Shared by',
+  tooltipResets: (when: string) => `Allowance resets ${when}`,
+  ofAmount: (part: string, whole: string) => `${part} of ${whole}`,
+  // Banner
+  bannerLow: (percentLeft: number | null, threshold: string) =>
+    percentLeft === null
+      ? `Your shared balance is running low (at or below ${threshold}% of this cycle's funds left).`
+      : `Your shared balance is running low (${percentLeft}% of this cycle's funds left).`,
+  bannerBelowZero: (used: string, limit: string) =>
+    `Your balance is below zero: messages are being charged to your postpaid credit (${used} of ${limit}).`,
+  bannerHealthy: (threshold: string) => `Your shared balance is above the ${threshold}% low-balance mark.`,
+  topUp: 'Top up',
+  dismiss: 'Dismiss',
+  dismissBanner: 'Dismiss this message for this session',
+  topUpDialogTitle: 'Top up your balance',
+  topUpDialogBody:
+    'In your dashboard this button opens the payment page. A payment adds top-up credit to the shared pool: ' +
+    'it first pays off any postpaid credit used, then every WABA can spend the rest.',
+  close: 'Close',
+  // Usage
+  usageTitle: 'Usage this cycle',
+  daily: 'Daily',
+  byWaba: 'By WABA',
+  showTable: 'Show table',
+  hideTable: 'Hide table',
+  dailyTableCaption: 'Daily usage this cycle',
+  wabaTableCaption: 'Usage per WABA this cycle',
+  dailyChartLabel: 'Daily spend chart. Use the left and right arrow keys to read each day.',
+  wabaChartLabel: 'Spend per WABA',
+  day: 'Day',
+  spend: 'Spend',
+  messagesCount: 'Messages',
+  noUsage: 'No messages have been charged this cycle yet.',
+  usageNamesMissing: "We couldn't load the WABA names; WABAs are shown by ID.",
+  readout: (day: string, amount: string, count: number) => `${day}: ${amount}, ${count} messages`,
+  legend: 'WABAs',
+  share: 'Share',
+  // Filters and logs
+  logsTitle: 'Deduction logs',
+  logsTableLabel: 'Deduction logs',
+  logsScrollLabel: 'Deduction logs table (scrolls)',
+  wabaFilter: 'WABA',
+  allWabas: 'All WABAs',
+  wabasUnavailable: 'WABA list unavailable',
+  category: 'Category',
+  allCategories: 'All categories',
+  categories: {
+    marketing: 'Marketing',
+    utility: 'Utility',
+    authentication: 'Authentication',
+    authentication_international: 'Authentication (international)',
+    service: 'Service',
+  } as Record<string, string>,
+  fromDate: 'From',
+  toDate: 'To',
+  columns: {
+    time: 'Time',
+    waba: 'WABA',
+    wabaId: 'WABA ID',
+    broadcast: 'Broadcast',
+    category: 'Category',
+    recipient: 'Recipient',
+    amount: 'Amount',
+    bucket: 'Bucket',
+  },
+  buckets: {
+    wa_balance_initial: 'Allowance (WABI)',
+    wa_balance_additional: 'Top-up',
+    wa_balance_postpaid: 'Postpaid',
+  } as Record<string, string>,
+  free: 'Free',
+  refunded: 'refunded',
+  noLogs: 'No deductions yet this cycle.',
+  noLogsMatch: 'No deductions match these filters.',
+  clearFilters: 'Clear filters',
+  loadMore: 'Load more',
+  loadingMore: 'Loading…',
+  moreFailed: "We couldn't load more rows.",
+  rowsShown: (count: number) => (count === 1 ? '1 deduction shown' : `${count} deductions shown`),
+  // CSV
+  downloadCsv: 'Download CSV',
+  downloading: (size: string) => `Downloading CSV… ${size}`,
+  downloaded: (name: string, size: string) => `Downloaded ${name} (${size}).`,
+  downloadFailed: (reason: string) => `The CSV download failed: ${reason}`,
+  // Alerts
+  alertsTitle: 'Alerts',
+  alertsTableLabel: 'Alert history',
+  noAlerts: 'No alerts yet: you will see low-balance warnings, top-ups and resets here.',
+  alertColumns: { time: 'Time', event: 'Event', delivery: 'Webhook delivery' },
+  events: {
+    balance_low: (data: Record<string, unknown>) =>
+      `Balance fell below ${typeof data.threshold_percent === 'string' || typeof data.threshold_percent === 'number' ? Number(data.threshold_percent) : 40}%`,
+    balance_below_zero: () => 'Balance went below zero',
+    balance_topped_up: () => 'Balance topped up',
+    cycle_reset: () => 'New cycle: allowance reset',
+    postpaid_settled: () => 'Postpaid bill settled',
+  } as Record<string, (data: Record<string, unknown>) => string>,
+  delivery: {
+    delivered: 'Delivered',
+    pending: 'Pending',
+    failed: 'Retrying',
+    dead: 'Failed',
+    unknown: 'Unknown',
+  } as Record<string, string>,
+  attempts: (count: number) => (count === 1 ? '1 attempt' : `${count} attempts`),
+  loading: 'Loading',
+}
+
+export type Messages = typeof en
+export const messages: Messages = en
