@@ -188,3 +188,26 @@ async def test_retry_after_on_429_is_honoured(database: Database, service: Billi
     (row,) = await events_of(database)
     assert row.delivered_at is None and row.last_status == 429
     assert 119 <= (row.next_attempt_at - before).total_seconds() <= 125
+
+
+async def test_a_webhook_host_that_now_resolves_to_a_private_address_is_not_called(
+    database: Database, service: BillingService
+) -> None:
+    from wabapool.service.ssrf import UrlGuard
+
+    await provision_demo_pool(service)
+    with Receiver() as receiver:
+        port = receiver.url.split(":")[2].split("/")[0]
+        receiver.secret = await service.set_webhook(COMPANY_ID, url=f"https://hooks.example.com:{port}/billing")
+
+        async def rebound(host: str, port: int) -> list[str]:  # DNS now points the name at loopback
+            return ["127.0.0.1"]
+
+        options = RelayOptions(retry=RetrySchedule.of((0,)), timeout_seconds=5, allow_private=False)
+        relay = Relay(database, SEALER, options=options, guard=UrlGuard(resolver=rebound))
+        await service.top_up(COMPANY_ID, amount=100, payment_reference="pay-1")
+        assert await drain(relay) == ["retry", "dead"]
+        assert receiver.received == []
+    await relay.close()
+    (row,) = await events_of(database)
+    assert row.dead_at is not None and row.last_status is None and "loopback" in row.last_error

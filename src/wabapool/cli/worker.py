@@ -65,6 +65,9 @@ def worker_command(
     once: Annotated[bool, typer.Option("--once", help="One round (due events, due resets), then exit.")] = False,
 ) -> None:
     """Deliver outbox events as Standard Webhooks (retries, dead letters) and run the monthly cycle resets."""
+    from wabapool.api.app import configure_logging
+
+    configure_logging()  # JSON lines, WABAPOOL_LOG_LEVEL, as the API logs
     settings = Settings.from_env()
     if not settings.pii_keys:
         # Webhook secrets are sealed with these keys; a built-in key would open nothing real.

@@ -16,15 +16,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from wabapool.storage import pg
 from wabapool.storage.tables import companies, outbox_events
 
-_earlier = outbox_events.alias("earlier")
+_heads = outbox_events.alias("heads")
 LIST_MAX_ROWS = 1_000
+# Company heads looked at per claim (oldest first); more companies with due events wait for the next claim.
+HEADS_SCANNED_MAX = 5_000
 
 
 class DeliveryState(StrEnum):
@@ -60,16 +62,25 @@ async def claim_heads(
 ) -> list[ClaimedEvent]:
     """Lease up to `limit` due company heads (one per company), oldest first; counts the attempt."""
     o = outbox_events
-    earlier_pending = exists().where(
-        (_earlier.c.company_id == o.c.company_id) & (_earlier.c.id < o.c.id) & _pending(_earlier)
+    # Each company's head: an index-only pass over the partial index of pending events (company_id, id).
+    # Asked first and on its own: as a subquery of the locking query the planner rescans it per row.
+    heads = (
+        select(func.min(_heads.c.id))
+        .where(_pending(_heads))
+        .group_by(_heads.c.company_id)
+        .order_by(func.min(_heads.c.id))
+        .limit(HEADS_SCANNED_MAX)
     )
+    head_ids = list((await connection.execute(heads)).scalars())
+    if not head_ids:
+        return []
     candidates = (
         select(o.c.id)
         .where(
+            o.c.id.in_(head_ids),
             _pending(o),
             func.coalesce(o.c.next_attempt_at, o.c.created_at) <= now,
             or_(o.c.claimed_until.is_(None), o.c.claimed_until <= now),
-            ~earlier_pending,
         )
         .order_by(o.c.id)
         .limit(limit)
