@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from wabapool.domain.money import format_major
+from wabapool.domain.money import currency_exponent
 from wabapool.masking import mask_name, mask_phone
 from wabapool.service.reports import LogRow
 
@@ -65,6 +65,15 @@ COLUMNS = (
 _WABA_COLUMN = COLUMNS.index("WABA ID")
 
 
+def major_text(amount_minor: int, exponent: int) -> str:
+    """Exact decimal text of a minor-unit amount (`-1234.50`), by integer arithmetic: a CSV formats three
+    per row, and Decimal formatting was a sixth of the export's time. Same text as `money.format_major`."""
+    if exponent == 0:
+        return str(amount_minor)
+    whole, fraction = divmod(abs(amount_minor), 10**exponent)
+    return f"{'-' if amount_minor < 0 else ''}{whole}.{fraction:0{exponent}d}"
+
+
 def inert(value: str | None) -> str:
     """A free-text cell a spreadsheet cannot run: a leading formula character gets a `'` in front."""
     if not value:
@@ -81,6 +90,7 @@ def header(*, show_waba_id: bool) -> str:
 def lines(rows: Iterable[LogRow], *, show_waba_id: bool, currency: str, timezone: str, unmasked: bool) -> str:
     """CSV lines for rows as the reader may see them; amounts exact in the currency's major unit."""
     zone = ZoneInfo(timezone)
+    exponent = currency_exponent(currency)
     records = []
     for row in rows:
         name = row.customer_name if unmasked else mask_name(row.customer_name)
@@ -92,10 +102,10 @@ def lines(rows: Iterable[LogRow], *, show_waba_id: bool, currency: str, timezone
             inert(name),
             inert(phone),
             str(row.quantity),
-            format_major(row.unit_price, currency),
-            format_major(row.amount, currency),
+            major_text(row.unit_price, exponent),
+            major_text(row.amount, exponent),
             inert(row.credited_to),
-            format_major(row.balance_after, currency),
+            major_text(row.balance_after, exponent),
             "yes" if row.refunded else "no",
             row.kind,
             inert(row.message_id),

@@ -21,7 +21,8 @@ PHONE = "+6281234567890"
 async def app(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[tuple[httpx.AsyncClient, FakeClock]]:
     postgres = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
     clock = FakeClock(datetime(2026, 11, 10, 16, 30, tzinfo=UTC))  # 23:30 in Jakarta
-    async with report_app(database_url(request.param, tmp_path, postgres), clock) as (client, _context):
+    async with report_app(database_url(request.param, tmp_path, postgres), clock) as (client, context):
+        client.context = context  # type: ignore[attr-defined]
         await provision(client, 1, wabas=(A, B))
         await provision(client, 2, wabas=(THEIRS,))
         for company_id in (1, 2):
@@ -167,3 +168,15 @@ async def test_a_supervisor_sees_personal_data_masked_and_an_agent_nothing(app) 
     owner_row = (await logs(client)).json()["data"][0]
     assert owner_row["customer_name"] == "A" and owner_row["phone_number"] == PHONE
     assert (await logs(client, role="agent")).status_code == 403
+
+
+async def test_both_kinds_of_row_come_with_the_columns_in_the_order_rows_are_read_by(app) -> None:
+    from wabapool.storage import logs as log_store
+
+    client, _clock = app
+    await deduct(client, 1, "m1", waba_id=A)
+    await refund(client, 1, "m1", "r1")
+    async with client.context.database.read() as connection:
+        for page in (log_store.deduction_page, log_store.refund_page):
+            rows = await page(connection, 1, log_store.LogQuery(), after=None, limit=1)
+            assert tuple(rows[0]._fields) == log_store.ROW_COLUMNS, page.__name__

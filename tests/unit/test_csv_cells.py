@@ -38,3 +38,12 @@ def test_the_file_name_names_the_company_and_the_period() -> None:
     )
     assert filename(7, broadcast_id='b/1"; x', first_day=None, last_day=None) == "deductions-7-broadcast-b_1_x.csv"
     assert filename(7, broadcast_id=None, first_day=None, last_day=None) == "deductions-7-all.csv"
+
+
+@pytest.mark.parametrize("currency", ["IDR", "JPY", "USD"])
+def test_amount_text_is_exactly_the_money_formatting(currency: str) -> None:
+    from wabapool.csv_export import major_text
+    from wabapool.domain.money import currency_exponent, format_major
+
+    for amount in (0, 1, -1, 9, 10, 99, 100, 101, -100, 123_456, -123_456, 2**53 - 1, -(2**53 - 1)):
+        assert major_text(amount, currency_exponent(currency)) == format_major(amount, currency), amount
