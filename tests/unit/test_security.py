@@ -109,7 +109,7 @@ def test_api_key_ring_compares_against_every_entry_without_stopping_at_a_match(m
         calls.append((left, right))
         return real_compare(left, right)
 
-    monkeypatch.setattr("wabapool.security.hmac.compare_digest", counting_compare)
+    monkeypatch.setattr("wabapool.security.api_keys.hmac.compare_digest", counting_compare)
     assert ring.authenticate("aaaaaaaaaaaaaaaa1") == "a"
     assert len(calls) == 3
     assert ring.authenticate("nobody-has-this-key") is None
@@ -347,3 +347,22 @@ def test_issue_token_refuses_an_unknown_role_and_a_non_positive_company() -> Non
         issue_token(company_id=1001, role="root", secret=SECRET)
     with pytest.raises(ValueError):
         issue_token(company_id=0, role="admin", secret=SECRET)
+
+
+def test_a_scoped_api_key_names_its_service_and_only_its_scopes() -> None:
+    from wabapool.security import ApiKeyRing, Scope
+
+    ring = ApiKeyRing.from_spec("pipeline:pipeline-key-0123456789:deduct+refund,payments:payments-key-0123456789")
+    pipeline = ring.caller("pipeline-key-0123456789")
+    assert pipeline is not None and pipeline.service == "pipeline"
+    assert pipeline.may(Scope.DEDUCT) and pipeline.may(Scope.REFUND) and not pipeline.may(Scope.TOP_UP)
+    payments = ring.caller("payments-key-0123456789")
+    assert payments is not None and all(payments.may(scope) for scope in Scope)  # no scopes: every scope
+
+
+def test_an_unknown_scope_is_refused_without_showing_the_key() -> None:
+    from wabapool.security import ApiKeyRing
+
+    with pytest.raises(ValueError, match="unknown scope") as refused:
+        ApiKeyRing.from_spec("pipeline:pipeline-key-0123456789:deduct+spend")
+    assert "pipeline-key-0123456789" not in str(refused.value)

@@ -97,3 +97,8 @@ async def test_a_name_that_does_not_resolve_is_refused() -> None:
 
     with pytest.raises(UnsafeUrl, match="does not resolve"):
         await UrlGuard(resolver=nothing).check("https://nowhere.example.com/")
+
+
+async def test_a_host_that_is_not_a_valid_hostname_is_refused_as_unsafe_not_an_error() -> None:
+    with pytest.raises(UnsafeUrl, match="not a valid hostname"):
+        await UrlGuard(allow_private=False).check("https://\u0080")

@@ -13,7 +13,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from wabapool.api.context import AppContext
 from wabapool.api.errors import ApiError
-from wabapool.security import AuthenticationError, Permission, Principal, allowed
+from wabapool.security import AuthenticationError, Permission, Principal, Scope, allowed
 
 api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False, description="Per-service internal API key.")
 bearer = HTTPBearer(auto_error=False, description="JWT with company_id and role claims.")
@@ -26,18 +26,32 @@ async def get_context(request: Request) -> AppContext:
 Context = Annotated[AppContext, Depends(get_context)]
 
 
-async def internal_caller(
-    request: Request, context: Context, key: Annotated[str | None, Security(api_key_header)]
-) -> str:
-    """The calling service's name; only `X-Api-Key` is accepted here."""
-    service = context.api_keys.authenticate(key)
-    if service is None:
+def scoped_caller(context: AppContext, key: str | None, scope: Scope) -> str:
+    """The calling service's name if its key holds `scope`: 401 without a valid key, 403 without the scope."""
+    caller = context.api_keys.caller(key)
+    if caller is None:
         raise ApiError(401, "unauthorized", "a valid X-Api-Key is required")
-    request.state.caller = service
-    return service
+    if not caller.may(scope):
+        raise ApiError(403, "forbidden", f"this API key may not {scope.value}", {"scope": scope.value})
+    return caller.service
 
 
-InternalCaller = Annotated[str, Depends(internal_caller)]
+def internal_caller(scope: Scope):  # type: ignore[no-untyped-def]
+    """A dependency for one scope; only `X-Api-Key` is accepted here."""
+
+    async def check(request: Request, context: Context, key: Annotated[str | None, Security(api_key_header)]) -> str:
+        service = scoped_caller(context, key, scope)
+        request.state.caller = service
+        return service
+
+    return check
+
+
+Refunder = Annotated[str, Depends(internal_caller(Scope.REFUND))]
+TopUpper = Annotated[str, Depends(internal_caller(Scope.TOP_UP))]
+Settler = Annotated[str, Depends(internal_caller(Scope.SETTLE))]
+Provisioner = Annotated[str, Depends(internal_caller(Scope.PROVISION))]
+Reader = Annotated[str, Depends(internal_caller(Scope.READ))]
 
 
 async def current_principal(

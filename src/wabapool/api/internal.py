@@ -14,11 +14,12 @@ from pydantic_core import to_json  # 3-4x json.dumps on these bodies (measured),
 from wabapool.api import schemas
 from wabapool.api.balance import balance_object
 from wabapool.api.context import AppContext
-from wabapool.api.deps import Context, InternalCaller
+from wabapool.api.deps import Context, Provisioner, Reader, Refunder, Settler, TopUpper, scoped_caller
 from wabapool.api.errors import ApiError, billing_error_body, error_responses
 from wabapool.api.observability import record_batch, record_deduction
 from wabapool.domain import limits
 from wabapool.domain.errors import BillingError, Rejection
+from wabapool.security import Scope
 from wabapool.service import CompanyTerms, DeductionRequest, PackageTerms, RefundRequest
 from wabapool.service.models import KEEP, Allocation, BatchItemResult, DeductionResult, FundingResult
 from wabapool.service.ssrf import UnsafeUrl, UrlGuard
@@ -30,12 +31,10 @@ WabaPath = Path(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")
 CodePath = Path(min_length=1, max_length=limits.CODE_MAX_LENGTH)
 
 
-def _internal_caller(request: Request) -> tuple[AppContext, str]:
+def _internal_caller(request: Request, scope: Scope) -> tuple[AppContext, str]:
     """The X-Api-Key check of the hot endpoints, inline (see `deduct`)."""
     context: AppContext = request.app.state.context
-    caller = context.api_keys.authenticate(request.headers.get("x-api-key"))
-    if caller is None:
-        raise ApiError(401, "unauthorized", "a valid X-Api-Key is required")
+    caller = scoped_caller(context, request.headers.get("x-api-key"), scope)
     request.state.caller = caller
     return context, caller
 
@@ -106,7 +105,7 @@ def _payment_body(result: FundingResult) -> dict[str, Any]:
 @router.post(
     "/quota-managements/deduction",
     response_model=schemas.DeductionOut,
-    responses=error_responses(400, 401, 404, 409, 413, 422),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -122,7 +121,7 @@ async def deduct(request: Request) -> Response:
     key checked inline, skipping the framework's generic body and dependency
     machinery (measured: it cost more than the deduction itself).
     """
-    context, caller = _internal_caller(request)
+    context, caller = _internal_caller(request, Scope.DEDUCT)
     body = _parse(schemas.DeductionIn, await request.body())
     outcome = await context.service.deduct_one(_request(body), service_name=caller)
     record_deduction(outcome)
@@ -132,7 +131,7 @@ async def deduct(request: Request) -> Response:
 @router.post(
     "/quota-managements/deductions",
     response_model=schemas.BatchOut,
-    responses=error_responses(400, 401, 413),
+    responses=error_responses(400, 401, 403, 413, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -143,7 +142,7 @@ async def deduct(request: Request) -> Response:
 )
 async def deduct_batch(request: Request) -> Response:
     """Up to 1,000 deductions; one result per item, in request order; a rejected item never fails the others."""
-    context, caller = _internal_caller(request)
+    context, caller = _internal_caller(request, Scope.DEDUCT)
     body = _parse(schemas.BatchIn, await request.body())
     if len(body.items) > limits.BATCH_MAX_ITEMS:
         raise ApiError(
@@ -158,9 +157,11 @@ async def deduct_batch(request: Request) -> Response:
 
 
 @router.post(
-    "/quota-managements/refund", response_model=schemas.RefundOut, responses=error_responses(400, 401, 404, 409, 422)
+    "/quota-managements/refund",
+    response_model=schemas.RefundOut,
+    responses=error_responses(400, 401, 403, 404, 409, 422, 503),
 )
-async def refund(body: schemas.RefundIn, context: Context, caller: InternalCaller) -> JSONResponse:
+async def refund(body: schemas.RefundIn, context: Context, caller: Refunder) -> JSONResponse:
     """Give a deduction back (message not billable or failed); idempotent on refund_code."""
     result = await context.service.refund(
         RefundRequest(body.company_id, body.unique_code, body.refund_code, body.reason), service_name=caller
@@ -180,9 +181,11 @@ async def refund(body: schemas.RefundIn, context: Context, caller: InternalCalle
 
 
 @router.post(
-    "/quota-managements/top-up", response_model=schemas.PaymentOut, responses=error_responses(400, 401, 404, 409, 422)
+    "/quota-managements/top-up",
+    response_model=schemas.PaymentOut,
+    responses=error_responses(400, 401, 403, 404, 409, 422, 503),
 )
-async def top_up(body: schemas.PaymentIn, context: Context, caller: InternalCaller) -> JSONResponse:
+async def top_up(body: schemas.PaymentIn, context: Context, caller: TopUpper) -> JSONResponse:
     """Credit a payment: postpaid use is paid off first, the rest goes to `additional`."""
     result = await context.service.top_up(
         body.company_id, amount=body.amount, payment_reference=body.payment_reference, service_name=caller
@@ -193,9 +196,9 @@ async def top_up(body: schemas.PaymentIn, context: Context, caller: InternalCall
 @router.post(
     "/quota-managements/settle-postpaid",
     response_model=schemas.PaymentOut,
-    responses=error_responses(400, 401, 404, 409, 422),
+    responses=error_responses(400, 401, 403, 404, 409, 422, 503),
 )
-async def settle_postpaid(body: schemas.PaymentIn, context: Context, caller: InternalCaller) -> JSONResponse:
+async def settle_postpaid(body: schemas.PaymentIn, context: Context, caller: Settler) -> JSONResponse:
     """Record the payment of the postpaid bill; idempotent on payment_reference."""
     result = await context.service.settle_postpaid(
         body.company_id, amount=body.amount, payment_reference=body.payment_reference, service_name=caller
@@ -206,9 +209,9 @@ async def settle_postpaid(body: schemas.PaymentIn, context: Context, caller: Int
 @router.put(
     "/quota-managements/{company_id}/invalidate-cache",
     response_model=schemas.InvalidatedOut,
-    responses=error_responses(400, 401),
+    responses=error_responses(400, 401, 403, 503),
 )
-async def invalidate_cache(context: Context, _: InternalCaller, company_id: int = CompanyPath) -> dict[str, Any]:
+async def invalidate_cache(context: Context, _: Reader, company_id: int = CompanyPath) -> dict[str, Any]:
     """Drop the company's cached balance."""
     await context.balances.invalidate(company_id)
     return {"company_id": company_id, "invalidated": True}
@@ -217,16 +220,18 @@ async def invalidate_cache(context: Context, _: InternalCaller, company_id: int 
 @router.get(
     "/quota-managements/{company_id}/balance",
     response_model=schemas.BalanceOut,
-    responses=error_responses(400, 401, 404, 422),
+    responses=error_responses(400, 401, 403, 404, 422, 503),
 )
-async def authoritative_balance(context: Context, _: InternalCaller, company_id: int = CompanyPath) -> JSONResponse:
+async def authoritative_balance(context: Context, _: Reader, company_id: int = CompanyPath) -> JSONResponse:
     """The pool read from the database, never from the cache."""
     return JSONResponse(balance_object(await context.service.balance(company_id)))
 
 
-@router.put("/companies/{company_id}", response_model=schemas.CompanyOut, responses=error_responses(400, 401, 409))
+@router.put(
+    "/companies/{company_id}", response_model=schemas.CompanyOut, responses=error_responses(400, 401, 403, 409, 503)
+)
 async def put_company(
-    body: schemas.CompanyIn, context: Context, _: InternalCaller, company_id: int = CompanyPath
+    body: schemas.CompanyIn, context: Context, _: Provisioner, company_id: int = CompanyPath
 ) -> dict[str, Any]:
     """Create or update a company and its pool (idempotent); a field left out keeps its value."""
     if body.timezone is not None:
@@ -269,19 +274,21 @@ async def put_company(
 @router.put(
     "/companies/{company_id}/wabas/{waba_id}",
     response_model=schemas.WabaOut,
-    responses=error_responses(400, 401, 404, 409),
+    responses=error_responses(400, 401, 403, 404, 409, 503),
 )
 async def put_waba(
-    body: schemas.WabaIn, context: Context, _: InternalCaller, company_id: int = CompanyPath, waba_id: str = WabaPath
+    body: schemas.WabaIn, context: Context, _: Provisioner, company_id: int = CompanyPath, waba_id: str = WabaPath
 ) -> dict[str, Any]:
     """Create or rename a WABA; it joins the company's shared pool."""
     await context.service.provision_waba(company_id, waba_id, name=body.name)
     return {"company_id": company_id, "waba_id": waba_id, "name": body.name}
 
 
-@router.put("/price-list/{deduction_code}", response_model=schemas.PriceOut, responses=error_responses(400, 401, 404))
+@router.put(
+    "/price-list/{deduction_code}", response_model=schemas.PriceOut, responses=error_responses(400, 401, 403, 404, 503)
+)
 async def put_price(
-    body: schemas.PriceIn, context: Context, _: InternalCaller, deduction_code: str = CodePath
+    body: schemas.PriceIn, context: Context, _: Provisioner, deduction_code: str = CodePath
 ) -> dict[str, Any]:
     """Create or update one price-list entry (a new effective_from is a new row)."""
     effective_from = body.effective_from or context.service.clock()
@@ -304,10 +311,12 @@ async def put_price(
 
 
 @router.put(
-    "/companies/{company_id}/webhook", response_model=schemas.WebhookOut, responses=error_responses(400, 401, 404)
+    "/companies/{company_id}/webhook",
+    response_model=schemas.WebhookOut,
+    responses=error_responses(400, 401, 403, 404, 503),
 )
 async def put_webhook(
-    body: schemas.WebhookIn, context: Context, _: InternalCaller, company_id: int = CompanyPath
+    body: schemas.WebhookIn, context: Context, _: Provisioner, company_id: int = CompanyPath
 ) -> dict[str, Any]:
     """Where the company's events are delivered (an https URL reaching a public address) and their secret.
 
@@ -325,9 +334,9 @@ async def put_webhook(
     "/companies/{company_id}/webhook",
     status_code=204,
     response_class=Response,
-    responses=error_responses(400, 401, 404),
+    responses=error_responses(400, 401, 403, 404, 503),
 )
-async def delete_webhook(context: Context, _: InternalCaller, company_id: int = CompanyPath) -> Response:
+async def delete_webhook(context: Context, _: Provisioner, company_id: int = CompanyPath) -> Response:
     """No webhook any more: the company's later events are kept, marked skipped."""
     await context.service.delete_webhook(company_id)
     return Response(status_code=204)

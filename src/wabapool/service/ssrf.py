@@ -33,6 +33,8 @@ async def resolve_host(host: str, port: int) -> list[str]:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise UnsafeUrl(f"the host {host!r} does not resolve") from exc
+    except UnicodeError as exc:  # not a valid hostname (IDNA refuses it before any lookup)
+        raise UnsafeUrl("the URL's host is not a valid hostname") from exc
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 

@@ -1,32 +1,22 @@
-"""Who is calling, and what they may see: service API keys, bearer tokens, roles (masking: `wabapool.masking`).
-
-Framework-free: the API layer turns `AuthenticationError` into a 401 and a
-`False` from `allowed` into a 403. Errors raised here carry messages that are
-safe to show the caller; they never contain a key, a secret or a token.
-
-    AuthenticationError   a credential is missing, malformed, forged, expired or refused
-"""
+"""Public-API bearer tokens: verified (HS256 or RS256, never both) and, for development, issued."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import Enum, StrEnum
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from wabapool.security.errors import AuthenticationError
+from wabapool.security.roles import Principal, Role
+
 # RFC 7518 §3.2: an HS256 key must be at least as long as the hash output (256 bits).
 HS256_SECRET_MIN_BYTES = 32
 # NIST SP 800-131A: RSA keys shorter than 2048 bits are no longer acceptable for signatures.
 RSA_KEY_MIN_BITS = 2048
-# A service key is a random secret, not a password; shorter ones are guessable.
-API_KEY_MIN_LENGTH = 16
 # A bearer token is a few hundred bytes; refuse anything that is clearly not one before parsing it.
 TOKEN_MAX_LENGTH = 8192
 # Development tokens are for development: a day is enough, a month is the ceiling.
@@ -35,113 +25,6 @@ TOKEN_TTL_MAX_SECONDS = 30 * 24 * 3600
 COMPANY_ID_MAX = 2**63 - 1
 
 _COMPANY_ID_TEXT = re.compile(r"[1-9][0-9]{0,18}")
-
-
-class AuthenticationError(Exception):
-    """The credential was refused; the message is safe to return to the caller."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-# --- service-to-service API keys -------------------------------------------------------------
-
-
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
-
-
-class ApiKeyRing:
-    """The calling services and the SHA-256 of each one's key; the keys themselves are not kept."""
-
-    def __init__(self, entries: list[tuple[str, bytes]]) -> None:
-        self._entries = tuple(entries)
-
-    @classmethod
-    def from_spec(cls, spec: str) -> ApiKeyRing:
-        """Parse `WABAPOOL_API_KEYS`: `service:key,service2:key2` (a service may list several keys)."""
-        entries: list[tuple[str, bytes]] = []
-        for position, part in enumerate(filter(None, (p.strip() for p in spec.split(","))), start=1):
-            service, separator, key = part.partition(":")
-            service, key = service.strip(), key.strip()
-            # Name the entry by position: the text may hold a key and must not reach a log.
-            if not separator or not service or not key:
-                raise ValueError(f"API key entry {position} is not service:key")
-            if len(key) < API_KEY_MIN_LENGTH:
-                raise ValueError(
-                    f"API key entry {position} ({service}) is shorter than {API_KEY_MIN_LENGTH} characters"
-                )
-            digest = _digest(key)
-            if any(hmac.compare_digest(digest, known) for _, known in entries):
-                raise ValueError(f"API key entry {position} ({service}) repeats a key already listed")
-            entries.append((service, digest))
-        return cls(entries)
-
-    @property
-    def services(self) -> tuple[str, ...]:
-        """The service names, in the order they were configured (a name appears once)."""
-        return tuple(dict.fromkeys(service for service, _ in self._entries))
-
-    def authenticate(self, presented: str | None) -> str | None:
-        """The calling service's name, or None; every entry is compared, so timing reveals nothing."""
-        if not presented:
-            return None
-        digest = _digest(presented)
-        matched: str | None = None
-        for service, known in self._entries:
-            if hmac.compare_digest(digest, known) and matched is None:
-                matched = service
-        return matched
-
-    def __repr__(self) -> str:
-        return f"ApiKeyRing(services={list(self.services)!r})"
-
-
-# --- roles and permissions ------------------------------------------------------------------
-
-
-class Role(StrEnum):
-    OWNER = "owner"
-    ADMIN = "admin"
-    SUPERVISOR = "supervisor"
-    AGENT = "agent"
-    MEMBER = "member"
-
-
-class Permission(Enum):
-    VIEW_BILLING_INFO = "view_billing_info"
-    VIEW_DEDUCTION_LOGS = "view_deduction_logs"  # mcc_logs and the CSV download
-    READ_PREFERENCES = "read_preferences"
-    WRITE_PREFERENCES = "write_preferences"
-    VIEW_PERSONAL_DATA = "view_personal_data"  # unmasked names and phone numbers
-
-
-# SPEC section 5, the role table, verbatim.
-_GRANTS: dict[Permission, frozenset[Role]] = {
-    Permission.VIEW_BILLING_INFO: frozenset(Role),
-    Permission.VIEW_DEDUCTION_LOGS: frozenset({Role.OWNER, Role.ADMIN, Role.SUPERVISOR}),
-    Permission.READ_PREFERENCES: frozenset({Role.OWNER, Role.ADMIN, Role.SUPERVISOR}),
-    Permission.WRITE_PREFERENCES: frozenset({Role.OWNER, Role.ADMIN}),
-    Permission.VIEW_PERSONAL_DATA: frozenset({Role.OWNER, Role.ADMIN}),
-}
-
-
-def allowed(role: Role, permission: Permission) -> bool:
-    """Whether the role holds the permission (SPEC section 5)."""
-    return role in _GRANTS[permission]
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """A verified bearer: the company always comes from here, never from the request."""
-
-    company_id: int
-    role: Role
-    subject: str | None = None
-
-
-# --- bearer tokens --------------------------------------------------------------------------
 
 
 def _unescape_pem(pem: str) -> str:
