@@ -12,15 +12,13 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-from sqlalchemy import select
 
 from wabapool.domain.money import format_major
 from wabapool.pii import PiiSealer
-from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms, RefundRequest
+from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms, RefundRequest, events
 from wabapool.service.reconcile import reconcile
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
-from wabapool.storage.tables import outbox_events
 
 DEMO_COMPANY_ID = 10001
 DEMO_TIMEZONE = "Asia/Jakarta"
@@ -302,8 +300,7 @@ async def _print_balance(service: BillingService, console: Console) -> None:
 
 
 async def _print_events(database: Database, console: Console) -> None:
-    async with database.read() as connection:
-        rows = list(await connection.execute(select(outbox_events).order_by(outbox_events.c.id)))
+    rows = list(reversed(await events.list_events(database, limit=200)))  # oldest first
     table = Table(title="Events raised (outbox)")
     table.add_column("event")
     table.add_column("dedup key")

@@ -24,27 +24,22 @@ def _stamp(value: datetime | None) -> str:
 
 
 async def _rows(*, company_id: int | None, state: str | None, limit: int) -> list[Any]:
-    from wabapool.storage import outbox as outbox_store
+    from wabapool.service import events
     from wabapool.storage.database import Database
+    from wabapool.storage.outbox import DeliveryState
 
     database = Database(Settings.from_env().database_url)
     try:
-        async with database.read() as connection:
-            return list(
-                await outbox_store.list_events(
-                    connection,
-                    company_id=company_id,
-                    state=outbox_store.DeliveryState(state) if state else None,
-                    limit=limit,
-                )
+        return list(
+            await events.list_events(
+                database, company_id=company_id, state=DeliveryState(state) if state else None, limit=limit
             )
+        )
     finally:
         await database.dispose()
 
 
 def _table(title: str, rows: list[Any]) -> Table:
-    from wabapool.storage.outbox import state_of
-
     table = Table(title=title)
     table.add_column("event id", no_wrap=True, min_width=36)
     for column in ("company", "type", "created (UTC)", "state", "attempts", "status", "last error"):
@@ -55,7 +50,7 @@ def _table(title: str, rows: list[Any]) -> Table:
             str(row.company_id),
             row.event_type,
             _stamp(row.created_at),
-            state_of(row).value,
+            row.state.value,
             str(row.attempts),
             "" if row.last_status is None else str(row.last_status),
             (row.last_error or "")[:80],
@@ -87,15 +82,12 @@ def dead(company_id: CompanyOption = None, limit: LimitOption = 50) -> None:
 
 
 async def _replay(event_id: str) -> tuple[bool, Any]:
-    from wabapool.storage import outbox as outbox_store
+    from wabapool.service import events
     from wabapool.storage.database import Database
 
     database = Database(Settings.from_env().database_url)
     try:
-        async with database.transaction() as connection:
-            replayed = await outbox_store.replay(connection, event_id, at=datetime.now(UTC))
-            row = await outbox_store.get_event(connection, event_id)
-        return replayed, row
+        return await events.replay(database, event_id, at=datetime.now(UTC))
     finally:
         await database.dispose()
 
@@ -114,6 +106,4 @@ def replay(event_id: Annotated[str, typer.Argument(help="The event id (the webho
 
 
 def _state(row: Any) -> str:
-    from wabapool.storage.outbox import state_of
-
-    return state_of(row).value
+    return str(row.state.value)

@@ -19,14 +19,12 @@ async def _prepare_demo(settings: Settings) -> None:
     """A first run seeds the demo company with two weeks of history (the page's demo data); later runs keep it."""
     from wabapool.cli.demo import DEMO_COMPANY_ID, seed_page_demo
     from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
-    from wabapool.storage import companies as company_store
+    from wabapool.service.provisioning import company_timezone
     from wabapool.storage.database import Database
 
     database = Database(settings.database_url)
     try:
-        async with database.read() as connection:
-            exists = await company_store.get_company(connection, DEMO_COMPANY_ID) is not None
-        if not exists:
+        if await company_timezone(database, DEMO_COMPANY_ID) is None:
             # The same keys the app will read the personal data with.
             await seed_page_demo(database, sealer=PiiSealer(settings.pii_keys or DEVELOPMENT_KEYS))
     finally:

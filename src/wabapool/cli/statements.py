@@ -16,16 +16,14 @@ console = Console()
 
 
 async def _statements(company_id: int, limit: int) -> tuple[list[Any], str]:
-    from wabapool.storage import companies as company_store
-    from wabapool.storage import statements as statement_store
+    from wabapool.service import statements
+    from wabapool.service.provisioning import company_timezone
     from wabapool.storage.database import Database
 
     database = Database(Settings.from_env().database_url)
     try:
-        async with database.read() as connection:
-            company = await company_store.get_company(connection, company_id)
-            rows = await statement_store.list_statements(connection, company_id, limit=limit)
-        return list(rows), company.timezone if company else "UTC"
+        rows = await statements.list_statements(database, company_id, limit=limit)
+        return rows, await company_timezone(database, company_id) or "UTC"
     finally:
         await database.dispose()
 
@@ -42,14 +40,13 @@ def statements_command(
     for column in (*columns, "total open→close", "spent", "deductions", "by WABA"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        opening_total = row.opening_initial_minor + row.opening_additional_minor - row.opening_postpaid_used_minor
-        closing_total = row.closing_initial_minor + row.closing_additional_minor - row.closing_postpaid_used_minor
+        opening, closing = row.opening, row.closing
         table.add_row(
             f"{row.cycle_start.astimezone(zone).date()} – {row.cycle_end.astimezone(zone).date()}",
-            f"{row.opening_initial_minor} → {row.closing_initial_minor}",
-            f"{row.opening_additional_minor} → {row.closing_additional_minor}",
-            f"{row.opening_postpaid_used_minor} → {row.closing_postpaid_used_minor}",
-            f"{opening_total} → {closing_total}",
+            f"{opening.initial_remaining} → {closing.initial_remaining}",
+            f"{opening.additional_remaining} → {closing.additional_remaining}",
+            f"{opening.postpaid_used} → {closing.postpaid_used}",
+            f"{opening.total} → {closing.total}",
             f"{row.spent_minor} {row.currency}",
             str(row.deductions_count),
             ", ".join(f"{waba}: {amount}" for waba, amount in sorted(row.spent_by_waba.items())),

@@ -211,6 +211,10 @@ class BillingService:
         """Catch every pool up to the cycle in force at `at`; returns cycles reset per company."""
         return await cycles.reset_cycles(self.context, at=at)
 
+    async def any_cycle_due(self, *, at: datetime) -> bool:
+        """Whether some pool's cycle has ended by `at` (a cheap check before `reset_cycles`)."""
+        return await cycles.any_due(self.context, at=at)
+
     async def ready(self) -> bool:
         """Whether the service can serve: its database answers."""
         return await self.database.ping()

@@ -11,6 +11,7 @@ from wabapool.service.pool_changes import lock_pool, pool_changes
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
+from wabapool.storage import statements as statement_store
 from wabapool.storage.changes import write_changes
 
 
@@ -37,6 +38,12 @@ async def reset_cycles(context: ServiceContext, *, at: datetime | None = None) -
         if company_id in reset:
             await context.changed(company_id)
     return reset
+
+
+async def any_due(context: ServiceContext, *, at: datetime) -> bool:
+    """Whether some pool's cycle has ended by `at`."""
+    async with context.database.read() as connection:
+        return await statement_store.any_cycle_due(connection, at=at)
 
 
 async def balance(context: ServiceContext, company_id: int) -> BalanceView:

@@ -36,6 +36,7 @@ from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage.changes import write_changes
+from wabapool.storage.database import Database
 
 
 def _check_package(package: PackageTerms) -> BillingError | None:
@@ -208,3 +209,10 @@ async def set_price(
             effective_from=effective_from or at,
             at=at,
         )
+
+
+async def company_timezone(database: Database, company_id: int) -> str | None:
+    """The company's timezone, or None for an unknown company (the CLI shows dates in it)."""
+    async with database.read() as connection:
+        company = await company_store.get_company(connection, company_id)
+    return None if company is None else str(company.timezone)

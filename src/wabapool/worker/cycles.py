@@ -16,7 +16,6 @@ import structlog
 
 from wabapool import metrics
 from wabapool.service import BillingService
-from wabapool.storage import statements as statement_store
 
 Clock = Callable[[], datetime]
 log = structlog.get_logger("wabapool.worker")
@@ -32,9 +31,7 @@ class CycleScheduler:
     async def run_due(self) -> dict[int, int]:
         """Reset every pool whose cycle has ended; returns cycles reset per company (by this worker)."""
         at = self.clock()
-        async with self.service.database.read() as connection:
-            due = await statement_store.any_cycle_due(connection, at=at)
-        if not due:
+        if not await self.service.any_cycle_due(at=at):
             return {}
         reset = await self.service.reset_cycles(at=at)
         if reset:

@@ -19,8 +19,7 @@ from sqlalchemy.engine import make_url
 from wabapool import metrics
 from wabapool.config import Settings
 from wabapool.pii import PiiSealer
-from wabapool.service import BillingService
-from wabapool.storage import outbox as outbox_store
+from wabapool.service import BillingService, events
 from wabapool.storage.database import Database
 from wabapool.worker.cycles import CycleScheduler
 from wabapool.worker.relay import Relay, RelayOptions, utc_now
@@ -89,8 +88,7 @@ class Worker:
         self._next_reset_check = self.clock() + timedelta(seconds=self.reset_check_seconds)
 
     async def _update_lag(self) -> None:
-        async with self.relay.database.read() as connection:
-            oldest = await outbox_store.oldest_pending_created_at(connection)
+        oldest = await events.oldest_pending_created_at(self.relay.database)
         lag = 0.0 if oldest is None else max((self.clock() - oldest).total_seconds(), 0.0)
         metrics.OUTBOX_LAG.set(lag)
 
