@@ -152,6 +152,19 @@ def split(rows: dict[str, Any], amount_minor: int) -> list[tuple[Any, int, int]]
     return None if left else portions
 
 
+async def _log(connection: AsyncConnection, message: Message, portions: list[tuple[Any, int, int]]) -> None:
+    """The deduction's row; its unique (company, unique_code) index makes a repeat fail."""
+    await connection.execute(
+        insert(deductions).values(
+            company_id=message.company_id,
+            unique_code=message.unique_code,
+            waba_id=message.waba_id,
+            amount_minor=message.amount_minor,
+            credited_to=f"wa_balance_{portions[0][0].quota_type}",
+        )
+    )
+
+
 @dataclass(slots=True)
 class BaselineDeducter:
     """One deduction the RFC's way; `guarded=False` is the broken variant (lost updates)."""
@@ -185,15 +198,7 @@ class BaselineDeducter:
                     await asyncio.sleep(self.read_write_gap_seconds)
                 for row, _take, new_value in portions:
                     await self._write(connection, row, new_value)
-                await connection.execute(
-                    insert(deductions).values(
-                        company_id=company_id,
-                        unique_code=message.unique_code,
-                        waba_id=message.waba_id,
-                        amount_minor=message.amount_minor,
-                        credited_to=f"wa_balance_{portions[0][0].quota_type}",
-                    )
-                )
+                await _log(connection, message, portions)
         except UniqueConflict:
             return "replayed"  # the unique index caught a repeat of the unique_code
         return "applied"
@@ -230,15 +235,7 @@ class LockingDeducter:
                     await connection.execute(
                         update(buckets).where(buckets.c.id == row.id).values(value_minor=new_value)
                     )
-                await connection.execute(
-                    insert(deductions).values(
-                        company_id=company_id,
-                        unique_code=message.unique_code,
-                        waba_id=message.waba_id,
-                        amount_minor=message.amount_minor,
-                        credited_to=f"wa_balance_{portions[0][0].quota_type}",
-                    )
-                )
+                await _log(connection, message, portions)
         except UniqueConflict:
             return "replayed"
         return "applied"
