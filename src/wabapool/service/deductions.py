@@ -353,6 +353,7 @@ def _changes(
     """The group's writes: the catch-up's entries, then each deduction's request row and entries."""
     state = decided.state
     cycle_start = state.cycle_start
+    day = local_day(at, state.timezone)  # the group's one day in the company's timezone (the usage roll-up)
     entries = cycle_entries(pool, caught_up, at=at)
     for applied in decided.applied:
         request = applied.item.request
@@ -372,9 +373,6 @@ def _changes(
         deductions=[_request_row(a, pool, cycle_start, at, service_name) for a in decided.applied],
         deduction_ids=[ids[a.item.request.unique_code] for a in decided.applied],
         spend=[SpendDelta(waba_id, cycle_start, amount) for waba_id, amount in decided.spend_by_waba.items()],
-        usage=[
-            UsageDelta(a.item.request.waba_id, local_day(at, state.timezone), a.amount, a.item.request.quantity)
-            for a in decided.applied
-        ],
+        usage=[UsageDelta(a.item.request.waba_id, day, a.amount, a.item.request.quantity) for a in decided.applied],
         events=[*caught_up.events, *decided.events],
     )

@@ -103,7 +103,8 @@ async def reserve_deduction_ids(connection: AsyncConnection, count: int) -> list
     return list(range(largest + 1, largest + 1 + count))
 
 
-_NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('deduction_requests', 'id')) FROM generate_series(1, $1)"
+# The sequence named once: pg_get_serial_sequence() inside the generator ran its catalog lookup per row.
+_NEXT_IDS = "SELECT nextval('deduction_requests_id_seq') FROM generate_series(1, $1)"
 
 
 async def write_changes(
