@@ -52,6 +52,23 @@ FIRST_NAMES = ("Budi", "Siti", "Agus", "Dewi", "Rina", "Andi", "Putri", "Joko", 
 LAST_NAMES = ("Santoso", "Wijaya", "Pratama", "Lestari", "Hidayat", "Saputra", "Kusuma", "Nugroho")
 
 
+def _message(rng: random.Random, code: str, waba_id: str, message_id: str, broadcast_id: str) -> DeductionRequest:
+    """One demo message: its id is its unique_code; a made-up Indonesian customer and number."""
+    return DeductionRequest(
+        company_id=DEMO_COMPANY_ID,
+        billing_code="whatsapp_message",
+        deduction_code=code,
+        unique_code=message_id,
+        quantity=1,
+        waba_id=waba_id,
+        broadcast_id=broadcast_id,
+        message_id=message_id,
+        category=code.removeprefix("wa_").removesuffix("_id"),
+        customer_name=f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
+        phone_number=f"+628{rng.randint(11, 99)}{rng.randint(10_000_000, 99_999_999)}",
+    )
+
+
 async def provision_demo(service: BillingService, *, cycle_anchor_day: int = 1) -> None:
     """The demo company, its pool, WABAs and Indonesian price list (idempotent)."""
     await service.provision_company(
@@ -83,21 +100,7 @@ def broadcast_requests(count: int, *, seed: int = 7) -> list[DeductionRequest]:
     for index in range(count):
         code = rng.choices(codes, weights)[0]
         waba_id = DEMO_WABAS[index % len(DEMO_WABAS)][0]
-        requests.append(
-            DeductionRequest(
-                company_id=DEMO_COMPANY_ID,
-                billing_code="whatsapp_message",
-                deduction_code=code,
-                unique_code=f"wamid.demo.{index:06d}",
-                quantity=1,
-                waba_id=waba_id,
-                broadcast_id=f"bc-{index // 1000 + 1:04d}",
-                message_id=f"wamid.demo.{index:06d}",
-                category=code.removeprefix("wa_").removesuffix("_id"),
-                customer_name=f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
-                phone_number=f"+628{rng.randint(11, 99)}{rng.randint(10_000_000, 99_999_999)}",
-            )
-        )
+        requests.append(_message(rng, code, waba_id, f"wamid.demo.{index:06d}", f"bc-{index // 1000 + 1:04d}"))
     return requests
 
 
@@ -157,21 +160,8 @@ def _page_day_requests(day: date, budget_minor: int, at: datetime, rng: random.R
         code = rng.choices(list(mix), list(mix.values()))[0]
         spent += demo_price(code, at)
         index = len(requests)
-        requests.append(
-            DeductionRequest(
-                company_id=DEMO_COMPANY_ID,
-                billing_code="whatsapp_message",
-                deduction_code=code,
-                unique_code=f"wamid.page.{day:%Y%m%d}.{index:05d}",
-                quantity=1,
-                waba_id=waba_id,
-                broadcast_id=f"bc-{day:%m%d}-{wabas.index(waba_id) + 1}",
-                message_id=f"wamid.page.{day:%Y%m%d}.{index:05d}",
-                category=code.removeprefix("wa_").removesuffix("_id"),
-                customer_name=f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
-                phone_number=f"+628{rng.randint(11, 99)}{rng.randint(10_000_000, 99_999_999)}",
-            )
-        )
+        broadcast_id = f"bc-{day:%m%d}-{wabas.index(waba_id) + 1}"
+        requests.append(_message(rng, code, waba_id, f"wamid.page.{day:%Y%m%d}.{index:05d}", broadcast_id))
     return requests
 
 
