@@ -193,3 +193,16 @@ async def test_concurrent_top_ups_near_the_ceiling_answer_4xx_or_200_never_5xx_a
         assert (await balance(http))["total"] == amount * statuses.count(200)
         report = await reconcile(context.database)
         assert report.ok, report.violations
+
+
+async def test_a_market_price_is_charged_end_to_end_by_the_phone_numbers_calling_code(http: httpx.AsyncClient) -> None:
+    await provision(http, COMPANY, allowance=100_000, postpaid_limit=0, unit_price=1_000)
+    indonesia = {"unit_price": 400, "company_id": COMPANY, "market": "62", "effective_from": "2025-07-01T00:00:00Z"}
+    assert (
+        await http.put(f"{INTERNAL}/price-list/wa_marketing_id", json=indonesia, headers=INTERNAL_HEADERS)
+    ).status_code == 200
+    local = await post(http, "deduction", deduction_body(COMPANY, "m-id", phone_number="+62 812-3456-7890"))
+    abroad = await post(http, "deduction", deduction_body(COMPANY, "m-us", phone_number="+1 415 555 0100"))
+    assert (local.status_code, local.json()["amount"]) == (200, 400)
+    assert (abroad.status_code, abroad.json()["amount"]) == (200, 1_000)
+    assert (await balance(http))["total"] == 100_000 - 1_400
