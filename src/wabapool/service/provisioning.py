@@ -53,7 +53,7 @@ def _check_package(package: PackageTerms) -> BillingError | None:
     return None
 
 
-def _locked_terms(existing: Any, terms: CompanyTerms, has_ledger: bool) -> BillingError | None:
+async def _locked_terms(connection: AsyncConnection, existing: Any, terms: CompanyTerms) -> BillingError | None:
     """What an update of an existing company may not change: its billing version, and its currency once used."""
     if terms.billing_version is not None and terms.billing_version != existing.billing_version:
         return BillingError(
@@ -61,7 +61,9 @@ def _locked_terms(existing: Any, terms: CompanyTerms, has_ledger: bool) -> Billi
             "billing_version changes only through the migration (wabapool backfill)",
             {"billing_version": existing.billing_version},
         )
-    if terms.currency is not None and terms.currency != existing.currency and has_ledger:
+    changes_currency = terms.currency is not None and terms.currency != existing.currency
+    # The ledger is asked only when the currency would change: most updates leave it alone.
+    if changes_currency and await ledger_store.has_entries(connection, existing.company_id):
         return BillingError(
             Rejection.CURRENCY_LOCKED,
             "the currency of a company with ledger entries cannot change",
@@ -80,7 +82,7 @@ async def provision_company(context: ServiceContext, company_id: int, terms: Com
     async with context.database.transaction() as connection:
         existing = await company_store.get_company(connection, company_id)
         if existing is not None:
-            error = _locked_terms(existing, terms, await ledger_store.has_entries(connection, company_id))
+            error = await _locked_terms(connection, existing, terms)
             if error is not None:
                 raise error
         billing_version = terms.billing_version or (existing.billing_version if existing else DEFAULT_BILLING_VERSION)

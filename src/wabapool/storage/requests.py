@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -11,7 +11,6 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.storage.tables import deduction_requests, payments, refunds
-from wabapool.storage.upsert import insert_for
 
 REPLAY_COLUMNS = (
     deduction_requests.c.id,
@@ -72,23 +71,6 @@ class DeductionRow(NamedTuple):
     phone_number_hash: str | None
     created_at: datetime
     allocations: list[dict[str, Any]]
-
-
-async def insert_deductions(connection: AsyncConnection, rows: Sequence[DeductionRow]) -> dict[str, int]:
-    """Insert deductions whose code is not taken yet; returns the inserted ids by unique_code.
-
-    A code already in the table is skipped (ON CONFLICT DO NOTHING), so the
-    caller can tell from the count whether every row went in.
-    """
-    if not rows:
-        return {}
-    statement = (
-        insert_for(connection, deduction_requests)
-        .on_conflict_do_nothing(index_elements=["company_id", "unique_code"])
-        .returning(deduction_requests.c.id, deduction_requests.c.unique_code)
-    )
-    values = [row._asdict() for row in rows]
-    return {row.unique_code: row.id for row in await connection.execute(statement, values)}
 
 
 async def find_deduction_for_refund(connection: AsyncConnection, company_id: int, unique_code: str) -> Any | None:
