@@ -61,7 +61,8 @@ async def _one_group(database: Database, size: int, strategy: Strategy, round_in
         if pool is None:
             raise RuntimeError("the bench pool is missing")
         caught_up = operations.catch_up(pool.state, at)
-        decided = decide(items, caught_up.state, {}, {WABA_ID}, PriceBook(prices, company_id=COMPANY_ID, at=at))
+        book = PriceBook(prices, company_id=COMPANY_ID, at=at)
+        decided = decide(items, {pool.package_id: caught_up.state}, {}, {WABA_ID: pool.package_id}, book)
         ids = {a.item.request.unique_code: row_id for a, row_id in zip(decided.applied, reserved, strict=False)}
         changes = _changes(pool, caught_up, decided, ids, at, "bench")
         wall, cpu = time.perf_counter(), time.process_time()

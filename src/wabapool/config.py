@@ -40,6 +40,8 @@ class Settings:
     webhook_timeout_seconds: float = 15.0
     worker_poll_seconds: float = 1.0
     webhook_allow_private: bool = False
+    # The feature flag's global default (a company may override it): new WABAs of a v3 company join its pool.
+    waba_save_organization_id: bool = True
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -66,6 +68,7 @@ class Settings:
             webhook_timeout_seconds=float(get("WEBHOOK_TIMEOUT_SECONDS") or 15.0),
             worker_poll_seconds=float(get("WORKER_POLL_SECONDS") or 1.0),
             webhook_allow_private=(get("WEBHOOK_ALLOW_PRIVATE") or "").lower() in _TRUE,
+            waba_save_organization_id=(get("WABA_SAVE_ORGANIZATION_ID") or "true").lower() in _TRUE,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -85,5 +88,6 @@ class Settings:
             "WEBHOOK_TIMEOUT_SECONDS": str(self.webhook_timeout_seconds),
             "WORKER_POLL_SECONDS": str(self.worker_poll_seconds),
             "WEBHOOK_ALLOW_PRIVATE": "true" if self.webhook_allow_private else "false",
+            "WABA_SAVE_ORGANIZATION_ID": "true" if self.waba_save_organization_id else "false",
         }
         return {f"WABAPOOL_{name}": value or "" for name, value in values.items()}

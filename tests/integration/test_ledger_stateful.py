@@ -72,7 +72,7 @@ PRICE_FROM = datetime(2025, 7, 1, tzinfo=UTC)
 CEILING = 2**53 - 1  # the ceiling on money: every amount and figure of a pool
 
 V3_COMPANIES = (1001, 1002)
-V2_COMPANY = 1003  # a legacy company: no shared pool
+V2_COMPANY = 1003  # a legacy company: its one WABA has an empty package of its own
 UNKNOWN_COMPANY = 1004  # never provisioned
 ALL_COMPANIES = (*V3_COMPANIES, V2_COMPANY, UNKNOWN_COMPANY)
 WABAS = {
@@ -426,8 +426,12 @@ class LedgerMachine(RuleBasedStateMachine):
         return f"{prefix}{next(self.codes)}"
 
     def catch_up(self) -> None:
-        for pool in self.pools.values():
+        for pool in (*self.pools.values(), self.v2_package):
             pool.catch_up(self.clock.now)
+
+    def pool_of(self, company_id: int) -> ModelPool | None:
+        """The model of what the company's deductions charge: its pool, or the v2 company's one package."""
+        return self.v2_package if company_id == V2_COMPANY else self.pools.get(company_id)
 
     # -- provisioning --------------------------------------------------------
 
@@ -445,6 +449,19 @@ class LedgerMachine(RuleBasedStateMachine):
             self.prices[Price(code, None, PRICE_FROM)] = unit
         self.run(self.service.provision_company(V2_COMPANY, CompanyTerms(billing_version="v2")))
         self.run(self.service.provision_waba(V2_COMPANY, WABAS[V2_COMPANY][0], name="Legacy"))
+        start, end = cycle_containing(self.clock.now, 1, TIMEZONES["Asia/Jakarta"])
+        self.v2_package = ModelPool(
+            1,
+            TIMEZONES["Asia/Jakarta"],
+            start,
+            end,
+            0,
+            0,
+            postpaid_limit=0,
+            threshold_percent=None,
+            funded_this_cycle=0,
+        )
+        self.v2_package.wabas.add(WABAS[V2_COMPANY][0])
         self.provision(1001, anchor_day, allowance, postpaid_limit, threshold)
         for waba_id in WABAS[1001][:2]:  # the third joins later, by the provision_waba rule
             self.run(self.service.provision_waba(1001, waba_id, name=f"WABA {waba_id[-1]}"))
@@ -640,9 +657,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.codes_seen.add(request.unique_code)
         if request.quantity < 1:
             return "rejected", "invalid_request"
-        if request.company_id == V2_COMPANY:
-            return "rejected", "not_shared_pool"
-        pool = self.pools.get(request.company_id)
+        pool = self.pool_of(request.company_id)
         if pool is None:
             return "rejected", "unknown_company"
         earlier = pool.applied.get(request.unique_code)
@@ -858,7 +873,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.catch_up()
         if call_reset:
             reset = self.run(self.service.reset_cycles())
-            assert set(reset) <= set(self.pools), reset
+            assert set(reset) <= {*self.pools, V2_COMPANY}, reset
         self.tally("reset_cycles" if call_reset else "advance_clock")
 
     # -- what must hold after every step -------------------------------------
@@ -867,10 +882,10 @@ class LedgerMachine(RuleBasedStateMachine):
     def balances_match_the_model(self) -> None:
         self.catch_up()
         for company_id in ALL_COMPANIES:
-            pool = self.pools.get(company_id)
+            pool = self.pool_of(company_id)
             view, error = self.attempt(self.service.balance(company_id))
             if pool is None:
-                assert error == ("not_shared_pool" if company_id == V2_COMPANY else "unknown_company")
+                assert error == "unknown_company"
                 continue
             assert error is None
             engine = (
@@ -940,7 +955,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def reconcile_passes(self) -> None:
         report = self.run(reconcile(self.database))
         assert report.ok, report.violations
-        assert report.checks["deductions"] == sum(len(pool.applied) for pool in self.pools.values())
+        assert report.checks["deductions"] == sum(len(pool.applied) for pool in (*self.pools.values(), self.v2_package))
 
 
 @pytest.fixture(scope="module")

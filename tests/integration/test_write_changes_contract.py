@@ -62,7 +62,11 @@ async def _write_one_group(database: Database, strategy: Strategy) -> None:
         assert pool is not None
         caught_up = operations.catch_up(pool.state, WRITTEN_AT)
         decided = decide(
-            items, caught_up.state, {}, set(WABA_IDS), PriceBook(prices, company_id=COMPANY_ID, at=WRITTEN_AT)
+            items,
+            {pool.package_id: caught_up.state},
+            {},
+            dict.fromkeys(WABA_IDS, pool.package_id),
+            PriceBook(prices, company_id=COMPANY_ID, at=WRITTEN_AT),
         )
         ids = {a.item.request.unique_code: row_id for a, row_id in zip(decided.applied, reserved, strict=False)}
         changes = _changes(pool, caught_up, decided, ids, WRITTEN_AT, "contract")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from wabapool.service.models import BalanceView
+from wabapool.service.models import BalanceView, PackageFigures, WabaSpend
 
 
-def balance_object(view: BalanceView) -> dict[str, Any]:
+def balance_object(view: BalanceView | PackageFigures) -> dict[str, Any]:
+    """The `balance` object: of the company (its pool, or for v2 the sum of its packages), or of one package."""
     return {
         "total": view.total,
         "available": view.available,
@@ -31,8 +32,15 @@ def billing_info(view: BalanceView) -> dict[str, Any]:
         "low_balance": view.low_balance,
         "below_zero": view.below_zero,
         "cycle": {"starts_at": view.cycle_starts_at.isoformat(), "ends_at": view.cycle_ends_at.isoformat()},
-        "wabas": [{"waba_id": w.waba_id, "name": w.name, "spent_this_cycle": w.spent_this_cycle} for w in view.wabas],
+        "wabas": [_waba(w) for w in view.wabas],
         "as_of": view.as_of.isoformat() if view.as_of else None,
         "timezone": view.timezone,
         "funded_this_cycle": view.funded_this_cycle,
     }
+
+
+def _waba(waba: WabaSpend) -> dict[str, Any]:
+    entry: dict[str, Any] = {"waba_id": waba.waba_id, "name": waba.name, "spent_this_cycle": waba.spent_this_cycle}
+    if waba.balance is not None:
+        entry["balance"] = balance_object(waba.balance)
+    return entry

@@ -56,6 +56,7 @@ class AppContext:
             sealer=sealer,
             after_commit=balances.invalidate,
             max_queued_per_pool=max_queued_per_pool,
+            waba_save_organization_id=settings.waba_save_organization_id,
         )
         service_ref.append(service)
         tokens = None

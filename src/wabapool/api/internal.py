@@ -188,7 +188,11 @@ async def refund(body: schemas.RefundIn, context: Context, caller: Refunder) -> 
 async def top_up(body: schemas.PaymentIn, context: Context, caller: TopUpper) -> JSONResponse:
     """Credit a payment: postpaid use is paid off first, the rest goes to `additional`."""
     result = await context.service.top_up(
-        body.company_id, amount=body.amount, payment_reference=body.payment_reference, service_name=caller
+        body.company_id,
+        amount=body.amount,
+        payment_reference=body.payment_reference,
+        service_name=caller,
+        waba_id=body.waba_id,
     )
     return JSONResponse(_payment_body(result))
 
@@ -201,7 +205,11 @@ async def top_up(body: schemas.PaymentIn, context: Context, caller: TopUpper) ->
 async def settle_postpaid(body: schemas.PaymentIn, context: Context, caller: Settler) -> JSONResponse:
     """Record the payment of the postpaid bill; idempotent on payment_reference."""
     result = await context.service.settle_postpaid(
-        body.company_id, amount=body.amount, payment_reference=body.payment_reference, service_name=caller
+        body.company_id,
+        amount=body.amount,
+        payment_reference=body.payment_reference,
+        service_name=caller,
+        waba_id=body.waba_id,
     )
     return JSONResponse(_payment_body(result))
 
@@ -239,35 +247,45 @@ async def put_company(
             ZoneInfo(body.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise BillingError(Rejection.INVALID_REQUEST, "unknown timezone", {"field": "timezone"}) from exc
-    package = body.package
     terms = CompanyTerms(
         billing_version=body.billing_version,
         currency=body.currency,
         timezone=body.timezone,
-        package=None
-        if package is None
-        else PackageTerms(
-            allowance=package.allowance,
-            postpaid_limit=package.postpaid_limit,
-            cycle_anchor_day=package.cycle_anchor_day,
-            threshold_percent=package.threshold_percent if "threshold_percent" in package.model_fields_set else KEEP,
-        ),
+        package=_package_terms(body.package),
+        waba_save_organization_id=body.waba_save_organization_id
+        if "waba_save_organization_id" in body.model_fields_set
+        else KEEP,
     )
     company = await context.service.provision_company(company_id, terms)
-    terms_now = company.package
     return {
         "company_id": company_id,
         "billing_version": company.billing_version,
         "currency": company.currency,
         "timezone": company.timezone,
-        "package": None
-        if terms_now is None
-        else {
-            "allowance": terms_now.allowance,
-            "postpaid_limit": terms_now.postpaid_limit,
-            "cycle_anchor_day": terms_now.cycle_anchor_day,
-            "threshold_percent": terms_now.threshold_percent,
-        },
+        "package": _package_body(company.package),
+        "waba_save_organization_id": company.waba_save_organization_id,
+    }
+
+
+def _package_terms(package: schemas.PackageIn | None) -> PackageTerms | None:
+    if package is None:
+        return None
+    return PackageTerms(
+        allowance=package.allowance,
+        postpaid_limit=package.postpaid_limit,
+        cycle_anchor_day=package.cycle_anchor_day,
+        threshold_percent=package.threshold_percent if "threshold_percent" in package.model_fields_set else KEEP,
+    )
+
+
+def _package_body(terms: PackageTerms | None) -> dict[str, Any] | None:
+    if terms is None:
+        return None
+    return {
+        "allowance": terms.allowance,
+        "postpaid_limit": terms.postpaid_limit,
+        "cycle_anchor_day": terms.cycle_anchor_day,
+        "threshold_percent": terms.threshold_percent,
     }
 
 
@@ -279,9 +297,11 @@ async def put_company(
 async def put_waba(
     body: schemas.WabaIn, context: Context, _: Provisioner, company_id: int = CompanyPath, waba_id: str = WabaPath
 ) -> dict[str, Any]:
-    """Create or rename a WABA; it joins the company's shared pool."""
-    await context.service.provision_waba(company_id, waba_id, name=body.name)
-    return {"company_id": company_id, "waba_id": waba_id, "name": body.name}
+    """Create or rename a WABA: it joins the company's shared pool, or (v2, or the flag off) has its own package."""
+    waba = await context.service.provision_waba(
+        company_id, waba_id, name=body.name, package=_package_terms(body.package)
+    )
+    return {"company_id": company_id, "waba_id": waba_id, "name": waba.name, "package": _package_body(waba.package)}
 
 
 @router.put(

@@ -139,6 +139,8 @@ class PaymentIn(Strict):
     company_id: CompanyId
     amount: AmountMinor
     payment_reference: Key
+    # Which package the payment is for: required for a v2 company (one package per WABA), else the pool.
+    waba_id: WabaId | None = None
 
 
 class PaymentOut(BaseModel):
@@ -171,6 +173,8 @@ class CompanyIn(Strict):
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
     timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     package: PackageIn | None = None
+    # The company's override of the feature flag (true: new WABAs join the pool); null: the global default.
+    waba_save_organization_id: StrictBool | None = None
 
 
 class PackageOut(BaseModel):
@@ -186,16 +190,21 @@ class CompanyOut(BaseModel):
     currency: str
     timezone: str
     package: PackageOut | None
+    waba_save_organization_id: bool | None
 
 
 class WabaIn(Strict):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    # The WABA's own package (v2, or a v3 company with waba_save_organization_id off); a field left out is kept.
+    package: PackageIn | None = None
 
 
 class WabaOut(BaseModel):
     company_id: int
     waba_id: str
     name: str
+    # The WABA's own package's terms; null when it spends from the company's shared pool.
+    package: PackageOut | None
 
 
 class PriceIn(Strict):

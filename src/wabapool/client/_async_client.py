@@ -98,13 +98,15 @@ class AsyncWabapoolClient:
         """Give back the deduction `unique_code`; `refund_code` is the refund's own idempotency key."""
         return await self._send(self._endpoints.refund(company_id, unique_code, refund_code, reason))
 
-    async def top_up(self, company_id: int, amount: int, payment_reference: str) -> Payment:
-        """Credit a payment: postpaid use is paid off first, the rest goes to `additional`."""
-        return await self._send(self._endpoints.top_up(company_id, amount, payment_reference))
+    async def top_up(self, company_id: int, amount: int, payment_reference: str, waba_id: str | None = None) -> Payment:
+        """Credit a payment: postpaid use first, the rest to `additional` (`waba_id`: a v2 WABA's package)."""
+        return await self._send(self._endpoints.top_up(company_id, amount, payment_reference, waba_id))
 
-    async def settle_postpaid(self, company_id: int, amount: int, payment_reference: str) -> Payment:
-        """Record a paid postpaid bill."""
-        return await self._send(self._endpoints.settle_postpaid(company_id, amount, payment_reference))
+    async def settle_postpaid(
+        self, company_id: int, amount: int, payment_reference: str, waba_id: str | None = None
+    ) -> Payment:
+        """Record a paid postpaid bill (`waba_id`: a v2 WABA's package)."""
+        return await self._send(self._endpoints.settle_postpaid(company_id, amount, payment_reference, waba_id))
 
     async def balance(self, company_id: int) -> Balance:
         """The authoritative (uncached) balance of the company's pool."""

@@ -75,19 +75,25 @@ class Endpoints:
         }
         return Call("POST", f"{self.prefix}/quota-managements/refund", _wire.parse_refund, _wire.without_none(body))
 
-    def top_up(self, company_id: int, amount: int, payment_reference: str) -> Call[Payment]:
-        return self._payment("top-up", company_id, amount, payment_reference)
+    def top_up(self, company_id: int, amount: int, payment_reference: str, waba_id: str | None = None) -> Call[Payment]:
+        return self._payment("top-up", company_id, amount, payment_reference, waba_id)
 
-    def settle_postpaid(self, company_id: int, amount: int, payment_reference: str) -> Call[Payment]:
-        return self._payment("settle-postpaid", company_id, amount, payment_reference)
+    def settle_postpaid(
+        self, company_id: int, amount: int, payment_reference: str, waba_id: str | None = None
+    ) -> Call[Payment]:
+        return self._payment("settle-postpaid", company_id, amount, payment_reference, waba_id)
 
-    def _payment(self, action: str, company_id: int, amount: int, payment_reference: str) -> Call[Payment]:
+    def _payment(
+        self, action: str, company_id: int, amount: int, payment_reference: str, waba_id: str | None
+    ) -> Call[Payment]:
         body = {
             "company_id": _wire.integer("company_id", company_id),
             "amount": _wire.integer("amount", amount),
             "payment_reference": payment_reference,
+            "waba_id": waba_id,
         }
-        return Call("POST", f"{self.prefix}/quota-managements/{action}", _wire.parse_payment, body)
+        path = f"{self.prefix}/quota-managements/{action}"
+        return Call("POST", path, _wire.parse_payment, _wire.without_none(body))
 
     def balance(self, company_id: int) -> Call[Balance]:
         path = f"{self.prefix}/quota-managements/{_company_path(company_id)}/balance"

@@ -43,6 +43,13 @@ class PoolState:
     low_balance_armed: bool = True
     below_zero_cycle_start: datetime | None = None
     threshold_percent: Decimal | None = None
+    # The WABA a package of its own belongs to (v2); None for the company's shared pool.
+    waba_id: str | None = None
+
+    @property
+    def scope(self) -> str:
+        """Whose money this is in event dedup keys: the company's pool, or one WABA's package of a company."""
+        return str(self.company_id) if self.waba_id is None else f"{self.company_id}:{self.waba_id}"
 
     @property
     def cycle_label(self) -> str:
@@ -74,6 +81,7 @@ def _figures(state: PoolState) -> dict[str, object]:
     buckets = state.buckets
     return {
         "company_id": state.company_id,
+        **({} if state.waba_id is None else {"waba_id": state.waba_id}),
         "cycle": state.cycle_label,
         "total": buckets.total,
         "available": buckets.available,
@@ -139,7 +147,7 @@ def deduct_many(state: PoolState, amounts: Sequence[int]) -> Run:
                 DomainEvent(
                     EventType.BALANCE_BELOW_ZERO,
                     _figures(now),
-                    dedup_key=f"{state.company_id}:{state.cycle_label}",
+                    dedup_key=f"{state.scope}:{state.cycle_label}",
                 )
             )
         buckets = after
@@ -181,9 +189,7 @@ def _warnings(before: PoolState, after: PoolState) -> tuple[PoolState, list[Doma
     ):
         after = replace(after, below_zero_cycle_start=after.cycle_start)
         events.append(
-            DomainEvent(
-                EventType.BALANCE_BELOW_ZERO, _figures(after), dedup_key=f"{after.company_id}:{after.cycle_label}"
-            )
+            DomainEvent(EventType.BALANCE_BELOW_ZERO, _figures(after), dedup_key=f"{after.scope}:{after.cycle_label}")
         )
     return _rearm(after), events
 
@@ -293,7 +299,7 @@ def _reset_to(state: PoolState, new_start: datetime, new_end: datetime) -> Chang
         funded_base_minor=buckets.initial_allowance + max(buckets.additional_remaining, 0),
         low_balance_armed=True,
     )
-    event = DomainEvent(EventType.CYCLE_RESET, _figures(after), dedup_key=f"{state.company_id}:{after.cycle_label}")
+    event = DomainEvent(EventType.CYCLE_RESET, _figures(after), dedup_key=f"{state.scope}:{after.cycle_label}")
     return Change(after, moves, [event])
 
 
@@ -358,8 +364,9 @@ def open_pool(
     timezone: str,
     threshold_percent: Decimal | None,
     at: datetime,
+    waba_id: str | None = None,
 ) -> Change:
-    """A new pool: the first cycle starts with its allowance granted."""
+    """A new pool (or a WABA's own package: `waba_id`): the first cycle starts with its allowance granted."""
     start, end = cycle.cycle_bounds(at, anchor_day=anchor_day, timezone=timezone)
     empty = PoolState(
         company_id=company_id,
@@ -370,6 +377,7 @@ def open_pool(
         timezone=timezone,
         funded_base_minor=0,
         threshold_percent=threshold_percent,
+        waba_id=waba_id,
     )
     check_ceiling(empty.buckets)
     buckets, moves = empty.buckets, []

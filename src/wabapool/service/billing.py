@@ -23,13 +23,15 @@ from wabapool.service.models import (
     DeductionRequest,
     DeductionResult,
     FundingResult,
+    PackageTerms,
     ProvisionedCompany,
+    ProvisionedWaba,
     RefundRequest,
     RefundResult,
     check_deduction,
 )
 from wabapool.storage.database import Database
-from wabapool.storage.errors import UniqueConflict
+from wabapool.storage.errors import StorageUnavailable, UniqueConflict
 
 
 class BillingService:
@@ -43,10 +45,13 @@ class BillingService:
         sealer: PiiSealer | None = None,
         after_commit: AfterCommit | None = None,
         max_queued_per_pool: int = limits.MAX_QUEUED_DEDUCTIONS_PER_POOL,
+        waba_save_organization_id: bool = True,
     ) -> None:
-        self.context = ServiceContext(database, clock, sealer or PiiSealer(DEVELOPMENT_KEYS), after_commit)
+        self.context = ServiceContext(
+            database, clock, sealer or PiiSealer(DEVELOPMENT_KEYS), after_commit, waba_save_organization_id
+        )
         self._group_commit = GroupCommitter(self._apply_group, max_queued=max_queued_per_pool)
-        self._memberships = deductions.WabaMembership()
+        self._packages = deductions.WabaPackages()
 
     @property
     def database(self) -> Database:
@@ -66,9 +71,11 @@ class BillingService:
         """Idempotent upsert of a company and, for v3, its pool; a term not given keeps its value."""
         return await provisioning.provision_company(self.context, company_id, terms)
 
-    async def provision_waba(self, company_id: int, waba_id: str, *, name: str) -> None:
-        """Idempotent: the WABA joins the company's pool; a WABA of another company is refused."""
-        await provisioning.provision_waba(self.context, company_id, waba_id, name=name)
+    async def provision_waba(
+        self, company_id: int, waba_id: str, *, name: str, package: PackageTerms | None = None
+    ) -> ProvisionedWaba:
+        """Idempotent: the WABA joins the company's pool, or has its own package (v2, or the flag off)."""
+        return await provisioning.provision_waba(self.context, company_id, waba_id, name=name, package=package)
 
     async def set_price(
         self,
@@ -140,11 +147,16 @@ class BillingService:
     async def _apply_group(
         self, company_id: int, items: Sequence[deductions.Prepared], service_name: str | None
     ) -> list[BatchItemResult]:
-        """One transaction for checked deductions of one company (two if a code turns out to be taken)."""
-        try:
-            return await self._apply_group_once(company_id, items, service_name, look_up_existing=False)
-        except (UniqueConflict, deductions.CodeAppliedMeanwhile):
-            return await self._apply_group_once(company_id, items, service_name, look_up_existing=True)
+        """One transaction for checked deductions of one company (again if a code was taken or a package moved)."""
+        look_up_existing = False
+        for _ in range(limits.GROUP_ATTEMPTS):
+            try:
+                return await self._apply_group_once(company_id, items, service_name, look_up_existing=look_up_existing)
+            except (UniqueConflict, deductions.CodeAppliedMeanwhile):
+                look_up_existing = True
+            except deductions.PackageMovedMeanwhile:
+                continue
+        raise StorageUnavailable(f"the group could not settle on its packages in {limits.GROUP_ATTEMPTS} attempts")
 
     async def _apply_group_once(
         self,
@@ -163,7 +175,7 @@ class BillingService:
                     items,
                     at=at,
                     service_name=service_name,
-                    memberships=self._memberships,
+                    packages=self._packages,
                     look_up_existing=look_up_existing,
                 )
         except UniqueConflict as exc:
@@ -182,9 +194,15 @@ class BillingService:
         return await refunds.refund(self.context, request, service_name=service_name)
 
     async def top_up(
-        self, company_id: int, *, amount: int, payment_reference: str, service_name: str | None = None
+        self,
+        company_id: int,
+        *,
+        amount: int,
+        payment_reference: str,
+        service_name: str | None = None,
+        waba_id: str | None = None,
     ) -> FundingResult:
-        """Credit a payment: postpaid use first, the rest to `additional`."""
+        """Credit a payment: postpaid use first, the rest to `additional` (of `waba_id`'s package for v2)."""
         return await payments.fund(
             self.context,
             company_id,
@@ -192,12 +210,19 @@ class BillingService:
             amount_minor=amount,
             payment_reference=payment_reference,
             service_name=service_name,
+            waba_id=waba_id,
         )
 
     async def settle_postpaid(
-        self, company_id: int, *, amount: int, payment_reference: str, service_name: str | None = None
+        self,
+        company_id: int,
+        *,
+        amount: int,
+        payment_reference: str,
+        service_name: str | None = None,
+        waba_id: str | None = None,
     ) -> FundingResult:
-        """Record a paid postpaid bill; never more than postpaid has used."""
+        """Record a paid postpaid bill; never more than postpaid has used (of `waba_id`'s package for v2)."""
         return await payments.fund(
             self.context,
             company_id,
@@ -205,6 +230,7 @@ class BillingService:
             amount_minor=amount,
             payment_reference=payment_reference,
             service_name=service_name,
+            waba_id=waba_id,
         )
 
     async def reset_cycles(self, *, at: datetime | None = None) -> dict[int, int]:

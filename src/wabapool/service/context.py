@@ -25,6 +25,8 @@ class ServiceContext:
     clock: Clock
     sealer: PiiSealer
     after_commit: AfterCommit | None = None
+    # The feature flag's global default: a new WABA of a v3 company joins the pool (on) or gets its own package.
+    waba_save_organization_id: bool = True
 
     async def changed(self, company_id: int) -> None:
         """After commit, before returning: drop the company's cached balance."""

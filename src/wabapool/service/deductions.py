@@ -1,6 +1,7 @@
-"""Group apply: many deductions of one pool in one transaction, each with its own outcome.
+"""Group apply: many deductions of one company in one transaction, each with its own outcome.
 
-The pool rows are locked once per group; every item is decided in memory by
+Each package the group charges (the pool, or v2 WABAs' own) is locked once
+per group; every item is decided in memory by
 the pure decision step (`decide`, no I/O); what it decided is written by the
 one storage contract (`storage.changes.write_changes`). A rejected item takes
 nothing and never fails its neighbours.
@@ -60,6 +61,7 @@ class _Applied:
     """A deduction the group took; its result is built once the database has given it an id."""
 
     item: Prepared
+    package_id: int
     unit_price_minor: int
     market: str | None
     amount: int
@@ -94,40 +96,47 @@ _Outcome = BatchItemResult | _Applied | _RepeatInGroup
 
 @dataclass(slots=True)
 class Decided:
-    """What the decision step made of a group: an outcome per item in order, and what the group takes."""
+    """What the decision step made of a group: an outcome per item in order, and what each package takes."""
 
     outcomes: list[_Outcome]
-    state: operations.PoolState
+    states: dict[int, operations.PoolState]
     applied: list[_Applied] = field(default_factory=list)
-    events: list[DomainEvent] = field(default_factory=list)
-    spend_by_waba: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    events: dict[int, list[DomainEvent]] = field(default_factory=lambda: defaultdict(list))
 
 
-class WabaMembership:
-    """WABAs known to be in a company's pool, remembered per process.
+class WabaPackages:
+    """The package each WABA charges, remembered per process.
 
-    Only a yes is kept: a WABA never leaves its company's pool once it joined,
-    so a remembered yes stays true, while a no is asked of the database again
-    (the WABA may have been provisioned since, by any process).
+    Only a package is kept, never "no such WABA" (it may be provisioned since,
+    by any process). A WABA changes package only when its package is closed
+    (the backfill, or its rollback closing the pool), and a group that finds a
+    package closed under its lock forgets the company and asks again
+    (`PackageMovedMeanwhile`), so a remembered package is never charged stale.
     """
 
     def __init__(self, *, max_companies: int = 10_000) -> None:
-        self._known: OrderedDict[int, set[str]] = OrderedDict()
+        self._known: OrderedDict[int, dict[str, int]] = OrderedDict()
         self._max_companies = max_companies
 
-    async def in_pool(self, connection: AsyncConnection, company_id: int, waba_ids: set[str]) -> set[str]:
+    async def packages(self, connection: AsyncConnection, company_id: int, waba_ids: set[str]) -> dict[str, int | None]:
+        """Each known WABA's package (None: it has none); WABAs of no such id in the company are left out."""
         known = self._known.get(company_id)
         if known is not None:
             self._known.move_to_end(company_id)
-            if waba_ids <= known:
-                return waba_ids
-        found = await company_store.wabas_in_pool(connection, company_id, waba_ids - (known or set()))
-        if found:
-            known = self._known.setdefault(company_id, set())
-            known |= found
+            if waba_ids <= known.keys():
+                return {waba_id: known[waba_id] for waba_id in waba_ids}
+        found = await company_store.waba_packages(connection, company_id, waba_ids - (known or {}).keys())
+        with_package = {waba_id: package_id for waba_id, package_id in found.items() if package_id is not None}
+        if with_package:
+            known = self._known.setdefault(company_id, {})
+            known.update(with_package)
             while len(self._known) > self._max_companies:
                 self._known.popitem(last=False)
-        return waba_ids & (known or set())
+        remembered = {waba_id: package_id for waba_id, package_id in (known or {}).items() if waba_id in waba_ids}
+        return {**found, **remembered}
+
+    def forget(self, company_id: int) -> None:
+        self._known.pop(company_id, None)
 
 
 def _replay(row: Any) -> DeductionResult:
@@ -173,6 +182,10 @@ class CodeAppliedMeanwhile(Exception):
     """A unique_code thought new was in the table: roll back and decide again, looking the codes up."""
 
 
+class PackageMovedMeanwhile(Exception):
+    """A package the group locked was closed (moved by the backfill): roll back and find the WABAs' packages again."""
+
+
 async def apply_group(
     connection: AsyncConnection,
     company_id: int,
@@ -180,30 +193,39 @@ async def apply_group(
     *,
     at: datetime,
     service_name: str | None,
-    memberships: WabaMembership,
+    packages: WabaPackages,
     look_up_existing: bool,
 ) -> GroupApplied:
     """Apply valid deductions of one company: the outcomes in order, the new rows' ids, whether anything changed.
 
+    Each deduction charges the package of its WABA: the company's pool, or the
+    WABA's own (v2). The group locks every package it charges in one
+    statement, in id order, so groups and the backfill never deadlock.
+
     Without `look_up_existing` the codes are taken to be new (the common case,
     one query fewer); if the insert finds one taken (UniqueConflict from
     storage), or a rejected one exists, the caller rolls back and retries with
-    the look-up. Everything that does not need the pool (WABAs, prices, row
-    ids) is fetched before its lock is taken.
+    the look-up. Everything that does not need the packages (WABAs, prices,
+    row ids) is fetched before their locks are taken.
     """
-    known_wabas = await memberships.in_pool(connection, company_id, {i.request.waba_id for i in items})
+    package_of = await packages.packages(connection, company_id, {i.request.waba_id for i in items})
+    if not package_of and await company_store.get_company(connection, company_id) is None:
+        return GroupApplied(_reject_all(items, await missing_pool(connection, company_id)), {}, False)
     prices = await company_store.prices_for(connection, company_id, {i.request.deduction_code for i in items})
     reserved = await reserve_deduction_ids(connection, len(items))
-    pool = await pool_store.load_pool(connection, company_id, for_update=True)
-    if pool is None:
-        return GroupApplied(_reject_all(items, await missing_pool(connection, company_id)), {}, False)
-    caught_up = operations.catch_up(pool.state, at)
+    charged = {package_id for package_id in package_of.values() if package_id is not None}
+    locked = await pool_store.load_packages(connection, charged, for_update=True)
+    if any(pool.closed for pool in locked.values()) or len(locked) != len(charged):
+        packages.forget(company_id)
+        raise PackageMovedMeanwhile
+    caught_up = {package_id: operations.catch_up(pool.state, at) for package_id, pool in locked.items()}
     existing = (
         await request_store.find_deductions(connection, company_id, {i.request.unique_code for i in items})
         if look_up_existing
         else {}
     )
-    decided = decide(items, caught_up.state, existing, known_wabas, PriceBook(prices, company_id=company_id, at=at))
+    states = {package_id: change.state for package_id, change in caught_up.items()}
+    decided = decide(items, states, existing, package_of, PriceBook(prices, company_id=company_id, at=at))
     if not look_up_existing:
         # A replay must not be answered with a rejection decided as if it were new.
         rejected = {
@@ -211,50 +233,55 @@ async def apply_group(
         }
         if rejected and await request_store.find_deductions(connection, company_id, rejected):
             raise CodeAppliedMeanwhile
-    changed = bool(decided.applied) or bool(caught_up.moves) or caught_up.state != pool.state
-    ids: dict[str, int] = {}
-    if changed:
-        ids = {a.item.request.unique_code: row_id for a, row_id in zip(decided.applied, reserved, strict=False)}
-        await write_changes(connection, [_changes(pool, caught_up, decided, ids, at, service_name)], at=at)
-    return GroupApplied(decided.outcomes, ids, changed)
+    ids = {a.item.request.unique_code: row_id for a, row_id in zip(decided.applied, reserved, strict=False)}
+    charging = {a.package_id for a in decided.applied}
+    changes = [
+        _changes(pool, caught_up[package_id], decided, ids, at, service_name)
+        for package_id, pool in locked.items()
+        if package_id in charging or caught_up[package_id].moves or decided.states[package_id] != pool.state
+    ]
+    if changes:
+        await write_changes(connection, changes, at=at)
+    return GroupApplied(decided.outcomes, ids, bool(changes))
 
 
 def decide(
     items: Sequence[Prepared],
-    state: operations.PoolState,
+    states: dict[int, operations.PoolState],
     existing: dict[str, Any],
-    known_wabas: set[str],
+    package_of: dict[str, int | None],
     book: PriceBook,
 ) -> Decided:
-    """Decide every item in order against the in-memory pool; no I/O.
+    """Decide every item in order against the in-memory packages; no I/O.
 
-    Items that reach the pool are charged in runs (`deduct_many`); a run ends
-    early only where a code repeats one still waiting in it, so the repeat
-    sees whether the first was taken.
+    Items that reach a package are charged in runs (`deduct_many`), one run per
+    package; the runs end early only where a code repeats one still waiting,
+    so the repeat sees whether the first was taken.
     """
     outcomes: list[_Outcome | None] = [None] * len(items)
-    decided = Decided([], state)
+    decided = Decided([], dict(states))
     in_group: dict[str, _Applied] = {}
-    waiting: list[tuple[int, Prepared, PriceEntry, str | None, int]] = []
+    waiting: dict[int, list[tuple[int, Prepared, PriceEntry, str | None, int]]] = defaultdict(list)
     waiting_codes: set[str] = set()
 
     def charge_waiting() -> None:
-        run = operations.deduct_many(decided.state, [amount for *_, amount in waiting])
-        total = decided.state.buckets.total
-        for (index, item, price, market, amount), outcome in zip(waiting, run.outcomes, strict=True):
-            if isinstance(outcome, BillingError):
-                outcomes[index] = BatchItemResult(item.request.unique_code, "rejected", error=outcome)
-                continue
-            before = total
-            if outcome.moves:
-                total = outcome.moves[-1].total_after_minor
-            applied = _Applied(item, price.unit_price_minor, market, amount, before, total, outcome)
-            outcomes[index] = applied
-            in_group[item.request.unique_code] = applied
-            decided.applied.append(applied)
-            decided.spend_by_waba[item.request.waba_id] += amount
-        decided.events.extend(run.events)
-        decided.state = run.state
+        for package_id, run_items in waiting.items():
+            state = decided.states[package_id]
+            run = operations.deduct_many(state, [amount for *_, amount in run_items])
+            total = state.buckets.total
+            for (index, item, price, market, amount), outcome in zip(run_items, run.outcomes, strict=True):
+                if isinstance(outcome, BillingError):
+                    outcomes[index] = BatchItemResult(item.request.unique_code, "rejected", error=outcome)
+                    continue
+                before = total
+                if outcome.moves:
+                    total = outcome.moves[-1].total_after_minor
+                applied = _Applied(item, package_id, price.unit_price_minor, market, amount, before, total, outcome)
+                outcomes[index] = applied
+                in_group[item.request.unique_code] = applied
+                decided.applied.append(applied)
+            decided.events[package_id].extend(run.events)
+            decided.states[package_id] = run.state
         waiting.clear()
         waiting_codes.clear()
 
@@ -267,8 +294,17 @@ def decide(
         if earlier is not None:
             outcomes[index] = _repeat(item, earlier)
             continue
-        if request.waba_id not in known_wabas:
+        if request.waba_id not in package_of:
             error = BillingError(Rejection.UNKNOWN_WABA, "no such WABA in this company", {"waba_id": request.waba_id})
+            outcomes[index] = BatchItemResult(code, "rejected", error=error)
+            continue
+        package_id = package_of[request.waba_id]
+        if package_id is None:
+            error = BillingError(
+                Rejection.NOT_SHARED_POOL,
+                "this WABA has no package to charge: provision the company's pool or the WABA's package",
+                {"waba_id": request.waba_id},
+            )
             outcomes[index] = BatchItemResult(code, "rejected", error=error)
             continue
         price, market = book.price(request.deduction_code, request.phone_number)
@@ -280,7 +316,7 @@ def decide(
             )
             outcomes[index] = BatchItemResult(code, "rejected", error=error)
             continue
-        waiting.append((index, item, price, market, request.quantity * price.unit_price_minor))
+        waiting[package_id].append((index, item, price, market, request.quantity * price.unit_price_minor))
         waiting_codes.add(code)
     if waiting:
         charge_waiting()
@@ -350,13 +386,16 @@ def _changes(
     at: datetime,
     service_name: str | None,
 ) -> PoolChanges:
-    """The group's writes: the catch-up's entries, then each deduction's request row and entries."""
-    state = decided.state
+    """One package's writes: its catch-up's entries, then each of its deductions' request row and entries."""
+    state = decided.states[pool.package_id]
+    applied = [a for a in decided.applied if a.package_id == pool.package_id]
     cycle_start = state.cycle_start
     day = local_day(at, state.timezone)  # the group's one day in the company's timezone (the usage roll-up)
     entries = cycle_entries(pool, caught_up, at=at)
-    for applied in decided.applied:
-        request = applied.item.request
+    spend: dict[str, int] = defaultdict(int)
+    for one in applied:
+        request = one.item.request
+        spend[request.waba_id] += one.amount
         context = ledger_store.EntryContext(
             reference=request.unique_code,
             cycle_start=cycle_start,
@@ -364,15 +403,15 @@ def _changes(
             deduction_request_id=ids[request.unique_code],
         )
         entries += ledger_store.entry_rows(
-            company_id=state.company_id, package_id=pool.package_id, moves=applied.charged.moves, context=context, at=at
+            company_id=state.company_id, package_id=pool.package_id, moves=one.charged.moves, context=context, at=at
         )
     return PoolChanges(
         pool=pool,
         after=state,
         entries=entries,
-        deductions=[_request_row(a, pool, cycle_start, at, service_name) for a in decided.applied],
-        deduction_ids=[ids[a.item.request.unique_code] for a in decided.applied],
-        spend=[SpendDelta(waba_id, cycle_start, amount) for waba_id, amount in decided.spend_by_waba.items()],
-        usage=[UsageDelta(a.item.request.waba_id, day, a.amount, a.item.request.quantity) for a in decided.applied],
-        events=[*caught_up.events, *decided.events],
+        deductions=[_request_row(a, pool, cycle_start, at, service_name) for a in applied],
+        deduction_ids=[ids[a.item.request.unique_code] for a in applied],
+        spend=[SpendDelta(waba_id, cycle_start, amount) for waba_id, amount in spend.items()],
+        usage=[UsageDelta(a.item.request.waba_id, day, a.amount, a.item.request.quantity) for a in applied],
+        events=[*caught_up.events, *decided.events.get(pool.package_id, [])],
     )

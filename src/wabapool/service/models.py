@@ -149,6 +149,8 @@ class CompanyTerms:
     currency: str | None = None
     timezone: str | None = None
     package: PackageTerms | None = None
+    # The company's override of the flag: True / False, None back to the global default, KEEP not given.
+    waba_save_organization_id: bool | None | Keep = KEEP
 
 
 # What a company gets for a term it was created without.
@@ -166,6 +168,31 @@ class ProvisionedCompany:
     currency: str
     timezone: str
     package: PackageTerms | None
+    waba_save_organization_id: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionedWaba:
+    """A WABA after provisioning: its own package's terms, or None when it spends from the company's pool."""
+
+    company_id: int
+    waba_id: str
+    name: str
+    package: PackageTerms | None
+
+
+@dataclass(frozen=True, slots=True)
+class PackageFigures:
+    """One package's balance (a v2 WABA's own), in the shape of the pool's."""
+
+    total: int
+    available: int
+    allowance: int
+    initial_remaining: int
+    additional_remaining: int
+    postpaid_limit: int
+    postpaid_used: int
+    cycle_ends_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +200,8 @@ class WabaSpend:
     waba_id: str
     name: str
     spent_this_cycle: int
+    # The WABA's own package (v2, or the flag off); None when it spends from the company's pool.
+    balance: PackageFigures | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Portion
 from wabapool.service.context import ServiceContext
 from wabapool.service.models import Allocation, FundingResult, allocation_json, check_amount, check_code
-from wabapool.service.pool_changes import lock_pool, pool_changes
+from wabapool.service.pool_changes import lock_funded_package, pool_changes
 from wabapool.storage import requests as request_store
 from wabapool.storage.changes import write_changes
 
@@ -35,16 +35,23 @@ async def fund(
     amount_minor: int,
     payment_reference: str,
     service_name: str | None,
+    waba_id: str | None = None,
 ) -> FundingResult:
-    """Apply a top-up (postpaid use first, the rest to `additional`) or a settlement (postpaid use only)."""
+    """Apply a top-up (postpaid use first, the rest to `additional`) or a settlement (postpaid use only).
+
+    It funds the company's pool, or with `waba_id` the package that WABA
+    charges (a v2 company's WABA has its own).
+    """
     error = check_amount("amount", amount_minor) or check_code(
         "payment_reference", payment_reference, max_length=limits.UNIQUE_CODE_MAX_LENGTH
     )
+    if error is None and waba_id is not None:
+        error = check_code("waba_id", waba_id, max_length=32)
     if error:
         raise error
     at = context.clock()
     async with context.database.transaction() as connection:
-        pool, caught_up = await lock_pool(connection, company_id, at)
+        pool, caught_up = await lock_funded_package(connection, company_id, waba_id, at)
         earlier = await request_store.find_payment(connection, company_id, payment_reference)
         if earlier is not None:
             if earlier.kind != kind or earlier.amount_minor != amount_minor:

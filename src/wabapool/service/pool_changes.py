@@ -7,12 +7,13 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wabapool.domain import operations
+from wabapool.domain import limits, operations
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta
+from wabapool.storage.errors import StorageUnavailable
 
 
 async def missing_pool(connection: AsyncConnection, company_id: int) -> BillingError:
@@ -20,6 +21,42 @@ async def missing_pool(connection: AsyncConnection, company_id: int) -> BillingE
     if await company_store.get_company(connection, company_id) is None:
         return BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
     return BillingError(Rejection.NOT_SHARED_POOL, "the company has no shared balance pool")
+
+
+async def lock_waba_package(
+    connection: AsyncConnection, company_id: int, waba_id: str, at: datetime
+) -> tuple[pool_store.LockedPool, operations.Change]:
+    """The package a WABA of the company charges now (its pool, or its own), locked and caught up.
+
+    A package found closed under its lock was just moved by the backfill (or its
+    rollback): the WABA's new package is read again, after that commit.
+    """
+    for _ in range(limits.GROUP_ATTEMPTS):
+        package_id = await company_store.waba_package_id(connection, company_id, waba_id)
+        if package_id is None:
+            if not await company_store.waba_exists(connection, company_id, waba_id):
+                raise BillingError(Rejection.UNKNOWN_WABA, "no such WABA in this company", {"waba_id": waba_id})
+            raise BillingError(Rejection.NOT_SHARED_POOL, "this WABA has no package", {"waba_id": waba_id})
+        pool = (await pool_store.load_packages(connection, [package_id], for_update=True)).get(package_id)
+        if pool is not None and not pool.closed:
+            return pool, operations.catch_up(pool.state, at)
+    raise StorageUnavailable(f"the WABA's package kept moving for {limits.GROUP_ATTEMPTS} attempts")
+
+
+async def lock_funded_package(
+    connection: AsyncConnection, company_id: int, waba_id: str | None, at: datetime
+) -> tuple[pool_store.LockedPool, operations.Change]:
+    """What a payment funds: the WABA's package when `waba_id` is given (v2), else the company's pool."""
+    if waba_id is not None:
+        return await lock_waba_package(connection, company_id, waba_id, at)
+    company = await company_store.get_company(connection, company_id)
+    if company is not None and company.billing_version == "v2":
+        raise BillingError(
+            Rejection.INVALID_REQUEST,
+            "a v2 company has one package per WABA: say which with waba_id",
+            {"field": "waba_id"},
+        )
+    return await lock_pool(connection, company_id, at)
 
 
 async def lock_pool(

@@ -1,4 +1,4 @@
-"""Provisioning: companies and their pool's terms, WABAs, the price list (webhooks: `service.webhooks`).
+"""Provisioning: companies and their pool's terms, WABAs and their packages, the price list (webhooks elsewhere).
 
 Upserts that keep what they are not told: a term left out keeps its current
 value, and the defaults apply only when a company is created. The terms money
@@ -28,6 +28,7 @@ from wabapool.service.models import (
     CompanyTerms,
     PackageTerms,
     ProvisionedCompany,
+    ProvisionedWaba,
     check_amount,
     check_code,
 )
@@ -89,43 +90,60 @@ async def provision_company(context: ServiceContext, company_id: int, terms: Com
         currency = terms.currency or (existing.currency if existing else DEFAULT_CURRENCY)
         timezone = terms.timezone or (existing.timezone if existing else DEFAULT_TIMEZONE)
         package = terms.package
+        if billing_version == "v2" and package is not None:
+            raise BillingError(
+                Rejection.INVALID_REQUEST,
+                "a v2 company has one package per WABA: send package with each WABA (PUT .../wabas/{waba_id})",
+                {"field": "package"},
+            )
         if package is None and billing_version == "v3":
             # A v3 company always has its pool; without terms it starts empty (no allowance, no credit line).
             package = PackageTerms()
         state = None
         if existing is not None and package is not None:
             # Under the terms in force until now: a cycle that ended is closed by the old timezone first.
-            state = await _provision_pool(connection, company_id, timezone, package, at)
-        await company_store.upsert_company(
-            connection,
-            company_id=company_id,
-            values={"billing_version": billing_version, "currency": currency, "timezone": timezone},
-            at=at,
-        )
+            pool = await pool_store.load_pool(connection, company_id, for_update=True)
+            _, state = await _provision_package(connection, pool, company_id, None, timezone, package, at)
+        values: dict[str, Any] = {"billing_version": billing_version, "currency": currency, "timezone": timezone}
+        if terms.waba_save_organization_id is not KEEP:
+            values["waba_save_organization_id"] = terms.waba_save_organization_id
+        await company_store.upsert_company(connection, company_id=company_id, values=values, at=at)
         if existing is None and package is not None:
-            state = await _provision_pool(connection, company_id, timezone, package, at)
+            _, state = await _provision_package(connection, None, company_id, None, timezone, package, at)
+        flag = values.get("waba_save_organization_id", existing.waba_save_organization_id if existing else None)
     await context.changed(company_id)
     return ProvisionedCompany(
         company_id=company_id,
         billing_version=billing_version,
         currency=currency,
         timezone=timezone,
-        package=None
-        if state is None
-        else PackageTerms(
-            allowance=state.buckets.initial_allowance,
-            postpaid_limit=state.buckets.postpaid_limit,
-            cycle_anchor_day=state.anchor_day,
-            threshold_percent=state.threshold_percent,
-        ),
+        package=None if state is None else _terms_of(state),
+        waba_save_organization_id=flag,
     )
 
 
-async def _provision_pool(
-    connection: AsyncConnection, company_id: int, timezone: str, package: PackageTerms, at: datetime
-) -> operations.PoolState:
-    """Open the pool, or change its terms (a term not given is kept); returns the pool's new state."""
-    pool = await pool_store.load_pool(connection, company_id, for_update=True)
+def _terms_of(state: operations.PoolState) -> PackageTerms:
+    return PackageTerms(
+        allowance=state.buckets.initial_allowance,
+        postpaid_limit=state.buckets.postpaid_limit,
+        cycle_anchor_day=state.anchor_day,
+        threshold_percent=state.threshold_percent,
+    )
+
+
+async def _provision_package(
+    connection: AsyncConnection,
+    pool: pool_store.LockedPool | None,
+    company_id: int,
+    waba_id: str | None,
+    timezone: str,
+    package: PackageTerms,
+    at: datetime,
+) -> tuple[int, operations.PoolState]:
+    """Open a package (the pool, or `waba_id`'s own), or change its terms (a term not given is kept).
+
+    `pool` is the package as locked, None to open one; returns its id and new state.
+    """
     if pool is None:
         threshold = None if package.threshold_percent is KEEP else package.threshold_percent
         opened = operations.open_pool(
@@ -136,13 +154,14 @@ async def _provision_pool(
             timezone=timezone,
             threshold_percent=threshold,
             at=at,
+            waba_id=waba_id,
         )
         pool = await pool_store.create_pool(
             connection, company_id=company_id, state=opened.state, threshold_percent=threshold, at=at
         )
         changes = pool_changes(pool, operations.Change(pool.state), opened, reference="provision", at=at)
         await write_changes(connection, [changes], at=at)
-        return opened.state
+        return pool.package_id, opened.state
     caught_up = operations.catch_up(pool.state, at)
     state = caught_up.state
     moves: list[Move] = []
@@ -158,17 +177,36 @@ async def _provision_pool(
         state = replace(state, anchor_day=package.cycle_anchor_day)
     changes = pool_changes(pool, caught_up, operations.Change(state, moves, events), reference="provision", at=at)
     await write_changes(connection, [changes], at=at)
-    return state
+    return pool.package_id, state
 
 
-async def provision_waba(context: ServiceContext, company_id: int, waba_id: str, *, name: str) -> None:
-    """Idempotent: the WABA joins the company's pool (if the company has one); one company owns a WABA id."""
+def _joins_pool(company: Any, default: bool) -> bool:
+    """Where a new WABA goes: v3 with the flag on joins the pool; v2, or the flag off, gets its own package."""
+    if company.billing_version == "v2":
+        return False
+    override = company.waba_save_organization_id
+    return default if override is None else bool(override)
+
+
+async def provision_waba(
+    context: ServiceContext, company_id: int, waba_id: str, *, name: str, package: PackageTerms | None = None
+) -> ProvisionedWaba:
+    """Idempotent upsert of a WABA; one company owns a WABA id.
+
+    A new WABA joins the company's pool (v3, `waba_save_organization_id` on)
+    or gets its own package with `package`'s terms (v2, or the flag off). An
+    existing WABA keeps where it spends: the flag shapes only new ones, and
+    `package` then changes its own package's terms.
+    """
     error = check_code("waba_id", waba_id, max_length=32) or check_code("name", name, max_length=limits.NAME_MAX_LENGTH)
+    if error is None and package is not None:
+        error = _check_package(package)
     if error:
         raise error
     at = context.clock()
     async with context.database.transaction() as connection:
-        if await company_store.get_company(connection, company_id) is None:
+        company = await company_store.get_company(connection, company_id)
+        if company is None:
             raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
         owner = await company_store.waba_owner(connection, waba_id)
         if owner is not None and owner != company_id:
@@ -176,11 +214,39 @@ async def provision_waba(context: ServiceContext, company_id: int, waba_id: str,
             raise BillingError(
                 Rejection.WABA_OWNED_ELSEWHERE, "this WABA belongs to another company", {"waba_id": waba_id}
             )
-        package_id = await company_store.package_id_of(connection, company_id)
+        package_id = await company_store.waba_package_id(connection, company_id, waba_id) if owner else None
+        current = None
+        if package_id is not None:
+            current = (await pool_store.load_packages(connection, [package_id], for_update=True)).get(package_id)
+        state = None
+        in_pool = (
+            current.waba_id is None if current is not None else _joins_pool(company, context.waba_save_organization_id)
+        )
+        if in_pool:
+            if package is not None:
+                raise BillingError(
+                    Rejection.INVALID_REQUEST,
+                    "this WABA spends from the company's shared pool: its terms are the company's package",
+                    {"field": "package"},
+                )
+            if current is None:
+                pool = await pool_store.load_pool(connection, company_id, for_update=False)
+                package_id = None if pool is None else pool.package_id
+        elif current is None:
+            package_id, state = await _provision_package(
+                connection, None, company_id, waba_id, company.timezone, package or PackageTerms(), at
+            )
+        else:
+            state = current.state
+            if package is not None:
+                _, state = await _provision_package(
+                    connection, current, company_id, waba_id, company.timezone, package, at
+                )
         await company_store.upsert_waba(
             connection, company_id=company_id, waba_id=waba_id, name=name, package_id=package_id, at=at
         )
     await context.changed(company_id)
+    return ProvisionedWaba(company_id, waba_id, name, None if state is None else _terms_of(state))
 
 
 async def set_price(

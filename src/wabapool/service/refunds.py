@@ -14,7 +14,8 @@ from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Portion, QuotaType
 from wabapool.service.context import ServiceContext
 from wabapool.service.models import Allocation, RefundRequest, RefundResult, allocation_json, check_code
-from wabapool.service.pool_changes import lock_pool, pool_changes
+from wabapool.service.pool_changes import lock_waba_package, missing_pool, pool_changes
+from wabapool.storage import companies as company_store
 from wabapool.storage import requests as request_store
 from wabapool.storage.changes import SpendDelta, UsageDelta, write_changes
 from wabapool.storage.usage import local_day
@@ -48,12 +49,16 @@ async def refund(context: ServiceContext, request: RefundRequest, *, service_nam
     at = context.clock()
     company_id = request.company_id
     async with context.database.transaction() as connection:
-        pool, caught_up = await lock_pool(connection, company_id, at)
+        # A stored deduction never changes: it is read before the lock of the package it gives back to.
         deduction = await request_store.find_deduction_for_refund(connection, company_id, request.unique_code)
         if deduction is None:
+            if await company_store.get_company(connection, company_id) is None:
+                raise await missing_pool(connection, company_id)
             raise BillingError(
                 Rejection.UNKNOWN_DEDUCTION, "no deduction with this unique_code", {"unique_code": request.unique_code}
             )
+        # Back to the package the WABA charges now: its own, or the pool it was moved into.
+        pool, caught_up = await lock_waba_package(connection, company_id, deduction.waba_id, at)
         reason = _stored_reason(request.reason)
         earlier = await request_store.find_refund(connection, company_id, refund_code=request.refund_code)
         if earlier is not None:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain.pricing import PriceEntry
 from wabapool.storage import pg
-from wabapool.storage.tables import companies, organization_packages, price_list, whatsapp_packages
+from wabapool.storage.tables import companies, price_list, whatsapp_packages
 from wabapool.storage.upsert import insert_for
 
 
@@ -52,37 +52,56 @@ async def waba_owner(connection: AsyncConnection, waba_id: str) -> int | None:
     ).scalar_one_or_none()
 
 
-async def wabas_in_pool(connection: AsyncConnection, company_id: int, waba_ids: Collection[str]) -> set[str]:
-    """Which of these WABAs belong to the company's pool."""
+async def waba_packages(
+    connection: AsyncConnection, company_id: int, waba_ids: Collection[str]
+) -> dict[str, int | None]:
+    """The package each of these WABAs of the company charges (None: the WABA has none); unknown ones left out."""
     rows = await connection.execute(
-        select(whatsapp_packages.c.waba_id)
-        .join(organization_packages, organization_packages.c.id == whatsapp_packages.c.organization_package_id)
-        .where(
-            and_(
-                whatsapp_packages.c.company_id == company_id,
-                organization_packages.c.company_id == company_id,
-                whatsapp_packages.c.waba_id.in_(list(waba_ids)),
-            )
+        select(whatsapp_packages.c.waba_id, whatsapp_packages.c.organization_package_id).where(
+            and_(whatsapp_packages.c.company_id == company_id, whatsapp_packages.c.waba_id.in_(list(waba_ids)))
         )
     )
-    return {row.waba_id for row in rows}
+    return {row.waba_id: row.organization_package_id for row in rows}
 
 
 async def list_wabas(connection: AsyncConnection, company_id: int) -> list[Any]:
+    """The company's WABAs in the order they joined, with the package each charges."""
     rows = await connection.execute(
-        select(whatsapp_packages.c.waba_id, whatsapp_packages.c.name)
+        select(whatsapp_packages.c.waba_id, whatsapp_packages.c.name, whatsapp_packages.c.organization_package_id)
         .where(whatsapp_packages.c.company_id == company_id)
         .order_by(whatsapp_packages.c.created_at, whatsapp_packages.c.id)
     )
     return list(rows)
 
 
-async def package_id_of(connection: AsyncConnection, company_id: int) -> int | None:
+async def waba_package_id(connection: AsyncConnection, company_id: int, waba_id: str) -> int | None:
+    """The package a WABA of the company charges, if it has one."""
     return (
         await connection.execute(
-            select(organization_packages.c.id).where(organization_packages.c.company_id == company_id)
+            select(whatsapp_packages.c.organization_package_id).where(
+                and_(whatsapp_packages.c.company_id == company_id, whatsapp_packages.c.waba_id == waba_id)
+            )
         )
     ).scalar_one_or_none()
+
+
+async def point_wabas(connection: AsyncConnection, company_id: int, package_of: Mapping[str, int]) -> None:
+    """Point each WABA at a package (the backfill and its rollback)."""
+    statement = (
+        update(whatsapp_packages)
+        .where(
+            and_(
+                whatsapp_packages.c.company_id == company_id,
+                whatsapp_packages.c.waba_id == bindparam("w_waba_id"),
+            )
+        )
+        .values(organization_package_id=bindparam("w_package_id"))
+    )
+    if package_of:
+        await connection.execute(
+            statement,
+            [{"w_waba_id": waba_id, "w_package_id": package_id} for waba_id, package_id in package_of.items()],
+        )
 
 
 def _scope_key(company_id: int | None, market: str | None) -> str:

@@ -1,13 +1,21 @@
-"""The pool row, its component and buckets: locked, loaded into a PoolState, written back."""
+"""Packages (the company's shared pool, or one WABA's own package): locked, loaded into a PoolState, written back.
+
+A v3 company spends from its shared pool; a v2 company has one package per
+WABA (and so does a v3 WABA added with `waba_save_organization_id` off). Every
+package has the same rows: the package, its `wa_balance` component, three
+buckets. A closed package (moved into the pool by the backfill) is kept for
+the record and never charged.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import BigInteger, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain.operations import PoolState
@@ -25,16 +33,25 @@ class LockedPool:
     billing_version: str
     currency: str
     state: PoolState
+    closed: bool = False
+
+    @property
+    def waba_id(self) -> str | None:
+        """The WABA whose own package this is; None for the shared pool."""
+        return self.state.waba_id
 
 
 _POOL_COLUMNS = (
     organization_packages.c.id,
+    organization_packages.c.company_id,
     organization_packages.c.cycle_anchor_day,
     organization_packages.c.cycle_start,
     organization_packages.c.cycle_end,
     organization_packages.c.funded_base_minor,
     organization_packages.c.low_balance_armed,
     organization_packages.c.below_zero_cycle_start,
+    organization_packages.c.waba_id,
+    organization_packages.c.closed_at,
     billing_components.c.id.label("component_id"),
     billing_components.c.threshold_running_out,
     companies.c.timezone,
@@ -47,29 +64,45 @@ _POOL_COLUMNS = (
 )
 
 
+_PACKAGE_ROWS = (
+    organization_packages.join(companies, companies.c.company_id == organization_packages.c.company_id)
+    .join(
+        billing_components,
+        (billing_components.c.organization_package_id == organization_packages.c.id)
+        & (billing_components.c.component_code == COMPONENT_CODE),
+    )
+    .join(quota_buckets, quota_buckets.c.billing_component_id == billing_components.c.id)
+)
+_LOCKED_TABLES = [organization_packages, billing_components, quota_buckets]
+
+
 def _pool_query(company_id: Any):  # type: ignore[no-untyped-def]
     return (
         select(*_POOL_COLUMNS)
-        .select_from(
-            organization_packages.join(companies, companies.c.company_id == organization_packages.c.company_id)
-            .join(
-                billing_components,
-                (billing_components.c.organization_package_id == organization_packages.c.id)
-                & (billing_components.c.component_code == COMPONENT_CODE),
-            )
-            .join(quota_buckets, quota_buckets.c.billing_component_id == billing_components.c.id)
+        .select_from(_PACKAGE_ROWS)
+        .where(
+            (organization_packages.c.company_id == company_id)
+            & organization_packages.c.waba_id.is_(None)
+            & organization_packages.c.closed_at.is_(None)
         )
-        .where(organization_packages.c.company_id == company_id)
     )
 
 
-_LOCK_POOL_PG = pg.compile_statement(
-    _pool_query(bindparam("company_id")).with_for_update(of=[organization_packages, billing_components, quota_buckets])
+def _packages_query(where: Any):  # type: ignore[no-untyped-def]
+    # Ordered by package id: every transaction that locks several packages takes them in the same order.
+    return select(*_POOL_COLUMNS).select_from(_PACKAGE_ROWS).where(where).order_by(organization_packages.c.id)
+
+
+_LOCK_POOL_PG = pg.compile_statement(_pool_query(bindparam("company_id")).with_for_update(of=_LOCKED_TABLES))
+_LOCK_PACKAGES_PG = pg.compile_statement(
+    _packages_query(organization_packages.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))).with_for_update(
+        of=_LOCKED_TABLES
+    )
 )
 
 
 async def load_pool(connection: AsyncConnection, company_id: int, *, for_update: bool) -> LockedPool | None:
-    """The company's pool; with `for_update` its rows stay locked until commit.
+    """The company's open shared pool; with `for_update` its rows stay locked until commit.
 
     One statement locks and reads: every table whose rows can change under us is
     in `FOR UPDATE OF`, so after waiting for the lock PostgreSQL re-reads all of
@@ -80,8 +113,47 @@ async def load_pool(connection: AsyncConnection, company_id: int, *, for_update:
         rows = await pg.fetch(connection, _LOCK_POOL_PG, company_id=company_id)
     else:
         rows = (await connection.execute(_pool_query(company_id))).mappings().all()
-    if not rows:
-        return None
+    packages = _packages_of(rows)
+    return packages[0] if packages else None
+
+
+async def load_packages(
+    connection: AsyncConnection, package_ids: Collection[int], *, for_update: bool
+) -> dict[int, LockedPool]:
+    """These packages by id, open or closed (the caller checks); locked in id order with `for_update`."""
+    if not package_ids:
+        return {}
+    rows: Sequence[Mapping[str, Any]]
+    if for_update and pg.is_postgresql(connection):
+        rows = await pg.fetch(connection, _LOCK_PACKAGES_PG, ids=sorted(package_ids))
+    else:
+        query = _packages_query(organization_packages.c.id.in_(sorted(package_ids)))
+        if for_update:
+            query = query.with_for_update(of=_LOCKED_TABLES)
+        rows = (await connection.execute(query)).mappings().all()
+    return {package.package_id: package for package in _packages_of(rows)}
+
+
+async def company_packages(connection: AsyncConnection, company_id: int, *, for_update: bool) -> list[LockedPool]:
+    """Every open package of the company (its pool first, then the WABAs' own in id order)."""
+    query = _packages_query(
+        (organization_packages.c.company_id == company_id) & organization_packages.c.closed_at.is_(None)
+    )
+    if for_update:
+        query = query.with_for_update(of=_LOCKED_TABLES)
+    packages = _packages_of((await connection.execute(query)).mappings().all())
+    return sorted(packages, key=lambda package: (package.waba_id is not None, package.package_id))
+
+
+def _packages_of(rows: Sequence[Mapping[str, Any]]) -> list[LockedPool]:
+    """Rows of one or more packages (three buckets each, grouped by package) as LockedPools."""
+    by_package: dict[int, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_package.setdefault(row["id"], []).append(row)
+    return [_package(package_rows) for package_rows in by_package.values()]
+
+
+def _package(rows: Sequence[Mapping[str, Any]]) -> LockedPool:
     by_type = {row["quota_type"]: row for row in rows}
     first = rows[0]
     buckets = Buckets(
@@ -93,7 +165,7 @@ async def load_pool(connection: AsyncConnection, company_id: int, *, for_update:
         initial_used=by_type[QuotaType.INITIAL]["used_minor"],
     )
     state = PoolState(
-        company_id=company_id,
+        company_id=first["company_id"],
         buckets=buckets,
         cycle_start=first["cycle_start"],
         cycle_end=first["cycle_end"],
@@ -103,8 +175,16 @@ async def load_pool(connection: AsyncConnection, company_id: int, *, for_update:
         low_balance_armed=first["low_balance_armed"],
         below_zero_cycle_start=first["below_zero_cycle_start"],
         threshold_percent=first["threshold_running_out"],
+        waba_id=first["waba_id"],
     )
-    return LockedPool(first["id"], first["component_id"], first["billing_version"], first["currency"], state)
+    return LockedPool(
+        first["id"],
+        first["component_id"],
+        first["billing_version"],
+        first["currency"],
+        state,
+        closed=first["closed_at"] is not None,
+    )
 
 
 def _bucket_values(buckets: Buckets) -> dict[QuotaType, tuple[int, int, int]]:
@@ -177,12 +257,13 @@ async def save_pool_state(connection: AsyncConnection, pool: LockedPool, after: 
 async def create_pool(
     connection: AsyncConnection, *, company_id: int, state: PoolState, threshold_percent: object, at: datetime
 ) -> LockedPool:
-    """Insert a new package with its component and three buckets."""
+    """Insert a new package (the pool, or a WABA's own: `state.waba_id`) with its component and three buckets."""
     package_id = (
         await connection.execute(
             organization_packages.insert()
             .values(
                 company_id=company_id,
+                waba_id=state.waba_id,
                 cycle_anchor_day=state.anchor_day,
                 cycle_start=state.cycle_start,
                 cycle_end=state.cycle_end,
@@ -222,6 +303,11 @@ async def create_pool(
     return LockedPool(package_id, component_id, "v3", "", state)
 
 
-async def pool_company_ids(connection: AsyncConnection) -> list[int]:
-    """Every company that has a shared pool."""
-    return list((await connection.execute(select(organization_packages.c.company_id))).scalars())
+async def open_package_ids(connection: AsyncConnection) -> list[tuple[int, int]]:
+    """(company id, package id) of every open package, pools and WABAs' own alike."""
+    rows = await connection.execute(
+        select(organization_packages.c.company_id, organization_packages.c.id)
+        .where(organization_packages.c.closed_at.is_(None))
+        .order_by(organization_packages.c.company_id, organization_packages.c.id)
+    )
+    return [(row.company_id, row.id) for row in rows]

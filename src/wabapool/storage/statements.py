@@ -22,6 +22,7 @@ from wabapool.storage.tables import (
     deduction_requests,
     ledger_entries,
     organization_packages,
+    whatsapp_packages,
 )
 from wabapool.storage.upsert import insert_for
 
@@ -47,11 +48,27 @@ async def _activity(connection: AsyncConnection, pool: LockedPool) -> statement_
     count = await connection.execute(
         select(func.count())
         .select_from(d)
-        .where((d.c.company_id == company_id) & (d.c.created_at >= start) & (d.c.cycle_start == start))
+        .where(
+            (d.c.company_id == company_id)
+            & (d.c.created_at >= start)
+            & (d.c.cycle_start == start)
+            & (d.c.organization_package_id == pool.package_id)
+        )
     )
+    # The package's own WABAs only: a v2 company's packages share the company's spend table.
+    members = set(
+        (
+            await connection.execute(
+                select(whatsapp_packages.c.waba_id).where(
+                    whatsapp_packages.c.organization_package_id == pool.package_id
+                )
+            )
+        ).scalars()
+    )
+    spent = await ledger_store.waba_spend(connection, company_id=company_id, cycle_start=start)
     return statement_rules.CycleActivity(
         bucket_changes={row[0]: int(row[1] or 0) for row in changes},
-        spent_by_waba=await ledger_store.waba_spend(connection, company_id=company_id, cycle_start=start),
+        spent_by_waba={waba_id: amount for waba_id, amount in spent.items() if waba_id in members},
         deductions_count=int(count.scalar() or 0),
     )
 
@@ -93,7 +110,9 @@ async def record_closed_cycles(
     written = 0
     for statement in statements:
         insert = insert_for(connection, cycle_statements).values(_row(statement, pool, at))
-        result = await connection.execute(insert.on_conflict_do_nothing(index_elements=["company_id", "cycle_start"]))
+        result = await connection.execute(
+            insert.on_conflict_do_nothing(index_elements=["organization_package_id", "cycle_start"])
+        )
         written += result.rowcount or 0
     return written
 

@@ -25,6 +25,8 @@ from sqlalchemy import (
 from wabapool.storage.types import BigId, UTCDateTime
 
 OUTBOX_PENDING_SQL = "delivered_at IS NULL AND dead_at IS NULL AND skipped_at IS NULL"
+OPEN_POOL_SQL = "waba_id IS NULL AND closed_at IS NULL"
+OPEN_WABA_PACKAGE_SQL = "waba_id IS NOT NULL AND closed_at IS NULL"
 
 metadata = MetaData(
     naming_convention={
@@ -47,6 +49,8 @@ companies = Table(
     Column("webhook_secret", Text),
     # Set when the receiver answered 410 Gone: later events are skipped until the webhook is set again.
     Column("webhook_disabled_at", UTCDateTime),
+    # The company's override of the `waba_save_organization_id` flag; NULL: the global default (0006).
+    Column("waba_save_organization_id", Boolean),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -55,7 +59,10 @@ organization_packages = Table(
     "organization_packages",
     metadata,
     Column("id", BigId, primary_key=True),
-    Column("company_id", BigInteger, ForeignKey("companies.company_id"), nullable=False, unique=True),
+    Column("company_id", BigInteger, ForeignKey("companies.company_id"), nullable=False, index=True),
+    # The WABA a package of its own belongs to (v2, or a v3 WABA with `waba_save_organization_id` off);
+    # NULL for the company's shared pool (0006).
+    Column("waba_id", String(32)),
     Column("cycle_anchor_day", SmallInteger, nullable=False),
     Column("cycle_start", UTCDateTime, nullable=False),
     # The current cycle's end, kept: new anchor or timezone terms apply from it (domain.cycle).
@@ -65,6 +72,22 @@ organization_packages = Table(
     Column("below_zero_cycle_start", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Set when the backfill moved the package into the pool (or its rollback closed the pool): kept, never charged.
+    Column("closed_at", UTCDateTime),
+    Index(
+        "uq_organization_packages_open_pool",
+        "company_id",
+        unique=True,
+        postgresql_where=text(OPEN_POOL_SQL),
+        sqlite_where=text(OPEN_POOL_SQL),
+    ),
+    Index(
+        "uq_organization_packages_open_waba",
+        "waba_id",
+        unique=True,
+        postgresql_where=text(OPEN_WABA_PACKAGE_SQL),
+        sqlite_where=text(OPEN_WABA_PACKAGE_SQL),
+    ),
 )
 
 billing_components = Table(
@@ -279,7 +302,7 @@ cycle_statements = Table(
     Column("spent_by_waba", JSON, nullable=False),
     Column("deductions_count", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
-    UniqueConstraint("company_id", "cycle_start", name="uq_cycle_statements_company_cycle"),
+    UniqueConstraint("organization_package_id", "cycle_start", name="uq_cycle_statements_package_cycle"),
 )
 
 # Spend and messages per WABA per day (company timezone), kept in the deduction's and the refund's

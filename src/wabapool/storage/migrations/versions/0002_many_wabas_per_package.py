@@ -33,17 +33,22 @@ def downgrade() -> None:
         op.get_bind()
         .execute(
             sa.text(
-                "SELECT organization_package_id, COUNT(*) AS wabas FROM whatsapp_packages "
-                "WHERE organization_package_id IS NOT NULL GROUP BY organization_package_id HAVING COUNT(*) > 1"
+                "SELECT company_id, organization_package_id, COUNT(*) AS wabas FROM whatsapp_packages "
+                "WHERE organization_package_id IS NOT NULL GROUP BY company_id, organization_package_id "
+                "HAVING COUNT(*) > 1 ORDER BY company_id"
             )
         )
         .all()
     )
     if shared:
-        packages = ", ".join(str(row.organization_package_id) for row in shared[:10])
+        listed = ", ".join(
+            f"company {row.company_id} (package {row.organization_package_id}, {row.wabas} WABAs)"
+            for row in shared[:20]
+        )
+        more = f" and {len(shared) - 20} more" if len(shared) > 20 else ""
         raise RuntimeError(
-            f"cannot roll back: {len(shared)} package(s) are shared by more than one WABA ({packages}); "
-            "move those companies back to one package per WABA first"
+            f"cannot roll back: {len(shared)} package(s) are shared by more than one WABA: {listed}{more}; "
+            "move those companies back to one package per WABA first (wabapool backfill --rollback)"
         )
     with op.batch_alter_table("whatsapp_packages") as batch_op:
         batch_op.drop_index(INDEX)

@@ -1,0 +1,180 @@
+"""v2 served through the HTTP API: one package per WABA, charged, funded and shown per WABA; the feature flag."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, api_client, bearer, deduction_body, settings_for
+from tests.conftest import truncate_all
+from wabapool.service.reconcile import reconcile
+from wabapool.storage.database import Database
+from wabapool.storage.migrate import upgrade
+
+V2 = 21
+V3 = 22
+PRICE = 1_000
+# Three WABAs of a v2 company, each with its own package: allowance, postpaid limit.
+PACKAGES = {"2101": (5_000, 0), "2102": (2_000, 3_000), "2103": (0, 0)}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def http(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[httpx.AsyncClient]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'v2.db'}"
+        upgrade(url)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        database = Database(url)
+        await truncate_all(database)
+        await database.dispose()
+    async with api_client(settings_for(url)) as (client, context):
+        client.context = context  # type: ignore[attr-defined]
+        yield client
+
+
+async def put(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> httpx.Response:
+    return await http.put(f"{INTERNAL}{path}", json=body, headers=INTERNAL_HEADERS)
+
+
+async def post(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> httpx.Response:
+    return await http.post(f"{INTERNAL}/quota-managements/{path}", json=body, headers=INTERNAL_HEADERS)
+
+
+async def info(http: httpx.AsyncClient, company_id: int = V2) -> dict[str, Any]:
+    await http.put(f"{INTERNAL}/quota-managements/{company_id}/invalidate-cache", headers=INTERNAL_HEADERS)
+    response = await http.get(f"{PUBLIC}/billings/info", headers=bearer(company_id))
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def error_code(response: httpx.Response) -> str:
+    return response.json()["error"]["code"]  # type: ignore[no-any-return]
+
+
+async def provision_v2(http: httpx.AsyncClient) -> None:
+    assert (await put(http, f"/companies/{V2}", {"billing_version": "v2"})).status_code == 200
+    for waba_id, (allowance, limit) in PACKAGES.items():
+        response = await put(
+            http,
+            f"/companies/{V2}/wabas/{waba_id}",
+            {"name": f"WABA {waba_id}", "package": {"allowance": allowance, "postpaid_limit": limit}},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["package"]["allowance"] == allowance
+    response = await put(
+        http, "/price-list/wa_marketing_id", {"unit_price": PRICE, "effective_from": "2025-07-01T00:00:00Z"}
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_a_v2_deduction_charges_the_package_of_its_waba_and_no_other(http: httpx.AsyncClient) -> None:
+    await provision_v2(http)
+    response = await post(http, "deduction", deduction_body(V2, "m1", waba_id="2102", quantity=4))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # 2,000 of allowance, then 2,000 of the WABA's own credit line.
+    assert [(a["quota_type"], a["amount"]) for a in body["allocations"]] == [("initial", 2_000), ("postpaid", 2_000)]
+    assert (body["value_before"], body["value_after"]) == (2_000, -2_000)
+    refused = await post(http, "deduction", deduction_body(V2, "m2", waba_id="2103"))
+    assert refused.status_code == 400 and error_code(refused) == "quota_exceeded"
+    shown = await info(http)
+    assert shown["billing_version"] == "v2"
+    per_waba = {w["waba_id"]: w for w in shown["wabas"]}
+    assert per_waba["2101"]["balance"]["total"] == 5_000
+    assert per_waba["2102"]["balance"]["total"] == -2_000
+    assert per_waba["2102"]["balance"]["postpaid"] == {"limit": 3_000, "used": 2_000}
+    assert per_waba["2102"]["spent_this_cycle"] == 4_000
+    assert per_waba["2103"]["balance"]["available"] == 0
+    # The top level is the sum of the packages.
+    assert shown["balance"]["total"] == 3_000
+    assert shown["balance"]["available"] == 5_000 + 1_000 + 0
+    assert shown["balance"]["postpaid"] == {"limit": 3_000, "used": 2_000}
+    assert shown["below_zero"] is True
+    assert (await reconcile(http.context.database)).ok  # type: ignore[attr-defined]
+
+
+async def test_a_v2_top_up_and_settlement_fund_the_package_of_their_waba(http: httpx.AsyncClient) -> None:
+    await provision_v2(http)
+    assert (await post(http, "deduction", deduction_body(V2, "m1", waba_id="2102", quantity=4))).status_code == 200
+    no_waba = await post(http, "top-up", {"company_id": V2, "amount": 500, "payment_reference": "p0"})
+    assert no_waba.status_code == 400 and error_code(no_waba) == "invalid_request"
+    assert no_waba.json()["error"]["details"]["field"] == "waba_id"
+    settled = await post(
+        http, "settle-postpaid", {"company_id": V2, "amount": 1_500, "payment_reference": "s1", "waba_id": "2102"}
+    )
+    assert settled.status_code == 200, settled.text
+    topped = await post(http, "top-up", {"company_id": V2, "amount": 700, "payment_reference": "p1", "waba_id": "2103"})
+    assert topped.status_code == 200, topped.text
+    unknown = await post(http, "top-up", {"company_id": V2, "amount": 1, "payment_reference": "p2", "waba_id": "999"})
+    assert unknown.status_code == 404 and error_code(unknown) == "unknown_waba"
+    per_waba = {w["waba_id"]: w["balance"] for w in (await info(http))["wabas"]}
+    assert per_waba["2102"]["postpaid"]["used"] == 500
+    assert per_waba["2103"]["additional"]["remaining"] == 700
+    assert per_waba["2101"]["total"] == 5_000
+    # 700 does not cover a 1,000 message, but a 700 one fits; its refund goes back to the same package.
+    assert (await post(http, "deduction", deduction_body(V2, "m2", waba_id="2103"))).status_code == 400
+    assert (await put(http, "/price-list/wa_utility_id", {"unit_price": 700})).status_code == 200
+    cheap = deduction_body(V2, "m4", waba_id="2103")
+    cheap["deduction_code"] = "wa_utility_id"
+    assert (await post(http, "deduction", cheap)).status_code == 200
+    refund = {"company_id": V2, "unique_code": "m4", "refund_code": "r4", "reason": "failed"}
+    assert (await post(http, "refund", refund)).status_code == 200
+    assert {w["waba_id"]: w["balance"] for w in (await info(http))["wabas"]}["2103"]["total"] == 700
+    assert (await reconcile(http.context.database)).ok  # type: ignore[attr-defined]
+
+
+async def test_a_v2_company_takes_its_packages_with_its_wabas_not_at_the_company(http: httpx.AsyncClient) -> None:
+    refused = await put(http, f"/companies/{V2}", {"billing_version": "v2", "package": {"allowance": 1}})
+    assert refused.status_code == 400 and refused.json()["error"]["details"]["field"] == "package"
+    await provision_v2(http)
+    # Terms of a WABA's own package change through the WABA; a term left out is kept.
+    changed = await put(http, f"/companies/{V2}/wabas/2101", {"name": "Renamed", "package": {"postpaid_limit": 900}})
+    assert changed.status_code == 200
+    assert changed.json()["package"] == {
+        "allowance": 5_000,
+        "postpaid_limit": 900,
+        "cycle_anchor_day": 1,
+        "threshold_percent": None,
+    }
+
+
+async def test_a_waba_of_another_company_is_refused_on_every_path_that_creates_one(http: httpx.AsyncClient) -> None:
+    await provision_v2(http)
+    assert (await put(http, f"/companies/{V3}", {"billing_version": "v3"})).status_code == 200
+    assert (await put(http, f"/companies/{V3}/wabas/2201", {"name": "Mine"})).status_code == 200
+    for company_id, waba_id, body in (
+        (V3, "2101", {"name": "Taken"}),
+        (V2, "2201", {"name": "Taken", "package": {"allowance": 1}}),
+    ):
+        taken = await put(http, f"/companies/{company_id}/wabas/{waba_id}", body)
+        assert taken.status_code == 409 and error_code(taken) == "waba_owned_elsewhere"
+    assert [w["waba_id"] for w in (await info(http, V3))["wabas"]] == ["2201"]
+
+
+async def test_with_the_flag_off_a_new_waba_of_a_v3_company_gets_its_own_package(http: httpx.AsyncClient) -> None:
+    company = {"billing_version": "v3", "package": {"allowance": 10_000}}
+    assert (await put(http, f"/companies/{V3}", company)).status_code == 200
+    assert (await put(http, f"/companies/{V3}/wabas/2201", {"name": "Pooled"})).status_code == 200
+    off = await put(http, f"/companies/{V3}", {"waba_save_organization_id": False})
+    assert off.status_code == 200 and off.json()["waba_save_organization_id"] is False
+    own = await put(http, f"/companies/{V3}/wabas/2202", {"name": "Own", "package": {"allowance": 3_000}})
+    assert own.status_code == 200 and own.json()["package"]["allowance"] == 3_000
+    # The flag shapes only new WABAs: the first stays in the pool, and its terms are the company's.
+    stays = await put(http, f"/companies/{V3}/wabas/2201", {"name": "Pooled", "package": {"allowance": 1}})
+    assert stays.status_code == 400 and stays.json()["error"]["details"]["field"] == "package"
+    assert (await put(http, "/price-list/wa_marketing_id", {"unit_price": PRICE})).status_code == 200
+    assert (await post(http, "deduction", deduction_body(V3, "a", waba_id="2201"))).status_code == 200
+    assert (await post(http, "deduction", deduction_body(V3, "b", waba_id="2202", quantity=2))).status_code == 200
+    shown = await info(http, V3)
+    per_waba = {w["waba_id"]: w for w in shown["wabas"]}
+    assert "balance" not in per_waba["2201"]
+    assert per_waba["2202"]["balance"]["wabi"]["remaining"] == 1_000
+    assert shown["balance"]["total"] == 9_000 + 1_000
+    back = await put(http, f"/companies/{V3}", {"waba_save_organization_id": None})
+    assert back.json()["waba_save_organization_id"] is None
+    joined = await put(http, f"/companies/{V3}/wabas/2203", {"name": "Joins"})
+    assert joined.status_code == 200 and joined.json()["package"] is None
