@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from wabapool.domain import operations, thresholds
+from wabapool.domain import operations
+from wabapool.service.balance_view import view_of
 from wabapool.service.context import ServiceContext
 from wabapool.service.models import BalanceView, WabaSpend
 from wabapool.service.pool_changes import lock_pool, pool_changes
@@ -13,6 +14,7 @@ from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import statements as statement_store
 from wabapool.storage.changes import write_changes
+from wabapool.storage.versions import Written
 
 
 async def reset_cycles(context: ServiceContext, *, at: datetime | None = None) -> dict[int, int]:
@@ -26,6 +28,7 @@ async def reset_cycles(context: ServiceContext, *, at: datetime | None = None) -
         company_ids = await pool_store.pool_company_ids(connection)
     reset: dict[int, int] = {}
     for company_id in company_ids:
+        written: list[Written] = []
         async with context.database.transaction() as connection:
             pool, caught_up = await lock_pool(connection, company_id, at)
             if caught_up.state.cycle_start != pool.state.cycle_start:
@@ -33,10 +36,10 @@ async def reset_cycles(context: ServiceContext, *, at: datetime | None = None) -
                 changes = pool_changes(
                     pool, caught_up, nothing, reference=f"cycle:{caught_up.state.cycle_label}", at=at
                 )
-                await write_changes(connection, [changes], at=at)
+                written = await write_changes(connection, [changes], at=at)
                 reset[company_id] = len(caught_up.events)
-        if company_id in reset:
-            await context.changed(company_id)
+        if written:
+            await context.changed(company_id, written)
     return reset
 
 
@@ -54,25 +57,10 @@ async def balance(context: ServiceContext, company_id: int) -> BalanceView:
         state = caught_up.state
         wabas = await company_store.list_wabas(connection, company_id)
         spend = await ledger_store.waba_spend(connection, company_id=company_id, cycle_start=state.cycle_start)
-    buckets = state.buckets
-    return BalanceView(
-        company_id=company_id,
-        billing_version=pool.billing_version,
-        currency=pool.currency,
-        total=buckets.total,
-        available=buckets.available,
-        allowance=buckets.initial_allowance,
-        initial_remaining=buckets.initial_remaining,
-        additional_remaining=buckets.additional_remaining,
-        postpaid_limit=buckets.postpaid_limit,
-        postpaid_used=buckets.postpaid_used,
-        threshold_percent=thresholds.effective_threshold(state.threshold_percent),
-        low_balance=state.is_low,
-        below_zero=state.is_below_zero,
-        cycle_starts_at=state.cycle_start,
-        cycle_ends_at=state.cycle_end,
-        wabas=tuple(WabaSpend(w.waba_id, w.name, spend.get(w.waba_id, 0)) for w in wabas),
-        as_of=at,
-        timezone=state.timezone,
-        funded_this_cycle=state.funded_base_minor,
+    return view_of(
+        pool,
+        state,
+        tuple(WabaSpend(w.waba_id, w.name, spend.get(w.waba_id, 0)) for w in wabas),
+        at=at,
+        version=pool.version,
     )

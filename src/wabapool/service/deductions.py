@@ -29,6 +29,7 @@ from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
 from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta, reserve_deduction_ids, write_changes
 from wabapool.storage.usage import local_day
+from wabapool.storage.versions import Written
 
 
 class Prepared(NamedTuple):
@@ -154,6 +155,7 @@ class GroupApplied(NamedTuple):
     outcomes: list[_Outcome]
     ids: dict[str, int]
     changed: bool
+    written: Sequence[Written] = ()  # what the pool became, for the balance cache
 
     def results(self) -> list[BatchItemResult]:
         """Every outcome final, with the ids the database gave the rows this group wrote."""
@@ -213,10 +215,11 @@ async def apply_group(
             raise CodeAppliedMeanwhile
     changed = bool(decided.applied) or bool(caught_up.moves) or caught_up.state != pool.state
     ids: dict[str, int] = {}
+    written: Sequence[Written] = ()
     if changed:
         ids = {a.item.request.unique_code: row_id for a, row_id in zip(decided.applied, reserved, strict=False)}
-        await write_changes(connection, [_changes(pool, caught_up, decided, ids, at, service_name)], at=at)
-    return GroupApplied(decided.outcomes, ids, changed)
+        written = await write_changes(connection, [_changes(pool, caught_up, decided, ids, at, service_name)], at=at)
+    return GroupApplied(decided.outcomes, ids, changed, written)
 
 
 def decide(

@@ -196,6 +196,7 @@ class BalanceView:
     as_of: datetime | None = None
     timezone: str | None = None  # the company's IANA zone, for showing times
     funded_this_cycle: int | None = None  # the low-balance threshold's base (allowance + carried + top-ups)
+    version: int | None = None  # the pool's version these figures are of: orders them in the balance cache
 
 
 def _invalid(message: str, **details: object) -> BillingError:

@@ -25,6 +25,8 @@ class LockedPool:
     billing_version: str
     currency: str
     state: PoolState
+    # The version the pool was read at (storage.versions): what a balance built from this read is ordered by.
+    version: int = 0
 
 
 _POOL_COLUMNS = (
@@ -35,6 +37,7 @@ _POOL_COLUMNS = (
     organization_packages.c.funded_base_minor,
     organization_packages.c.low_balance_armed,
     organization_packages.c.below_zero_cycle_start,
+    organization_packages.c.version,
     billing_components.c.id.label("component_id"),
     billing_components.c.threshold_running_out,
     companies.c.timezone,
@@ -104,7 +107,9 @@ async def load_pool(connection: AsyncConnection, company_id: int, *, for_update:
         below_zero_cycle_start=first["below_zero_cycle_start"],
         threshold_percent=first["threshold_running_out"],
     )
-    return LockedPool(first["id"], first["component_id"], first["billing_version"], first["currency"], state)
+    return LockedPool(
+        first["id"], first["component_id"], first["billing_version"], first["currency"], state, first["version"]
+    )
 
 
 def _bucket_values(buckets: Buckets) -> dict[QuotaType, tuple[int, int, int]]:
