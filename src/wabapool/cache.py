@@ -2,13 +2,26 @@
 
     CacheUnavailable      the cache backend (Redis) did not answer; callers read the database instead
 
-Each company has three entries: the fresh value (expires after the TTL), the
+Each company has four entries: the fresh value (expires after the TTL), the
 last known value (long-lived, served marked stale only when the database is
-past its timeout), and an invalidation fence. The fence closes a race: a read
-that loaded the balance before a change committed must not put that old value
-back after the change deleted it. `delete` raises the fence for longer than a
-load may take (`CachedBalances` checks the database timeout is shorter), and a
-`set` under the fence only refreshes the last known value.
+past its timeout), the newest version stored (kept a fence longer than the
+TTL), and an invalidation fence.
+
+Values are ordered by the pool's version (`storage.versions`): a change that
+commits hands the cache its new figures under the version it wrote (the
+write-through), a read that missed stores what it loaded under the version it
+read, and a value older than the one stored is refused. So neither a late
+write-through nor a load that began before a change can put an old balance
+back over a newer one. The version is remembered only as long as an older
+value can still be on its way (a load is cut off at the database timeout, a
+write-through is sent as its change commits): past that, a database restored
+to older versions is cached again instead of refused.
+
+The fence covers the changes that come without figures (the worker's resets,
+provisioning, a write-through that failed, the invalidate-cache endpoint):
+`delete` drops the fresh value and raises the fence for longer than a load
+may take (`CachedBalances` checks the database timeout is shorter); while it
+stands a value only refreshes the last known one.
 """
 
 from __future__ import annotations
@@ -18,7 +31,8 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, Protocol
 
 import redis.asyncio as redis_asyncio
 from redis.asyncio.retry import Retry
@@ -44,6 +58,10 @@ REDIS_MAX_CONNECTIONS = 64
 DEFAULT_DB_TIMEOUT_SECONDS = 2.0
 
 
+# What `set` did: stored as the fresh value; kept as the last known only (fenced); refused (a newer one is stored).
+SetOutcome = Literal["stored", "fenced", "superseded"]
+
+
 class CacheUnavailable(Exception):
     """The cache backend did not answer (connection refused, timeout, unreadable value)."""
 
@@ -57,8 +75,9 @@ class BalanceCache(Protocol):
         """The fresh value, or None when absent or expired."""
         ...
 
-    async def set(self, company_id: int, value: dict[str, Any]) -> None:
-        """Store the value as fresh (unless fenced) and as the last known value."""
+    async def set(self, company_id: int, value: dict[str, Any], *, version: int | None) -> SetOutcome:
+        """Store the value of pool version `version`, unless a newer one is stored: as last known, and fresh
+        unless fenced. A value without a version is ordered by the fence alone."""
         ...
 
     async def delete(self, company_id: int) -> None:
@@ -105,8 +124,24 @@ def _check_seconds(name: str, seconds: float) -> None:
         raise ValueError(f"{name} must be positive")
 
 
+@dataclass(slots=True)
+class _Entry:
+    """One company in the in-process cache."""
+
+    version: int | None = None  # the newest version stored; None while only unversioned values were
+    version_until: float = 0.0
+    fresh: str | None = None
+    fresh_until: float = 0.0
+    last: str | None = None
+    fenced_until: float = 0.0
+
+
 class InProcessCache:
-    """The embedded-mode cache: bounded LRU dictionaries, an injected monotonic clock."""
+    """The embedded-mode cache: a bounded LRU dictionary, an injected monotonic clock.
+
+    No await between reading an entry and writing it, so each operation is
+    atomic on the event loop: the version comparison needs no lock.
+    """
 
     def __init__(
         self,
@@ -125,63 +160,78 @@ class InProcessCache:
         self._clock = clock
         self._max_companies = max_companies
         # Values are stored encoded: callers cannot mutate a cached value, and both caches accept the same values.
-        self._fresh: OrderedDict[int, tuple[float, str]] = OrderedDict()
-        self._last: OrderedDict[int, str] = OrderedDict()
-        self._fenced_until: OrderedDict[int, float] = OrderedDict()
+        self._entries: OrderedDict[int, _Entry] = OrderedDict()
 
-    def _remember(self, table: OrderedDict[int, Any], company_id: int, item: Any) -> None:
-        table[company_id] = item
-        table.move_to_end(company_id)
-        while len(table) > self._max_companies:
-            table.popitem(last=False)
+    def _entry(self, company_id: int) -> _Entry:
+        entry = self._entries.get(company_id)
+        if entry is None:
+            entry = self._entries[company_id] = _Entry()
+            while len(self._entries) > self._max_companies:
+                self._entries.popitem(last=False)
+        self._entries.move_to_end(company_id)
+        return entry
 
     async def get(self, company_id: int) -> dict[str, Any] | None:
-        entry = self._fresh.get(company_id)
-        if entry is None:
+        entry = self._entries.get(company_id)
+        if entry is None or entry.fresh is None:
             return None
-        expires_at, encoded = entry
-        if self._clock() >= expires_at:
-            del self._fresh[company_id]
+        if self._clock() >= entry.fresh_until:
+            entry.fresh = None
             return None
-        self._fresh.move_to_end(company_id)
-        return decode(encoded)
+        self._entries.move_to_end(company_id)
+        return decode(entry.fresh)
 
-    async def set(self, company_id: int, value: dict[str, Any]) -> None:
+    async def set(self, company_id: int, value: dict[str, Any], *, version: int | None) -> SetOutcome:
         encoded = encode(value)
+        entry = self._entry(company_id)
         now = self._clock()
-        self._remember(self._last, company_id, encoded)
-        if now < self._fenced_until.get(company_id, now):
-            return
-        self._fenced_until.pop(company_id, None)
-        self._remember(self._fresh, company_id, (now + self.ttl_seconds, encoded))
+        if version is not None:
+            if entry.version is not None and now < entry.version_until and version < entry.version:
+                return "superseded"
+            entry.version = version
+            entry.version_until = now + self.ttl_seconds + self.invalidation_fence_seconds
+        entry.last = encoded
+        if now < entry.fenced_until:
+            return "fenced"
+        entry.fresh, entry.fresh_until = encoded, now + self.ttl_seconds
+        return "stored"
 
     async def delete(self, company_id: int) -> None:
-        self._fresh.pop(company_id, None)
-        self._remember(self._fenced_until, company_id, self._clock() + self.invalidation_fence_seconds)
+        entry = self._entry(company_id)
+        entry.fresh = None
+        entry.fenced_until = self._clock() + self.invalidation_fence_seconds
 
     async def last_known(self, company_id: int) -> dict[str, Any] | None:
-        encoded = self._last.get(company_id)
-        return None if encoded is None else decode(encoded)
+        entry = self._entries.get(company_id)
+        return None if entry is None or entry.last is None else decode(entry.last)
 
     async def close(self) -> None:
-        self._fresh.clear()
-        self._last.clear()
-        self._fenced_until.clear()
+        self._entries.clear()
 
 
-# KEYS: fresh, last known, fence. ARGV: value, fresh TTL ms, last known TTL ms. Returns 1 when stored as fresh.
+# KEYS: fresh, last known, fence, newest version.
+# ARGV: value, version ('' for none), fresh TTL ms, last known TTL ms, newest version TTL ms.
+# Versions are a pool's change counter, far below 2^53, so Lua's numbers compare them exactly.
 _SET_SCRIPT = """
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  return 0
+if ARGV[2] ~= '' then
+  local newest = redis.call('GET', KEYS[4])
+  if newest and tonumber(newest) > tonumber(ARGV[2]) then
+    return 'superseded'
+  end
+  redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[5])
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return 'fenced'
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 'stored'
 """
+_SET_OUTCOMES: dict[bytes, SetOutcome] = {b"stored": "stored", b"fenced": "fenced", b"superseded": "superseded"}
 
 
 class RedisCache:
-    """The production cache: `{prefix}{company_id}` with the TTL, `…:last` long-lived, `…:fence` after a change."""
+    """The production cache: `{prefix}{company_id}` with the TTL; `…:last` and `…:version` long-lived; `…:fence`."""
 
     def __init__(
         self,
@@ -214,17 +264,15 @@ class RedisCache:
         )
         self._set_script = self._client.register_script(_SET_SCRIPT)
 
-    def _keys(self, company_id: int) -> tuple[str, str, str]:
+    def _keys(self, company_id: int) -> tuple[str, str, str, str]:
         fresh = f"{self.key_prefix}{int(company_id)}"
-        return fresh, f"{fresh}:last", f"{fresh}:fence"
+        return fresh, f"{fresh}:last", f"{fresh}:fence", f"{fresh}:version"
 
     async def get(self, company_id: int) -> dict[str, Any] | None:
-        fresh, _, _ = self._keys(company_id)
-        return await self._read(fresh)
+        return await self._read(self._keys(company_id)[0])
 
     async def last_known(self, company_id: int) -> dict[str, Any] | None:
-        _, last, _ = self._keys(company_id)
-        return await self._read(last)
+        return await self._read(self._keys(company_id)[1])
 
     async def _read(self, key: str) -> dict[str, Any] | None:
         try:
@@ -238,16 +286,21 @@ class RedisCache:
         except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise CacheUnavailable(f"Redis holds an unreadable value at {key}") from exc
 
-    async def set(self, company_id: int, value: dict[str, Any]) -> None:
+    async def set(self, company_id: int, value: dict[str, Any], *, version: int | None) -> SetOutcome:
         encoded = encode(value)
         ttl_ms = max(1, int(self.ttl_seconds * 1000))
+        version_ttl_ms = max(1, int((self.ttl_seconds + self.invalidation_fence_seconds) * 1000))
+        args = [encoded, "" if version is None else int(version), ttl_ms, self._last_known_ttl_ms, version_ttl_ms]
         try:
-            await self._set_script(keys=list(self._keys(company_id)), args=[encoded, ttl_ms, self._last_known_ttl_ms])
+            outcome = await self._set_script(keys=list(self._keys(company_id)), args=args)
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(f"Redis write failed: {type(exc).__name__}") from exc
+        if outcome not in _SET_OUTCOMES:
+            raise CacheUnavailable(f"Redis answered the set script with {outcome!r}")
+        return _SET_OUTCOMES[outcome]
 
     async def delete(self, company_id: int) -> None:
-        fresh, _, fence = self._keys(company_id)
+        fresh, _, fence, _ = self._keys(company_id)
         fence_ms = max(1, int(self.invalidation_fence_seconds * 1000))
         try:
             async with self._client.pipeline(transaction=True) as pipe:
@@ -265,13 +318,24 @@ class RedisCache:
         return f"RedisCache(key_prefix={self.key_prefix!r}, ttl_seconds={self.ttl_seconds!r})"
 
 
+class Versioned(NamedTuple):
+    """A balance value and the pool version it is of (None: not ordered by version, only by the fence)."""
+
+    value: dict[str, Any]
+    version: int | None
+
+
 class CachedBalances:
-    """Cache-aside reads of the balance: the cache, else the database, else (database too slow) the last known value."""
+    """Reads of the balance: the cache, else the database, else (database too slow) the last known value.
+
+    Writes keep it current: `write_through` after a change that brings its new
+    figures, `invalidate` after one that does not.
+    """
 
     def __init__(
         self,
         cache: BalanceCache,
-        load: Callable[[int], Awaitable[dict[str, Any]]],
+        load: Callable[[int], Awaitable[Versioned]],
         *,
         db_timeout_seconds: float = DEFAULT_DB_TIMEOUT_SECONDS,
     ) -> None:
@@ -296,7 +360,7 @@ class CachedBalances:
                 return cached, False
             metrics.CACHE_MISSES.inc()
         try:
-            value = await asyncio.wait_for(self._load(company_id), self._db_timeout_seconds)
+            loaded = await asyncio.wait_for(self._load(company_id), self._db_timeout_seconds)
         except TimeoutError:
             last = await self._last_known(company_id) if cache_up else None
             if last is None:
@@ -304,8 +368,22 @@ class CachedBalances:
             metrics.CACHE_STALE_SERVED.inc()
             return last, True
         if cache_up:
-            await self._store(company_id, value)
-        return value, False
+            await self._store(company_id, loaded)
+        return loaded.value, False
+
+    async def write_through(self, company_id: int, balance: Versioned) -> None:
+        """After a change commits: its figures become the cached balance, unless a newer one is there already.
+
+        If the cache fails, the entry is deleted instead (invalidation, as for a
+        change without figures); if that fails too, the TTL bounds staleness.
+        """
+        try:
+            outcome = await self.cache.set(company_id, balance.value, version=balance.version)
+        except CacheUnavailable:
+            metrics.CACHE_ERRORS.labels(operation="write_through").inc()
+            await self.invalidate(company_id)
+            return
+        metrics.CACHE_WRITE_THROUGHS.labels(outcome=outcome).inc()
 
     async def invalidate(self, company_id: int) -> None:
         """Delete the company's entry; if the cache is down, count it and let the TTL bound staleness."""
@@ -314,9 +392,9 @@ class CachedBalances:
         except CacheUnavailable:
             metrics.CACHE_ERRORS.labels(operation="delete").inc()
 
-    async def _store(self, company_id: int, value: dict[str, Any]) -> None:
+    async def _store(self, company_id: int, loaded: Versioned) -> None:
         try:
-            await self.cache.set(company_id, value)
+            await self.cache.set(company_id, loaded.value, version=loaded.version)
         except CacheUnavailable:
             metrics.CACHE_ERRORS.labels(operation="set").inc()
 

@@ -80,6 +80,13 @@ CACHE_ERRORS = Counter(
     ["operation"],
     registry=REGISTRY,
 )
+CACHE_WRITE_THROUGHS = Counter(
+    "wabapool_cache_write_throughs",
+    "Balances handed to the cache by the change that made them, by outcome: stored, fenced (kept only as the last"
+    " known value after an invalidation), superseded (a newer balance was stored already).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 CACHE_STALE_SERVED = Counter(
     "wabapool_cache_stale_served",
     "Balance reads answered with the last known value because the database was past its timeout.",

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import event
 
 from tests.api_support import (
     INTERNAL,
@@ -20,6 +25,9 @@ from tests.api_support import (
 )
 from tests.conftest import truncate_all
 from tests.services import require_redis
+from wabapool.api.context import AppContext
+from wabapool.cache import BalanceCache, CacheUnavailable, InProcessCache, RedisCache, SetOutcome
+from wabapool.metrics import REGISTRY
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
 
@@ -101,3 +109,198 @@ async def test_balance_is_served_stale_when_the_database_is_slow(postgres_url: s
         finally:
             await blocker.close()
         assert await _total(client, 34) == (10_000, False)
+
+
+# --- Write-through: a change hands the cache its new figures -----------------------------------
+
+# Short enough to wait out after provisioning (which only invalidates); the database timeout stays below it.
+SHORT_FENCE_SECONDS = 1.0
+SHORT_DB_TIMEOUT_SECONDS = 0.9
+
+
+class Statements:
+    """Counts the statements SQLAlchemy sends for one app (every read of the balance goes through it)."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.count = 0
+        event.listen(context.database.engine.sync_engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_: Any) -> None:
+        self.count += 1
+
+
+@pytest.fixture(params=["in_process", pytest.param("redis", marks=pytest.mark.redis)])
+async def short_fence_cache(request: pytest.FixtureRequest) -> AsyncIterator[BalanceCache]:
+    """The in-process cache or the real Redis (keys under a prefix of its own), with a short fence."""
+    if request.param == "in_process":
+        yield InProcessCache(invalidation_fence_seconds=SHORT_FENCE_SECONDS)
+        return
+    cache = RedisCache(
+        require_redis(),
+        key_prefix=f"wabapool:test:{uuid.uuid4().hex}:",
+        invalidation_fence_seconds=SHORT_FENCE_SECONDS,
+    )
+    try:
+        yield cache
+    finally:
+        await cache.close()
+
+
+async def _provisioned(
+    client: httpx.AsyncClient, company_id: int, wabas: tuple[str, ...], *, allowance: int = 10_000
+) -> None:
+    """A pool with its WABAs, then past the fence its provisioning raised, then one read fills the cache."""
+    await provision(client, company_id, allowance=allowance, postpaid_limit=5_000, wabas=wabas)
+    await asyncio.sleep(SHORT_FENCE_SECONDS + 0.1)
+    response = await client.get(f"{PUBLIC}/billings/info", headers=bearer(company_id))
+    assert response.status_code == 200, response.text
+
+
+async def _deduct(client: httpx.AsyncClient, company_id: int, code: str, waba_id: str, quantity: int = 1) -> None:
+    response = await client.post(
+        f"{INTERNAL}/quota-managements/deduction",
+        json=deduction_body(company_id, code, waba_id=waba_id, quantity=quantity),
+        headers=INTERNAL_HEADERS,
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_after_a_deduction_the_next_read_is_served_from_the_cache_with_the_new_figures(
+    tmp_path: Path, short_fence_cache: BalanceCache
+) -> None:
+    url = f"sqlite:///{tmp_path / 'through.db'}"
+    upgrade(url)
+    settings = settings_for(url, db_timeout_seconds=SHORT_DB_TIMEOUT_SECONDS)
+    async with api_client(settings, cache=short_fence_cache) as (client, context):
+        await _provisioned(client, 41, ("4101", "4102"))
+        statements = Statements(context)
+        await _deduct(client, 41, "m1", "4101", quantity=3)  # 3,000 of the allowance
+        await _deduct(client, 41, "m2", "4102", quantity=8)  # the last 7,000 of it, then 1,000 of postpaid
+        written = statements.count
+        body = (await client.get(f"{PUBLIC}/billings/info", headers=bearer(41))).json()
+        assert statements.count == written, "the read after the deductions ran a database statement"
+        authoritative = (await client.get(f"{INTERNAL}/quota-managements/41/balance", headers=INTERNAL_HEADERS)).json()
+    assert body["stale"] is False
+    assert body["balance"] == authoritative
+    assert body["balance"]["total"] == -1_000
+    assert body["balance"]["postpaid"] == {"limit": 5_000, "used": 1_000}
+    assert (body["below_zero"], body["low_balance"]) == (True, True)
+    assert [(w["waba_id"], w["spent_this_cycle"]) for w in body["wabas"]] == [("4101", 3_000), ("4102", 8_000)]
+    assert [w["name"] for w in body["wabas"]] == ["WABA 1", "WABA 2"]
+
+
+async def test_refunds_and_top_ups_are_written_through_with_this_cycles_spend(
+    tmp_path: Path, short_fence_cache: BalanceCache
+) -> None:
+    url = f"sqlite:///{tmp_path / 'refund.db'}"
+    upgrade(url)
+    settings = settings_for(url, db_timeout_seconds=SHORT_DB_TIMEOUT_SECONDS)
+    async with api_client(settings, cache=short_fence_cache) as (client, context):
+        await _provisioned(client, 42, ("4201",))
+        await _deduct(client, 42, "m1", "4201", quantity=2)
+        await client.post(
+            f"{INTERNAL}/quota-managements/refund",
+            json={"company_id": 42, "unique_code": "m1", "refund_code": "r1"},
+            headers=INTERNAL_HEADERS,
+        )
+        await client.post(
+            f"{INTERNAL}/quota-managements/top-up",
+            json={"company_id": 42, "amount": 2_500, "payment_reference": "p1"},
+            headers=INTERNAL_HEADERS,
+        )
+        statements = Statements(context)
+        body = (await client.get(f"{PUBLIC}/billings/info", headers=bearer(42))).json()
+        assert statements.count == 0
+    assert body["balance"]["total"] == 12_500
+    assert body["balance"]["additional"] == {"remaining": 2_500}
+    assert body["wabas"][0]["spent_this_cycle"] == 0
+
+
+async def test_a_failed_write_through_falls_back_to_invalidation(tmp_path: Path) -> None:
+    cache = FailingSets(InProcessCache(invalidation_fence_seconds=SHORT_FENCE_SECONDS))
+    url = f"sqlite:///{tmp_path / 'failing.db'}"
+    upgrade(url)
+    settings = settings_for(url, db_timeout_seconds=SHORT_DB_TIMEOUT_SECONDS)
+    async with api_client(settings, cache=cache) as (client, context):
+        await provision(client, 43, allowance=10_000)
+        await asyncio.sleep(SHORT_FENCE_SECONDS + 0.1)
+        cache.failing = False
+        await client.get(f"{PUBLIC}/billings/info", headers=bearer(43))
+        assert await cache.get(43) is not None
+        cache.failing = True
+        errors = REGISTRY.get_sample_value("wabapool_cache_errors_total", {"operation": "write_through"}) or 0
+        await _deduct(client, 43, "m1", "1001001")
+        assert await cache.get(43) is None, "the entry the write-through could not replace was left in place"
+        assert REGISTRY.get_sample_value("wabapool_cache_errors_total", {"operation": "write_through"}) == errors + 1
+        cache.failing = False
+        statements = Statements(context)
+        assert await _total(client, 43) == (9_000, False)
+        assert statements.count > 0  # read from the database, not from the entry that was dropped
+
+
+class FailingSets:
+    """A cache whose stores fail (Redis timing out on the write) while deletes still work."""
+
+    def __init__(self, inner: InProcessCache) -> None:
+        self.inner = inner
+        self.failing = True
+        self.invalidation_fence_seconds = inner.invalidation_fence_seconds
+
+    async def get(self, company_id: int) -> dict[str, Any] | None:
+        return await self.inner.get(company_id)
+
+    async def set(self, company_id: int, value: dict[str, Any], *, version: int | None) -> SetOutcome:
+        if self.failing:
+            raise CacheUnavailable("Redis write failed: TimeoutError")
+        return await self.inner.set(company_id, value, version=version)
+
+    async def delete(self, company_id: int) -> None:
+        await self.inner.delete(company_id)
+
+    async def last_known(self, company_id: int) -> dict[str, Any] | None:
+        return await self.inner.last_known(company_id)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+CONCURRENT_DEDUCTIONS = 32
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_concurrent_deductions_from_two_processes_then_a_read_show_the_final_figures(postgres_url: str) -> None:
+    # Two apps (two API processes) on one PostgreSQL and one Redis: their groups commit in turn on the pool
+    # lock, and their write-throughs race to Redis; the version decides which value stays.
+    database = Database(postgres_url)
+    await truncate_all(database)
+    await database.dispose()
+    prefix = f"wabapool:test:{uuid.uuid4().hex}:"
+    caches = [
+        RedisCache(require_redis(), key_prefix=prefix, invalidation_fence_seconds=SHORT_FENCE_SECONDS) for _ in range(2)
+    ]
+    settings = settings_for(postgres_url, db_timeout_seconds=SHORT_DB_TIMEOUT_SECONDS)
+    wabas = ("4401", "4402")
+    async with (
+        api_client(settings, cache=caches[0]) as (first, first_context),
+        api_client(settings, cache=caches[1]) as (second, _),
+    ):
+        await _provisioned(first, 44, wabas, allowance=100_000)
+        await asyncio.gather(
+            *(
+                _deduct((first, second)[index % 2], 44, f"c{index}", wabas[index // 2 % 2], quantity=1 + index % 3)
+                for index in range(CONCURRENT_DEDUCTIONS)
+            )
+        )
+        statements = Statements(first_context)
+        body = (await first.get(f"{PUBLIC}/billings/info", headers=bearer(44))).json()
+        assert statements.count == 0, "the read after the deductions ran a database statement"
+        authoritative = (await second.get(f"{INTERNAL}/quota-managements/44/balance", headers=INTERNAL_HEADERS)).json()
+    for cache in caches:
+        await cache.close()
+    charged = {waba: 0 for waba in wabas}
+    for index in range(CONCURRENT_DEDUCTIONS):
+        charged[wabas[index // 2 % 2]] += 1_000 * (1 + index % 3)
+    assert body["balance"] == authoritative
+    assert body["balance"]["total"] == 100_000 - sum(charged.values())
+    assert {w["waba_id"]: w["spent_this_cycle"] for w in body["wabas"]} == charged

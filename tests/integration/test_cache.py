@@ -10,11 +10,11 @@ import pytest
 import redis.asyncio as redis_asyncio
 
 from tests.services import REDIS_URL, require_redis
-from wabapool.cache import BalanceCache, CachedBalances, CacheUnavailable, InProcessCache, RedisCache
+from wabapool.cache import BalanceCache, CachedBalances, CacheUnavailable, InProcessCache, RedisCache, Versioned
 from wabapool.metrics import REGISTRY
 
-# The cache tests own database 14 of the test Redis, and only keys under their own prefix.
-CACHE_REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + "/14"
+# The cache tests use the test Redis database, and only keys under their own prefix.
+CACHE_REDIS_URL = REDIS_URL
 # Nothing listens here: a Redis that is down.
 CLOSED_REDIS_URL = "redis://127.0.0.1:6390/14"
 BALANCE = {"total": 1_000, "available": 1_500, "currency": "IDR", "wabas": [{"waba_id": "1022", "spent": 0}]}
@@ -43,17 +43,19 @@ class Loader:
 
     def __init__(self, value: dict[str, Any] | None = None) -> None:
         self.value = value or dict(BALANCE)
+        self.version = 1
         self.calls = 0
         self.slow = False
         self.during_load: Callable[[], Awaitable[None]] | None = None
 
-    async def __call__(self, company_id: int) -> dict[str, Any]:
+    async def __call__(self, company_id: int) -> Versioned:
         self.calls += 1
+        version = self.version  # read before the wait: a change during the load is newer than what was read
         if self.during_load is not None:
             await self.during_load()
         if self.slow:
             await asyncio.Event().wait()
-        return {**self.value, "company_id": company_id}
+        return Versioned({**self.value, "company_id": company_id}, version)
 
 
 @pytest.fixture
@@ -104,7 +106,7 @@ def any_cache(request: pytest.FixtureRequest) -> BalanceCache:
 async def test_in_process_cache_answers_until_the_ttl_passes() -> None:
     clock = FakeMonotonic()
     cache = InProcessCache(ttl_seconds=30, clock=clock)
-    await cache.set(1001, BALANCE)
+    await cache.set(1001, BALANCE, version=1)
     clock.advance(29.9)
     assert await cache.get(1001) == BALANCE
     clock.advance(0.1)
@@ -114,7 +116,7 @@ async def test_in_process_cache_answers_until_the_ttl_passes() -> None:
 async def test_in_process_cache_keeps_the_last_known_value_after_expiry_and_delete() -> None:
     clock = FakeMonotonic()
     cache = InProcessCache(ttl_seconds=30, clock=clock)
-    await cache.set(1001, BALANCE)
+    await cache.set(1001, BALANCE, version=1)
     clock.advance(60)
     assert await cache.get(1001) is None
     await cache.delete(1001)
@@ -123,10 +125,10 @@ async def test_in_process_cache_keeps_the_last_known_value_after_expiry_and_dele
 
 async def test_in_process_cache_forgets_the_least_recently_used_company_past_its_bound() -> None:
     cache = InProcessCache(max_companies=2, clock=FakeMonotonic())
-    await cache.set(1, {"n": 1})
-    await cache.set(2, {"n": 2})
+    await cache.set(1, {"n": 1}, version=1)
+    await cache.set(2, {"n": 2}, version=1)
     assert await cache.get(1) == {"n": 1}  # 1 is now the most recently used
-    await cache.set(3, {"n": 3})
+    await cache.set(3, {"n": 3}, version=1)
     assert await cache.get(2) is None
     assert await cache.get(1) == {"n": 1}
     assert await cache.get(3) == {"n": 3}
@@ -134,7 +136,7 @@ async def test_in_process_cache_forgets_the_least_recently_used_company_past_its
 
 async def test_in_process_cache_hands_out_copies_callers_cannot_corrupt() -> None:
     cache = InProcessCache(clock=FakeMonotonic())
-    await cache.set(1001, BALANCE)
+    await cache.set(1001, BALANCE, version=1)
     got = await cache.get(1001)
     assert got is not None
     got["total"] = -1
@@ -145,21 +147,21 @@ async def test_in_process_cache_hands_out_copies_callers_cannot_corrupt() -> Non
 async def test_in_process_cache_refills_only_the_last_known_value_while_fenced_after_a_delete() -> None:
     clock = FakeMonotonic()
     cache = InProcessCache(ttl_seconds=30, clock=clock, invalidation_fence_seconds=5)
-    await cache.set(1001, {"total": 1})
+    await cache.set(1001, {"total": 1}, version=1)
     await cache.delete(1001)
     clock.advance(4.9)
-    await cache.set(1001, {"total": 2})
+    await cache.set(1001, {"total": 2}, version=2)
     assert await cache.get(1001) is None
     assert await cache.last_known(1001) == {"total": 2}
     clock.advance(0.1)
-    await cache.set(1001, {"total": 3})
+    await cache.set(1001, {"total": 3}, version=3)
     assert await cache.get(1001) == {"total": 3}
 
 
 @pytest.mark.parametrize("value", [{"total": 1.5}, {"wabas": [{"spent": 0.1}]}, {"total": float("nan")}])
 async def test_caches_refuse_float_values(value: dict[str, Any]) -> None:
     with pytest.raises(TypeError):
-        await InProcessCache().set(1001, value)
+        await InProcessCache().set(1001, value, version=1)
 
 
 # --- RedisCache (the real Redis, database 14) ---------------------------------------------------
@@ -169,7 +171,7 @@ async def test_caches_refuse_float_values(value: dict[str, Any]) -> None:
 async def test_redis_cache_stores_a_value_under_the_company_key_with_the_ttl(
     redis_cache: RedisCache, redis_client: redis_asyncio.Redis, redis_prefix: str
 ) -> None:
-    await redis_cache.set(1001, BALANCE)
+    await redis_cache.set(1001, BALANCE, version=1)
     assert await redis_cache.get(1001) == BALANCE
     assert 0 < await redis_client.pttl(f"{redis_prefix}1001") <= 30_000
     assert await redis_client.pttl(f"{redis_prefix}1001:last") > 30_000
@@ -179,7 +181,7 @@ async def test_redis_cache_stores_a_value_under_the_company_key_with_the_ttl(
 async def test_redis_cache_expires_the_value_after_the_ttl_but_keeps_the_last_known(redis_prefix: str) -> None:
     cache = RedisCache(CACHE_REDIS_URL, ttl_seconds=0.1, key_prefix=redis_prefix)
     try:
-        await cache.set(1001, BALANCE)
+        await cache.set(1001, BALANCE, version=1)
         await asyncio.sleep(0.2)
         assert await cache.get(1001) is None
         assert await cache.last_known(1001) == BALANCE
@@ -189,7 +191,7 @@ async def test_redis_cache_expires_the_value_after_the_ttl_but_keeps_the_last_kn
 
 @pytest.mark.redis
 async def test_redis_cache_delete_drops_the_value_and_keeps_the_last_known(redis_cache: RedisCache) -> None:
-    await redis_cache.set(1001, BALANCE)
+    await redis_cache.set(1001, BALANCE, version=1)
     await redis_cache.delete(1001)
     assert await redis_cache.get(1001) is None
     assert await redis_cache.last_known(1001) == BALANCE
@@ -200,11 +202,11 @@ async def test_redis_cache_refills_only_the_last_known_value_while_fenced_after_
     cache = RedisCache(CACHE_REDIS_URL, key_prefix=redis_prefix, invalidation_fence_seconds=0.1)
     try:
         await cache.delete(1001)
-        await cache.set(1001, {"total": 2})
+        await cache.set(1001, {"total": 2}, version=2)
         assert await cache.get(1001) is None
         assert await cache.last_known(1001) == {"total": 2}
         await asyncio.sleep(0.2)
-        await cache.set(1001, {"total": 3})
+        await cache.set(1001, {"total": 3}, version=3)
         assert await cache.get(1001) == {"total": 3}
     finally:
         await cache.close()
@@ -212,8 +214,8 @@ async def test_redis_cache_refills_only_the_last_known_value_while_fenced_after_
 
 @pytest.mark.redis
 async def test_redis_cache_keeps_companies_apart(redis_cache: RedisCache) -> None:
-    await redis_cache.set(1, {"total": 1})
-    await redis_cache.set(2, {"total": 2})
+    await redis_cache.set(1, {"total": 1}, version=1)
+    await redis_cache.set(2, {"total": 2}, version=1)
     await redis_cache.delete(1)
     assert await redis_cache.get(1) is None
     assert await redis_cache.get(2) == {"total": 2}
@@ -231,7 +233,7 @@ async def test_redis_cache_reports_an_unreadable_value_as_unavailable(
 @pytest.mark.redis
 async def test_redis_cache_refuses_float_values(redis_cache: RedisCache) -> None:
     with pytest.raises(TypeError):
-        await redis_cache.set(1001, {"total": 1.5})
+        await redis_cache.set(1001, {"total": 1.5}, version=1)
 
 
 async def test_redis_cache_raises_cache_unavailable_when_redis_refuses_connections(down_cache: RedisCache) -> None:
@@ -239,7 +241,7 @@ async def test_redis_cache_raises_cache_unavailable_when_redis_refuses_connectio
         with pytest.raises(CacheUnavailable):
             await operation
     with pytest.raises(CacheUnavailable):
-        await down_cache.set(1001, BALANCE)
+        await down_cache.set(1001, BALANCE, version=1)
 
 
 async def test_redis_cache_gives_up_within_its_socket_timeout_when_redis_hangs() -> None:
@@ -356,7 +358,7 @@ async def test_slow_database_while_redis_is_down_raises_the_timeout(down_cache: 
 
 
 async def test_database_errors_other_than_the_timeout_propagate() -> None:
-    async def broken(company_id: int) -> dict[str, Any]:
+    async def broken(company_id: int) -> Versioned:
         raise RuntimeError("database gone")
 
     with pytest.raises(RuntimeError, match="database gone"):
@@ -366,3 +368,66 @@ async def test_database_errors_other_than_the_timeout_propagate() -> None:
 def test_database_timeout_must_be_shorter_than_the_invalidation_fence() -> None:
     with pytest.raises(ValueError, match="fence"):
         CachedBalances(InProcessCache(invalidation_fence_seconds=1.0), Loader(), db_timeout_seconds=2.0)
+
+
+# --- Versions: the write-through and the fills it races --------------------------------------------
+
+
+async def test_an_older_write_through_cannot_overwrite_a_newer_one(any_cache: BalanceCache) -> None:
+    balances = CachedBalances(any_cache, Loader())
+    superseded = sample("wabapool_cache_write_throughs_total", {"outcome": "superseded"})
+    await balances.write_through(1001, Versioned({"total": 700}, 7))
+    await balances.write_through(1001, Versioned({"total": 800}, 6))  # committed first, arrived last
+    assert await any_cache.get(1001) == {"total": 700}
+    assert await any_cache.last_known(1001) == {"total": 700}
+    assert sample("wabapool_cache_write_throughs_total", {"outcome": "superseded"}) == superseded + 1
+
+
+async def test_a_newer_write_through_replaces_the_cached_balance(any_cache: BalanceCache) -> None:
+    loader = Loader()
+    balances = CachedBalances(any_cache, loader)
+    await balances.get(1001)
+    await balances.write_through(1001, Versioned({"total": 900}, 2))
+    assert await balances.get(1001) == ({"total": 900}, False)
+    assert loader.calls == 1
+
+
+async def test_a_load_that_read_before_a_write_through_cannot_overwrite_it(any_cache: BalanceCache) -> None:
+    # The read missed and loaded version 1; a deduction committed version 2 and wrote it through meanwhile.
+    loader = Loader()
+    balances = CachedBalances(any_cache, loader)
+    loader.during_load = lambda: balances.write_through(1001, Versioned({"total": 900}, 2))
+    value, _ = await balances.get(1001)
+    assert value["total"] == BALANCE["total"]  # the reader itself is answered with what it read
+    loader.during_load = None
+    assert await balances.get(1001) == ({"total": 900}, False)
+    assert loader.calls == 1
+
+
+async def test_a_write_through_while_fenced_only_refreshes_the_last_known_value(any_cache: BalanceCache) -> None:
+    # An invalidation (a change that brought no figures, e.g. a WABA provisioned) stands for the fence.
+    balances = CachedBalances(any_cache, Loader())
+    await balances.invalidate(1001)
+    await balances.write_through(1001, Versioned({"total": 900}, 2))
+    assert await any_cache.get(1001) is None
+    assert await any_cache.last_known(1001) == {"total": 900}
+
+
+async def test_the_newest_version_is_forgotten_a_fence_after_the_ttl() -> None:
+    # A database restored to older versions is cached again instead of refused for good.
+    clock = FakeMonotonic()
+    cache = InProcessCache(ttl_seconds=30, clock=clock, invalidation_fence_seconds=5)
+    assert await cache.set(1001, {"total": 1}, version=50) == "stored"
+    assert await cache.set(1001, {"total": 2}, version=3) == "superseded"
+    clock.advance(35)
+    assert await cache.set(1001, {"total": 2}, version=3) == "stored"
+    assert await cache.get(1001) == {"total": 2}
+
+
+@pytest.mark.redis
+async def test_redis_cache_keeps_the_newest_version_a_fence_longer_than_the_ttl(
+    redis_cache: RedisCache, redis_client: redis_asyncio.Redis, redis_prefix: str
+) -> None:
+    assert await redis_cache.set(1001, BALANCE, version=4) == "stored"
+    assert await redis_client.get(f"{redis_prefix}1001:version") == b"4"
+    assert 30_000 < await redis_client.pttl(f"{redis_prefix}1001:version") <= 35_000

@@ -14,7 +14,7 @@ from wabapool.domain import limits
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
 from wabapool.service import cycles, deductions, payments, provisioning, refunds, webhooks
-from wabapool.service.context import AfterCommit, Clock, ServiceContext, utc_now
+from wabapool.service.context import AfterCommit, Clock, ServiceContext, WriteThrough, utc_now
 from wabapool.service.group_commit import GroupCommitter
 from wabapool.service.models import (
     BalanceView,
@@ -44,11 +44,18 @@ class BillingService:
         clock: Clock = utc_now,
         sealer: PiiSealer | None = None,
         after_commit: AfterCommit | None = None,
+        write_through: WriteThrough | None = None,
         max_queued_per_pool: int = limits.MAX_QUEUED_DEDUCTIONS_PER_POOL,
         waba_save_organization_id: bool = True,
     ) -> None:
+        """`after_commit` drops a company's cached balance; `write_through`, when given, is handed the new one."""
         self.context = ServiceContext(
-            database, clock, sealer or PiiSealer(DEVELOPMENT_KEYS), after_commit, waba_save_organization_id
+            database,
+            clock,
+            sealer or PiiSealer(DEVELOPMENT_KEYS),
+            after_commit,
+            write_through,
+            waba_save_organization_id,
         )
         self._group_commit = GroupCommitter(self._apply_group, max_queued=max_queued_per_pool)
         self._packages = deductions.WabaPackages()
@@ -184,7 +191,7 @@ class BillingService:
                 raise RuntimeError("a unique_code was applied concurrently despite the pool lock") from exc
             raise
         if applied.changed:
-            await self.context.changed(company_id)
+            await self.context.changed(company_id, applied.written)
         return applied.results()
 
     # -- refunds, payments, cycles, reads -----------------------------------

@@ -30,6 +30,7 @@ from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
 from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta, reserve_deduction_ids, write_changes
 from wabapool.storage.usage import local_day
+from wabapool.storage.versions import Written
 
 
 class Prepared(NamedTuple):
@@ -163,6 +164,7 @@ class GroupApplied(NamedTuple):
     outcomes: list[_Outcome]
     ids: dict[str, int]
     changed: bool
+    written: Sequence[Written] = ()  # what the packages became, for the balance cache
 
     def results(self) -> list[BatchItemResult]:
         """Every outcome final, with the ids the database gave the rows this group wrote."""
@@ -240,9 +242,8 @@ async def apply_group(
         for package_id, pool in locked.items()
         if package_id in charging or caught_up[package_id].moves or decided.states[package_id] != pool.state
     ]
-    if changes:
-        await write_changes(connection, changes, at=at)
-    return GroupApplied(decided.outcomes, ids, bool(changes))
+    written = await write_changes(connection, changes, at=at) if changes else []
+    return GroupApplied(decided.outcomes, ids, bool(changes), written)
 
 
 def decide(

@@ -202,6 +202,7 @@ class WabaSpend:
     spent_this_cycle: int
     # The WABA's own package (v2, or the flag off); None when it spends from the company's pool.
     balance: PackageFigures | None = None
+    package_id: int | None = None  # the package it charges (what the view is built from; not shown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +226,7 @@ class BalanceView:
     as_of: datetime | None = None
     timezone: str | None = None  # the company's IANA zone, for showing times
     funded_this_cycle: int | None = None  # the low-balance threshold's base (allowance + carried + top-ups)
+    version: int | None = None  # the pool's version these figures are of: orders them in the balance cache
 
 
 def _invalid(message: str, **details: object) -> BillingError:

@@ -85,10 +85,10 @@ async def fund(
                 "created_at": at,
             },
         )
-        await write_changes(
+        written = await write_changes(
             connection, [pool_changes(pool, caught_up, change, reference=payment_reference, at=at)], at=at
         )
-    await context.changed(company_id)
+    await context.changed(company_id, written)
     return FundingResult(
         payment_id=payment_id,
         payment_reference=payment_reference,

@@ -115,8 +115,8 @@ async def refund(context: ServiceContext, request: RefundRequest, *, service_nam
                 )
             ],
         )
-        await write_changes(connection, [changes], at=at)
-    await context.changed(company_id)
+        written = await write_changes(connection, [changes], at=at)
+    await context.changed(company_id, written)
     return RefundResult(
         refund_id=refund_id,
         unique_code=request.unique_code,

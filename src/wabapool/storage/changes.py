@@ -5,7 +5,9 @@ decides its changes in memory with the domain rules and hands them here, one
 `PoolChanges` per pool, in the caller's transaction: the new deduction
 requests, the ledger entries, the buckets and pool state that changed, the
 per-WABA spend, the outbox events. A sequence of pools is one call, so a group
-that spans several pools writes each table once.
+that spans several pools writes each table once. It returns what each pool
+became (`versions.Written`: new state, version, WABAs with their cycle spend),
+which is what the balance cache is given after the commit.
 
 Two strategies, chosen by the database, never by the caller:
 - `core`: SQLAlchemy Core statements, one per table (multi-row inserts and
@@ -51,6 +53,7 @@ from wabapool.storage.pools import SET_BUCKET, LockedPool, bucket_changes, save_
 from wabapool.storage.requests import DeductionRow
 from wabapool.storage.tables import deduction_requests, ledger_entries, waba_cycle_spend
 from wabapool.storage.upsert import insert_for
+from wabapool.storage.versions import Written, bump_versions
 
 Strategy = Literal["core", "copy"]
 DEDUCTION_COLUMNS = ("id", *DeductionRow._fields)
@@ -109,8 +112,11 @@ _NEXT_IDS = "SELECT nextval('deduction_requests_id_seq') FROM generate_series(1,
 
 async def write_changes(
     connection: AsyncConnection, changes: Sequence[PoolChanges], *, at: datetime, strategy: Strategy | None = None
-) -> None:
-    """Write every pool's changes in the caller's transaction (it commits); UniqueConflict if a code is taken."""
+) -> list[Written]:
+    """Write every pool's changes in the caller's transaction (it commits); UniqueConflict if a code is taken.
+
+    Returns what each pool became, in `changes`' order (its version raised last, after everything else).
+    """
     chosen = strategy or ("copy" if pg.is_postgresql(connection) else "core")
     deductions = [record for change in changes for record in _deduction_records(change)]
     entries = [entry for change in changes for entry in change.entries]
@@ -129,6 +135,7 @@ async def write_changes(
             )
         await save_pool_state(connection, change.pool, change.after, at=at)
         await emit_events(connection, company_id=change.after.company_id, events=change.events, at=at)
+    return await bump_versions(connection, [(change.pool, change.after) for change in changes], at=at)
 
 
 def _deduction_records(change: PoolChanges) -> list[tuple[Any, ...]]:

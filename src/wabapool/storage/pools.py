@@ -34,6 +34,8 @@ class LockedPool:
     currency: str
     state: PoolState
     closed: bool = False
+    # The version the package was read at (storage.versions): what a balance built from this read is ordered by.
+    version: int = 0
 
     @property
     def waba_id(self) -> str | None:
@@ -52,6 +54,7 @@ _POOL_COLUMNS = (
     organization_packages.c.below_zero_cycle_start,
     organization_packages.c.waba_id,
     organization_packages.c.closed_at,
+    organization_packages.c.version,
     billing_components.c.id.label("component_id"),
     billing_components.c.threshold_running_out,
     companies.c.timezone,
@@ -184,6 +187,7 @@ def _package(rows: Sequence[Mapping[str, Any]]) -> LockedPool:
         first["currency"],
         state,
         closed=first["closed_at"] is not None,
+        version=first["version"],
     )
 
 

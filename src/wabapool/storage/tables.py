@@ -70,6 +70,8 @@ organization_packages = Table(
     Column("funded_base_minor", BigInteger, nullable=False),
     Column("low_balance_armed", Boolean, nullable=False),
     Column("below_zero_cycle_start", UTCDateTime),
+    # Raised by one with every committed change of the pool (storage.versions): orders the balance cache's values.
+    Column("version", BigInteger, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     # Set when the backfill moved the package into the pool (or its rollback closed the pool): kept, never charged.

@@ -1,0 +1,122 @@
+"""The end of every pool write: raise each pool's version and read back what its balance view is built from.
+
+`write_changes` calls `bump_versions` last, still under the pools' locks, so
+the version is the pool's own ordering of committed changes (a transaction
+that locks the pool after this one commits reads this version and writes the
+next). With it come the company's WABAs (name, spend in the pool's current
+cycle), read after this transaction's own spend upsert: with the new pool
+state that is everything `billings/info` shows, so the caller can write the
+new balance through to the cache without reading it again. On PostgreSQL it is
+one statement (an `UPDATE … RETURNING` in a CTE, joined); SQLite takes two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import BigInteger, and_, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wabapool.domain.operations import PoolState
+from wabapool.storage import pg
+from wabapool.storage.pools import LockedPool
+from wabapool.storage.tables import organization_packages, waba_cycle_spend, whatsapp_packages
+
+
+class WabaFigures(NamedTuple):
+    """One WABA of the company as the balance view shows it."""
+
+    waba_id: str
+    name: str
+    spent_this_cycle_minor: int
+    package_id: int | None  # the package the WABA charges: a view of one pool holds only if it is this one
+
+
+class Written(NamedTuple):
+    """What one pool became in a committed write: its new state, its version, its WABAs, as of `at`."""
+
+    pool: LockedPool
+    after: PoolState
+    version: int
+    wabas: tuple[WabaFigures, ...]
+    at: datetime
+
+
+def _figures(versions_of: Any) -> Any:
+    """The version and every WABA (name, spend in the pool's cycle) of each package in `versions_of`."""
+    return (
+        select(
+            versions_of.c.id.label("package_id"),
+            versions_of.c.version,
+            whatsapp_packages.c.waba_id,
+            whatsapp_packages.c.name,
+            whatsapp_packages.c.organization_package_id.label("waba_package_id"),
+            waba_cycle_spend.c.spent_minor,
+        )
+        .select_from(
+            versions_of.outerjoin(
+                whatsapp_packages, whatsapp_packages.c.company_id == versions_of.c.company_id
+            ).outerjoin(
+                waba_cycle_spend,
+                and_(
+                    waba_cycle_spend.c.company_id == whatsapp_packages.c.company_id,
+                    waba_cycle_spend.c.waba_id == whatsapp_packages.c.waba_id,
+                    waba_cycle_spend.c.cycle_start == versions_of.c.cycle_start,
+                ),
+            )
+        )
+        # The order `companies.list_wabas` gives the view.
+        .order_by(versions_of.c.id, whatsapp_packages.c.created_at, whatsapp_packages.c.id)
+    )
+
+
+_BUMPED = (
+    update(organization_packages)
+    .where(organization_packages.c.id == any_(bindparam("package_ids", type_=ARRAY(BigInteger))))
+    .values(version=organization_packages.c.version + 1)
+    .returning(
+        organization_packages.c.id,
+        organization_packages.c.company_id,
+        organization_packages.c.version,
+        organization_packages.c.cycle_start,
+    )
+    .cte("bumped")
+)
+_BUMP_PG = pg.compile_statement(_figures(_BUMPED))
+
+
+async def bump_versions(
+    connection: AsyncConnection, written: Sequence[tuple[LockedPool, PoolState]], *, at: datetime
+) -> list[Written]:
+    """Raise each pool's version by one (its cycle already saved) and read back its WABAs; in `written`'s order."""
+    if not written:
+        return []
+    package_ids = [pool.package_id for pool, _ in written]
+    rows: Sequence[Any]
+    if pg.is_postgresql(connection):
+        rows = await pg.fetch(connection, _BUMP_PG, package_ids=package_ids)
+    else:
+        await connection.execute(
+            update(organization_packages)
+            .where(organization_packages.c.id.in_(package_ids))
+            .values(version=organization_packages.c.version + 1)
+        )
+        query = _figures(organization_packages).where(organization_packages.c.id.in_(package_ids))
+        rows = (await connection.execute(query)).mappings().all()
+    versions: dict[int, int] = {}
+    wabas: dict[int, list[WabaFigures]] = {package_id: [] for package_id in package_ids}
+    for row in rows:
+        versions[row["package_id"]] = row["version"]
+        if row["waba_id"] is not None:
+            wabas[row["package_id"]].append(
+                WabaFigures(row["waba_id"], row["name"], row["spent_minor"] or 0, row["waba_package_id"])
+            )
+    missing = [package_id for package_id in package_ids if package_id not in versions]
+    if missing:
+        raise RuntimeError(f"pools {missing} were written but their package rows are gone")
+    return [
+        Written(pool, after, versions[pool.package_id], tuple(wabas[pool.package_id]), at) for pool, after in written
+    ]
