@@ -183,3 +183,37 @@ async def test_with_the_flag_off_a_new_waba_of_a_v3_company_gets_its_own_package
     assert back.json()["waba_save_organization_id"] is None
     joined = await put(http, f"/companies/{V3}/wabas/2203", {"name": "Joins"})
     assert joined.status_code == 200 and joined.json()["package"] is None
+
+
+def test_the_flag_set_through_the_cli_shapes_the_next_new_waba_only(tmp_path) -> None:
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from wabapool.cli.main import app
+    from wabapool.service import BillingService
+    from wabapool.service.models import CompanyTerms, PackageTerms, ProvisionedWaba
+
+    url = f"sqlite:///{tmp_path / 'flags.db'}"
+    upgrade(url)
+
+    async def waba(waba_id: str, package: PackageTerms | None = None) -> ProvisionedWaba:
+        database = Database(url)
+        try:
+            service = BillingService(database)
+            if waba_id == "2201" and package is None:
+                await service.provision_company(V3, CompanyTerms(package=PackageTerms(allowance=10)))
+            return await service.provision_waba(V3, waba_id, name=f"WABA {waba_id}", package=package)
+        finally:
+            await database.dispose()
+
+    assert asyncio.run(waba("2201")).package is None
+    environment = {"WABAPOOL_DATABASE_URL": url}
+    result = CliRunner().invoke(app, ["flags", "set", "off", "--company-id", str(V3)], env=environment)
+    assert result.exit_code == 0, result.output
+    assert "waba_save_organization_id = off; new WABAs get their own package" in " ".join(result.output.split())
+    own = asyncio.run(waba("2202", PackageTerms(allowance=5)))
+    assert own.package is not None and own.package.allowance == 5
+    assert asyncio.run(waba("2201")).package is None  # an existing WABA stays where it spends
+    result = CliRunner().invoke(app, ["flags", "show", "--company-id", "999"], env=environment)
+    assert result.exit_code == 1 and "unknown company" in result.output

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from wabapool.cli.bench import bench_app
 from wabapool.cli.events import events_app
+from wabapool.cli.flags import flags_app
 from wabapool.cli.pii import pii_app
 from wabapool.cli.statements import statements_command
 from wabapool.cli.worker import worker_command
@@ -130,6 +131,7 @@ def simulate(
 
 app.command("worker")(worker_command)
 app.add_typer(events_app, name="events")
+app.add_typer(flags_app, name="flags")
 app.command("statements")(statements_command)
 
 if __name__ == "__main__":

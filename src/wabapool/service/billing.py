@@ -84,6 +84,14 @@ class BillingService:
         """Idempotent: the WABA joins the company's pool, or has its own package (v2, or the flag off)."""
         return await provisioning.provision_waba(self.context, company_id, waba_id, name=name, package=package)
 
+    async def set_waba_save_flag(self, company_id: int, value: bool | None) -> provisioning.WabaSaveFlag:
+        """The company's override of `waba_save_organization_id` (None: back to the global default)."""
+        return await provisioning.set_waba_save_flag(self.context, company_id, value)
+
+    async def waba_save_flag(self, company_id: int) -> provisioning.WabaSaveFlag:
+        """The company's `waba_save_organization_id`: its override and what new WABAs get."""
+        return await provisioning.waba_save_flag(self.context, company_id)
+
     async def set_price(
         self,
         deduction_code: str,
