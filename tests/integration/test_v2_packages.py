@@ -217,3 +217,99 @@ def test_the_flag_set_through_the_cli_shapes_the_next_new_waba_only(tmp_path) ->
     assert asyncio.run(waba("2201")).package is None  # an existing WABA stays where it spends
     result = CliRunner().invoke(app, ["flags", "show", "--company-id", "999"], env=environment)
     assert result.exit_code == 1 and "unknown company" in result.output
+
+
+@pytest.mark.postgres
+async def test_concurrent_batches_across_three_packages_never_deadlock_and_charge_each_exactly(
+    postgres_url: str,
+) -> None:
+    """Two services (two engines, as two processes) send batches that each span all three packages, in
+    shuffled order: every group locks its packages in id order, so none deadlocks, and each package ends
+    exactly at what its applied deductions took."""
+    import asyncio
+    import random
+
+    from sqlalchemy import func, select
+
+    from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
+    from wabapool.storage.tables import deduction_requests
+
+    setup = Database(postgres_url)
+    await truncate_all(setup)
+    service = BillingService(setup)
+    await service.provision_company(V2, CompanyTerms(billing_version="v2"))
+    for waba_id, (allowance, limit) in PACKAGES.items():
+        await service.provision_waba(
+            V2, waba_id, name=waba_id, package=PackageTerms(allowance=allowance * 10, postpaid_limit=limit * 10)
+        )
+    await service.set_price("wa_marketing_id", unit_price_minor=PRICE)
+    await setup.dispose()
+    databases = [Database(postgres_url), Database(postgres_url)]
+    services = [BillingService(database) for database in databases]
+    rng = random.Random(14)
+    batches = []
+    for batch_index in range(12):
+        items = [
+            DeductionRequest(V2, "wa", "wa_marketing_id", f"b{batch_index}-{n}", rng.choice((1, 2, 3)), waba_id)
+            for n, waba_id in enumerate(list(PACKAGES) * 10)
+        ]
+        rng.shuffle(items)
+        batches.append(items)
+    answers = await asyncio.gather(*(services[index % 2].deduct_batch(items) for index, items in enumerate(batches)))
+    outcomes = [outcome for answer in answers for outcome in answer]
+    assert {o.status for o in outcomes} <= {"applied", "rejected"}
+    assert {o.error.code.value for o in outcomes if o.error is not None} <= {"quota_exceeded"}
+    applied = {o.unique_code: o.result.amount for o in outcomes if o.status == "applied" and o.result}
+    by_waba = {waba_id: 0 for waba_id in PACKAGES}
+    for items in batches:
+        for item in items:
+            by_waba[item.waba_id] += applied.get(item.unique_code, 0)
+    view = await services[0].balance(V2)
+    shown = {w.waba_id: w for w in view.wabas}
+    for waba_id, (allowance, limit) in PACKAGES.items():
+        figures = shown[waba_id].balance
+        assert figures is not None
+        assert figures.total == allowance * 10 - by_waba[waba_id], waba_id
+        assert figures.postpaid_used <= limit * 10
+        assert shown[waba_id].spent_this_cycle == by_waba[waba_id]
+    async with databases[0].read() as connection:
+        stored = (await connection.execute(select(func.count()).select_from(deduction_requests))).scalar_one()
+    assert stored == len(applied)
+    assert (await reconcile(databases[0])).ok
+    for database in databases:
+        await database.dispose()
+
+
+async def test_each_v2_package_resets_and_closes_its_own_statement_and_pages_list_each_once(
+    http: httpx.AsyncClient,
+) -> None:
+    from datetime import timedelta
+
+    await provision_v2(http)
+    assert (await post(http, "deduction", deduction_body(V2, "m1", waba_id="2101", quantity=2))).status_code == 200
+    assert (await post(http, "deduction", deduction_body(V2, "m2", waba_id="2102", quantity=3))).status_code == 200
+    service = http.context.service  # type: ignore[attr-defined]
+    reset = await service.reset_cycles(at=service.clock() + timedelta(days=40))
+    assert reset[V2] >= 3  # every package, each at least once
+    shown = await info(http)
+    per_waba = {w["waba_id"]: w["balance"] for w in shown["wabas"]}
+    assert per_waba["2101"]["wabi"]["remaining"] == 5_000  # refilled, nothing rolled over
+    assert per_waba["2102"]["postpaid"]["used"] == 1_000  # postpaid use stays until settled
+    seen: list[tuple[str, str]] = []
+    cursor = None
+    while True:
+        params = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+        page = await http.get(f"{PUBLIC}/statements", params=params, headers=bearer(V2))
+        assert page.status_code == 200, page.text
+        body = page.json()
+        seen += [(s["waba_id"], s["cycle"]["starts_at"]) for s in body["data"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) and {waba_id for waba_id, _ in seen} == set(PACKAGES)
+    first_cycle = min(start for _, start in seen)
+    spent = {}
+    for statement in (await http.get(f"{PUBLIC}/statements", params={"limit": 50}, headers=bearer(V2))).json()["data"]:
+        if statement["cycle"]["starts_at"] == first_cycle:
+            spent[statement["waba_id"]] = (statement["spent"], statement["deductions"])
+    assert spent == {"2101": (2_000, 1), "2102": (3_000, 1), "2103": (0, 0)}

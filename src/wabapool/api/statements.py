@@ -39,6 +39,8 @@ class WabaSpentOut(BaseModel):
 
 
 class StatementOut(BaseModel):
+    # The WABA whose own package the statement is of (v2); null for the company's shared pool.
+    waba_id: str | None
     cycle: CycleOut
     currency: str
     allowance: int
@@ -66,6 +68,7 @@ def _figures(figures: Figures) -> dict[str, int]:
 
 def _statement(view: StatementView) -> dict[str, Any]:
     return {
+        "waba_id": view.waba_id,
         "cycle": {"starts_at": view.cycle_start, "ends_at": view.cycle_end},
         "currency": view.currency,
         "allowance": view.allowance_minor,
@@ -78,6 +81,20 @@ def _statement(view: StatementView) -> dict[str, Any]:
     }
 
 
+def _position(cursor: str) -> tuple[datetime, int | None]:
+    """Where a page ended: `{cycle start}~{statement id}` (a v2 company has a statement per WABA and cycle);
+    a cycle start alone, as earlier cursors were, still pages past that cycle."""
+    start, _, last_id = cursor.partition("~")
+    try:
+        at = datetime.fromisoformat(start)
+        position = int(last_id) if last_id else None
+    except ValueError as exc:
+        raise BillingError(Rejection.INVALID_REQUEST, "cursor is not valid", {"field": "cursor"}) from exc
+    if at.tzinfo is None or (position is not None and not 0 < position < 2**63):
+        raise BillingError(Rejection.INVALID_REQUEST, "cursor is not valid", {"field": "cursor"})
+    return at, position
+
+
 @router.get("/statements", response_model=StatementPageOut, responses=error_responses(400, 401, 403))
 async def statements(
     principal: StatementReader,
@@ -86,14 +103,8 @@ async def statements(
     limit: Annotated[int, Query(ge=1, le=STATEMENTS_MAX_PAGE)] = 12,
 ) -> dict[str, Any]:
     """Closed billing cycles, newest first: opening and closing per bucket, spend per WABA, deductions."""
-    before = None
-    if cursor is not None:
-        try:
-            before = datetime.fromisoformat(cursor)
-        except ValueError as exc:
-            raise BillingError(Rejection.INVALID_REQUEST, "cursor is not valid", {"field": "cursor"}) from exc
-        if before.tzinfo is None:
-            raise BillingError(Rejection.INVALID_REQUEST, "cursor is not valid", {"field": "cursor"})
+    before = None if cursor is None else _position(cursor)
     views = await list_statements(context.database, principal.company_id, limit=limit, before=before)
-    next_cursor = views[-1].cycle_start.isoformat() if len(views) == limit else None
+    last = views[-1] if len(views) == limit else None
+    next_cursor = None if last is None else f"{last.cycle_start.isoformat()}~{last.statement_id}"
     return {"data": [_statement(v) for v in views], "next_cursor": next_cursor}

@@ -13,6 +13,8 @@ from wabapool.storage.database import Database
 
 @dataclass(frozen=True, slots=True)
 class StatementView:
+    statement_id: int
+    waba_id: str | None  # the WABA whose own package it is (v2); None for the shared pool
     cycle_start: datetime
     cycle_end: datetime
     currency: str
@@ -27,6 +29,8 @@ class StatementView:
 
 def _view(row: Any) -> StatementView:
     return StatementView(
+        statement_id=row.id,
+        waba_id=row.waba_id,
         cycle_start=row.cycle_start,
         cycle_end=row.cycle_end,
         currency=row.currency,
@@ -41,9 +45,9 @@ def _view(row: Any) -> StatementView:
 
 
 async def list_statements(
-    database: Database, company_id: int, *, limit: int, before: datetime | None = None
+    database: Database, company_id: int, *, limit: int, before: tuple[datetime, int | None] | None = None
 ) -> list[StatementView]:
-    """The company's closed cycles, newest first; `before` pages on (a cycle start)."""
+    """The company's closed cycles, newest first; `before` pages on (cycle start, statement id)."""
     async with database.read() as connection:
         rows = await statement_store.list_statements(connection, company_id, limit=limit, before=before)
     return [_view(row) for row in rows]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain import statements as statement_rules
@@ -118,17 +118,36 @@ async def record_closed_cycles(
 
 
 async def list_statements(
-    connection: AsyncConnection, company_id: int, *, limit: int = 24, before: datetime | None = None
+    connection: AsyncConnection,
+    company_id: int,
+    *,
+    limit: int = 24,
+    before: tuple[datetime, int | None] | None = None,
 ) -> Sequence[Any]:
-    """A company's statements, newest cycle first."""
+    """A company's statements, newest cycle first (one per package and cycle), with the package's WABA (v2).
+
+    `before` is where the previous page ended: (cycle start, statement id); a
+    cycle start alone (an older cursor) pages past that whole cycle.
+    """
     s = cycle_statements
-    query = select(s).where(s.c.company_id == company_id).order_by(s.c.cycle_start.desc())
+    query = (
+        select(s, organization_packages.c.waba_id)
+        .join(organization_packages, organization_packages.c.id == s.c.organization_package_id)
+        .where(s.c.company_id == company_id)
+        .order_by(s.c.cycle_start.desc(), s.c.id.desc())
+    )
     if before is not None:
-        query = query.where(s.c.cycle_start < before)
+        start, last_id = before
+        query = query.where(
+            (s.c.cycle_start < start)
+            if last_id is None
+            else or_(s.c.cycle_start < start, and_(s.c.cycle_start == start, s.c.id < last_id))
+        )
     return list(await connection.execute(query.limit(min(max(limit, 1), LIST_MAX_ROWS))))
 
 
 async def any_cycle_due(connection: AsyncConnection, *, at: datetime) -> bool:
     """Whether some pool's cycle has ended by `at` (the worker then runs the reset)."""
     p = organization_packages
-    return (await connection.execute(select(p.c.id).where(p.c.cycle_end <= at).limit(1))).first() is not None
+    due = select(p.c.id).where((p.c.cycle_end <= at) & p.c.closed_at.is_(None)).limit(1)
+    return (await connection.execute(due)).first() is not None
