@@ -13,7 +13,7 @@ from datetime import datetime
 from wabapool.domain import limits
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
-from wabapool.service import cycles, deductions, payments, provisioning, refunds, webhooks
+from wabapool.service import cycles, deductions, flags, payments, provisioning, refunds, webhooks
 from wabapool.service.context import AfterCommit, Clock, ServiceContext, WriteThrough, utc_now
 from wabapool.service.group_commit import GroupCommitter
 from wabapool.service.models import (
@@ -84,13 +84,13 @@ class BillingService:
         """Idempotent: the WABA joins the company's pool, or has its own package (v2, or the flag off)."""
         return await provisioning.provision_waba(self.context, company_id, waba_id, name=name, package=package)
 
-    async def set_waba_save_flag(self, company_id: int, value: bool | None) -> provisioning.WabaSaveFlag:
+    async def set_waba_save_flag(self, company_id: int, value: bool | None) -> flags.WabaSaveFlag:
         """The company's override of `waba_save_organization_id` (None: back to the global default)."""
-        return await provisioning.set_waba_save_flag(self.context, company_id, value)
+        return await flags.set_waba_save_flag(self.context, company_id, value)
 
-    async def waba_save_flag(self, company_id: int) -> provisioning.WabaSaveFlag:
+    async def waba_save_flag(self, company_id: int) -> flags.WabaSaveFlag:
         """The company's `waba_save_organization_id`: its override and what new WABAs get."""
-        return await provisioning.waba_save_flag(self.context, company_id)
+        return await flags.waba_save_flag(self.context, company_id)
 
     async def set_price(
         self,

@@ -9,7 +9,7 @@ anchor day takes effect at the current cycle's end (`domain.cycle`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.events import DomainEvent
 from wabapool.domain.pool import Move
 from wabapool.service.context import ServiceContext
+from wabapool.service.flags import joins_pool
 from wabapool.service.models import (
     DEFAULT_BILLING_VERSION,
     DEFAULT_CURRENCY,
@@ -180,11 +181,6 @@ async def _provision_package(
     return pool.package_id, state
 
 
-def _joins_pool(company: Any, context: ServiceContext) -> bool:
-    """Where a new WABA goes: v3 with the flag on joins the pool; v2, or the flag off, gets its own package."""
-    return _joins_pool_by(company.billing_version, company.waba_save_organization_id, context)
-
-
 async def provision_waba(
     context: ServiceContext, company_id: int, waba_id: str, *, name: str, package: PackageTerms | None = None
 ) -> ProvisionedWaba:
@@ -216,7 +212,11 @@ async def provision_waba(
         if package_id is not None:
             current = (await pool_store.load_packages(connection, [package_id], for_update=True)).get(package_id)
         state = None
-        in_pool = current.waba_id is None if current is not None else _joins_pool(company, context)
+        in_pool = (
+            current.waba_id is None
+            if current is not None
+            else joins_pool(company.billing_version, company.waba_save_organization_id, context)
+        )
         if in_pool:
             if package is not None:
                 raise BillingError(
@@ -242,47 +242,6 @@ async def provision_waba(
         )
     await context.changed(company_id)
     return ProvisionedWaba(company_id, waba_id, name, None if state is None else _terms_of(state))
-
-
-@dataclass(frozen=True, slots=True)
-class WabaSaveFlag:
-    """The company's `waba_save_organization_id`: its override (None: none), and what new WABAs get."""
-
-    company_id: int
-    billing_version: str
-    override: bool | None
-    effective: bool
-
-
-async def set_waba_save_flag(context: ServiceContext, company_id: int, value: bool | None) -> WabaSaveFlag:
-    """Set (or with None clear) the company's override of the flag; an unknown company is refused, not created."""
-    at = context.clock()
-    async with context.database.transaction() as connection:
-        company = await company_store.get_company(connection, company_id)
-        if company is None:
-            raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
-        await company_store.update_company(connection, company_id, waba_save_organization_id=value, updated_at=at)
-    return WabaSaveFlag(
-        company_id, company.billing_version, value, _joins_pool_by(company.billing_version, value, context)
-    )
-
-
-async def waba_save_flag(context: ServiceContext, company_id: int) -> WabaSaveFlag:
-    """The company's flag as it stands; an unknown company is refused."""
-    async with context.database.read() as connection:
-        company = await company_store.get_company(connection, company_id)
-    if company is None:
-        raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
-    override = company.waba_save_organization_id
-    return WabaSaveFlag(
-        company_id, company.billing_version, override, _joins_pool_by(company.billing_version, override, context)
-    )
-
-
-def _joins_pool_by(billing_version: str, override: bool | None, context: ServiceContext) -> bool:
-    if billing_version == "v2":
-        return False
-    return context.waba_save_organization_id if override is None else override
 
 
 async def set_price(
