@@ -42,11 +42,24 @@ def require_redis() -> str:
     return REDIS_URL
 
 
+_fresh_in_this_process = False
+
+
 async def ensure_postgres_database() -> None:
+    """The test database, created afresh once per test run.
+
+    A database left by an earlier run may sit at a revision whose migration
+    has changed since (a branch's migration edited before it landed): the
+    upgrade would then see nothing to do and the schema would be stale.
+    """
+    global _fresh_in_this_process
     import asyncpg
 
     admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
     try:
+        if not _fresh_in_this_process:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{POSTGRES_TEST_DATABASE}" WITH (FORCE)')
+            _fresh_in_this_process = True
         exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", POSTGRES_TEST_DATABASE)
         if not exists:
             await admin.execute(f'CREATE DATABASE "{POSTGRES_TEST_DATABASE}"')

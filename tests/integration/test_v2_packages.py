@@ -128,19 +128,25 @@ async def test_a_v2_top_up_and_settlement_fund_the_package_of_their_waba(http: h
     assert (await reconcile(http.context.database)).ok  # type: ignore[attr-defined]
 
 
-async def test_a_v2_company_takes_its_packages_with_its_wabas_not_at_the_company(http: httpx.AsyncClient) -> None:
-    refused = await put(http, f"/companies/{V2}", {"billing_version": "v2", "package": {"allowance": 1}})
-    assert refused.status_code == 400 and refused.json()["error"]["details"]["field"] == "package"
-    await provision_v2(http)
+async def test_a_v2_companys_package_is_what_each_new_waba_starts_with_unless_it_brings_its_own(
+    http: httpx.AsyncClient,
+) -> None:
+    terms = {"allowance": 4_000, "postpaid_limit": 100, "cycle_anchor_day": 5}
+    company = await put(http, f"/companies/{V2}", {"billing_version": "v2", "package": terms})
+    assert company.status_code == 200, company.text
+    assert company.json()["package"] == {**terms, "threshold_percent": None}
+    plain = await put(http, f"/companies/{V2}/wabas/2101", {"name": "Plain"})
+    assert plain.json()["package"] == {**terms, "threshold_percent": None}
+    own = await put(http, f"/companies/{V2}/wabas/2102", {"name": "Own", "package": {"allowance": 9_000}})
+    assert own.json()["package"] == {**terms, "allowance": 9_000, "threshold_percent": None}
     # Terms of a WABA's own package change through the WABA; a term left out is kept.
     changed = await put(http, f"/companies/{V2}/wabas/2101", {"name": "Renamed", "package": {"postpaid_limit": 900}})
     assert changed.status_code == 200
-    assert changed.json()["package"] == {
-        "allowance": 5_000,
-        "postpaid_limit": 900,
-        "cycle_anchor_day": 1,
-        "threshold_percent": None,
-    }
+    assert changed.json()["package"] == {**terms, "postpaid_limit": 900, "threshold_percent": None}
+    # The company's terms shape new WABAs only: the packages that exist keep theirs.
+    assert (await put(http, f"/companies/{V2}", {"package": {"allowance": 1}})).json()["package"]["allowance"] == 1
+    per_waba = {w["waba_id"]: w["balance"] for w in (await info(http))["wabas"]}
+    assert (per_waba["2101"]["wabi"]["allowance"], per_waba["2102"]["wabi"]["allowance"]) == (4_000, 9_000)
 
 
 async def test_a_waba_of_another_company_is_refused_on_every_path_that_creates_one(http: httpx.AsyncClient) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -91,12 +92,13 @@ async def provision_company(context: ServiceContext, company_id: int, terms: Com
         currency = terms.currency or (existing.currency if existing else DEFAULT_CURRENCY)
         timezone = terms.timezone or (existing.timezone if existing else DEFAULT_TIMEZONE)
         package = terms.package
-        if billing_version == "v2" and package is not None:
-            raise BillingError(
-                Rejection.INVALID_REQUEST,
-                "a v2 company has one package per WABA: send package with each WABA (PUT .../wabas/{waba_id})",
-                {"field": "package"},
-            )
+        values: dict[str, Any] = {"billing_version": billing_version, "currency": currency, "timezone": timezone}
+        template = None
+        if billing_version == "v2":
+            # No pool: the terms are what each new WABA's own package starts with (kept where not given).
+            template = _merged(_template_of(existing), package or PackageTerms())
+            values["waba_package_terms"] = _template_json(template)
+            package = None
         if package is None and billing_version == "v3":
             # A v3 company always has its pool; without terms it starts empty (no allowance, no credit line).
             package = PackageTerms()
@@ -105,7 +107,6 @@ async def provision_company(context: ServiceContext, company_id: int, terms: Com
             # Under the terms in force until now: a cycle that ended is closed by the old timezone first.
             pool = await pool_store.load_pool(connection, company_id, for_update=True)
             _, state = await _provision_package(connection, pool, company_id, None, timezone, package, at)
-        values: dict[str, Any] = {"billing_version": billing_version, "currency": currency, "timezone": timezone}
         if terms.waba_save_organization_id is not KEEP:
             values["waba_save_organization_id"] = terms.waba_save_organization_id
         await company_store.upsert_company(connection, company_id=company_id, values=values, at=at)
@@ -118,8 +119,43 @@ async def provision_company(context: ServiceContext, company_id: int, terms: Com
         billing_version=billing_version,
         currency=currency,
         timezone=timezone,
-        package=None if state is None else _terms_of(state),
+        package=template if state is None else _terms_of(state),
         waba_save_organization_id=flag,
+    )
+
+
+def _template_of(company: Any) -> PackageTerms:
+    """A v2 company's terms for its WABAs' new packages (every term given: stored whole)."""
+    stored = None if company is None else company.waba_package_terms
+    if not stored:
+        return PackageTerms(allowance=0, postpaid_limit=0, cycle_anchor_day=1, threshold_percent=None)
+    threshold = stored.get("threshold_percent")
+    return PackageTerms(
+        allowance=int(stored["allowance"]),
+        postpaid_limit=int(stored["postpaid_limit"]),
+        cycle_anchor_day=int(stored["cycle_anchor_day"]),
+        threshold_percent=None if threshold is None else Decimal(threshold),
+    )
+
+
+def _template_json(terms: PackageTerms) -> dict[str, Any]:
+    # Money as integers, the threshold as a decimal string: JSON keeps both exact.
+    threshold = terms.threshold_percent
+    return {
+        "allowance": terms.allowance,
+        "postpaid_limit": terms.postpaid_limit,
+        "cycle_anchor_day": terms.cycle_anchor_day,
+        "threshold_percent": None if threshold is None or threshold is KEEP else str(threshold),
+    }
+
+
+def _merged(base: PackageTerms, given: PackageTerms) -> PackageTerms:
+    """`given`'s terms, `base`'s where one was left out."""
+    return PackageTerms(
+        allowance=base.allowance if given.allowance is None else given.allowance,
+        postpaid_limit=base.postpaid_limit if given.postpaid_limit is None else given.postpaid_limit,
+        cycle_anchor_day=base.cycle_anchor_day if given.cycle_anchor_day is None else given.cycle_anchor_day,
+        threshold_percent=base.threshold_percent if given.threshold_percent is KEEP else given.threshold_percent,
     )
 
 
@@ -228,8 +264,10 @@ async def provision_waba(
                 pool = await pool_store.load_pool(connection, company_id, for_update=False)
                 package_id = None if pool is None else pool.package_id
         elif current is None:
+            # A new package of its own: the terms given, the company's WABA terms (v2) where one is left out.
+            package_terms = _merged(_template_of(company), package or PackageTerms())
             package_id, state = await _provision_package(
-                connection, None, company_id, waba_id, company.timezone, package or PackageTerms(), at
+                connection, None, company_id, waba_id, company.timezone, package_terms, at
             )
         else:
             state = current.state

@@ -51,6 +51,9 @@ companies = Table(
     Column("webhook_disabled_at", UTCDateTime),
     # The company's override of the `waba_save_organization_id` flag; NULL: the global default (0006).
     Column("waba_save_organization_id", Boolean),
+    # A v2 company's terms for each new WABA's own package ({allowance, postpaid_limit, cycle_anchor_day,
+    # threshold_percent}), from its `package` (0006).
+    Column("waba_package_terms", JSON),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -8,7 +8,8 @@
 - The company's unique index on packages becomes two partial ones: one open
   shared pool per company, one open package per WABA.
 - `companies.waba_save_organization_id`: the company's override of the
-  feature flag (NULL: the global default).
+  feature flag (NULL: the global default); `waba_package_terms`: a v2
+  company's terms for each new WABA's own package.
 - `cycle_statements`: one statement per package and cycle (was per company).
 
 The rollback refuses, naming the companies, while a company has more than one
@@ -60,6 +61,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("companies") as batch_op:
         batch_op.add_column(sa.Column("waba_save_organization_id", sa.Boolean(), nullable=True))
+        batch_op.add_column(sa.Column("waba_package_terms", sa.JSON(), nullable=True))
     with op.batch_alter_table("cycle_statements") as batch_op:
         batch_op.drop_constraint("uq_cycle_statements_company_cycle", type_="unique")
         batch_op.create_unique_constraint(
@@ -89,6 +91,7 @@ def downgrade() -> None:
         batch_op.drop_constraint("uq_cycle_statements_package_cycle", type_="unique")
         batch_op.create_unique_constraint("uq_cycle_statements_company_cycle", ["company_id", "cycle_start"])
     with op.batch_alter_table("companies") as batch_op:
+        batch_op.drop_column("waba_package_terms")
         batch_op.drop_column("waba_save_organization_id")
     op.drop_index("uq_organization_packages_open_waba", table_name="organization_packages")
     op.drop_index("uq_organization_packages_open_pool", table_name="organization_packages")
