@@ -397,7 +397,9 @@ class Reports:
         self, connection: Any, company: Any, since: date | datetime | None, until: date | datetime | None
     ) -> tuple[date, date]:
         timezone = company.timezone
-        pool = await pool_store.load_pool(connection, company.company_id, for_update=False)
+        # The pool's cycle, or a v2 company's first package's (their anchor days are the company's terms).
+        packages = await pool_store.company_packages(connection, company.company_id, for_update=False)
+        pool = packages[0] if packages else None
         now = self.clock()
         if pool is not None:
             starts_at, ends_at = cycle.cycle_bounds(now, anchor_day=pool.state.anchor_day, timezone=timezone)
