@@ -12,9 +12,8 @@ from typer.testing import CliRunner
 from tests.conftest import FakeClock
 from wabapool.cli.main import app
 from wabapool.domain.pool import Buckets, MoveKind
-from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
+from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms, backfill_rollback
 from wabapool.service import backfill as backfill_service
-from wabapool.service import backfill_rollback
 from wabapool.service.reconcile import reconcile
 from wabapool.storage import pools as pool_store
 from wabapool.storage.database import Database
@@ -254,3 +253,80 @@ def test_backfill_cli_dry_run_then_move_then_rollback(tmp_path, monkeypatch) -> 
     assert "exact" in back.output and "rolled back" in back.output
     bad = runner.invoke(app, ["backfill", "--rollback", "--all"])
     assert bad.exit_code == 2
+
+
+@pytest.fixture
+async def pg_database(postgres_url: str):  # type: ignore[no-untyped-def]
+    from tests.conftest import truncate_all
+
+    database = Database(postgres_url)
+    await truncate_all(database)
+    yield database
+    await database.dispose()
+
+
+async def test_deductions_during_the_backfill_are_charged_once_each_to_a_package_open_when_they_applied(
+    pg_database: Database,
+) -> None:
+    import asyncio
+
+    from wabapool.storage.tables import deduction_requests
+
+    service = BillingService(pg_database)
+    big = {waba: (1_000_000, 100_000, 0, 0) for waba in WABAS}
+    await provision_v2(service, wabas=big)
+    wabas = [f"{V2}{waba}" for waba in WABAS]
+    money_before = total([p.state.buckets for p in await packages_of(pg_database, V2)]).total
+
+    first_applied = asyncio.Event()
+
+    async def sender(lane: int) -> list[str]:
+        # Each lane sends one after another: some before the move locks, some waiting on its lock, some after.
+        statuses = []
+        for step in range(10):
+            index = lane * 10 + step
+            request = DeductionRequest(V2, "wa", "wa_marketing_id", f"c-{index}", 1 + index % 3, wabas[lane % 3])
+            statuses.append((await service.deduct_one(request)).status)
+            first_applied.set()
+        return statuses
+
+    async def move() -> backfill_service.CompanyPlan:
+        await first_applied.wait()
+        return await backfill_service.backfill_company(service.context, V2)
+
+    *lanes, plan = await asyncio.gather(*(sender(lane) for lane in range(15)), move())
+    assert plan.verification is not None and plan.verification.ok
+    assert {status for lane in lanes for status in lane} == {"applied"}
+
+    async with pg_database.read() as connection:
+        rows = list(
+            await connection.execute(
+                select(
+                    deduction_requests.c.unique_code,
+                    deduction_requests.c.amount_minor,
+                    deduction_requests.c.created_at,
+                    organization_packages.c.closed_at,
+                    organization_packages.c.waba_id,
+                ).join(
+                    organization_packages, organization_packages.c.id == deduction_requests.c.organization_package_id
+                )
+            )
+        )
+    charged = [row for row in rows if row.unique_code.startswith("c-")]
+    assert sorted(row.unique_code for row in charged) == sorted(f"c-{i}" for i in range(150))
+    assert all(row.closed_at is None or row.closed_at > row.created_at for row in charged)
+    # Both sides were exercised: some landed on the old packages, some on the pool.
+    assert {row.waba_id is None for row in charged} == {True, False}
+    # A deduction that charged a closed package would have left money on it, missing from the pool.
+    async with pg_database.read() as connection:
+        closed_ids = (
+            await connection.execute(
+                select(organization_packages.c.id).where(organization_packages.c.closed_at.is_not(None))
+            )
+        ).scalars()
+        closed = await pool_store.load_packages(connection, list(closed_ids), for_update=False)
+    assert len(closed) == 3 and all(p.state.buckets.total == 0 for p in closed.values())
+    (pool,) = await packages_of(pg_database, V2)
+    assert pool.state.buckets.total == money_before - sum(row.amount_minor for row in charged)
+    report = await reconcile(pg_database)
+    assert report.ok, report.violations

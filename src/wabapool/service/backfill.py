@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wabapool.domain import limits, migration, operations
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Buckets, Move
-from wabapool.service.context import ServiceContext
+from wabapool.service.context import Clock, ServiceContext
 from wabapool.service.pool_changes import cycle_entries
 from wabapool.storage import backfill as backfill_store
 from wabapool.storage import companies as company_store
@@ -122,10 +122,16 @@ class _Locked:
     sources: list[pool_store.LockedPool]
     caught_up: dict[int, operations.Change]
     wabas: list[Any]
+    at: datetime
 
 
-async def _read_company(connection: AsyncConnection, company_id: int, at: datetime, *, lock: bool) -> _Locked | None:
-    """The company's open packages, locked by id like a deduction group's (`lock`), or only read (dry run)."""
+async def _read_company(connection: AsyncConnection, company_id: int, clock: Clock, *, lock: bool) -> _Locked:
+    """The company's open packages, locked by id like a deduction group's (`lock`), or only read (dry run).
+
+    The instant of the move is read after the locks are taken: every deduction
+    charged to an old package committed before it, so `closed_at` is later
+    than the `created_at` of everything the package took.
+    """
     company = await company_store.get_company(connection, company_id)
     if company is None:
         raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
@@ -136,6 +142,7 @@ async def _read_company(connection: AsyncConnection, company_id: int, at: dateti
         raise StorageUnavailable("the company's packages changed while they were being locked")
     if lock and await backfill_store.open_package_ids(connection, company_id) != ids:
         raise StorageUnavailable("a package of the company was opened while its packages were being locked")
+    at = clock()
     wabas = await company_store.list_wabas(connection, company_id)
     order = {waba.waba_id: index for index, waba in enumerate(wabas)}
     pools = [package for package in packages.values() if package.waba_id is None]
@@ -144,7 +151,7 @@ async def _read_company(connection: AsyncConnection, company_id: int, at: dateti
         key=lambda package: (order.get(package.waba_id or "", len(order)), package.package_id),
     )
     caught_up = {package_id: operations.catch_up(package.state, at) for package_id, package in packages.items()}
-    return _Locked(company, pools[0] if pools else None, sources, caught_up, wabas)
+    return _Locked(company, pools[0] if pools else None, sources, caught_up, wabas, at)
 
 
 def _pool_start(locked: _Locked) -> operations.PoolState:
@@ -183,18 +190,17 @@ def _figures(locked: _Locked, merged: migration.Merge, pool_start: operations.Po
 
 async def plan_company(context: ServiceContext, company_id: int) -> CompanyPlan:
     """The dry run: what the backfill would do to the company, read without a lock, nothing written."""
-    at = context.clock()
     async with context.database.read() as connection:
-        locked = await _read_company(connection, company_id, at, lock=False)
-    if locked is None or not locked.sources:
+        locked = await _read_company(connection, company_id, context.clock, lock=False)
+    if not locked.sources:
         return _nothing_to_move(locked)
     pool_start = _pool_start(locked)
     merged = migration.merge(pool_start, [locked.caught_up[source.package_id].state for source in locked.sources])
     return _figures(locked, merged, pool_start)
 
 
-def _nothing_to_move(locked: _Locked | None) -> CompanyPlan:
-    if locked is None or locked.pool is None:
+def _nothing_to_move(locked: _Locked) -> CompanyPlan:
+    if locked.pool is None:
         raise BillingError(Rejection.NOT_SHARED_POOL, "the company has no package to move")
     state = locked.caught_up[locked.pool.package_id].state
     pool = PackageFigures(locked.pool.package_id, tuple(w.waba_id for w in locked.wabas), state.buckets, True)
@@ -228,8 +234,9 @@ def _entries(
     )
 
 
-async def _move(connection: AsyncConnection, locked: _Locked, at: datetime) -> CompanyPlan:
+async def _move(connection: AsyncConnection, locked: _Locked) -> CompanyPlan:
     """Write the move of one company, locked: the pool's new figures, every unit as a pair of entries."""
+    at = locked.at
     pool_start = _pool_start(locked)
     sources = [locked.caught_up[source.package_id].state for source in locked.sources]
     merged = migration.merge(pool_start, sources)
@@ -302,13 +309,12 @@ async def _in_attempts(
 
 async def backfill_company(context: ServiceContext, company_id: int) -> CompanyPlan:
     """Move one company into its pool, in one transaction; a company with nothing left to move is a no-op."""
-    at = context.clock()
 
     async def work(connection: AsyncConnection) -> CompanyPlan:
-        locked = await _read_company(connection, company_id, at, lock=True)
-        if locked is None or not locked.sources:
+        locked = await _read_company(connection, company_id, context.clock, lock=True)
+        if not locked.sources:
             return _nothing_to_move(locked)
-        return await _move(connection, locked, at)
+        return await _move(connection, locked)
 
     plan: CompanyPlan = await _in_attempts(context, company_id, work)
     return plan

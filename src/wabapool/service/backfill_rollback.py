@@ -26,7 +26,7 @@ from wabapool.domain import migration, operations
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Buckets, Move, QuotaType
 from wabapool.service.backfill import BackfillBroken, Money, _entries, _in_attempts
-from wabapool.service.context import ServiceContext
+from wabapool.service.context import Clock, ServiceContext
 from wabapool.service.pool_changes import cycle_entries
 from wabapool.storage import backfill as backfill_store
 from wabapool.storage import companies as company_store
@@ -73,6 +73,7 @@ class _Moved:
     brought: list[Buckets]
     pool_created: bool
     wabas: list[Any]
+    at: datetime
 
 
 class RollbackRefused(BillingError):
@@ -82,7 +83,8 @@ class RollbackRefused(BillingError):
         super().__init__(Rejection.INVALID_REQUEST, message)
 
 
-async def _read(connection: AsyncConnection, company_id: int, at: datetime, *, lock: bool) -> _Moved:
+async def _read(connection: AsyncConnection, company_id: int, clock: Clock, *, lock: bool) -> _Moved:
+    """The pool and the packages the last backfill closed, locked in id order (`lock`), caught up after the locks."""
     company = await company_store.get_company(connection, company_id)
     if company is None:
         raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
@@ -95,6 +97,7 @@ async def _read(connection: AsyncConnection, company_id: int, at: datetime, *, l
     pool = locked.get(open_pool.package_id)
     if pool is None or pool.closed or any(not locked[package_id].closed for package_id in package_ids):
         raise StorageUnavailable("the company's packages changed while they were being locked")
+    at = clock()
     wabas = await company_store.list_wabas(connection, company_id)
     order = {waba.waba_id: index for index, waba in enumerate(wabas)}
     packages = sorted(
@@ -103,7 +106,8 @@ async def _read(connection: AsyncConnection, company_id: int, at: datetime, *, l
     given = await backfill_store.moved_out(connection, company_id, package_ids, at=backfilled_at)
     brought = [_brought(package.state.buckets, given[package.package_id]) for package in packages]
     created = await backfill_store.package_created_at(connection, pool.package_id) == backfilled_at
-    return _Moved(company, backfilled_at, pool, operations.catch_up(pool.state, at), packages, brought, created, wabas)
+    caught_up = operations.catch_up(pool.state, at)
+    return _Moved(company, backfilled_at, pool, caught_up, packages, brought, created, wabas, at)
 
 
 def _brought(kept: Buckets, given: dict[QuotaType, int]) -> Buckets:
@@ -167,9 +171,8 @@ def _plan(moved: _Moved, exact: bool, shares: list[Buckets], left: Buckets) -> R
 
 async def plan_rollback(context: ServiceContext, company_id: int) -> RollbackPlan:
     """What the rollback would do, read without a lock, nothing written."""
-    at = context.clock()
     async with context.database.read() as connection:
-        moved = await _read(connection, company_id, at, lock=False)
+        moved = await _read(connection, company_id, context.clock, lock=False)
         return _plan(moved, *await _decide(connection, moved))
 
 
@@ -262,14 +265,13 @@ async def _roll_back(connection: AsyncConnection, moved: _Moved, plan: RollbackP
 
 async def rollback_company(context: ServiceContext, company_id: int, *, confirm: bool = False) -> RollbackPlan:
     """Roll one company back in one transaction; a split (the pool changed since) is written only with `confirm`."""
-    at = context.clock()
 
     async def work(connection: AsyncConnection) -> RollbackPlan:
-        moved = await _read(connection, company_id, at, lock=True)
+        moved = await _read(connection, company_id, context.clock, lock=True)
         plan = _plan(moved, *await _decide(connection, moved))
         if not plan.exact and not confirm:
             return plan
-        await _roll_back(connection, moved, plan, at)
+        await _roll_back(connection, moved, plan, moved.at)
         return replace(plan, applied=True)
 
     plan: RollbackPlan = await _in_attempts(context, company_id, work)
