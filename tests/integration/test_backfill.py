@@ -199,8 +199,8 @@ async def test_rollback_after_a_v3_deduction_splits_the_balance_only_with_confir
     await provision_v2(service)
     await backfill_service.backfill_company(service.context, V2)
     clock.advance(minutes=5)
-    # 3,800 allowance left in the pool: this takes 1,001 of it.
-    await service.set_price("wa_odd_id", unit_price_minor=1_001, effective_from=datetime(2025, 7, 1, tzinfo=UTC))
+    # 3,800 allowance and 3,200 additional in the pool: this takes all the allowance and 1,001 of additional.
+    await service.set_price("wa_odd_id", unit_price_minor=4_801, effective_from=datetime(2025, 7, 1, tzinfo=UTC))
     await service.deduct(DeductionRequest(V2, "wa", "wa_odd_id", "after", 1, f"{V2}3103"))
     rows = await table_rows(database)
 
@@ -211,14 +211,15 @@ async def test_rollback_after_a_v3_deduction_splits_the_balance_only_with_confir
     plan = await backfill_rollback.rollback_company(service.context, V2, confirm=True)
     assert plan.applied and plan.money_conserved
     shares = {part.waba_id: part.share for part in plan.parts}
-    # initial 2,799 split as the packages brought it (3,800 = 3,800 + 0 + 0): all to the first WABA,
-    # within its allowance; additional 3,200 as brought (700 : 0 : 2,500), postpaid as brought.
-    assert shares[f"{V2}3101"].initial_remaining == 2_799
-    assert shares[f"{V2}3101"].additional_remaining + shares[f"{V2}3103"].additional_remaining == 3_200
-    assert shares[f"{V2}3102"].postpaid_used == 1_500
+    # additional 2,199 split as brought (700 : 0 : 2,500): 481.03 and 1,717.97 floored, the unit left to the first.
+    assert [shares[f"{V2}{w}"].additional_remaining for w in WABAS] == [482, 0, 1_717]
+    assert [shares[f"{V2}{w}"].initial_remaining for w in WABAS] == [0, 0, 0]
+    assert [shares[f"{V2}{w}"].postpaid_used for w in WABAS] == [0, 1_500, 0]
+    # Terms back as they were: the pool still held their sum.
+    assert [shares[f"{V2}{w}"].initial_allowance for w in WABAS] == [5_000, 2_000, 0]
     packages = await packages_of(database, V2)
     assert len(packages) == 3 and all(p.waba_id is not None for p in packages)
-    assert total([p.state.buckets for p in packages]).total == 2_799 + 3_200 - 1_500
+    assert total([p.state.buckets for p in packages]).total == 2_199 - 1_500
     assert (await reconcile(database)).ok
 
 
