@@ -144,7 +144,7 @@ async def test_a_crash_after_some_companies_leaves_each_moved_or_untouched_and_a
         assert pool.state.buckets == Buckets(7_000, 3_800, 3_200, 3_000, 1_500, 3_200)
 
 
-async def test_backfill_merges_flag_off_wabas_into_an_existing_pool(
+async def test_backfill_merges_flag_off_wabas_into_an_existing_pool_and_its_rollback_keeps_the_pool(
     service: BillingService, database: Database
 ) -> None:
     await service.provision_company(V2, CompanyTerms(package=PackageTerms(allowance=1_000, postpaid_limit=500)))
@@ -158,6 +158,16 @@ async def test_backfill_merges_flag_off_wabas_into_an_existing_pool(
     (pool,) = await packages_of(database, V2)
     assert pool.package_id == pool_id
     assert pool.state.buckets == Buckets(1_300, 1_300, 0, 500, 0, 0)
+    assert (await reconcile(database)).ok
+
+    # Its rollback keeps the pool open with what it had, and the company on v3.
+    plan = await backfill_rollback.rollback_company(service.context, V2)
+    assert plan.exact and plan.applied and not plan.closes_pool
+    pool_after, own = await packages_of(database, V2)
+    assert (pool_after.package_id, pool_after.state.buckets) == (pool_id, Buckets(1_000, 1_000, 0, 500, 0, 0))
+    assert (own.waba_id, own.state.buckets) == ("own", Buckets(300, 300))
+    async with database.read() as connection:
+        assert (await connection.execute(select(companies.c.billing_version))).scalar_one() == "v3"
     assert (await reconcile(database)).ok
 
 

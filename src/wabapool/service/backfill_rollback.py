@@ -105,7 +105,11 @@ async def _read(connection: AsyncConnection, company_id: int, clock: Clock, *, l
     )
     given = await backfill_store.moved_out(connection, company_id, package_ids, at=backfilled_at)
     brought = [_brought(package.state.buckets, given[package.package_id]) for package in packages]
-    created = await backfill_store.package_created_at(connection, pool.package_id) == backfilled_at
+    # A pool the backfill opened was created at its instant, after every package it moved (ids only grow);
+    # a company's own pool existed before its flag-off WABAs' packages.
+    created = pool.package_id > max(package_ids) and (
+        await backfill_store.package_created_at(connection, pool.package_id) == backfilled_at
+    )
     caught_up = operations.catch_up(pool.state, at)
     return _Moved(company, backfilled_at, pool, caught_up, packages, brought, created, wabas, at)
 
