@@ -144,7 +144,7 @@ async def test_a_crash_after_some_companies_leaves_each_moved_or_untouched_and_a
         assert pool.state.buckets == Buckets(7_000, 3_800, 3_200, 3_000, 1_500, 3_200)
 
 
-async def test_backfill_merges_flag_off_wabas_into_an_existing_pool_and_its_rollback_keeps_the_pool(
+async def test_backfill_merges_flag_off_wabas_into_an_existing_pool_and_refuses_to_roll_that_back(
     service: BillingService, database: Database
 ) -> None:
     await service.provision_company(V2, CompanyTerms(package=PackageTerms(allowance=1_000, postpaid_limit=500)))
@@ -160,15 +160,11 @@ async def test_backfill_merges_flag_off_wabas_into_an_existing_pool_and_its_roll
     assert pool.state.buckets == Buckets(1_300, 1_300, 0, 500, 0, 0)
     assert (await reconcile(database)).ok
 
-    # Its rollback keeps the pool open with what it had, and the company on v3.
-    plan = await backfill_rollback.rollback_company(service.context, V2)
-    assert plan.exact and plan.applied and not plan.closes_pool
-    pool_after, own = await packages_of(database, V2)
-    assert (pool_after.package_id, pool_after.state.buckets) == (pool_id, Buckets(1_000, 1_000, 0, 500, 0, 0))
-    assert (own.waba_id, own.state.buckets) == ("own", Buckets(300, 300))
-    async with database.read() as connection:
-        assert (await connection.execute(select(companies.c.billing_version))).scalar_one() == "v3"
-    assert (await reconcile(database)).ok
+    # Its rollback is refused (a WABA's package would change while the pool stays open), and writes nothing.
+    rows = await table_rows(database)
+    with pytest.raises(backfill_rollback.RollbackRefused):
+        await backfill_rollback.rollback_company(service.context, V2, confirm=True)
+    assert await table_rows(database) == rows
 
 
 async def test_rollback_right_after_the_backfill_restores_every_package_exactly(
@@ -181,7 +177,7 @@ async def test_rollback_right_after_the_backfill_restores_every_package_exactly(
 
     plan = await backfill_rollback.rollback_company(service.context, V2)
 
-    assert plan.exact and plan.applied and plan.closes_pool and plan.money_conserved
+    assert plan.exact and plan.applied and plan.money_conserved
     after = {p.package_id: p.state for p in await packages_of(database, V2)}
     assert after == before
     async with database.read() as connection:

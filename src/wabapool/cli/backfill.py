@@ -153,8 +153,7 @@ def rollback_table(plan: RollbackPlan) -> Table:
         )
     after = plan.pool_after
     pool_keeps = (after.initial_remaining, after.additional_remaining, after.postpaid_used)
-    pool_name = "pool (closes)" if plan.closes_pool else "pool keeps"
-    table.add_row(pool_name, "", *map(str, pool_keeps), str(after.initial_allowance), str(after.postpaid_limit))
+    table.add_row("pool (closes)", "", *map(str, pool_keeps), str(after.initial_allowance), str(after.postpaid_limit))
     return table
 
 

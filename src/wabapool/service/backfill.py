@@ -217,7 +217,7 @@ def _nothing_to_move(locked: _Locked) -> CompanyPlan:
     )
 
 
-def _entries(
+def migration_entries(
     package: pool_store.LockedPool,
     moves: Sequence[Move],
     *,
@@ -257,11 +257,13 @@ async def _move(connection: AsyncConnection, locked: _Locked) -> CompanyPlan:
     changes = []
     for source, moved in zip(locked.sources, merged.sources, strict=True):
         caught = locked.caught_up[source.package_id]
-        entries = cycle_entries(source, caught, at=at) + _entries(
+        entries = cycle_entries(source, caught, at=at) + migration_entries(
             source, moved.moves, source=source, cycle_start=caught.state.cycle_start, at=at
         )
         changes.append(PoolChanges(pool=source, after=moved.state, entries=entries, events=caught.events))
-        pool_entries += _entries(pool, moved.pool_moves, source=source, cycle_start=merged.pool.cycle_start, at=at)
+        pool_entries += migration_entries(
+            pool, moved.pool_moves, source=source, cycle_start=merged.pool.cycle_start, at=at
+        )
     changes.append(PoolChanges(pool=pool, after=merged.pool, entries=pool_entries, events=pool_events))
     await write_changes(connection, changes, at=at)
     await backfill_store.set_closed(connection, [source.package_id for source in locked.sources], closed_at=at, at=at)
@@ -290,7 +292,7 @@ async def verify(connection: AsyncConnection, company_id: int, *, before: Money)
     )
 
 
-async def _in_attempts(
+async def in_company_attempts(
     context: ServiceContext, company_id: int, work: Callable[[AsyncConnection], Awaitable[Any]]
 ) -> Any:
     """One transaction for the company, taken again (within a limit) when a lock wait timed out or packages moved."""
@@ -316,7 +318,7 @@ async def backfill_company(context: ServiceContext, company_id: int) -> CompanyP
             return _nothing_to_move(locked)
         return await _move(connection, locked)
 
-    plan: CompanyPlan = await _in_attempts(context, company_id, work)
+    plan: CompanyPlan = await in_company_attempts(context, company_id, work)
     return plan
 
 

@@ -9,9 +9,11 @@ one transaction; the packages are locked in id order like a deduction group's,
 the pool is closed before the packages are reopened (the partial unique
 indexes allow one open pool per company and one open package per WABA).
 
-A pool that existed before the backfill (a v3 company whose flag-off WABAs
-were merged in) stays open with its own share, and the company stays v3; a
-pool the backfill created is closed and the company goes back to v2.
+Only a pool the backfill created is rolled back (closed, the company back to
+v2). A merge into a pool that existed before (a v3 company's flag-off WABAs)
+is refused: moving a WABA back out would change its package while the pool
+stays open, and every process's `deductions.WabaPackages` remembers a WABA's
+package until that package closes.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wabapool.domain import migration, operations
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Buckets, Move, QuotaType
-from wabapool.service.backfill import BackfillBroken, Money, _entries, _in_attempts
+from wabapool.service.backfill import BackfillBroken, Money, in_company_attempts, migration_entries
 from wabapool.service.context import Clock, ServiceContext
 from wabapool.service.pool_changes import cycle_entries
 from wabapool.storage import backfill as backfill_store
@@ -50,10 +52,9 @@ class RollbackPlan:
     company_id: int
     pool_id: int
     exact: bool
-    closes_pool: bool
     pool_before: Buckets
     parts: list[RollbackPart]
-    # What the pool keeps: nothing when it closes, its own share when it existed before the backfill.
+    # What the pool keeps when it closes: nothing, once every part has its share.
     pool_after: Buckets
     applied: bool = False
 
@@ -71,7 +72,6 @@ class _Moved:
     caught_up: operations.Change
     packages: list[pool_store.LockedPool]
     brought: list[Buckets]
-    pool_created: bool
     wabas: list[Any]
     at: datetime
 
@@ -97,21 +97,31 @@ async def _read(connection: AsyncConnection, company_id: int, clock: Clock, *, l
     pool = locked.get(open_pool.package_id)
     if pool is None or pool.closed or any(not locked[package_id].closed for package_id in package_ids):
         raise StorageUnavailable("the company's packages changed while they were being locked")
+    # A pool the backfill opened was created at its instant, after every package it moved (ids only grow).
+    created = pool.package_id > max(package_ids) and (
+        await backfill_store.package_created_at(connection, pool.package_id) == backfilled_at
+    )
+    if not created:
+        raise RollbackRefused(
+            f"company {company_id}'s WABA packages were merged into a pool it already had: "
+            "moving them out would change a WABA's package while the pool stays open"
+        )
     at = clock()
     wabas = await company_store.list_wabas(connection, company_id)
+    moved_wabas = {locked[package_id].waba_id for package_id in package_ids}
+    joined_since = [waba.waba_id for waba in wabas if waba.waba_id not in moved_wabas]
+    if joined_since:
+        raise RollbackRefused(
+            f"WABAs {', '.join(joined_since)} joined the pool since the backfill: no package to go back to"
+        )
     order = {waba.waba_id: index for index, waba in enumerate(wabas)}
     packages = sorted(
         (locked[i] for i in package_ids), key=lambda p: (order.get(p.waba_id or "", len(order)), p.package_id)
     )
     given = await backfill_store.moved_out(connection, company_id, package_ids, at=backfilled_at)
     brought = [_brought(package.state.buckets, given[package.package_id]) for package in packages]
-    # A pool the backfill opened was created at its instant, after every package it moved (ids only grow);
-    # a company's own pool existed before its flag-off WABAs' packages.
-    created = pool.package_id > max(package_ids) and (
-        await backfill_store.package_created_at(connection, pool.package_id) == backfilled_at
-    )
     caught_up = operations.catch_up(pool.state, at)
-    return _Moved(company, backfilled_at, pool, caught_up, packages, brought, created, wabas, at)
+    return _Moved(company, backfilled_at, pool, caught_up, packages, brought, wabas, at)
 
 
 def _brought(kept: Buckets, given: dict[QuotaType, int]) -> Buckets:
@@ -120,21 +130,6 @@ def _brought(kept: Buckets, given: dict[QuotaType, int]) -> Buckets:
         initial_remaining=kept.initial_remaining + given.get(QuotaType.INITIAL, 0),
         additional_remaining=kept.additional_remaining + given.get(QuotaType.ADDITIONAL, 0),
         postpaid_used=kept.postpaid_used + given.get(QuotaType.POSTPAID, 0),
-    )
-
-
-async def _pool_own_part(connection: AsyncConnection, moved: _Moved) -> Buckets:
-    """The pool's own share before the backfill added to it (a part of the split like the packages)."""
-    before = await backfill_store.pool_before_migration(
-        connection, moved.company.company_id, moved.pool.package_id, at=moved.backfilled_at
-    )
-    now = moved.caught_up.state.buckets
-    return Buckets(
-        initial_allowance=max(now.initial_allowance - sum(b.initial_allowance for b in moved.brought), 0),
-        initial_remaining=before.get(QuotaType.INITIAL, now.initial_remaining),
-        additional_remaining=before.get(QuotaType.ADDITIONAL, now.additional_remaining),
-        postpaid_limit=max(now.postpaid_limit - sum(b.postpaid_limit for b in moved.brought), 0),
-        postpaid_used=before.get(QuotaType.POSTPAID, now.postpaid_used),
     )
 
 
@@ -149,12 +144,9 @@ async def _decide(connection: AsyncConnection, moved: _Moved) -> tuple[bool, lis
             left = migration.unmerge(pool.buckets, moved.brought)
         except ValueError:
             left = None
-        if left is not None and (not moved.pool_created or left == Buckets()):
+        if left == Buckets():
             return True, list(moved.brought), left
-    if moved.pool_created:
-        return False, migration.split(pool.buckets, moved.brought), Buckets()
-    shares = migration.split(pool.buckets, [*moved.brought, await _pool_own_part(connection, moved)])
-    return False, shares[:-1], shares[-1]
+    return False, migration.split(pool.buckets, moved.brought), Buckets()
 
 
 def _plan(moved: _Moved, exact: bool, shares: list[Buckets], left: Buckets) -> RollbackPlan:
@@ -166,7 +158,6 @@ def _plan(moved: _Moved, exact: bool, shares: list[Buckets], left: Buckets) -> R
         company_id=moved.company.company_id,
         pool_id=moved.pool.package_id,
         exact=exact,
-        closes_pool=moved.pool_created,
         pool_before=moved.caught_up.state.buckets,
         parts=parts,
         pool_after=left,
@@ -188,8 +179,7 @@ def _restored_states(moved: _Moved, plan: RollbackPlan) -> tuple[list[operations
             p.state.funded_base_minor for p in moved.packages
         ]
     brought = [p.state.funded_base_minor for p in moved.packages]
-    own = [] if moved.pool_created else [max(pool.funded_base_minor - sum(brought), 0)]
-    funded = migration.split_funded(pool.funded_base_minor, brought + own)
+    funded = migration.split_funded(pool.funded_base_minor, brought)
     states = [
         replace(
             p.state,
@@ -226,9 +216,9 @@ def _give_back(moved: _Moved, plan: RollbackPlan, at: datetime) -> list[PoolChan
                 package_moves.append(added)
         if package_buckets != part.share:
             raise BackfillBroken(f"package {package.package_id} restored as {package_buckets}, not {part.share}")
-        entries = _entries(package, package_moves, source=package, cycle_start=state.cycle_start, at=at)
+        entries = migration_entries(package, package_moves, source=package, cycle_start=state.cycle_start, at=at)
         changes.append(PoolChanges(pool=package, after=state, entries=entries))
-        pool_entries += _entries(
+        pool_entries += migration_entries(
             moved.pool, pool_moves, source=package, cycle_start=moved.caught_up.state.cycle_start, at=at
         )
     pool_buckets = plan.pool_after._replace(
@@ -245,22 +235,16 @@ def _give_back(moved: _Moved, plan: RollbackPlan, at: datetime) -> list[PoolChan
 
 
 async def _roll_back(connection: AsyncConnection, moved: _Moved, plan: RollbackPlan, at: datetime) -> None:
+    """Close the pool, reopen the packages with their shares, point the WABAs back, the company v2 again."""
     company_id = plan.company_id
-    joined_since = [w.waba_id for w in moved.wabas if w.waba_id not in {p.waba_id for p in moved.packages}]
-    if plan.closes_pool and joined_since:
-        raise RollbackRefused(
-            f"WABAs {', '.join(joined_since)} joined the pool since the backfill: no package to go back to"
-        )
-    if plan.closes_pool:
-        # Closed first: the pool's open index then has room, whatever opens next.
-        await backfill_store.set_closed(connection, [plan.pool_id], closed_at=at, at=at)
+    # Closed first: the pool's open index then has room, whatever opens next.
+    await backfill_store.set_closed(connection, [plan.pool_id], closed_at=at, at=at)
     await backfill_store.set_closed(connection, [part.package_id for part in plan.parts], closed_at=None, at=at)
     await write_changes(connection, _give_back(moved, plan, at), at=at)
     await company_store.point_wabas(
         connection, company_id, {p.waba_id: p.package_id for p in moved.packages if p.waba_id is not None}
     )
-    if plan.closes_pool:
-        await company_store.update_company(connection, company_id, billing_version="v2", updated_at=at)
+    await company_store.update_company(connection, company_id, billing_version="v2", updated_at=at)
     involved = [plan.pool_id, *(part.package_id for part in plan.parts)]
     after = await pool_store.load_packages(connection, involved, for_update=False)
     if Money.of([package.state.buckets for package in after.values()]) != Money.of([plan.pool_before]):
@@ -278,5 +262,5 @@ async def rollback_company(context: ServiceContext, company_id: int, *, confirm:
         await _roll_back(connection, moved, plan, moved.at)
         return replace(plan, applied=True)
 
-    plan: RollbackPlan = await _in_attempts(context, company_id, work)
+    plan: RollbackPlan = await in_company_attempts(context, company_id, work)
     return plan

@@ -105,23 +105,6 @@ async def moved_out(
     return brought
 
 
-async def pool_before_migration(
-    connection: AsyncConnection, company_id: int, pool_id: int, *, at: datetime
-) -> dict[QuotaType, int]:
-    """The pool's stored value per bucket just before the backfill at `at` added to it (buckets it moved into)."""
-    e = ledger_entries
-    first = (
-        select(e.c.quota_type, func.min(e.c.id).label("first_id"))
-        .where(_migration_entries(company_id, at) & (e.c.organization_package_id == pool_id))
-        .group_by(e.c.quota_type)
-        .subquery()
-    )
-    rows = await connection.execute(
-        select(e.c.quota_type, e.c.bucket_before_minor).join(first, e.c.id == first.c.first_id)
-    )
-    return {QuotaType(quota_type): int(value) for quota_type, value in rows}
-
-
 async def changed_since(connection: AsyncConnection, company_id: int, pool_id: int, *, at: datetime) -> bool:
     """Whether the pool has any entry but the backfill's since the backfill at `at` (deduction, refund, payment…).
 
