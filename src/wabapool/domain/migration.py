@@ -20,8 +20,7 @@ terms (allowance, used, limit, cycle): it is closed, and its rollback reads them
 
 The rollback is exact when the pool has not changed since (no entry but the
 backfill's): each package gets back what it brought. Otherwise the pool's
-balance is split back per bucket, in proportion to what each package brought
-(the pool's own share, if it had one before, is a part like the others),
+balance is split back per bucket, in proportion to what each package brought,
 floored to the minor unit, the remainder to the first WABA's package; a
 package never gets more allowance remaining than its allowance, nor more
 postpaid used than its limit (what does not fit goes to the next part).
