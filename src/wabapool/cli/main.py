@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from wabapool.cli.backfill import backfill_command
 from wabapool.cli.bench import bench_app
 from wabapool.cli.events import events_app
 from wabapool.cli.flags import flags_app
@@ -130,6 +131,7 @@ def simulate(
 
 
 app.command("worker")(worker_command)
+app.command("backfill")(backfill_command)
 app.add_typer(events_app, name="events")
 app.add_typer(flags_app, name="flags")
 app.command("statements")(statements_command)

@@ -27,3 +27,7 @@ MAX_QUEUED_DEDUCTIONS_PER_POOL = 65_536
 GROUP_ATTEMPTS = 4
 # What a 503 asks the caller to wait before retrying (the Retry-After header).
 RETRY_AFTER_SECONDS = 1
+# Transactions the backfill (or its rollback) may take for one company: again when a lock wait timed out
+# behind a busy deduction group, or a package was opened meanwhile. Past this the company is left as it
+# was (nothing written) and reported; a later run picks it up.
+BACKFILL_COMPANY_ATTEMPTS = 3

@@ -49,6 +49,8 @@ class MoveKind(StrEnum):
     RESET = "reset"
     SETTLEMENT = "settlement"
     ADJUSTMENT = "adjustment"
+    # Money moved between a company's packages by the backfill (v2 → v3) or its rollback.
+    MIGRATION = "migration"
 
 
 def credited_to(quota_type: QuotaType) -> str:
