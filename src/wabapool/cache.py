@@ -345,6 +345,8 @@ class CachedBalances:
         self.cache = cache
         self._load = load
         self._db_timeout_seconds = db_timeout_seconds
+        # Reads that outlived the wait and finish on their own (each bounded by the statement timeout).
+        self._late_loads: set[asyncio.Task[Versioned]] = set()
 
     async def get(self, company_id: int) -> tuple[dict[str, Any], bool]:
         """The balance and whether it is stale (served from the last known value)."""
@@ -359,9 +361,14 @@ class CachedBalances:
                 metrics.CACHE_HITS.inc()
                 return cached, False
             metrics.CACHE_MISSES.inc()
+        # The read is waited for, never cancelled: cancelling a driver call half way can leave its
+        # connection unusable. One that outlives the wait finishes on its own, its answer dropped.
+        load = asyncio.ensure_future(self._load(company_id))
         try:
-            loaded = await asyncio.wait_for(self._load(company_id), self._db_timeout_seconds)
+            loaded = await asyncio.wait_for(asyncio.shield(load), self._db_timeout_seconds)
         except TimeoutError:
+            self._late_loads.add(load)
+            load.add_done_callback(self._late_load_done)
             last = await self._last_known(company_id) if cache_up else None
             if last is None:
                 raise
@@ -370,6 +377,11 @@ class CachedBalances:
         if cache_up:
             await self._store(company_id, loaded)
         return loaded.value, False
+
+    def _late_load_done(self, load: asyncio.Task[Versioned]) -> None:
+        self._late_loads.discard(load)
+        if not load.cancelled():
+            load.exception()  # retrieved: its failure was already answered as a timeout
 
     async def write_through(self, company_id: int, balance: Versioned) -> None:
         """After a change commits: its figures become the cached balance, unless a newer one is there already.
