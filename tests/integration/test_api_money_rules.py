@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -22,25 +21,9 @@ from tests.api_support import (
 from tests.conftest import truncate_all
 from wabapool.service.reconcile import reconcile
 from wabapool.storage.database import Database
-from wabapool.storage.migrate import upgrade
 
 CEILING = 2**53 - 1
 COMPANY = 9
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def http(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[httpx.AsyncClient]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'money.db'}"
-        upgrade(url)
-    else:
-        url = request.getfixturevalue("postgres_url")
-        database = Database(url)
-        await truncate_all(database)
-        await database.dispose()
-    async with api_client(settings_for(url)) as (client, context):
-        client.context = context  # type: ignore[attr-defined]
-        yield client
 
 
 async def put_company(http: httpx.AsyncClient, body: dict[str, Any], company_id: int = COMPANY) -> httpx.Response:

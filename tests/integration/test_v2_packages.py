@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, api_client, bearer, deduction_body, settings_for
+from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer, deduction_body
 from tests.conftest import truncate_all
 from wabapool.service.reconcile import reconcile
 from wabapool.storage.database import Database
@@ -19,21 +18,6 @@ V3 = 22
 PRICE = 1_000
 # Three WABAs of a v2 company, each with its own package: allowance, postpaid limit.
 PACKAGES = {"2101": (5_000, 0), "2102": (2_000, 3_000), "2103": (0, 0)}
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def http(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[httpx.AsyncClient]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'v2.db'}"
-        upgrade(url)
-    else:
-        url = request.getfixturevalue("postgres_url")
-        database = Database(url)
-        await truncate_all(database)
-        await database.dispose()
-    async with api_client(settings_for(url)) as (client, context):
-        client.context = context  # type: ignore[attr-defined]
-        yield client
 
 
 async def put(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> httpx.Response:
