@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import WABA_IDS, provision_demo_pool
+from tests.conftest import COMPANY_ID, WABA_IDS, provision_demo_pool
 from wabapool.service import BillingService
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import downgrade, upgrade
@@ -24,9 +24,26 @@ async def test_the_index_change_refuses_to_roll_back_while_a_package_has_several
     await provision_demo_pool(BillingService(database))
     await database.dispose()
     assert len(WABA_IDS) > 1
-    with pytest.raises(RuntimeError, match="shared by more than one WABA"):
+    with pytest.raises(RuntimeError, match="shared by more than one WABA") as refused:
         downgrade(url, "0001")
+    assert f"company {COMPANY_ID} (package " in str(refused.value)  # names whom to move back first
     upgrade(url)  # still at head, nothing half-done
+
+
+async def test_the_per_waba_packages_refuse_to_roll_back_naming_companies_with_several(tmp_path) -> None:
+    from wabapool.service.models import CompanyTerms, PackageTerms
+
+    url = f"sqlite:///{tmp_path / 'v2.db'}"
+    upgrade(url)
+    database = Database(url)
+    service = BillingService(database)
+    await service.provision_company(61, CompanyTerms(billing_version="v2"))
+    for waba_id in ("6101", "6102"):
+        await service.provision_waba(61, waba_id, name=waba_id, package=PackageTerms(allowance=5))
+    await database.dispose()
+    with pytest.raises(RuntimeError, match=r"company 61 \(2 packages\)"):
+        downgrade(url, "0005")
+    upgrade(url)
 
 
 async def test_the_index_change_rolls_back_when_each_package_has_one_waba(tmp_path) -> None:
