@@ -1,12 +1,19 @@
 """The hot pool: many senders on one pool (and on 100), the RFC's design against wabapool.
 
     python -m bench.hot_pool [--database-url URL] [--senders 1,8,32,64] [--pools 1,100]
-                             [--deductions N] [--processes P] [--quick]
+                             [--deductions N] [--processes P] [--quick] [--rounds N]
+                             [--variants baseline,locking,single,batch,single-no-rollup,batch-no-rollup]
 
 Each cell (pools × senders × variant) starts from empty tables, runs the
 senders in P spawned processes, and ends with a correctness check; the run
 prints a table, writes bench/results/hot_pool-<timestamp>.json, and exits 1
 when any check failed.
+
+The `-no-rollup` variants run single and batch with the daily usage roll-up
+left out of the write (in the sender processes only): alternated with their
+twins over `--rounds`, they price the roll-up on the hot path, e.g.
+`--pools 1 --senders 64 --variants single,single-no-rollup,batch,batch-no-rollup
+--batch-sizes 1000 --rounds 5`.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import sys
 from rich.console import Console
 
 from bench.prepare import ForeignDataError, default_database_url, free_connections, shown_url
-from bench.report import print_run, write_json
+from bench.report import print_rollup_costs, print_run, write_json
 from bench.runner import (
     DEFAULT_BATCH_DEDUCTIONS,
     DEFAULT_BATCH_SIZES,
@@ -27,6 +34,7 @@ from bench.runner import (
     DEFAULT_POOLS,
     DEFAULT_PROCESSES,
     DEFAULT_SENDERS,
+    KNOWN_VARIANTS,
     VARIANTS,
     BenchConfig,
     run_bench,
@@ -60,9 +68,9 @@ def _positive(text: str) -> int:
 
 def _variants(text: str) -> tuple[str, ...]:
     values = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = sorted(set(values) - set(VARIANTS))
+    unknown = sorted(set(values) - set(KNOWN_VARIANTS))
     if not values or unknown:
-        raise argparse.ArgumentTypeError(f"a comma-separated list of {', '.join(VARIANTS)}")
+        raise argparse.ArgumentTypeError(f"a comma-separated list of {', '.join(KNOWN_VARIANTS)}")
     return values
 
 
@@ -107,7 +115,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--variants",
         type=_variants,
         default=VARIANTS,
-        help=f"which designs to run ({','.join(VARIANTS)}); ratios need the baseline",
+        help=f"which designs to run ({','.join(VARIANTS)}; also {','.join(KNOWN_VARIANTS[len(VARIANTS) :])}); "
+        "ratios need the baseline",
+    )
+    parser.add_argument(
+        "--rounds", type=_positive, default=1, help="run every cell this many times, alternating the order (1)"
     )
     parser.add_argument(
         "--quick",
@@ -132,6 +144,7 @@ def config_from(arguments: argparse.Namespace) -> BenchConfig:
         processes=arguments.processes,
         seed=arguments.seed,
         variants=arguments.variants,
+        rounds=arguments.rounds,
     )
 
 
@@ -167,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]refused:[/] {error}")
         return 2
     print_run(run, console)
+    print_rollup_costs(run, console)
     if not arguments.no_json:
         console.print(f"wrote {write_json(run)}")
     return 0 if run.ok else 1

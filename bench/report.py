@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,53 @@ def print_run(run: BenchRun, console: Console) -> None:
             console.print(f"[red]{result.variant}, {result.pools} pools, {result.senders} senders:[/] {violation}")
 
 
+ROLLUP_OFF_LABEL = " (no roll-up)"
+
+
+def rollup_costs(run: BenchRun) -> list[dict[str, Any]]:
+    """Each wabapool cell run with and without the usage roll-up: medians over the rounds, and the cost."""
+    rounds: dict[tuple[int, int, str], dict[bool, list[CellResult]]] = {}
+    for result in run.results:
+        if result.variant.startswith("baseline"):
+            continue
+        variant = result.variant.removesuffix(ROLLUP_OFF_LABEL)
+        rollup = variant == result.variant
+        rounds.setdefault((result.pools, result.senders, variant), {True: [], False: []})[rollup].append(result)
+    costs = []
+    for (pools, senders, variant), by_rollup in rounds.items():
+        on, off = by_rollup[True], by_rollup[False]
+        if not on or not off:
+            continue
+        on_rate = statistics.median(result.per_second for result in on)
+        off_rate = statistics.median(result.per_second for result in off)
+        costs.append(
+            {
+                "pools": pools,
+                "senders": senders,
+                "variant": variant,
+                "per_second_with_rollup": [round(result.per_second) for result in on],
+                "per_second_without_rollup": [round(result.per_second) for result in off],
+                "p50_ms_with_rollup": round(statistics.median(result.p50_ms for result in on), 2),
+                "p50_ms_without_rollup": round(statistics.median(result.p50_ms for result in off), 2),
+                "median_with_rollup": round(on_rate),
+                "median_without_rollup": round(off_rate),
+                "rollup_cost_percent": round((off_rate - on_rate) / off_rate * 100, 1) if off_rate else None,
+            }
+        )
+    return costs
+
+
+def print_rollup_costs(run: BenchRun, console: Console) -> None:
+    for cost in rollup_costs(run):
+        console.print(
+            f"  roll-up cost, {cost['pools']} pools {cost['senders']} senders {cost['variant']}: "
+            f"median {cost['median_with_rollup']:,}/s with, {cost['median_without_rollup']:,}/s without "
+            f"({cost['rollup_cost_percent']}%); rounds with {cost['per_second_with_rollup']}, "
+            f"without {cost['per_second_without_rollup']}; p50 {cost['p50_ms_with_rollup']} / "
+            f"{cost['p50_ms_without_rollup']} ms"
+        )
+
+
 def as_json(run: BenchRun) -> dict[str, Any]:
     config = asdict(run.config)
     config["database_url"] = shown_url(run.config.database_url)
@@ -132,6 +180,7 @@ def as_json(run: BenchRun) -> dict[str, Any]:
         "config": config,
         "notes": notes(run),
         "cells": [result.as_json() for result in run.results],
+        "rollup_costs": rollup_costs(run),
     }
 
 

@@ -14,6 +14,14 @@ and prints the query plans (EXPLAIN ANALYZE of the statements the service
 runs, captured in-process). Prints a table; writes JSON to bench/results/.
 
     python -m bench.reports [--database-url URL] [--rows 2000000] [--big-rows 1000000] [--reuse]
+                            [--csv-only] [--rounds N] [--baseline-src DIR]
+
+`--baseline-src` compares the CSV export with another version of the code: a
+second server runs from that source tree (e.g. `git archive <commit> src |
+tar -x -C DIR`, then `--baseline-src DIR/src`) on the same database, and the
+two downloads alternate, `--rounds` each (the machine is shared and noisy:
+side by side is the only fair comparison). `--reuse` measures an existing
+fill; `--csv-only` skips the other cases and the plans.
 """
 
 from __future__ import annotations
@@ -65,7 +73,7 @@ def _phone(index: int) -> str:
 
 def _records(company_id: int, wabas: tuple[str, ...], count: int, first_id: int, sealer: PiiSealer) -> list[tuple]:
     """deduction_requests rows in COPY order, oldest first, spread over DAYS days."""
-    from wabapool.storage.bulk import DEDUCTION_COLUMNS
+    from wabapool.storage.changes import DEDUCTION_COLUMNS
 
     assert DEDUCTION_COLUMNS[0] == "id" and DEDUCTION_COLUMNS[-1] == "allocations"
     step = timedelta(days=DAYS) / max(count, 1)
@@ -114,8 +122,7 @@ def _records(company_id: int, wabas: tuple[str, ...], count: int, first_id: int,
 
 
 async def _fill(url: str, total_rows: int, big_rows: int) -> dict[str, float]:
-    from wabapool.storage.bulk import DEDUCTION_COLUMNS
-
+    from wabapool.storage.changes import DEDUCTION_COLUMNS
     from wabapool.storage.migrate import upgrade
 
     admin = await asyncpg.connect(url.rsplit("/", 1)[0] + "/postgres")
@@ -194,9 +201,11 @@ async def _provision(url: str) -> None:
         await database.dispose()
 
 
-def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
+def _serve(url: str, port: int, source: str | None = None) -> subprocess.Popen[bytes]:
+    """`wabapool serve` on the database; from another source tree when `source` is given."""
     env = {
         **os.environ,
+        **({"PYTHONPATH": source} if source else {}),
         "WABAPOOL_DATABASE_URL": url,
         "WABAPOOL_API_KEYS": f"bench:{API_KEY}",
         "WABAPOOL_JWT_SECRET": JWT_SECRET,
@@ -256,56 +265,104 @@ async def _deep_cursor(url: str, waba_id: str, depth: int) -> str:
     return signer.encode("mcc_logs", BIG_COMPANY, [row["created_at"].isoformat(), 0, row["id"]])
 
 
-async def _measure(url: str, big_rows: int) -> dict[str, Any]:
-    port = _free_port()
-    server = _serve(url, port)
-    base = f"http://127.0.0.1:{port}"
+async def _wait_healthy(client: httpx.AsyncClient) -> None:
+    for _ in range(300):
+        try:
+            if (await client.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the server did not become healthy in 30 s")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _download(client: httpx.AsyncClient, server_pid: int) -> dict[str, float]:
+    """The whole CSV of the big company: rows, rows per second, and the CPU the server and this client spent."""
+    started, server_cpu, client_cpu = time.perf_counter(), _cpu_seconds(server_pid), time.process_time()
+    lines = 0
+    async with client.stream("GET", "/api/core/v1/download_broadcast_deduction") as response:
+        response.raise_for_status()
+        async for chunk in response.aiter_raw():
+            lines += chunk.count(b"\n")
+    elapsed = time.perf_counter() - started
+    return {
+        "rows": lines - 1,
+        "seconds": round(elapsed, 1),
+        "rows_per_s": round((lines - 1) / elapsed),
+        "server_cpu_s": round(_cpu_seconds(server_pid) - server_cpu, 1),
+        "client_cpu_s": round(time.process_time() - client_cpu, 1),
+    }
+
+
+async def _read_cases(client: httpx.AsyncClient, url: str, big_rows: int) -> dict[str, Any]:
+    logs = "/api/core/v1/mcc_logs"
+    waba = BIG_WABAS[2]
+    deep = await _deep_cursor(url, waba, big_rows // len(BIG_WABAS) // 2)
+    month = {"from": "2026-10-01", "to": "2026-10-31"}
+    cases = {
+        "mcc_logs first page (WABA filter)": (logs, {"waba_id": waba, "limit": "50"}),
+        "mcc_logs deep page (WABA filter, 100k rows down)": (logs, {"waba_id": waba, "limit": "50", "cursor": deep}),
+        "usage, one month": ("/api/core/v1/usage", month),
+        "phone number search": (logs, {"phone_number": SEARCHED_PHONE, "limit": "50"}),
+    }
+    results: dict[str, Any] = {}
+    for name, (path, params) in cases.items():
+        await _timed(client, path, params)  # warm
+        results[name] = _percentiles(await _timed(client, path, params))
+    return results
+
+
+async def _measure(
+    url: str, big_rows: int, *, csv_only: bool, rounds: int, baseline_source: str | None
+) -> dict[str, Any]:
+    """Every case on this code's server; the CSV `rounds` times, alternating with the baseline's when given."""
     token = issue_token(company_id=BIG_COMPANY, role="owner", secret=JWT_SECRET, ttl_seconds=3600)
     headers = {"Authorization": f"Bearer {token}"}
+    servers = {"this": _serve(url, port := _free_port())}
+    ports = {"this": port}
+    if baseline_source:
+        servers["baseline"] = _serve(url, port := _free_port(), baseline_source)
+        ports["baseline"] = port
+    clients = {
+        name: httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=600)
+        for name, port in ports.items()
+    }
     results: dict[str, Any] = {}
     try:
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=600) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            logs = "/api/core/v1/mcc_logs"
-            waba = BIG_WABAS[2]
-            deep = await _deep_cursor(url, waba, big_rows // len(BIG_WABAS) // 2)
-            month = {"from": "2026-10-01", "to": "2026-10-31"}
-            cases = {
-                "mcc_logs first page (WABA filter)": (logs, {"waba_id": waba, "limit": "50"}),
-                "mcc_logs deep page (WABA filter, 100k rows down)": (
-                    logs,
-                    {"waba_id": waba, "limit": "50", "cursor": deep},
-                ),
-                "usage, one month": ("/api/core/v1/usage", month),
-                "phone number search": (logs, {"phone_number": SEARCHED_PHONE, "limit": "50"}),
-            }
-            for name, (path, params) in cases.items():
-                await _timed(client, path, params)  # warm
-                results[name] = _percentiles(await _timed(client, path, params))
-            rss_before = _rss_mib(server.pid)
-            started = time.perf_counter()
-            lines = 0
-            async with client.stream("GET", "/api/core/v1/download_broadcast_deduction") as response:
-                response.raise_for_status()
-                async for chunk in response.aiter_bytes():
-                    lines += chunk.count(b"\n")
-            elapsed = time.perf_counter() - started
-            results["csv, whole big company"] = {
-                "rows": lines - 1,
-                "seconds": round(elapsed, 1),
-                "rows_per_s": round((lines - 1) / elapsed),
-                "server_rss_before_mib": round(rss_before, 1),
+        for client in clients.values():
+            await _wait_healthy(client)
+        if not csv_only:
+            results |= await _read_cases(clients["this"], url, big_rows)
+        rss_before = {name: round(_rss_mib(server.pid), 1) for name, server in servers.items()}
+        downloads: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+        for round_index in range(rounds):
+            # Alternate which goes first, so neither always follows the other's traffic.
+            order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
+            for name in order:
+                downloads[name].append(figures := await _download(clients[name], servers[name].pid))
+                console.print(f"  round {round_index + 1} {name}: {figures}")
+        for name, server in servers.items():
+            rates = [download["rows_per_s"] for download in downloads[name]]
+            label = "csv, whole big company" + ("" if name == "this" else " (baseline)")
+            results[label] = {
+                "rows": downloads[name][-1]["rows"],
+                "rows_per_s_median": round(statistics.median(rates)),
+                "rows_per_s_rounds": rates,
+                "server_rss_before_mib": rss_before[name],
                 "server_peak_rss_mib": round(_peak_rss_mib(server.pid), 1),
             }
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for client in clients.values():
+            await client.aclose()
+        for server in servers.values():
+            server.terminate()
+            server.wait(timeout=30)
     return results
 
 
@@ -357,12 +414,21 @@ async def main() -> None:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--big-rows", type=int, default=1_000_000)
     parser.add_argument("--reuse", action="store_true", help="measure an existing filled database")
+    parser.add_argument("--csv-only", action="store_true", help="only the CSV export, no other case or plan")
+    parser.add_argument("--rounds", type=int, default=1, help="CSV downloads per server (alternating)")
+    parser.add_argument("--baseline-src", help="a source tree (its src/) to compare the CSV export with")
     args = parser.parse_args()
     fill = {} if args.reuse else await _fill(args.database_url, args.rows, args.big_rows)
     if fill:
         console.print(f"filled: {fill}")
-    results = await _measure(args.database_url, args.big_rows)
-    plans = await _plans(args.database_url, args.big_rows)
+    results = await _measure(
+        args.database_url,
+        args.big_rows,
+        csv_only=args.csv_only,
+        rounds=args.rounds,
+        baseline_source=args.baseline_src,
+    )
+    plans = {} if args.csv_only else await _plans(args.database_url, args.big_rows)
     table = Table(title=f"reports at {args.rows:,} rows ({args.big_rows:,} in one company)")
     table.add_column("case")
     table.add_column("figures")

@@ -24,26 +24,50 @@ Every free-text cell (everything but the numbers, the time and the fixed
 words) that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is
 prefixed with `'` (OWASP, CSV injection): the spreadsheet shows it as text,
 and a phone number `+62…` stays readable instead of becoming a formula or a
-number. The csv module quotes separators, quotes and line breaks.
+number. Cells are quoted exactly as the csv module quotes them (separators,
+quotes and line breaks).
+
+A million-row export formats every row here, so `CsvRows` does per export
+what it can (the zone, the currency's exponent) and per row as little as it
+can: a line is joined as it is, and only a line that holds a quote, a line
+break or a separator inside a cell goes through the csv module.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import re
-from collections.abc import Iterable
-from datetime import date
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from wabapool.domain.money import currency_exponent
 from wabapool.masking import mask_name, mask_phone
-from wabapool.service.reports import LogRow
+from wabapool.service.reports import REFUND_RANK, ExportPage
 
 BOM = "\ufeff"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_FIRST = frozenset(FORMULA_STARTS)
 _FILENAME_UNSAFE = re.compile(r"[^0-9A-Za-z._-]+")
 FILENAME_PART_MAX = 40
+LINE_END = "\r\n"
+# Lines per chunk of the response: ~160 KB at ~160 bytes a line, big enough that a send's own cost is nothing
+# beside the formatting, small enough that the client gets bytes while the rest of the page is formatted.
+CHUNK_LINES = 1000
+# Distinct unit prices and amounts whose text is kept (a price list has a handful; quantity × price a few
+# more): past this many, the rest are formatted each time rather than held.
+MONEY_TEXT_CACHE_MAX = 4096
+_MINUTE = timedelta(minutes=1)
+_HOUR = timedelta(hours=1)
+_LAST_MICROSECOND_OF_HOUR = timedelta(hours=1, microseconds=-1)
+_MINUTES_PER_HOUR = 60
+_MINUTE_STEPS = tuple(timedelta(minutes=minute) for minute in range(_MINUTES_PER_HOUR))
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
+_SECONDS_AT = len("YYYY-MM-DDTHH:MM:")
+_OFFSET_AT = len("YYYY-MM-DDTHH:MM:SS")
+_MICROSECOND_PAD = 1_000_000
+_TWO_DIGITS = tuple(f"{second:02d}" for second in range(60))
 
 COLUMNS = (
     "Time",
@@ -65,56 +89,157 @@ COLUMNS = (
 _WABA_COLUMN = COLUMNS.index("WABA ID")
 
 
+class _Echo:
+    """A 'file' whose write returns what it was given: `csv.writer(_Echo()).writerow(cells)` is the line."""
+
+    def write(self, text: str) -> str:
+        return text
+
+
+_CSV_LINE = csv.writer(_Echo(), lineterminator=LINE_END)
+
+
 def major_text(amount_minor: int, exponent: int) -> str:
-    """Exact decimal text of a minor-unit amount (`-1234.50`), by integer arithmetic: a CSV formats three
-    per row, and Decimal formatting was a sixth of the export's time. Same text as `money.format_major`."""
+    """Exact decimal text of a minor-unit amount (`-1234.50`), by integer arithmetic. Same text as
+    `money.format_major`."""
     if exponent == 0:
         return str(amount_minor)
-    whole, fraction = divmod(abs(amount_minor), 10**exponent)
-    return f"{'-' if amount_minor < 0 else ''}{whole}.{fraction:0{exponent}d}"
+    # The digits, zero-padded to one before the point, split by slicing: half the time of divmod and format.
+    if amount_minor < 0:
+        digits = str(-amount_minor).rjust(exponent + 1, "0")
+        return "-" + digits[:-exponent] + "." + digits[-exponent:]
+    digits = str(amount_minor).rjust(exponent + 1, "0")
+    return digits[:-exponent] + "." + digits[-exponent:]
 
 
 def inert(value: str | None) -> str:
     """A free-text cell a spreadsheet cannot run: a leading formula character gets a `'` in front."""
     if not value:
         return ""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+    return "'" + value if value[0] in _FORMULA_FIRST else value
 
 
 def header(*, show_waba_id: bool) -> str:
     """The BOM and the header line."""
     columns = COLUMNS if show_waba_id else COLUMNS[:_WABA_COLUMN] + COLUMNS[_WABA_COLUMN + 1 :]
-    return BOM + _lines([columns])
+    return BOM + _CSV_LINE.writerow(columns)
 
 
-def lines(rows: Iterable[LogRow], *, show_waba_id: bool, currency: str, timezone: str, unmasked: bool) -> str:
-    """CSV lines for rows as the reader may see them; amounts exact in the currency's major unit."""
-    zone = ZoneInfo(timezone)
-    exponent = currency_exponent(currency)
-    records = []
-    for row in rows:
-        name = row.customer_name if unmasked else mask_name(row.customer_name)
-        phone = row.phone_number if unmasked else mask_phone(row.phone_number)
-        record = [
-            row.created_at.astimezone(zone).isoformat(),
-            inert(row.broadcast_id),
-            inert(row.category),
-            inert(name),
-            inert(phone),
-            str(row.quantity),
-            major_text(row.unit_price, exponent),
-            major_text(row.amount, exponent),
-            inert(row.credited_to),
-            major_text(row.balance_after, exponent),
-            "yes" if row.refunded else "no",
-            row.kind,
-            inert(row.message_id),
-            inert(row.deduction_code),
-        ]
-        if show_waba_id:
-            record.insert(_WABA_COLUMN, inert(row.waba_id))
-        records.append(record)
-    return _lines(records)
+class _LocalTimes:
+    """ISO 8601 text of UTC times in one timezone, as `at.astimezone(zone).isoformat()` writes it.
+
+    Rows come in time order, so the zone is asked once per hour of UTC: when
+    the hour's first and last microsecond have the same offset, and it is in
+    whole minutes, the hour is steady (tzdata has no hour with two changes)
+    and a time's text is its minute's text, kept for the hour, plus the
+    seconds. An hour in which the offset changes, or whose offset has seconds
+    (local mean time, before 1900 or so), is converted time by time.
+    """
+
+    def __init__(self, timezone: str) -> None:
+        self._zone = ZoneInfo(timezone)
+        self._start = self._end = _NO_TIME  # the UTC hour held; nothing is in this one
+        self._local_start: datetime | None = None  # the hour's start in local wall time; None: not steady
+        self._suffix = ""
+        self._minutes: list[str | None] = [None] * _MINUTES_PER_HOUR
+
+    def _enter_hour(self, at: datetime) -> None:
+        start = at.replace(minute=0, second=0, microsecond=0)
+        local = start.astimezone(self._zone)
+        offset = local.utcoffset()
+        last_offset = (start + _LAST_MICROSECOND_OF_HOUR).astimezone(self._zone).utcoffset()
+        steady = offset is not None and offset == last_offset and not offset % _MINUTE
+        self._start, self._end = start, start + _HOUR
+        self._local_start = local.replace(tzinfo=None) if steady else None
+        self._suffix = local.isoformat()[_OFFSET_AT:]
+        self._minutes = [None] * _MINUTES_PER_HOUR
+
+    def text(self, at: datetime) -> str:
+        if not self._start <= at < self._end:
+            self._enter_hour(at)
+        local_start = self._local_start
+        if local_start is None:
+            return at.astimezone(self._zone).isoformat()
+        minute = at.minute
+        prefix = self._minutes[minute]
+        if prefix is None:  # YYYY-MM-DDTHH:MM: of this minute, local
+            prefix = self._minutes[minute] = (local_start + _MINUTE_STEPS[minute]).isoformat()[:_SECONDS_AT]
+        microsecond = at.microsecond
+        if microsecond:  # six digits, as isoformat writes them (str of 1,000,000 + µs, its leading 1 cut)
+            return prefix + _TWO_DIGITS[at.second] + "." + str(_MICROSECOND_PAD + microsecond)[1:] + self._suffix
+        return prefix + _TWO_DIGITS[at.second] + self._suffix
+
+
+class CsvRows:
+    """The lines of one export, for one reader: the company's columns, currency and timezone, masked or not."""
+
+    def __init__(self, *, show_waba_id: bool, currency: str, timezone: str, unmasked: bool) -> None:
+        self.show_waba_id = show_waba_id
+        self.unmasked = unmasked
+        self._exponent = currency_exponent(currency)
+        self._times = _LocalTimes(timezone)
+        self._money: dict[int, str] = {}
+        self._separators = len(COLUMNS) - (1 if show_waba_id else 2)
+
+    def header(self) -> str:
+        return header(show_waba_id=self.show_waba_id)
+
+    def chunks(self, page: ExportPage) -> Iterator[str]:
+        """The page's lines, CHUNK_LINES at a time."""
+        names, phones = page.customer_names, page.phone_numbers
+        if not self.unmasked:
+            names, phones = [mask_name(name) for name in names], [mask_phone(phone) for phone in phones]
+        rows = page.rows
+        for start in range(0, len(rows), CHUNK_LINES):
+            end = start + CHUNK_LINES
+            yield self._lines(rows[start:end], names[start:end], phones[start:end])
+
+    def _money_text(self, amount_minor: int) -> str:
+        text = self._money.get(amount_minor)
+        if text is None:
+            text = major_text(amount_minor, self._exponent)
+            if len(self._money) < MONEY_TEXT_CACHE_MAX:
+                self._money[amount_minor] = text
+        return text
+
+    def _lines(self, rows: Sequence[Sequence[Any]], names: list[str | None], phones: list[str | None]) -> str:
+        formula = _FORMULA_FIRST
+        time_text = self._times.text
+        money = self._money_text
+        exponent = self._exponent
+        show_waba_id = self.show_waba_id
+        separators = self._separators
+        lines = []
+        for row, name, phone in zip(rows, names, phones, strict=True):
+            (
+                created_at, rank, _row_id, waba_id, broadcast_id, message_id, category, deduction_code, quantity,
+                unit_price, _name_sealed, _phone_sealed, amount, credited_to, balance_after, refunded,
+            ) = row  # fmt: skip
+            # Free text made inert inline, not by a call per cell: eight such cells a row, a million rows.
+            cells = [
+                time_text(created_at),
+                ("'" + broadcast_id if broadcast_id[0] in formula else broadcast_id) if broadcast_id else "",
+                ("'" + category if category[0] in formula else category) if category else "",
+                ("'" + name if name[0] in formula else name) if name else "",
+                ("'" + phone if phone[0] in formula else phone) if phone else "",
+                str(quantity),
+                money(unit_price),
+                money(amount),
+                ("'" + credited_to if credited_to[0] in formula else credited_to) if credited_to else "",
+                major_text(balance_after, exponent),
+                "yes" if refunded else "no",
+                "refund" if rank == REFUND_RANK else "deduction",
+                ("'" + message_id if message_id[0] in formula else message_id) if message_id else "",
+                ("'" + deduction_code if deduction_code[0] in formula else deduction_code) if deduction_code else "",
+            ]
+            if show_waba_id:
+                cells.insert(_WABA_COLUMN, ("'" + waba_id if waba_id[0] in formula else waba_id) if waba_id else "")
+            line = ",".join(cells)
+            if '"' in line or "\n" in line or "\r" in line or line.count(",") != separators:
+                line = _CSV_LINE.writerow(cells)[: -len(LINE_END)]
+            lines.append(line)
+        lines.append("")
+        return LINE_END.join(lines)
 
 
 def filename(company_id: int, *, broadcast_id: str | None, first_day: date | None, last_day: date | None) -> str:
@@ -126,9 +251,3 @@ def filename(company_id: int, *, broadcast_id: str | None, first_day: date | Non
     else:
         period = "all"
     return f"deductions-{company_id}-{period}.csv"
-
-
-def _lines(records: Iterable[Iterable[str]]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerows(records)
-    return buffer.getvalue()

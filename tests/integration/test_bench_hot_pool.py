@@ -8,21 +8,24 @@ the lock_version condition) losing updates under concurrent senders.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import typer
 from bench import product
 from bench.prepare import ForeignDataError
-from bench.report import print_run, write_json
+from bench.report import print_run, rollup_costs, write_json
 from bench.runner import BenchConfig, run_bench
 from rich.console import Console
+from sqlalchemy import func, select
 
 import wabapool
 from tests.services import prepare_postgres
 from wabapool.cli import bench as bench_cli
 from wabapool.service import BillingService, CompanyTerms, PackageTerms
 from wabapool.storage.database import Database
+from wabapool.storage.tables import deduction_requests, waba_daily_usage
 
 pytestmark = [pytest.mark.postgres]
 
@@ -122,3 +125,37 @@ def test_bench_command_says_clearly_when_bench_is_not_beside_the_package(
         bench_cli.bench_directory()
 
     assert raised.value.exit_code == 2
+
+
+async def _messages_rolled_up_and_sent(url: str) -> tuple[int, int]:
+    """Messages in the daily usage roll-up, and in the deduction rows."""
+    database = Database(url)
+    try:
+        async with database.read() as connection:
+            rolled_up = await connection.execute(select(func.coalesce(func.sum(waba_daily_usage.c.messages), 0)))
+            sent = await connection.execute(select(func.coalesce(func.sum(deduction_requests.c.quantity), 0)))
+            return int(rolled_up.scalar_one()), int(sent.scalar_one())
+    finally:
+        await database.dispose()
+
+
+async def test_the_no_rollup_twin_writes_no_daily_usage_and_rounds_alternate_the_order(postgres_bench_url: str) -> None:
+    twins = ("single", "single-no-rollup")
+    config = BenchConfig(database_url=postgres_bench_url, deductions=100, variants=twins, **QUICK)
+
+    once = await run_bench(config)  # ends with the twin: the tables hold what it wrote
+    assert [result.variant for result in once.results] == ["wabapool single", "wabapool single (no roll-up)"]
+    rolled_up, sent = await _messages_rolled_up_and_sent(postgres_bench_url)
+    assert once.ok and rolled_up == 0 and sent > 0
+
+    twice = await run_bench(replace(config, rounds=2))  # the second round reversed: ends with the roll-up on
+    assert [result.variant for result in twice.results] == [
+        "wabapool single",
+        "wabapool single (no roll-up)",
+        "wabapool single (no roll-up)",
+        "wabapool single",
+    ]
+    rolled_up, sent = await _messages_rolled_up_and_sent(postgres_bench_url)
+    assert twice.ok and rolled_up == sent > 0
+    [cost] = rollup_costs(twice)
+    assert cost["variant"] == "wabapool single" and len(cost["per_second_without_rollup"]) == 2

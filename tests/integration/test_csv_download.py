@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -13,6 +15,10 @@ import pytest
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer
 from tests.conftest import FakeClock
 from tests.reports_support import database_url, deduct, provision, refund, report_app
+from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
+from wabapool.service import reports as report_service
+from wabapool.service.reports import LogFilter
+from wabapool.storage import logs as log_store
 
 WABA = "6660001"
 EVIL_BROADCAST = '=HYPERLINK("http://evil","click")'
@@ -25,6 +31,7 @@ async def app(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[tuple[h
     async with report_app(database_url(request.param, tmp_path, postgres), clock) as (client, context):
         await provision(client, 1, wabas=(WABA,), unit_price=1_234, allowance=1_000_000)
         context.reports.export_page_rows = 100  # several pages without writing thousands of rows
+        client.context = context  # type: ignore[attr-defined]
         yield client, clock
 
 
@@ -137,3 +144,62 @@ async def test_the_export_streams_every_row_of_several_pages_once(app) -> None:
     rows = table(await download(client))
     assert len(rows) == 700 and len({row["Balance After"] for row in rows}) == 700
     assert sum(int(row["Amount"].replace(".", "")) for row in rows) == 700 * 1_234
+
+
+async def test_a_filtered_export_has_exactly_its_rows_across_a_key_rotation(app) -> None:
+    client, clock = app
+    phone = "+6281234567890"
+    await deduct(
+        client, 1, "m1", waba_id=WABA, message_id="m1", phone_number=phone, customer_name="Budi", broadcast_id="b1"
+    )
+    await deduct(client, 1, "m2", waba_id=WABA, message_id="m2", phone_number="+6281299999999", broadcast_id="b1")
+    clock.advance(days=2)
+    await deduct(client, 1, "m3", waba_id=WABA, message_id="m3", phone_number="62 812-3456-7890", broadcast_id="b2")
+    await refund(client, 1, "m1", "r1")
+    # A key appended: the phone is searched under both keys' hashes, and the old values open with the old key.
+    new_key = "k2:" + base64.b64encode(b"k" * 32).decode()
+    client.context.reports.sealer = PiiSealer(f"{DEVELOPMENT_KEYS},{new_key}")
+
+    def kinds(rows: list[dict[str, str]]) -> list[tuple[str, str]]:
+        return [(row["Message ID"], row["Type"]) for row in rows]
+
+    by_phone = table(await download(client, phone_number=phone))
+    assert kinds(by_phone) == [("m1", "refund"), ("m3", "deduction"), ("m1", "deduction")]
+    assert by_phone[2]["Customer Name"] == "Budi" and by_phone[2]["Phone Number"] == "'" + phone
+    by_day = table(await download(client, **{"from": "2026-11-12", "to": "2026-11-12"}))
+    assert kinds(by_day) == [("m1", "refund"), ("m3", "deduction")]
+    by_broadcast = table(await download(client, broadcast_id="b1"))
+    assert kinds(by_broadcast) == [("m1", "refund"), ("m2", "deduction"), ("m1", "deduction")]
+
+
+async def test_an_export_closed_after_its_first_page_lets_the_read_ahead_finish(app) -> None:
+    client, _clock = app
+    for index in range(3):
+        await deduct(client, 1, f"m{index}", waba_id=WABA)
+    reports = client.context.reports
+    reports.export_page_rows = 1
+    export = await reports.export(1, LogFilter())
+    first = await anext(export.pages)
+    assert len(first.rows) == 1
+    await export.pages.aclose()  # type: ignore[attr-defined]
+    assert len(report_service._READS_LEFT_BEHIND) == 1  # the second page, still being read
+
+    async def drained() -> None:
+        while report_service._READS_LEFT_BEHIND:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(drained(), timeout=10)
+    assert len(table(await download(client))) == 3  # the pool's connections are all usable
+
+
+async def test_export_rows_come_with_the_columns_in_the_order_the_csv_reads_them(app) -> None:
+    client, _clock = app
+    await deduct(client, 1, "m1", waba_id=WABA)
+    await refund(client, 1, "m1", "r1")
+    async with client.context.database.read() as connection:
+        rows = await log_store.export_page(connection, 1, log_store.LogQuery(), after=None, limit=2)
+    for row in rows:
+        names = tuple(row.keys()) if hasattr(row, "keys") else tuple(row._fields)
+        assert names == log_store.EXPORT_COLUMNS
+    assert [row[1] for row in rows] == [log_store.REFUND_RANK, log_store.DEDUCTION_RANK]
+    assert rows[0][log_store.EXPORT_COLUMNS.index("credited_to")] == "wa_balance_initial"

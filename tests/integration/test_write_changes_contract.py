@@ -28,6 +28,7 @@ from wabapool.storage.tables import (
     outbox_events,
     quota_buckets,
     waba_cycle_spend,
+    waba_daily_usage,
 )
 
 # Inside November 2026's cycle, and a clock past its end so the write carries a cycle reset too.
@@ -82,6 +83,7 @@ async def _rows(database: Database) -> dict[str, list[tuple[Any, ...]]]:
         "waba_cycle_spend": select(waba_cycle_spend).order_by(
             waba_cycle_spend.c.cycle_start, waba_cycle_spend.c.waba_id
         ),
+        "waba_daily_usage": select(waba_daily_usage).order_by(waba_daily_usage.c.day, waba_daily_usage.c.waba_id),
         "organization_packages": select(organization_packages),
         "billing_components": select(billing_components),
         "outbox_events": select(*[c for c in outbox_events.c if c.name != "event_id"]).order_by(outbox_events.c.id),
@@ -128,6 +130,7 @@ async def test_every_strategy_on_either_database_writes_the_same_rows(postgres_u
     reference = results["sqlite core"]
     assert len(reference["deduction_requests"]) == 6  # five new codes and the PII one; the repeat is a replay
     assert {row[3] for row in reference["ledger_entries"]} >= {"deduction", "reset", "top_up"}
+    assert len(reference["waba_daily_usage"]) == 3  # the group's day, one row for each WABA it charged
     for name, rows in results.items():
         for table, expected in reference.items():
             assert rows[table] == expected, f"{name} wrote {table} differently"

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from wabapool.pii import NONCE_BYTES, PiiSealer
+from wabapool.pii import NONCE_BYTES, PiiKeyError, PiiSealer
 
 
 def key(kid: str) -> str:
@@ -85,3 +85,21 @@ def test_the_hashes_stay_put_when_a_key_is_appended() -> None:
     assert before.search_hash("+62 812 3456 7890") == after.search_hash("+6281234567890")
     assert before.payload_hash(b"x") == after.payload_hash(b"x")
     assert before.cursor_key == after.cursor_key
+
+
+def test_open_all_opens_values_of_every_listed_key_as_open_does() -> None:
+    old_key, new_key = key("k1"), key("k2")
+    before = PiiSealer(old_key).seal("Budi")
+    rotated = PiiSealer(f"{old_key},{new_key}")
+    values = [rotated.seal("Siti ✓ 李"), None, before, rotated.seal("")]
+    assert rotated.open_all(values) == ["Siti ✓ 李", None, "Budi", ""] == [rotated.open(v) for v in values]
+
+
+def test_open_all_names_the_key_of_a_value_that_does_not_open() -> None:
+    sealer = PiiSealer(key("k1"))
+    sealed = sealer.seal("Budi")
+    assert sealed is not None
+    tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    with pytest.raises(PiiKeyError, match="'k1' does not open") as error:
+        sealer.open_all([sealed, tampered])
+    assert error.value.key_id == "k1"

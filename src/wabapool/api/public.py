@@ -183,18 +183,18 @@ async def download_broadcast_deduction(
         phone_number=phone_number,
     )
     export = await context.reports.export(principal.company_id, filters)
-    unmasked = allowed(principal.role, Permission.VIEW_PERSONAL_DATA)
+    lines = csv_export.CsvRows(
+        show_waba_id=export.show_waba_id,
+        currency=export.currency,
+        timezone=export.timezone,
+        unmasked=allowed(principal.role, Permission.VIEW_PERSONAL_DATA),
+    )
 
     async def body() -> AsyncIterator[str]:
-        yield csv_export.header(show_waba_id=export.show_waba_id)
+        yield lines.header()
         async for page in export.pages:
-            yield csv_export.lines(
-                page,
-                show_waba_id=export.show_waba_id,
-                currency=export.currency,
-                timezone=export.timezone,
-                unmasked=unmasked,
-            )
+            for chunk in lines.chunks(page):
+                yield chunk
 
     name = csv_export.filename(
         export.company_id,

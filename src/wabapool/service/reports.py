@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -21,7 +22,9 @@ from wabapool.storage.database import Database
 
 LOG_PAGE_MAX = 200
 EVENT_PAGE_MAX = 200
-EXPORT_PAGE = 1000
+# Rows per read of the CSV export: a read costs two statements and a pool connection, so a few thousand rows
+# make that negligible; a page held in memory is a few MB (and one more while the next is read ahead).
+EXPORT_PAGE_ROWS = 5000
 # A year and a bit: the page asks for a cycle; a longer period is a report, not a chart.
 USAGE_DAYS_MAX = 400
 
@@ -90,6 +93,16 @@ class LogPage:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportPage:
+    """A page of the CSV export: storage rows (`log_store.EXPORT_COLUMNS`, read by position) and, beside them,
+    their personal data opened. Columns of plain values, not a LogRow each: the export formats a million rows."""
+
+    rows: Sequence[Sequence[Any]]
+    customer_names: list[str | None]
+    phone_numbers: list[str | None]
+
+
+@dataclass(frozen=True, slots=True)
 class Export:
     """What a CSV download needs before its first byte: the company's settings and the row stream."""
 
@@ -97,7 +110,7 @@ class Export:
     show_waba_id: bool
     currency: str
     timezone: str
-    pages: AsyncIterator[list[LogRow]]
+    pages: AsyncIterator[ExportPage]
 
 
 def _local_start(day: date, timezone: str) -> datetime:
@@ -132,6 +145,32 @@ def _log_position(position: list[Any]) -> log_store.Position:
         ) from exc
 
 
+# Reads ahead whose download was closed before they came back: held until they finish (the event loop keeps
+# only a weak reference to a task). At most one per closed download, each one page's short read.
+_READS_LEFT_BEHIND: set[asyncio.Task[Any]] = set()
+
+
+def _let_finish(read: asyncio.Task[Any]) -> None:
+    """Let a read ahead that nobody waits for finish, its outcome dropped.
+
+    Cancelling it instead would interrupt the driver mid-statement, and the
+    pool then resets the connection with a rollback that fails loudly.
+    """
+    _READS_LEFT_BEHIND.add(read)
+    read.add_done_callback(_dropped)
+
+
+def _dropped(read: asyncio.Task[Any]) -> None:
+    _READS_LEFT_BEHIND.discard(read)
+    if not read.cancelled():
+        read.exception()  # retrieved, so a failed read nobody wanted is not reported as unhandled
+
+
+REFUND_RANK = log_store.REFUND_RANK  # an export row's `rank` on a refund (the CSV's Type column)
+_NAME_AT = log_store.EXPORT_COLUMNS.index("customer_name_enc")
+_PHONE_AT = log_store.EXPORT_COLUMNS.index("phone_number_enc")
+
+
 def _order_key(row: Any) -> tuple[datetime, int, int]:
     return (row.created_at, row.rank, row.row_id)
 
@@ -143,12 +182,9 @@ async def _merged_page(
     *,
     after: log_store.Position | None,
     limit: int,
-    allocations: bool = True,
 ) -> list[Any]:
     """Deductions and refunds in one order, newest first: each stream's next `limit`, merged, cut to `limit`."""
-    deductions = await log_store.deduction_page(
-        connection, company_id, query, after=after, limit=limit, allocations=allocations
-    )
+    deductions = await log_store.deduction_page(connection, company_id, query, after=after, limit=limit)
     refunded = await log_store.refund_page(connection, company_id, query, after=after, limit=limit)
     if not refunded:
         return deductions
@@ -263,7 +299,7 @@ class Reports:
         sealer: PiiSealer,
         *,
         clock: Callable[[], datetime] | None = None,
-        export_page_rows: int = EXPORT_PAGE,
+        export_page_rows: int = EXPORT_PAGE_ROWS,
     ) -> None:
         self.database = database
         self.export_page_rows = export_page_rows
@@ -356,24 +392,36 @@ class Reports:
         """Check access and filters now; the pages stream later, each in its own short read (constant memory)."""
         async with self.database.read() as connection:
             company, query = await self._log_query(connection, company_id, filters)
+        pages = self._export_pages(company_id, query, self.export_page_rows)
+        return Export(company_id, bool(company.show_waba_id), company.currency, company.timezone, pages)
 
-        page_rows = self.export_page_rows
+    async def _export_pages(
+        self, company_id: int, query: log_store.LogQuery, page_rows: int
+    ) -> AsyncIterator[ExportPage]:
+        """Pages in order, the next one read while the caller formats and sends this one.
 
-        async def pages() -> AsyncIterator[list[LogRow]]:
-            after: log_store.Position | None = None
-            while True:
-                async with self.database.read() as connection:
-                    rows = await _merged_page(
-                        connection, company_id, query, after=after, limit=page_rows, allocations=False
-                    )
-                if not rows:
-                    return
-                yield [self._row(r) for r in rows]
-                if len(rows) < page_rows:
-                    return
-                after = _order_key(rows[-1])
+        One page ahead at most (the bound on what is held): the database
+        works on the next page while this process formats the current one,
+        instead of each waiting for the other.
+        """
 
-        return Export(company_id, bool(company.show_waba_id), company.currency, company.timezone, pages())
+        async def read(after: log_store.Position | None) -> Sequence[Sequence[Any]]:
+            async with self.database.read() as connection:
+                return await log_store.export_page(connection, company_id, query, after=after, limit=page_rows)
+
+        ahead: asyncio.Task[Sequence[Sequence[Any]]] | None = asyncio.ensure_future(read(None))
+        try:
+            while ahead is not None:
+                rows = await asyncio.shield(ahead)  # a cancelled download leaves the read to finish (below)
+                full = len(rows) == page_rows
+                ahead = asyncio.ensure_future(read(log_store.export_position(rows[-1]))) if full else None
+                if rows:
+                    names = self.sealer.open_all([row[_NAME_AT] for row in rows])
+                    phones = self.sealer.open_all([row[_PHONE_AT] for row in rows])
+                    yield ExportPage(rows, names, phones)
+        finally:
+            if ahead is not None and not ahead.done():
+                _let_finish(ahead)
 
     async def usage(
         self,

@@ -125,8 +125,11 @@ async def write_changes(
     else:
         await _insert_rows(connection, deductions, entries)
     await _update_buckets(connection, changes, use_driver=chosen == "copy")
-    await _add_spend(connection, changes, use_driver=chosen == "copy")
-    await _add_usage(connection, changes)
+    if chosen == "copy":
+        await _add_spend_and_usage(connection, changes)
+    else:
+        await _add_spend(connection, changes)
+        await _add_usage(connection, changes)
     for change in changes:
         if change.after.cycle_start != change.pool.state.cycle_start:
             # A cycle closed in this transaction: its statement is written with it (after its entries).
@@ -198,50 +201,82 @@ def _spend_upsert(statement: Any) -> Any:
     )
 
 
-# Every (company, WABA, cycle) of the call in one statement: arrays unnested side by side.
-_ADD_SPEND_PG = pg.compile_statement(
-    _spend_upsert(
-        postgresql.insert(waba_cycle_spend).from_select(
-            ["company_id", "waba_id", "cycle_start", "spent_minor"],
-            select(
-                func.unnest(bindparam("company_ids", type_=ARRAY(BigInteger))),
-                func.unnest(bindparam("waba_ids", type_=ARRAY(String))),
-                func.unnest(bindparam("cycle_starts", type_=ARRAY(waba_cycle_spend.c.cycle_start.type))),
-                func.unnest(bindparam("amounts", type_=ARRAY(BigInteger))),
-            ),
-        )
+# Every (company, WABA, cycle) of the call and every (company, WABA, day) of the usage roll-up in one
+# statement (arrays unnested side by side, the spend upsert a CTE of the usage one; an empty side writes
+# nothing). As a round trip of its own the roll-up cost the single path 7% (`python -m bench.hot_pool
+# --pools 1 --senders 64 --variants single,single-no-rollup,batch,batch-no-rollup --batch-sizes 1000
+# --rounds 4`: every round with it slower than every round without); folded in, the difference is noise.
+_ADD_SPEND_AND_USAGE_PG = pg.compile_statement(
+    usage.upsert_from_arrays().add_cte(
+        _spend_upsert(
+            postgresql.insert(waba_cycle_spend).from_select(
+                ["company_id", "waba_id", "cycle_start", "spent_minor"],
+                select(
+                    func.unnest(bindparam("company_ids", type_=ARRAY(BigInteger))),
+                    func.unnest(bindparam("waba_ids", type_=ARRAY(String))),
+                    func.unnest(bindparam("cycle_starts", type_=ARRAY(waba_cycle_spend.c.cycle_start.type))),
+                    func.unnest(bindparam("amounts", type_=ARRAY(BigInteger))),
+                ),
+            )
+        ).cte("spend")
     )
 )
 
 
-async def _add_usage(connection: AsyncConnection, changes: Sequence[PoolChanges]) -> None:
-    """The daily roll-up: one upsert per company and day (one of each in nearly every transaction)."""
-    by_day: dict[tuple[int, date], list[tuple[str, int, int]]] = defaultdict(list)
+async def _add_spend_and_usage(connection: AsyncConnection, changes: Sequence[PoolChanges]) -> None:
+    """The spend and the daily roll-up of every pool of the call, one statement on the driver."""
+    spend = _summed_spend(changes)
+    rolled_up = _summed_usage(changes)
+    if not spend and not rolled_up:
+        return
+    await pg.execute(
+        connection,
+        _ADD_SPEND_AND_USAGE_PG,
+        company_ids=[key[0] for key, _ in spend],
+        waba_ids=[key[1] for key, _ in spend],
+        cycle_starts=[key[2] for key, _ in spend],
+        amounts=[amount for _, amount in spend],
+        usage_company_ids=[key[0] for key, _ in rolled_up],
+        usage_waba_ids=[key[1] for key, _ in rolled_up],
+        usage_days=[key[2] for key, _ in rolled_up],
+        usage_amounts=[amount for _, (amount, _messages) in rolled_up],
+        usage_messages=[messages for _, (_amount, messages) in rolled_up],
+    )
+
+
+def _summed_usage(changes: Sequence[PoolChanges]) -> list[tuple[tuple[int, str, date], tuple[int, int]]]:
+    """Usage per (company, WABA, day), summed first (an upsert may not touch one row twice); nothing-sums dropped."""
+    amounts: dict[tuple[int, str, date], int] = defaultdict(int)
+    messages: dict[tuple[int, str, date], int] = defaultdict(int)
     for change in changes:
         for delta in change.usage:
-            by_day[(change.after.company_id, delta.day)].append((delta.waba_id, delta.amount_minor, delta.messages))
+            key = (change.after.company_id, delta.waba_id, delta.day)
+            amounts[key] += delta.amount_minor
+            messages[key] += delta.messages
+    return [(key, (amounts[key], messages[key])) for key in amounts if amounts[key] or messages[key]]
+
+
+async def _add_usage(connection: AsyncConnection, changes: Sequence[PoolChanges]) -> None:
+    """The daily roll-up as statements of its own: one upsert per company and day (nearly always one)."""
+    by_day: dict[tuple[int, date], list[tuple[str, int, int]]] = defaultdict(list)
+    for (company_id, waba_id, day), (amount_minor, messages) in _summed_usage(changes):
+        by_day[(company_id, day)].append((waba_id, amount_minor, messages))
     for (company_id, day), rows in by_day.items():
         await usage.add_daily_usage(connection, company_id=company_id, day=day, rows=rows)
 
 
-async def _add_spend(connection: AsyncConnection, changes: Sequence[PoolChanges], *, use_driver: bool) -> None:
+def _summed_spend(changes: Sequence[PoolChanges]) -> list[tuple[tuple[int, str, datetime], int]]:
     """Spend per (company, WABA, cycle), summed first: an upsert may not touch one row twice."""
     summed: dict[tuple[int, str, datetime], int] = defaultdict(int)
     for change in changes:
         for delta in change.spend:
             summed[(change.after.company_id, delta.waba_id, delta.cycle_start)] += delta.amount_minor
-    rows = [(key, amount) for key, amount in summed.items() if amount]
+    return [(key, amount) for key, amount in summed.items() if amount]
+
+
+async def _add_spend(connection: AsyncConnection, changes: Sequence[PoolChanges]) -> None:
+    rows = _summed_spend(changes)
     if not rows:
-        return
-    if use_driver:
-        await pg.execute(
-            connection,
-            _ADD_SPEND_PG,
-            company_ids=[key[0] for key, _ in rows],
-            waba_ids=[key[1] for key, _ in rows],
-            cycle_starts=[key[2] for key, _ in rows],
-            amounts=[amount for _, amount in rows],
-        )
         return
     values = [
         {"company_id": company_id, "waba_id": waba_id, "cycle_start": cycle_start, "spent_minor": amount}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, literal, null, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wabapool.storage import pg
 from wabapool.storage.tables import deduction_requests, outbox_events, refunds, whatsapp_packages
 
 # Every page selects these columns in this order (rows are read by position on the export's path).
@@ -83,10 +85,8 @@ async def deduction_page(
     *,
     after: Position | None,
     limit: int,
-    allocations: bool = True,
 ) -> list[Any]:
-    """Up to `limit` deductions after the `after` position, newest first (without `allocations`, NULL there:
-    the CSV has no use for them, and decoding their JSON was a tenth of the export's time)."""
+    """Up to `limit` deductions after the `after` position, newest first."""
     d = deduction_requests
     conditions = [d.c.company_id == company_id, *_narrowed(query, d.c.created_at)]
     conditions += _older(d.c.created_at, d.c.id, DEDUCTION_RANK, after)
@@ -100,7 +100,7 @@ async def deduction_page(
             *_shared_columns(),
             d.c.amount_minor,
             d.c.credited_to,
-            d.c.allocations if allocations else null().label("allocations"),
+            d.c.allocations,
             d.c.value_after_minor.label("balance_after_minor"),
             (refunds.c.id.is_not(None)).label("refunded"),
         )
@@ -157,6 +157,103 @@ def _shared_columns() -> tuple[Any, ...]:
         d.c.customer_name_enc,
         d.c.phone_number_enc,
     )
+
+
+# The CSV export's rows, in this order: the shared order's key first, then only what the CSV shows. Rows are
+# read by position; a refund's `credited_to` is the bucket its first portion went back to.
+EXPORT_COLUMNS = (
+    "created_at", "rank", "row_id", "waba_id", "broadcast_id", "message_id", "category", "deduction_code",
+    "quantity", "unit_price_minor", "customer_name_enc", "phone_number_enc", "amount_minor", "credited_to",
+    "balance_after_minor", "refunded",
+)  # fmt: skip
+
+
+def _export_shared_columns() -> tuple[Any, ...]:
+    d = deduction_requests
+    return (
+        d.c.waba_id,
+        d.c.broadcast_id,
+        d.c.message_id,
+        d.c.category,
+        d.c.deduction_code,
+        d.c.quantity,
+        d.c.unit_price_minor,
+        d.c.customer_name_enc,
+        d.c.phone_number_enc,
+    )
+
+
+def _export_deductions(company_id: int, query: LogQuery, after: Position | None, limit: int) -> Any:
+    d = deduction_requests
+    conditions = [d.c.company_id == company_id, *_narrowed(query, d.c.created_at)]
+    conditions += _older(d.c.created_at, d.c.id, DEDUCTION_RANK, after)
+    return (
+        select(
+            d.c.created_at,
+            literal(DEDUCTION_RANK).label("rank"),
+            d.c.id.label("row_id"),
+            *_export_shared_columns(),
+            d.c.amount_minor,
+            d.c.credited_to,
+            d.c.value_after_minor.label("balance_after_minor"),
+            (refunds.c.id.is_not(None)).label("refunded"),
+        )
+        .select_from(d.outerjoin(refunds, refunds.c.deduction_request_id == d.c.id))
+        .where(and_(*conditions))
+        .order_by(d.c.created_at.desc(), d.c.id.desc())
+        .limit(limit)
+    )
+
+
+def _export_refunds(company_id: int, query: LogQuery, after: Position | None, limit: int) -> Any:
+    d = deduction_requests
+    r = refunds
+    conditions = [r.c.company_id == company_id, d.c.company_id == company_id, *_narrowed(query, r.c.created_at)]
+    conditions += _older(r.c.created_at, r.c.id, REFUND_RANK, after)
+    return (
+        select(
+            r.c.created_at,
+            literal(REFUND_RANK).label("rank"),
+            r.c.id.label("row_id"),
+            *_export_shared_columns(),
+            (-r.c.amount_minor).label("amount_minor"),
+            r.c.allocations[0]["credited_to"].as_string().label("credited_to"),
+            r.c.value_after_minor.label("balance_after_minor"),
+            literal(True).label("refunded"),
+        )
+        .select_from(r.join(d, d.c.id == r.c.deduction_request_id))
+        .where(and_(*conditions))
+        .order_by(r.c.created_at.desc(), r.c.id.desc())
+        .limit(limit)
+    )
+
+
+def export_position(row: Sequence[Any]) -> Position:
+    """Where an export row stands in the shared order (the `after` of the next page)."""
+    return row[0], row[1], row[2]
+
+
+async def export_page(
+    connection: AsyncConnection, company_id: int, query: LogQuery, *, after: Position | None, limit: int
+) -> list[Sequence[Any]]:
+    """Up to `limit` export rows (EXPORT_COLUMNS) after `after`, deductions and refunds merged, newest first.
+
+    On PostgreSQL the rows come straight from the driver (asyncpg records,
+    read by position): SQLAlchemy's result processing per row was a third
+    of a million-row export's time. The statements bind only integers,
+    strings and aware datetimes, which asyncpg takes as SQLAlchemy would
+    send them.
+    """
+    statements = (_export_deductions(company_id, query, after, limit), _export_refunds(company_id, query, after, limit))
+    if pg.is_postgresql(connection):
+        driver = await pg.driver(connection)
+        compiled = [pg.compile_statement(statement, expanding=True) for statement in statements]
+        deductions, refunded = [await driver.fetch(c.sql, *c.arguments({})) for c in compiled]
+    else:
+        deductions, refunded = [list(await connection.execute(statement)) for statement in statements]
+    if not refunded:
+        return list(deductions)
+    return sorted([*deductions, *refunded], key=export_position, reverse=True)[:limit]
 
 
 async def event_page(

@@ -38,9 +38,10 @@ class Compiled:
         return [values[name] if name in values else self.fixed[name] for name in self.names]
 
 
-def compile_statement(statement: ClauseElement) -> Compiled:
-    """Compile once, at import; the parameters are `bindparam`s named by the caller."""
-    compiled = statement.compile(dialect=_DIALECT)
+def compile_statement(statement: ClauseElement, *, expanding: bool = False) -> Compiled:
+    """Compile once, at import; the parameters are `bindparam`s named by the caller. With `expanding`, for a
+    statement built per call with its values inside: an `IN` list is rendered out, one parameter per value."""
+    compiled = statement.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": expanding})
     return Compiled(str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params))
 
 

@@ -3,7 +3,8 @@
 Written in the transaction of every deduction group (added) and every refund
 (taken back, on the refund's own day, like the ledger), so the usage series is
 read as O(days x WABAs) rows instead of a scan of the requests. One upsert per
-transaction for all WABAs it touched.
+transaction for all WABAs it touched; on PostgreSQL's `copy` write it rides in
+the same statement as the per-WABA spend (`changes.write_changes`).
 """
 
 from __future__ import annotations
@@ -54,20 +55,24 @@ def _upsert(statement: Any) -> Any:
     )
 
 
-_ADD_PG = pg.compile_statement(
-    _upsert(
+def upsert_from_arrays() -> Any:
+    """The roll-up upsert (PostgreSQL) of rows given as arrays side by side: `usage_company_ids`,
+    `usage_waba_ids`, `usage_days`, `usage_amounts`, `usage_messages`, each (company, WABA, day) once."""
+    return _upsert(
         postgresql.insert(waba_daily_usage).from_select(
             ["company_id", "waba_id", "day", "spent_minor", "messages"],
             select(
-                bindparam("company_id", type_=BigInteger),
-                func.unnest(bindparam("waba_ids", type_=ARRAY(String))),
-                bindparam("day", type_=Date),
-                func.unnest(bindparam("amounts", type_=ARRAY(BigInteger))),
-                func.unnest(bindparam("messages", type_=ARRAY(BigInteger))),
+                func.unnest(bindparam("usage_company_ids", type_=ARRAY(BigInteger))),
+                func.unnest(bindparam("usage_waba_ids", type_=ARRAY(String))),
+                func.unnest(bindparam("usage_days", type_=ARRAY(Date))),
+                func.unnest(bindparam("usage_amounts", type_=ARRAY(BigInteger))),
+                func.unnest(bindparam("usage_messages", type_=ARRAY(BigInteger))),
             ),
         )
     )
-)
+
+
+_ADD_PG = pg.compile_statement(upsert_from_arrays())
 
 
 async def add_daily_usage(connection: AsyncConnection, *, company_id: int, day: date, rows: Iterable[UsageRow]) -> None:
@@ -79,11 +84,11 @@ async def add_daily_usage(connection: AsyncConnection, *, company_id: int, day: 
         await pg.execute(
             connection,
             _ADD_PG,
-            company_id=company_id,
-            waba_ids=list(summed),
-            day=day,
-            amounts=[amount for amount, _ in summed.values()],
-            messages=[count for _, count in summed.values()],
+            usage_company_ids=[company_id] * len(summed),
+            usage_waba_ids=list(summed),
+            usage_days=[day] * len(summed),
+            usage_amounts=[amount for amount, _ in summed.values()],
+            usage_messages=[count for _, count in summed.values()],
         )
         return
     values = [
