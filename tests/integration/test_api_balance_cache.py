@@ -92,7 +92,9 @@ async def test_balance_is_served_stale_when_the_database_is_slow(postgres_url: s
     database = Database(postgres_url)
     await truncate_all(database)
     await database.dispose()
-    settings = settings_for(postgres_url, db_timeout_seconds=0.5)
+    # Under the lock wait (2 s, storage.database) so the blocked read times out here first, and long enough
+    # that an unblocked read on a loaded CI machine is never mistaken for a slow one (0.5 s was, once).
+    settings = settings_for(postgres_url, db_timeout_seconds=1.5)
     async with api_client(settings) as (client, _):
         await provision(client, 34, allowance=10_000)
         assert await _total(client, 34) == (10_000, False)
