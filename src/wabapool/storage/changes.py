@@ -53,7 +53,7 @@ from wabapool.storage.pools import SET_BUCKET, LockedPool, bucket_changes, save_
 from wabapool.storage.requests import DeductionRow
 from wabapool.storage.tables import deduction_requests, ledger_entries, waba_cycle_spend
 from wabapool.storage.upsert import insert_for
-from wabapool.storage.versions import Written, bump_versions
+from wabapool.storage.versions import Written, bump_versions, bump_with_spend_pg
 
 Strategy = Literal["core", "copy"]
 DEDUCTION_COLUMNS = ("id", *DeductionRow._fields)
@@ -125,9 +125,7 @@ async def write_changes(
     else:
         await _insert_rows(connection, deductions, entries)
     await _update_buckets(connection, changes, use_driver=chosen == "copy")
-    if chosen == "copy":
-        await _add_spend_and_usage(connection, changes)
-    else:
+    if chosen == "core":
         await _add_spend(connection, changes)
         await _add_usage(connection, changes)
     for change in changes:
@@ -138,7 +136,14 @@ async def write_changes(
             )
         await save_pool_state(connection, change.pool, change.after, at=at)
         await emit_events(connection, company_id=change.after.company_id, events=change.events, at=at)
-    return await bump_versions(connection, [(change.pool, change.after) for change in changes], at=at)
+    written = [(change.pool, change.after) for change in changes]
+    if chosen == "copy":
+        # The spend, the roll-up and the version bump in one round trip, last (the closed cycles' statements
+        # above read only the cycles before this call's spend).
+        return await bump_versions(
+            connection, written, at=at, statement=_BUMP_WITH_SPEND_PG, **_spend_and_usage_arguments(changes)
+        )
+    return await bump_versions(connection, written, at=at)
 
 
 def _deduction_records(change: PoolChanges) -> list[tuple[Any, ...]]:
@@ -202,12 +207,13 @@ def _spend_upsert(statement: Any) -> Any:
 
 
 # Every (company, WABA, cycle) of the call and every (company, WABA, day) of the usage roll-up in one
-# statement (arrays unnested side by side, the spend upsert a CTE of the usage one; an empty side writes
-# nothing). As a round trip of its own the roll-up cost the single path 7% (`python -m bench.hot_pool
-# --pools 1 --senders 64 --variants single,single-no-rollup,batch,batch-no-rollup --batch-sizes 1000
-# --rounds 4`: every round with it slower than every round without); folded in, the difference is noise.
-_ADD_SPEND_AND_USAGE_PG = pg.compile_statement(
-    usage.upsert_from_arrays().add_cte(
+# statement with the version bump and its read-back (arrays unnested side by side, the upserts CTEs; an
+# empty side writes nothing). As a round trip of its own the roll-up cost the single path 7% (`python -m
+# bench.hot_pool --pools 1 --senders 64 --variants single,single-no-rollup,batch,batch-no-rollup
+# --batch-sizes 1000 --rounds 4`: every round with it slower than every round without), and the version
+# bump about 10%; folded in, the differences are noise.
+_BUMP_WITH_SPEND_PG = pg.compile_statement(
+    bump_with_spend_pg(
         _spend_upsert(
             postgresql.insert(waba_cycle_spend).from_select(
                 ["company_id", "waba_id", "cycle_start", "spent_minor"],
@@ -218,30 +224,27 @@ _ADD_SPEND_AND_USAGE_PG = pg.compile_statement(
                     func.unnest(bindparam("amounts", type_=ARRAY(BigInteger))),
                 ),
             )
-        ).cte("spend")
+        ),
+        usage.upsert_from_arrays(),
     )
 )
 
 
-async def _add_spend_and_usage(connection: AsyncConnection, changes: Sequence[PoolChanges]) -> None:
-    """The spend and the daily roll-up of every pool of the call, one statement on the driver."""
+def _spend_and_usage_arguments(changes: Sequence[PoolChanges]) -> dict[str, list[Any]]:
+    """The spend and the daily roll-up of every pool of the call, as `_BUMP_WITH_SPEND_PG`'s arrays."""
     spend = _summed_spend(changes)
     rolled_up = _summed_usage(changes)
-    if not spend and not rolled_up:
-        return
-    await pg.execute(
-        connection,
-        _ADD_SPEND_AND_USAGE_PG,
-        company_ids=[key[0] for key, _ in spend],
-        waba_ids=[key[1] for key, _ in spend],
-        cycle_starts=[key[2] for key, _ in spend],
-        amounts=[amount for _, amount in spend],
-        usage_company_ids=[key[0] for key, _ in rolled_up],
-        usage_waba_ids=[key[1] for key, _ in rolled_up],
-        usage_days=[key[2] for key, _ in rolled_up],
-        usage_amounts=[amount for _, (amount, _messages) in rolled_up],
-        usage_messages=[messages for _, (_amount, messages) in rolled_up],
-    )
+    return {
+        "company_ids": [key[0] for key, _ in spend],
+        "waba_ids": [key[1] for key, _ in spend],
+        "cycle_starts": [key[2] for key, _ in spend],
+        "amounts": [amount for _, amount in spend],
+        "usage_company_ids": [key[0] for key, _ in rolled_up],
+        "usage_waba_ids": [key[1] for key, _ in rolled_up],
+        "usage_days": [key[2] for key, _ in rolled_up],
+        "usage_amounts": [amount for _, (amount, _messages) in rolled_up],
+        "usage_messages": [messages for _, (_amount, messages) in rolled_up],
+    }
 
 
 def _summed_usage(changes: Sequence[PoolChanges]) -> list[tuple[tuple[int, str, date], tuple[int, int]]]:
