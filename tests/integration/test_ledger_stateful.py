@@ -734,9 +734,11 @@ class LedgerMachine(RuleBasedStateMachine):
     def refund(self, data: st.DataObject) -> None:
         self.catch_up()
         with_deductions = [c for c, pool in sorted(self.pools.items()) if pool.applied]
+        if self.v2_package.applied:
+            with_deductions.append(V2_COMPANY)
         companies = (*with_deductions * 4, *sorted(self.pools), UNKNOWN_COMPANY)
         company_id = data.draw(st.sampled_from(companies), label="company")
-        pool = self.pools.get(company_id)
+        pool = self.pool_of(company_id)
         choices = sorted(pool.applied) * 6 if pool else []
         unique_code = data.draw(st.sampled_from([*choices, *sorted(self.codes_seen), "never-sent"]), label="code")
         refund_codes = sorted(pool.refunds) if pool else []
@@ -746,7 +748,8 @@ class LedgerMachine(RuleBasedStateMachine):
             refund_code = self.fresh("r")
         reason = data.draw(st.sampled_from((None, "not delivered", "failed")), label="reason")
         request = RefundRequest(company_id=company_id, unique_code=unique_code, refund_code=refund_code, reason=reason)
-        self.tally(f"refund:{self.check_refund(request, pool)}")
+        v2 = "(v2)" if company_id == V2_COMPANY else ""
+        self.tally(f"refund{v2}:{self.check_refund(request, pool)}")
 
     def check_refund(self, request: RefundRequest, pool: ModelPool | None) -> str:
         """Send the refund, compare with the model; returns which case it was."""
@@ -798,10 +801,11 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def pay(self, data: st.DataObject, kind: str) -> None:
         self.catch_up()
-        company_id = data.draw(st.sampled_from((*sorted(self.pools) * 3, UNKNOWN_COMPANY)), label="company")
+        companies = (*sorted(self.pools) * 3, V2_COMPANY, V2_COMPANY, UNKNOWN_COMPANY)
+        company_id = data.draw(st.sampled_from(companies), label="company")
         # 0 is not a valid amount; the ceiling-sized ones reach the ceiling on money or pass it.
         amount = data.draw(st.sampled_from((0, 1, 50, 120, 300, CEILING - 400, CEILING, CEILING + 1)), label="amount")
-        pool = self.pools.get(company_id)
+        pool = self.pool_of(company_id)
         references = sorted(pool.payments) if pool else []
         if references and data.draw(st.booleans(), label="reuse reference"):
             reference = data.draw(st.sampled_from(references), label="reference")
@@ -809,19 +813,27 @@ class LedgerMachine(RuleBasedStateMachine):
                 amount = pool.payments[reference].amount
         else:
             reference = self.fresh("pay")
-        self.tally(f"{kind}:{self.check_payment(kind, company_id, amount, reference)}")
+        # A v2 company's payment names the WABA whose package it funds; now and then it forgets to.
+        waba_id = None
+        if company_id == V2_COMPANY and data.draw(st.integers(0, 4), label="names its WABA") > 0:
+            waba_id = WABAS[V2_COMPANY][0]
+        v2 = "(v2)" if company_id == V2_COMPANY else ""
+        self.tally(f"{kind}{v2}:{self.check_payment(kind, company_id, amount, reference, waba_id)}")
 
-    def check_payment(self, kind: str, company_id: int, amount: int, reference: str) -> str:
+    def check_payment(self, kind: str, company_id: int, amount: int, reference: str, waba_id: str | None) -> str:
         """Send the payment, compare with the model; returns which case it was."""
-        pool = self.pools.get(company_id)
+        pool = self.pool_of(company_id)
         method = self.service.top_up if kind == "top_up" else self.service.settle_postpaid
-        result, error = self.attempt(method(company_id, amount=amount, payment_reference=reference))
+        result, error = self.attempt(method(company_id, amount=amount, payment_reference=reference, waba_id=waba_id))
         if amount == 0:
             assert error == "invalid_request"
             return "invalid_request"
         if amount > CEILING:
             assert error == "amount_too_large"
             return "amount_too_large"
+        if company_id == V2_COMPANY and waba_id is None:
+            assert error == "invalid_request"  # which package: a v2 company has one per WABA
+            return "v2_without_waba"
         if pool is None:
             assert error == "unknown_company"
             return "unknown_company"
