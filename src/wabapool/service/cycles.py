@@ -25,7 +25,8 @@ async def reset_cycles(context: ServiceContext, *, at: datetime | None = None) -
     """
     at = at or context.clock()
     async with context.database.read() as connection:
-        packages = await pool_store.open_package_ids(connection)
+        # Only those due: the others would lock, find nothing to do and commit nothing.
+        packages = await pool_store.due_package_ids(connection, at=at)
     reset: dict[int, int] = {}
     for company_id, package_id in packages:
         cycles_reset = 0

@@ -23,7 +23,7 @@ from wabapool.domain.events import DomainEvent
 from wabapool.domain.pricing import PriceBook, PriceEntry
 from wabapool.pii import PiiSealer
 from wabapool.service.models import Allocation, BatchItemResult, DeductionRequest, DeductionResult
-from wabapool.service.pool_changes import cycle_entries, missing_pool
+from wabapool.service.pool_changes import cycle_entries
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
@@ -212,7 +212,7 @@ async def apply_group(
     """
     package_of = await packages.packages(connection, company_id, {i.request.waba_id for i in items})
     if not package_of and await company_store.get_company(connection, company_id) is None:
-        return GroupApplied(_reject_all(items, await missing_pool(connection, company_id)), {}, False)
+        return GroupApplied(_reject_all(items, BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")), {}, False)
     prices = await company_store.prices_for(connection, company_id, {i.request.deduction_code for i in items})
     reserved = await reserve_deduction_ids(connection, len(items))
     charged = {package_id for package_id in package_of.values() if package_id is not None}

@@ -14,7 +14,7 @@ from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Portion, QuotaType
 from wabapool.service.context import ServiceContext
 from wabapool.service.models import Allocation, RefundRequest, RefundResult, allocation_json, check_code
-from wabapool.service.pool_changes import lock_waba_package, missing_pool, pool_changes
+from wabapool.service.pool_changes import lock_waba_package, pool_changes
 from wabapool.storage import companies as company_store
 from wabapool.storage import requests as request_store
 from wabapool.storage.changes import SpendDelta, UsageDelta, write_changes
@@ -53,7 +53,7 @@ async def refund(context: ServiceContext, request: RefundRequest, *, service_nam
         deduction = await request_store.find_deduction_for_refund(connection, company_id, request.unique_code)
         if deduction is None:
             if await company_store.get_company(connection, company_id) is None:
-                raise await missing_pool(connection, company_id)
+                raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
             raise BillingError(
                 Rejection.UNKNOWN_DEDUCTION, "no deduction with this unique_code", {"unique_code": request.unique_code}
             )

@@ -307,11 +307,12 @@ async def create_pool(
     return LockedPool(package_id, component_id, "v3", "", state)
 
 
-async def open_package_ids(connection: AsyncConnection) -> list[tuple[int, int]]:
-    """(company id, package id) of every open package, pools and WABAs' own alike."""
+async def due_package_ids(connection: AsyncConnection, *, at: datetime) -> list[tuple[int, int]]:
+    """(company id, package id) of every open package whose cycle has ended by `at`, pools and WABAs' own alike."""
+    p = organization_packages
     rows = await connection.execute(
-        select(organization_packages.c.company_id, organization_packages.c.id)
-        .where(organization_packages.c.closed_at.is_(None))
+        select(p.c.company_id, p.c.id)
+        .where(p.c.closed_at.is_(None) & (p.c.cycle_end <= at))
         .order_by(organization_packages.c.company_id, organization_packages.c.id)
     )
     return [(row.company_id, row.id) for row in rows]
