@@ -196,7 +196,7 @@ async def test_bad_deductions_get_a_4xx_envelope_and_write_nothing(client: httpx
     assert after == before
     logs = (await client.get(f"{PUBLIC}/mcc_logs", headers=bearer(1))).json()
     assert logs["data"] == []
-    report = await reconcile(client.context.database)  # type: ignore[attr-defined]
+    report = await reconcile(client.context.service.database)  # type: ignore[attr-defined]
     assert report.ok and report.checks["deductions"] == 0
 
 

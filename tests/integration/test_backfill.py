@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, service_for
 from wabapool.cli.main import app
 from wabapool.domain.pool import Buckets, MoveKind
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms, backfill_rollback
@@ -241,7 +241,7 @@ def test_backfill_cli_dry_run_then_move_then_rollback(tmp_path, monkeypatch) -> 
     async def seed() -> None:
         database = Database(url)
         try:
-            await provision_v2(BillingService(database))
+            await provision_v2(service_for(database))
         finally:
             await database.dispose()
 
@@ -279,7 +279,7 @@ async def test_deductions_during_the_backfill_are_charged_once_each_to_a_package
 
     from wabapool.storage.tables import deduction_requests
 
-    service = BillingService(pg_database)
+    service = service_for(pg_database)
     big = {waba: (1_000_000, 100_000, 0, 0) for waba in WABAS}
     await provision_v2(service, wabas=big)
     wabas = [f"{V2}{waba}" for waba in WABAS]

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, deduction_body, provision, settings_for
 from tests.conftest import truncate_all
-from wabapool.api.context import AppContext
+from wabapool import bootstrap
 from wabapool.service.reconcile import reconcile
 from wabapool.storage.database import Database
 
@@ -54,10 +54,9 @@ class Fault:
 @asynccontextmanager
 async def _http(postgres_url: str, database: Database, **context: Any) -> AsyncIterator[httpx.AsyncClient]:
     settings = settings_for(postgres_url)
-    app_context = AppContext.build(settings, database=database, **context)
-    from wabapool.api.app import create_app
+    app_context = bootstrap.app_context(settings, database=database, **context)
 
-    transport = httpx.ASGITransport(app=create_app(settings, context=app_context))
+    transport = httpx.ASGITransport(app=bootstrap.create_app(settings, context=app_context))
     async with httpx.AsyncClient(transport=transport, base_url="http://wabapool.test") as client:
         client.context = app_context  # type: ignore[attr-defined]
         yield client
@@ -113,7 +112,7 @@ async def test_a_commit_that_fails_tells_every_caller_of_the_group_outcome_unkno
         assert [r["status"] for r in retried_batch.json()["results"]] == [expected] * 3
         info = (await http.get(f"{INTERNAL}/quota-managements/{COMPANY}/balance", headers=INTERNAL_HEADERS)).json()
         assert info["total"] == 100_000 - 5 * 1_000
-        report = await reconcile(http.context.database)  # type: ignore[attr-defined]
+        report = await reconcile(http.context.service.database)  # type: ignore[attr-defined]
         assert report.ok and report.checks["deductions"] == 5, report.violations
 
 

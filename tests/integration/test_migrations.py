@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import COMPANY_ID, WABA_IDS, provision_demo_pool
-from wabapool.service import BillingService
+from tests.conftest import COMPANY_ID, WABA_IDS, provision_demo_pool, service_for
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import downgrade, upgrade
 
@@ -21,7 +20,7 @@ async def test_the_index_change_refuses_to_roll_back_while_a_package_has_several
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     upgrade(url)
     database = Database(url)
-    await provision_demo_pool(BillingService(database))
+    await provision_demo_pool(service_for(database))
     await database.dispose()
     assert len(WABA_IDS) > 1
     with pytest.raises(RuntimeError, match="shared by more than one WABA") as refused:
@@ -36,7 +35,7 @@ async def test_the_per_waba_packages_refuse_to_roll_back_naming_companies_with_s
     url = f"sqlite:///{tmp_path / 'v2.db'}"
     upgrade(url)
     database = Database(url)
-    service = BillingService(database)
+    service = service_for(database)
     await service.provision_company(61, CompanyTerms(billing_version="v2"))
     for waba_id in ("6101", "6102"):
         await service.provision_waba(61, waba_id, name=waba_id, package=PackageTerms(allowance=5))
@@ -50,7 +49,7 @@ async def test_the_index_change_rolls_back_when_each_package_has_one_waba(tmp_pa
     url = f"sqlite:///{tmp_path / 'single.db'}"
     upgrade(url)
     database = Database(url)
-    service = BillingService(database)
+    service = service_for(database)
     await provision_demo_pool(service, company_id=5)
     await database.dispose()
     # Only one WABA per package: keep the first, detach the others (as a v2 company would look).

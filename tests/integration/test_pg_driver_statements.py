@@ -8,10 +8,9 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import COMPANY_ID, truncate_all
+from tests.conftest import COMPANY_ID, service_for, truncate_all
 from tests.conftest import provision_demo_pool as provision
 from tests.integration.test_engine_smoke import deduction
-from wabapool.service import BillingService
 from wabapool.service.reconcile import reconcile
 from wabapool.storage import pg, pools
 from wabapool.storage.database import Database
@@ -46,7 +45,7 @@ async def test_a_driver_statement_first_in_a_transaction_is_rolled_back_with_it(
 
 
 async def test_the_pool_lock_taken_by_a_driver_statement_holds_until_commit(pg_database: Database) -> None:
-    await provision(BillingService(pg_database))
+    await provision(service_for(pg_database))
     locked = asyncio.Event()
     release = asyncio.Event()
 
@@ -70,7 +69,7 @@ async def test_after_the_server_drops_every_connection_deductions_recover_at_onc
     pg_database: Database, postgres_url: str
 ) -> None:
     """No ping before each checkout: a dropped connection costs one failed attempt, not one per pooled connection."""
-    service = BillingService(pg_database)
+    service = service_for(pg_database)
     await provision(service)
     hold = asyncio.Event()
 
@@ -106,7 +105,7 @@ async def test_after_the_server_drops_every_connection_deductions_recover_at_onc
 
 @pytest.mark.parametrize("size", [3, 200], ids=["one-statement group", "COPY group"])
 async def test_a_code_already_taken_in_a_group_is_replayed_and_charged_once(pg_database: Database, size: int) -> None:
-    service = BillingService(pg_database)
+    service = service_for(pg_database)
     await provision(service, allowance=1_000_000, postpaid_limit=0)
     first = await service.deduct(deduction("taken"))
     batch = [deduction(f"new-{i}") for i in range(size - 1)]

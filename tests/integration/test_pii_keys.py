@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer, deduction_body
 from tests.conftest import FakeClock
 from tests.reports_support import database_url, deduct, provision, report_app
+from wabapool import bootstrap
 from wabapool.cli.main import app as cli
 from wabapool.config import Settings
 from wabapool.pii import DEVELOPMENT_KEYS, PiiKeyError, PiiSealer
@@ -43,7 +44,7 @@ async def sealed_with_dev(request: pytest.FixtureRequest, tmp_path) -> AsyncIter
         for index in range(7):
             await deduct(client, 1, f"m{index}", waba_id="4440001", customer_name=NAME, phone_number=PHONE)
         await deduct(client, 1, "no-pii", waba_id="4440001")
-    assert pii_keys.startup_refusal(Settings(database_url=url), demo=True) is None  # the demo recorded `dev`
+    assert bootstrap.startup_refusal(Settings(database_url=url), demo=True) is None  # the demo recorded `dev`
     yield url
 
 
@@ -61,11 +62,11 @@ async def stored_values(url: str) -> list[tuple[bytes | None, bytes | None]]:
 
 def test_without_keys_outside_demo_the_start_up_check_names_the_variable(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'none.db'}"
-    message = pii_keys.startup_refusal(Settings(database_url=url))
+    message = bootstrap.startup_refusal(Settings(database_url=url))
     assert message is not None and "WABAPOOL_PII_KEYS" in message
     with pytest.raises(PiiKeyError, match="WABAPOOL_PII_KEYS"):
-        pii_keys.require_keys(Settings(database_url=url))
-    assert pii_keys.require_keys(Settings(database_url=url), demo=True).active_key_id == "dev"
+        bootstrap.sealer(Settings(database_url=url))
+    assert bootstrap.sealer(Settings(database_url=url), demo=True).active_key_id == "dev"
 
 
 @pytest.mark.parametrize(
@@ -91,7 +92,7 @@ async def test_serve_refuses_a_key_set_that_lacks_the_key_stored_data_is_sealed_
     assert "'dev'" in result.output and "refusing to start" in result.output
     # With the old key listed for reading it starts (the check passes), and new data is sealed with k1.
     assert (
-        pii_keys.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=f"{DEVELOPMENT_KEYS},{NEW}")) is None
+        bootstrap.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=f"{DEVELOPMENT_KEYS},{NEW}")) is None
     )
 
 
@@ -103,7 +104,7 @@ async def test_rotation_re_seals_everything_keeps_it_readable_and_resumes_after_
         stopped = await pii_keys.rotate(database, both, page_rows=3, stop_after_pages=1)
         assert stopped.rows_seen == 3
         # Stopped half way: the old key is still needed.
-        assert "'dev'" in (pii_keys.startup_refusal(Settings(database_url=url, pii_keys=NEW)) or "")
+        assert "'dev'" in (bootstrap.startup_refusal(Settings(database_url=url, pii_keys=NEW)) or "")
         resumed = await pii_keys.rotate(database, both, page_rows=3)
         assert resumed.resumed_after_id > 0 and resumed.rows_seen == 8 - 3
     finally:
@@ -115,7 +116,7 @@ async def test_rotation_re_seals_everything_keeps_it_readable_and_resumes_after_
         for sealed in (name_enc, phone_enc):
             assert sealed is None or bytes(sealed).startswith(b"k1.")
     assert {(new_only.open(n), new_only.open(p)) for n, p in values} == {(NAME, PHONE), (None, None)}
-    assert pii_keys.startup_refusal(Settings(database_url=url, pii_keys=NEW)) is None
+    assert bootstrap.startup_refusal(Settings(database_url=url, pii_keys=NEW)) is None
     # The app on the new key alone: the phone search finds the re-keyed rows, a retry is still a replay.
     clock = FakeClock(datetime(2026, 11, 10, 4, 0, tzinfo=UTC))
     from tests.api_support import api_client, settings_for
@@ -143,8 +144,8 @@ async def test_a_second_rotation_moves_on_to_the_newest_key(sealed_with_dev: str
         await database.dispose()
     newest = PiiSealer(f"{NEW},{NEWER}")
     assert {newest.open(n) for n, _ in await stored_values(sealed_with_dev)} == {NAME, None}
-    assert pii_keys.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=f"{NEW},{NEWER}")) is None
-    assert "'k2'" in (pii_keys.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=NEW)) or "")
+    assert bootstrap.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=f"{NEW},{NEWER}")) is None
+    assert "'k2'" in (bootstrap.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=NEW)) or "")
 
 
 async def test_pii_rotate_command_shows_progress_and_finishes(sealed_with_dev: str) -> None:

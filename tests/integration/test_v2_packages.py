@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer, deduction_body
-from tests.conftest import truncate_all
+from tests.conftest import service_for, truncate_all
 from wabapool.service.reconcile import reconcile
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
@@ -79,7 +79,7 @@ async def test_a_v2_deduction_charges_the_package_of_its_waba_and_no_other(http:
     assert shown["balance"]["available"] == 5_000 + 1_000 + 0
     assert shown["balance"]["postpaid"] == {"limit": 3_000, "used": 2_000}
     assert shown["below_zero"] is True
-    assert (await reconcile(http.context.database)).ok  # type: ignore[attr-defined]
+    assert (await reconcile(http.context.service.database)).ok  # type: ignore[attr-defined]
 
 
 async def test_a_v2_top_up_and_settlement_fund_the_package_of_their_waba(http: httpx.AsyncClient) -> None:
@@ -109,7 +109,7 @@ async def test_a_v2_top_up_and_settlement_fund_the_package_of_their_waba(http: h
     refund = {"company_id": V2, "unique_code": "m4", "refund_code": "r4", "reason": "failed"}
     assert (await post(http, "refund", refund)).status_code == 200
     assert {w["waba_id"]: w["balance"] for w in (await info(http))["wabas"]}["2103"]["total"] == 700
-    assert (await reconcile(http.context.database)).ok  # type: ignore[attr-defined]
+    assert (await reconcile(http.context.service.database)).ok  # type: ignore[attr-defined]
 
 
 async def test_a_v2_companys_package_is_what_each_new_waba_starts_with_unless_it_brings_its_own(
@@ -181,7 +181,6 @@ def test_the_flag_set_through_the_cli_shapes_the_next_new_waba_only(tmp_path) ->
     from typer.testing import CliRunner
 
     from wabapool.cli.main import app
-    from wabapool.service import BillingService
     from wabapool.service.models import CompanyTerms, PackageTerms, ProvisionedWaba
 
     url = f"sqlite:///{tmp_path / 'flags.db'}"
@@ -190,7 +189,7 @@ def test_the_flag_set_through_the_cli_shapes_the_next_new_waba_only(tmp_path) ->
     async def waba(waba_id: str, package: PackageTerms | None = None) -> ProvisionedWaba:
         database = Database(url)
         try:
-            service = BillingService(database)
+            service = service_for(database)
             if waba_id == "2201" and package is None:
                 await service.provision_company(V3, CompanyTerms(package=PackageTerms(allowance=10)))
             return await service.provision_waba(V3, waba_id, name=f"WABA {waba_id}", package=package)
@@ -221,12 +220,12 @@ async def test_concurrent_batches_across_three_packages_never_deadlock_and_charg
 
     from sqlalchemy import func, select
 
-    from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
+    from wabapool.service import CompanyTerms, DeductionRequest, PackageTerms
     from wabapool.storage.tables import deduction_requests
 
     setup = Database(postgres_url)
     await truncate_all(setup)
-    service = BillingService(setup)
+    service = service_for(setup)
     await service.provision_company(V2, CompanyTerms(billing_version="v2"))
     for waba_id, (allowance, limit) in PACKAGES.items():
         await service.provision_waba(
@@ -235,7 +234,7 @@ async def test_concurrent_batches_across_three_packages_never_deadlock_and_charg
     await service.set_price("wa_marketing_id", unit_price_minor=PRICE)
     await setup.dispose()
     databases = [Database(postgres_url), Database(postgres_url)]
-    services = [BillingService(database) for database in databases]
+    services = [service_for(database) for database in databases]
     rng = random.Random(14)
     batches = []
     for batch_index in range(12):

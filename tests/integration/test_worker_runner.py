@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.conftest import COMPANY_ID, FakeClock, provision_demo_pool
+from tests.conftest import COMPANY_ID, TEST_PII_KEYS, FakeClock, provision_demo_pool
 from tests.worker_receiver import Receiver
 from wabapool import metrics
-from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
+from wabapool.pii import PiiSealer
 from wabapool.service import BillingService
 from wabapool.storage.database import Database
 from wabapool.worker.relay import Relay, RelayOptions
@@ -37,7 +37,7 @@ async def test_the_worker_wakes_on_a_new_event_sooner_than_its_poll(
     # PostgreSQL: a 30 s poll, so only the NOTIFY can explain a prompt delivery. SQLite: polling, 0.1 s.
     poll_seconds = 0.1 if database.is_sqlite else 30.0
     options = RelayOptions(retry=RetrySchedule.of((0,)), timeout_seconds=5, allow_private=True)
-    relay = Relay(database, PiiSealer(DEVELOPMENT_KEYS), options=options)
+    relay = Relay(database, PiiSealer(TEST_PII_KEYS), options=options)
     worker = Worker(relay, None, poll_seconds=poll_seconds)
     delivered_before = sample("wabapool_webhook_deliveries_total", result="delivered", status_class="2xx")
     stop = asyncio.Event()
@@ -65,7 +65,7 @@ async def test_outbox_lag_is_the_age_of_the_oldest_event_still_waiting(
     options = RelayOptions(
         retry=RetrySchedule.of((3600,), lambda low, high: high), timeout_seconds=5, allow_private=True
     )
-    relay = Relay(database, PiiSealer(DEVELOPMENT_KEYS), options=options, clock=lambda: clock.now)
+    relay = Relay(database, PiiSealer(TEST_PII_KEYS), options=options, clock=lambda: clock.now)
     worker = Worker(relay, None, clock=lambda: clock.now)
     with Receiver(default_status=500) as receiver:
         receiver.secret = await service.set_webhook(COMPANY_ID, url=receiver.url)

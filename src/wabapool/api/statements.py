@@ -104,7 +104,7 @@ async def statements(
 ) -> dict[str, Any]:
     """Closed billing cycles, newest first: opening and closing per bucket, spend per WABA, deductions."""
     before = None if cursor is None else _position(cursor)
-    views = await list_statements(context.database, principal.company_id, limit=limit, before=before)
+    views = await list_statements(context.service.database, principal.company_id, limit=limit, before=before)
     last = views[-1] if len(views) == limit else None
     next_cursor = None if last is None else f"{last.cycle_start.isoformat()}~{last.statement_id}"
     return {"data": [_statement(v) for v in views], "next_cursor": next_cursor}

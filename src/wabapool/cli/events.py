@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wabapool.config import Settings
+from wabapool import bootstrap
 
 events_app = typer.Typer(help="Outbox events and their webhook delivery: list, dead letters, replay.")
 console = Console()
@@ -25,18 +25,13 @@ def _stamp(value: datetime | None) -> str:
 
 async def _rows(*, company_id: int | None, state: str | None, limit: int) -> list[Any]:
     from wabapool.service import events
-    from wabapool.storage.database import Database
-    from wabapool.storage.outbox import DeliveryState
 
-    database = Database(Settings.from_env().database_url)
-    try:
+    async with bootstrap.opened_database() as database:
         return list(
             await events.list_events(
-                database, company_id=company_id, state=DeliveryState(state) if state else None, limit=limit
+                database, company_id=company_id, state=events.DeliveryState(state) if state else None, limit=limit
             )
         )
-    finally:
-        await database.dispose()
 
 
 def _table(title: str, rows: list[Any]) -> Table:
@@ -83,13 +78,9 @@ def dead(company_id: CompanyOption = None, limit: LimitOption = 50) -> None:
 
 async def _replay(event_id: str) -> tuple[bool, Any]:
     from wabapool.service import events
-    from wabapool.storage.database import Database
 
-    database = Database(Settings.from_env().database_url)
-    try:
+    async with bootstrap.opened_database() as database:
         return await events.replay(database, event_id, at=datetime.now(UTC))
-    finally:
-        await database.dispose()
 
 
 @events_app.command("replay")

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 
-from wabapool.config import Settings
+from wabapool import bootstrap
 
 flags_app = typer.Typer(help="Feature flags of a company.", no_args_is_help=True)
 console = Console()
@@ -24,19 +24,15 @@ _VALUES: dict[str, bool | None] = {"on": True, "off": False, "default": None}
 
 async def _flag(company_id: int, value: bool | None, *, change: bool) -> str:
     from wabapool.domain.errors import BillingError
-    from wabapool.service import BillingService
-    from wabapool.storage.database import Database
 
-    settings = Settings.from_env()
-    database = Database(settings.database_url)
-    service = BillingService(database, waba_save_organization_id=settings.waba_save_organization_id)
-    try:
-        flag = await (service.set_waba_save_flag(company_id, value) if change else service.waba_save_flag(company_id))
-    except BillingError as error:
-        console.print(f"[red]{error.message}[/red] (company {company_id})")
-        raise typer.Exit(code=1) from error
-    finally:
-        await database.dispose()
+    async with bootstrap.opened_service() as service:
+        try:
+            flag = await (
+                service.set_waba_save_flag(company_id, value) if change else service.waba_save_flag(company_id)
+            )
+        except BillingError as error:
+            console.print(f"[red]{error.message}[/red] (company {company_id})")
+            raise typer.Exit(code=1) from error
     override = "default" if flag.override is None else ("on" if flag.override else "off")
     where = "join the pool" if flag.effective else "get their own package"
     return f"company {company_id} ({flag.billing_version}): waba_save_organization_id = {override}; new WABAs {where}"

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wabapool.config import Settings
+from wabapool import bootstrap
 
 console = Console()
 
@@ -18,14 +18,10 @@ console = Console()
 async def _statements(company_id: int, limit: int) -> tuple[list[Any], str]:
     from wabapool.service import statements
     from wabapool.service.provisioning import company_timezone
-    from wabapool.storage.database import Database
 
-    database = Database(Settings.from_env().database_url)
-    try:
+    async with bootstrap.opened_database() as database:
         rows = await statements.list_statements(database, company_id, limit=limit)
         return rows, await company_timezone(database, company_id) or "UTC"
-    finally:
-        await database.dispose()
 
 
 def statements_command(

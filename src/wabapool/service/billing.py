@@ -12,7 +12,7 @@ from datetime import datetime
 
 from wabapool.domain import limits
 from wabapool.domain.errors import BillingError, Rejection
-from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
+from wabapool.pii import PiiSealer
 from wabapool.service import cycles, deductions, flags, payments, provisioning, refunds, webhooks
 from wabapool.service.context import AfterCommit, Clock, ServiceContext, WriteThrough, utc_now
 from wabapool.service.group_commit import GroupCommitter
@@ -41,18 +41,21 @@ class BillingService:
         self,
         database: Database,
         *,
+        sealer: PiiSealer,
         clock: Clock = utc_now,
-        sealer: PiiSealer | None = None,
         after_commit: AfterCommit | None = None,
         write_through: WriteThrough | None = None,
         max_queued_per_pool: int = limits.MAX_QUEUED_DEDUCTIONS_PER_POOL,
         waba_save_organization_id: bool = True,
     ) -> None:
-        """`after_commit` drops a company's cached balance; `write_through`, when given, is handed the new one."""
+        """Built by `wabapool.bootstrap` only; no default sealer (the development key is the --demo wiring's).
+
+        `after_commit` drops a company's cached balance; `write_through`, when given, is handed the new one.
+        """
         self.context = ServiceContext(
             database,
             clock,
-            sealer or PiiSealer(DEVELOPMENT_KEYS),
+            sealer,
             after_commit,
             write_through,
             waba_save_organization_id,

@@ -1,19 +1,16 @@
 """The PII key set against the stored data: the start-up check and `wabapool pii rotate`.
 
-`startup_refusal(settings, demo=...)` is what `serve` and `worker` call before
-they take any request or job: outside demo mode it refuses a missing or
-malformed `WABAPOOL_PII_KEYS`, and in every mode it refuses a key set that
-lacks a key stored data needs (named by key id), so no request meets a
-sealed value it cannot open. Then it records the keys this process will
-write with. `rotate` re-seals every value under the newest key and re-keys
+`check_stored_keys` is what `serve` and `worker` run (through
+`wabapool.bootstrap.startup_refusal`) before they take any request or job: it
+refuses a key set that lacks a key stored data needs (named by key id), so no
+request meets a sealed value it cannot open. Then it records the keys this
+process will write with. `rotate` re-seals every value under the newest key and re-keys
 the phone and payload hashes, page by page, resumable.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,8 +20,7 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wabapool.config import Settings
-from wabapool.pii import DEVELOPMENT_KEYS, PiiKeyError, PiiSealer
+from wabapool.pii import PiiKeyError, PiiSealer
 from wabapool.service.models import DeductionRequest
 from wabapool.storage.database import Database
 from wabapool.storage.tables import deduction_requests, pii_keys_in_use, pii_rotations
@@ -38,18 +34,6 @@ HASH = "hash"
 ROTATE_PAGE_ROWS = 500
 
 Clock = Callable[[], datetime]
-
-
-def require_keys(settings: Settings, *, demo: bool = False) -> PiiSealer:
-    """The sealer of the configured key set; outside demo mode a missing `WABAPOOL_PII_KEYS` is refused."""
-    if not settings.pii_keys:
-        if not demo:
-            raise PiiKeyError(
-                "WABAPOOL_PII_KEYS is not set: personal data is never sealed with the built-in key outside --demo "
-                "(set kid:base64-of-32-bytes, e.g. k1:$(openssl rand -base64 32))"
-            )
-        return PiiSealer(DEVELOPMENT_KEYS)
-    return PiiSealer(settings.pii_keys)
 
 
 async def keys_in_use(connection: AsyncConnection) -> dict[str, set[str]]:
@@ -103,38 +87,6 @@ async def check_stored_keys(database: Database, sealer: PiiSealer, *, at: dateti
             )
         # A hash key recorded by nobody yet is ours from now on; a seal key is added beside the others.
         await record_keys(connection, sealer, at=at)
-
-
-def startup_refusal(settings: Settings, *, demo: bool = False) -> str | None:
-    """For `serve` and `worker`: None when they may start, else the message to print (exit code 2)."""
-    try:
-        sealer = require_keys(settings, demo=demo)
-    except PiiKeyError as exc:
-        return str(exc)
-    database = Database(settings.database_url)
-
-    async def check() -> None:
-        try:
-            await check_stored_keys(database, sealer, at=datetime.now(UTC))
-        finally:
-            await database.dispose()
-
-    try:
-        _run(check)
-    except PiiKeyError as exc:
-        return str(exc)
-    return None
-
-
-def _run(step: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """asyncio.run, in a thread of its own when the caller already runs an event loop (tests, notebooks)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(step())
-        return
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, step()).result()
 
 
 # --- rotation ------------------------------------------------------------------------------------------

@@ -17,26 +17,14 @@ import structlog
 from sqlalchemy.engine import make_url
 
 from wabapool import metrics
-from wabapool.config import Settings
-from wabapool.pii import PiiSealer
-from wabapool.service import BillingService, events
-from wabapool.storage.database import Database
+from wabapool.service import events
 from wabapool.worker.cycles import CycleScheduler
-from wabapool.worker.relay import Relay, RelayOptions, utc_now
-from wabapool.worker.retry import RetrySchedule
+from wabapool.worker.relay import Relay, utc_now
 
 log = structlog.get_logger("wabapool.worker")
 NOTIFY_CHANNEL = "wabapool_outbox"
 # How often the worker asks whether a pool's cycle has ended: a reset is at most this late.
 RESET_CHECK_SECONDS = 30.0
-
-
-def relay_options(settings: Settings, *, retry: RetrySchedule | None = None) -> RelayOptions:
-    return RelayOptions(
-        retry=retry or RetrySchedule.of(settings.webhook_retry_seconds),
-        timeout_seconds=settings.webhook_timeout_seconds,
-        allow_private=settings.webhook_allow_private,
-    )
 
 
 class Worker:
@@ -136,12 +124,3 @@ async def _first(*awaitables: Any) -> None:
     finally:
         for task in tasks:
             task.cancel()
-
-
-def build_worker(
-    settings: Settings, *, database: Database, sealer: PiiSealer, service: BillingService | None = None
-) -> Worker:
-    """A worker for these settings; `service` (with its cache invalidation) is the one resets go through."""
-    relay = Relay(database, sealer, options=relay_options(settings))
-    scheduler = CycleScheduler(service or BillingService(database, sealer=sealer))
-    return Worker(relay, scheduler, poll_seconds=settings.worker_poll_seconds)
