@@ -44,8 +44,7 @@ from wabapool.service.models import BalanceView
 from wabapool.service.pii_keys import check_stored_keys
 from wabapool.service.reports import Reports
 from wabapool.storage.database import Database
-from wabapool.storage.migrate import upgrade
-from wabapool.worker.relay import Relay, RelayOptions
+from wabapool.worker.relay import RelayOptions
 from wabapool.worker.retry import RetrySchedule
 from wabapool.worker.runner import Worker
 
@@ -117,6 +116,8 @@ def database(configured: Settings) -> Database:
 
 def migrate(configured: Settings, revision: str = "head") -> None:
     """Bring the configured database to `revision` (Alembic acts only when the schema is behind)."""
+    from wabapool.storage.migrate import upgrade  # Alembic: loaded only by the processes that migrate
+
     upgrade(configured.database_url, revision)
 
 
@@ -230,6 +231,7 @@ def relay_options(configured: Settings, *, retry: RetrySchedule | None = None) -
 def worker(configured: Settings, *, database: Database, service: BillingService) -> Worker:
     """A worker for these settings; `service` (with its cache invalidation) is the one resets go through."""
     from wabapool.worker.cycles import CycleScheduler
+    from wabapool.worker.relay import Relay
 
     relay = Relay(database, service.sealer, options=relay_options(configured))
     return Worker(relay, CycleScheduler(service), poll_seconds=configured.worker_poll_seconds)
