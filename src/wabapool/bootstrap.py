@@ -25,20 +25,20 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
 from wabapool.api.app import create_app as _create_api
-from wabapool.api.balance import billing_info
 from wabapool.api.context import AppContext
-from wabapool.cache import BalanceCache, CachedBalances, CacheUnavailable, InProcessCache, RedisCache, Versioned
+from wabapool.cache import BalanceCache, CacheUnavailable, InProcessCache, RedisCache
 from wabapool.config import Settings
 from wabapool.domain.limits import MAX_QUEUED_DEDUCTIONS_PER_POOL
 from wabapool.pii import DEVELOPMENT_KEYS, PiiKeyError, PiiSealer
 from wabapool.runtime import tune_gc
 from wabapool.security import ApiKeyRing, TokenVerifier
 from wabapool.service import BillingService
+from wabapool.service.balance_cache import CachedBalanceViews
 from wabapool.service.context import AfterCommit, Clock, WriteThrough, utc_now
 from wabapool.service.models import BalanceView
 from wabapool.service.pii_keys import check_stored_keys
@@ -47,6 +47,9 @@ from wabapool.storage.database import Database
 from wabapool.worker.relay import RelayOptions
 from wabapool.worker.retry import RetrySchedule
 from wabapool.worker.runner import Worker
+
+if TYPE_CHECKING:
+    from wabapool.worker.embedded import EmbeddedWorker
 
 __all__ = [
     "AfterCommit",
@@ -58,6 +61,7 @@ __all__ = [
     "create_app",
     "database",
     "demo_settings",
+    "embedded_worker",
     "migrate",
     "opened_database",
     "opened_service",
@@ -168,23 +172,19 @@ def app_context(
     keys = sealer(configured)
     service_ref: list[BillingService] = []
 
-    async def load(company_id: int) -> Versioned:
-        view = await service_ref[0].balance(company_id)
-        return Versioned(billing_info(view), view.version)
+    async def load(company_id: int) -> BalanceView:
+        return await service_ref[0].balance(company_id)
 
-    balances = CachedBalances(
+    balances = CachedBalanceViews(
         cache or balance_cache(configured), load, db_timeout_seconds=configured.db_timeout_seconds
     )
-
-    async def written(company_id: int, view: BalanceView) -> None:
-        await balances.write_through(company_id, Versioned(billing_info(view), view.version))
 
     service = billing_service(
         database,
         clock=clock,
         sealer=keys,
         after_commit=balances.invalidate,
-        write_through=written if write_through else None,
+        write_through=balances.write_through if write_through else None,
         max_queued_per_pool=max_queued_per_pool,
         waba_save_organization_id=configured.waba_save_organization_id,
     )
@@ -296,6 +296,13 @@ async def opened_worker(configured: Settings | None = None, *, demo: bool = Fals
             yield running
         finally:
             await running.relay.close()
+
+
+def embedded_worker(configured: Settings) -> EmbeddedWorker:
+    """`serve --demo`'s worker: a thread beside the server on the demo settings, started."""
+    from wabapool.worker.embedded import EmbeddedWorker
+
+    return EmbeddedWorker(lambda: opened_worker(configured, demo=True)).start()
 
 
 def startup_refusal(configured: Settings, *, demo: bool = False) -> str | None:

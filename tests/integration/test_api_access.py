@@ -36,10 +36,11 @@ ALLOWED = {
 
 @pytest.fixture
 async def client(tmp_path) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(settings_for(f"sqlite:///{tmp_path / 'api.db'}")) as (http, context):
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    async with api_client(settings_for(url)) as (http, context):
         from wabapool.storage.migrate import upgrade
 
-        upgrade(context.settings.database_url)
+        upgrade(url)
         await provision(http, 1, wabas=("111",))
         await provision(http, 2, wabas=("222",))
         http.context = context  # type: ignore[attr-defined]

@@ -35,7 +35,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "cache": frozenset({"domain", "metrics"}),
     "service": frozenset({"domain", "storage", "cache", "pii", "masking", "metrics", "security"}),
     "csv_export": frozenset({"domain", "service", "masking"}),
-    "api": frozenset({"domain", "service", "cache", "pii", "masking", "metrics", "security", "runtime"}),
+    "api": frozenset({"domain", "service", "pii", "masking", "metrics", "security", "runtime"}),
     "worker": frozenset({"domain", "service", "storage", "pii", "masking", "metrics", "runtime"}),
     "cli": frozenset(
         {"bootstrap", "config", "domain", "service", "pii", "masking", "metrics", "security", "client", "runtime"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wabapool.cache import CachedBalances
 from wabapool.security import ApiKeyRing, TokenVerifier
 from wabapool.service import BillingService
+from wabapool.service.balance_cache import CachedBalanceViews
 from wabapool.service.reports import Reports
 
 
@@ -14,7 +14,7 @@ from wabapool.service.reports import Reports
 class AppContext:
     service: BillingService
     reports: Reports
-    balances: CachedBalances
+    balances: CachedBalanceViews
     api_keys: ApiKeyRing
     tokens: TokenVerifier | None
     # A webhook URL may point at loopback or a private network (development and tests only).
@@ -26,5 +26,5 @@ class AppContext:
 
     async def close(self) -> None:
         """At shutdown: the cache's connections, then the database's."""
-        await self.balances.cache.close()
+        await self.balances.close()
         await self.service.database.dispose()

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Request, Response
 
 from wabapool.api.deps import Context
 from wabapool.domain.webhooks import secret_bytes, sign
-from wabapool.service.webhooks import webhook_secret
 
 KEPT_DELIVERIES = 100
 # Standard Webhooks receivers refuse timestamps further than this from their clock (replays).
@@ -43,7 +42,7 @@ async def receive(request: Request, context: Context) -> Response:
         company_id = int(json.loads(body)["company_id"])
     except (ValueError, KeyError, TypeError):
         return Response(status_code=400)
-    secret = await webhook_secret(context.service.database, context.service.sealer, company_id)
+    secret = await context.service.webhook_secret(company_id)
     if secret is None:
         return Response(status_code=401)
     key = secret_bytes(secret)

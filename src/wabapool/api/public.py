@@ -14,6 +14,7 @@ from pydantic import StringConstraints
 
 from wabapool import csv_export
 from wabapool.api import schemas
+from wabapool.api.balance import billing_info as balance_json
 from wabapool.api.deps import Context, require
 from wabapool.api.errors import ApiError, error_responses
 from wabapool.domain.errors import BillingError, Rejection
@@ -36,12 +37,12 @@ WabaQuery = Annotated[str | None, Query(min_length=1, max_length=32, pattern=r"^
 async def billing_info(principal: BalanceReader, context: Context) -> JSONResponse:
     """The shared pool with its buckets, thresholds, cycle and per-WABA spend (cached, see `stale`)."""
     try:
-        body, stale = await context.balances.get(principal.company_id)
+        view, stale = await context.balances.get(principal.company_id)
     except TimeoutError as exc:
         raise ApiError(
             503, "unavailable", "the balance could not be read in time; retry shortly", headers={"Retry-After": "1"}
         ) from exc
-    return JSONResponse({**body, "stale": stale})
+    return JSONResponse({**balance_json(view), "stale": stale})
 
 
 def _day_or_time(name: str, value: str | None) -> date | datetime | None:

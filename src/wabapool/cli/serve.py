@@ -51,8 +51,6 @@ def serve(*, demo: bool, host: str, port: int, migrate: bool, workers: int, cons
     """Run the server; returns the exit code."""
     import uvicorn
 
-    from wabapool.worker.embedded import EmbeddedWorker
-
     settings = bootstrap.settings()
     if demo:
         settings = bootstrap.demo_settings(settings, database_url=f"sqlite:///{DEMO_DATABASE.resolve()}")
@@ -76,7 +74,7 @@ def serve(*, demo: bool, host: str, port: int, migrate: bool, workers: int, cons
         _print_demo_credentials(settings, host=host, port=port, console=console)
         os.environ[bootstrap.DEMO_RECEIVER_VARIABLE] = "true"
         console.print(f"worker running in this process; demo webhooks: {receiver} (GET lists the latest)")
-        embedded = EmbeddedWorker(lambda: bootstrap.opened_worker(settings, demo=True)).start()
+        embedded = bootstrap.embedded_worker(settings)
     try:
         uvicorn.run(
             "wabapool.bootstrap:serving_app",

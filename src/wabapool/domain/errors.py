@@ -28,6 +28,8 @@ class Rejection(StrEnum):
     ALREADY_REFUNDED = "already_refunded"
     SETTLEMENT_EXCEEDS_USED = "settlement_exceeds_used"
     QUOTA_EXCEEDED = "quota_exceeded"
+    # Not the request's fault: a concurrent request took the same unique key first; nothing was written.
+    CONFLICT = "conflict"
     # Not the request's fault: the store failed before commit; nothing was written and a retry is safe.
     UNAVAILABLE = "unavailable"
     # Too many deductions queued for the pool; nothing was written, retry after the Retry-After.

@@ -15,6 +15,7 @@ from wabapool.domain.errors import BillingError, Rejection
 from wabapool.pii import PiiSealer
 from wabapool.service import cycles, deductions, flags, payments, provisioning, refunds, webhooks
 from wabapool.service.context import AfterCommit, Clock, ServiceContext, WriteThrough, utc_now
+from wabapool.service.errors import translates_storage_errors
 from wabapool.service.group_commit import GroupCommitter
 from wabapool.service.models import (
     BalanceView,
@@ -30,10 +31,12 @@ from wabapool.service.models import (
     RefundResult,
     check_deduction,
 )
+from wabapool.service.statements import StatementView, list_statements
 from wabapool.storage.database import Database
 from wabapool.storage.errors import StorageUnavailable, UniqueConflict
 
 
+@translates_storage_errors
 class BillingService:
     """The engine's operations, atomic and safe under concurrent callers and processes."""
 
@@ -121,6 +124,10 @@ class BillingService:
     async def delete_webhook(self, company_id: int) -> None:
         """No webhook any more: the company's later events are kept as skipped."""
         await webhooks.delete_webhook(self.database, company_id)
+
+    async def webhook_secret(self, company_id: int) -> str | None:
+        """The company's signing secret, opened (the demo's own receiver verifies with it); None without one."""
+        return await webhooks.webhook_secret(self.database, self.sealer, company_id)
 
     # -- deductions ---------------------------------------------------------
 
@@ -262,6 +269,12 @@ class BillingService:
     async def ready(self) -> bool:
         """Whether the service can serve: its database answers."""
         return await self.database.ping()
+
+    async def statements(
+        self, company_id: int, *, limit: int, before: tuple[datetime, int | None] | None = None
+    ) -> list[StatementView]:
+        """The company's closed cycles, newest first; `before` pages on (cycle start, statement id)."""
+        return await list_statements(self.database, company_id, limit=limit, before=before)
 
     async def balance(self, company_id: int) -> BalanceView:
         """The aggregated pool as of now (a due reset is shown as if it had run)."""

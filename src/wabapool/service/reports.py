@@ -14,6 +14,7 @@ from wabapool.domain import cycle
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.pii import PiiSealer, normalize_phone
 from wabapool.service.cursors import CursorSigner
+from wabapool.service.errors import translates_storage_errors
 from wabapool.storage import companies as company_store
 from wabapool.storage import logs as log_store
 from wabapool.storage import pools as pool_store
@@ -292,6 +293,7 @@ def usage_days(rows: list[Any], first_day: date, last_day: date) -> list[UsageDa
     ]
 
 
+@translates_storage_errors
 class Reports:
     def __init__(
         self,
