@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.pii import PiiKeyError, PiiSealer
+from wabapool.service.context import Clock, utc_now
 from wabapool.service.models import DeductionRequest
 from wabapool.storage.database import Database
 from wabapool.storage.tables import deduction_requests, pii_keys_in_use, pii_rotations
@@ -32,8 +33,6 @@ SEAL = "seal"
 HASH = "hash"
 # Rows re-sealed per transaction: short transactions, a checkpoint after each.
 ROTATE_PAGE_ROWS = 500
-
-Clock = Callable[[], datetime]
 
 
 async def keys_in_use(connection: AsyncConnection) -> dict[str, set[str]]:
@@ -182,7 +181,7 @@ async def rotate(
     database: Database,
     sealer: PiiSealer,
     *,
-    clock: Clock = lambda: datetime.now(UTC),
+    clock: Clock = utc_now,
     page_rows: int = ROTATE_PAGE_ROWS,
     on_start: Callable[[int], None] = lambda total: None,
     on_page: Callable[[int], None] = lambda rows: None,

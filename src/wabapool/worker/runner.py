@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,8 +17,9 @@ from sqlalchemy.engine import make_url
 
 from wabapool import metrics
 from wabapool.service import events
+from wabapool.service.context import Clock, utc_now
 from wabapool.worker.cycles import CycleScheduler
-from wabapool.worker.relay import Relay, utc_now
+from wabapool.worker.relay import Relay
 
 log = structlog.get_logger("wabapool.worker")
 NOTIFY_CHANNEL = "wabapool_outbox"
@@ -37,7 +37,7 @@ class Worker:
         *,
         poll_seconds: float = 1.0,
         reset_check_seconds: float = RESET_CHECK_SECONDS,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         self.relay = relay
         self.scheduler = scheduler
