@@ -6,7 +6,7 @@ import asyncio
 import base64
 import csv
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import httpx
@@ -222,13 +222,23 @@ async def test_a_client_that_stops_reading_stops_the_pipeline_after_a_bounded_nu
     export._read_page = counting  # type: ignore[assignment]
     body = export.body()
     await anext(body)  # the header: the pipeline starts, and nobody reads further
-    queue = export._queue
-    while not queue.full():  # the pipeline fills the queue, then waits for the client
-        await asyncio.sleep(0.01)
-    settled = pages_read
-    await asyncio.sleep(0.2)
-    assert pages_read == settled <= limits.EXPORT_QUEUE_PAGES + 2
+    held = limits.EXPORT_QUEUE_PAGES + 1  # the queue full, and one page formatted waiting for room
+
+    async def filled() -> None:
+        while not (export._queue.full() and pages_read == held):
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(filled(), timeout=10)
+    await asyncio.sleep(0.3)  # room for a pipeline without back-pressure to read on (it must not)
+    assert pages_read == held
+    await anext(body)  # the client reads a page: the pipeline reads one more, and waits again
+    await asyncio.wait_for(filled_again(lambda: pages_read, held + 1), timeout=10)
     await body.aclose()  # type: ignore[attr-defined]
+
+
+async def filled_again(count: Callable[[], int], expected: int) -> None:
+    while count() != expected:
+        await asyncio.sleep(0.01)
 
 
 async def test_the_eleventh_export_of_a_company_at_once_is_refused_with_429_and_retry_after(app) -> None:
