@@ -25,6 +25,7 @@ class AppContext:
     demo_receiver: bool = False
 
     async def close(self) -> None:
-        """At shutdown: the cache's connections, then the database's."""
+        """At shutdown: the export threads, the cache's connections, then the database's."""
+        self.reports.close()
         await self.balances.close()
         await self.service.database.dispose()
