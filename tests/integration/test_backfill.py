@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from tests.conftest import FakeClock, service_for
+from tests.conftest import TEST_PII_KEYS, FakeClock, service_for
 from wabapool.cli.main import app
 from wabapool.domain.pool import Buckets, MoveKind
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms, backfill_rollback
@@ -237,6 +237,7 @@ def test_backfill_cli_dry_run_then_move_then_rollback(tmp_path, monkeypatch) -> 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     upgrade(url)
     monkeypatch.setenv("WABAPOOL_DATABASE_URL", url)
+    monkeypatch.setenv("WABAPOOL_PII_KEYS", TEST_PII_KEYS)  # the CLI's service seals with the configured keys
 
     async def seed() -> None:
         database = Database(url)

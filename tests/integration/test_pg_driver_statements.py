@@ -11,6 +11,7 @@ from sqlalchemy import text
 from tests.conftest import COMPANY_ID, service_for, truncate_all
 from tests.conftest import provision_demo_pool as provision
 from tests.integration.test_engine_smoke import deduction
+from wabapool.domain.errors import BillingError, Rejection
 from wabapool.service.reconcile import reconcile
 from wabapool.storage import pg, pools
 from wabapool.storage.database import Database
@@ -72,14 +73,20 @@ async def test_after_the_server_drops_every_connection_deductions_recover_at_onc
     service = service_for(pg_database)
     await provision(service)
     hold = asyncio.Event()
+    holding: list[None] = []
+    all_holding = asyncio.Event()
 
     async def pooled() -> None:  # several connections in the pool, not just one
         async with pg_database.read() as connection:
             await connection.execute(text("SELECT 1"))
+            holding.append(None)
+            if len(holding) == 3:
+                all_holding.set()
             await hold.wait()
 
     holders = [asyncio.create_task(pooled()) for _ in range(3)]
-    await asyncio.sleep(0.2)
+    async with asyncio.timeout(30):
+        await all_holding.wait()  # three connections checked out at once: the pool holds three
     hold.set()
     await asyncio.gather(*holders)
     admin = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
@@ -95,7 +102,8 @@ async def test_after_the_server_drops_every_connection_deductions_recover_at_onc
     for attempt in range(5):
         try:
             result = await service.deduct(deduction(f"after-{attempt}"))
-        except Exception:  # the dead connection's error: nothing was written
+        except BillingError as error:  # the dead connection's error, before commit: nothing was written
+            assert error.code is Rejection.UNAVAILABLE, error
             failures += 1
             continue
         assert result.deduction_id > 0

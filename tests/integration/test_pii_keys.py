@@ -35,11 +35,12 @@ NEWER = "k2:" + base64.b64encode(os.urandom(32)).decode()
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def sealed_with_dev(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:
-    """A database whose personal data a demo sealed with the built-in key (the app's fallback)."""
+    """A database whose personal data a demo sealed with the built-in key (what `--demo` wires in)."""
     postgres = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
     url = database_url(request.param, tmp_path, postgres)
     clock = FakeClock(datetime(2026, 11, 10, 3, 0, tzinfo=UTC))
-    async with report_app(url, clock) as (client, _context):
+    demo = bootstrap.demo_settings(Settings(), database_url=url)
+    async with report_app(url, clock, pii_keys=demo.pii_keys) as (client, _context):
         await provision(client, 1, wabas=("4440001",))
         for index in range(7):
             await deduct(client, 1, f"m{index}", waba_id="4440001", customer_name=NAME, phone_number=PHONE)

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer, deduction_body
-from tests.conftest import service_for, truncate_all
+from tests.conftest import TEST_PII_KEYS, service_for, truncate_all
 from wabapool.service.reconcile import reconcile
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
@@ -197,7 +197,7 @@ def test_the_flag_set_through_the_cli_shapes_the_next_new_waba_only(tmp_path) ->
             await database.dispose()
 
     assert asyncio.run(waba("2201")).package is None
-    environment = {"WABAPOOL_DATABASE_URL": url}
+    environment = {"WABAPOOL_DATABASE_URL": url, "WABAPOOL_PII_KEYS": TEST_PII_KEYS}
     result = CliRunner().invoke(app, ["flags", "set", "off", "--company-id", str(V3)], env=environment)
     assert result.exit_code == 0, result.output
     assert "waba_save_organization_id = off; new WABAs get their own package" in " ".join(result.output.split())
@@ -249,10 +249,21 @@ async def test_concurrent_batches_across_three_packages_never_deadlock_and_charg
     assert {o.status for o in outcomes} <= {"applied", "rejected"}
     assert {o.error.code.value for o in outcomes if o.error is not None} <= {"quota_exceeded"}
     applied = {o.unique_code: o.result.amount for o in outcomes if o.status == "applied" and o.result}
+    sent = {item.unique_code: item for items in batches for item in items}
+    assert all(amount == sent[code].quantity * PRICE for code, amount in applied.items())
     by_waba = {waba_id: 0 for waba_id in PACKAGES}
-    for items in batches:
-        for item in items:
-            by_waba[item.waba_id] += applied.get(item.unique_code, 0)
+    refused: dict[str, list[int]] = {waba_id: [] for waba_id in PACKAGES}
+    for code, item in sent.items():
+        if code in applied:
+            by_waba[item.waba_id] += applied[code]
+        else:
+            refused[item.waba_id].append(item.quantity * PRICE)
+    for waba_id, (allowance, limit) in PACKAGES.items():
+        # Every package was asked for more than it holds: it took deductions until what was left was less than
+        # every deduction it refused (a build refusing everything, or charging past the package, fails here).
+        capacity = (allowance + limit) * 10
+        assert refused[waba_id], waba_id
+        assert 0 <= capacity - by_waba[waba_id] < min(refused[waba_id]), (waba_id, by_waba[waba_id])
     view = await services[0].balance(V2)
     shown = {w.waba_id: w for w in view.wabas}
     for waba_id, (allowance, limit) in PACKAGES.items():

@@ -25,8 +25,8 @@ IDLE_COMPANY = 3102
 WABAS = ("201", "202")
 
 
-def local(year: int, month: int, day: int, hour: int = 0, second: int = 0) -> datetime:
-    return datetime(year, month, day, hour, 0, second, tzinfo=JAKARTA).astimezone(UTC)
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=JAKARTA).astimezone(UTC)
 
 
 async def provision(service: BillingService, company_id: int, *, wabas: tuple[str, ...] = WABAS) -> None:
@@ -121,7 +121,7 @@ async def test_racing_workers_reset_each_cycle_once_through_a_leap_february_with
     for index, (quantity, waba) in enumerate(((30, WABAS[0]), (25, WABAS[1]), (80, WABAS[0]))):
         clock.advance(hours=1)
         await service.deduct(deduction(COMPANY, f"jan-{index}", quantity, waba))
-    clock.now = local(2028, 1, 30, 23, 59)  # one second to midnight of the 31st, Jakarta
+    clock.now = local(2028, 1, 30, 23, 59, 59)  # one second to midnight of the 31st, Jakarta
     await service.deduct(deduction(COMPANY, "just-before", 1))
 
     boundary = local(2028, 1, 31)
@@ -175,7 +175,7 @@ async def test_a_deduction_after_the_boundary_resets_lazily_and_writes_the_state
     service = service_for(database, clock=clock)
     await provision(service, COMPANY)
     await service.deduct(deduction(COMPANY, "feb", 5))
-    clock.now = local(2028, 2, 29, 0, 1)  # the leap day: a cycle starts (anchor 31 → the month's last day)
+    clock.now = local(2028, 2, 29, 0, 0, 1)  # the leap day: a cycle starts (anchor 31 → the month's last day)
     result = await service.deduct(deduction(COMPANY, "leap-day", 3))
     assert result.value_before == 1_000  # charged to the new cycle, after its reset
     (statement,) = await rows(database, cycle_statements)
@@ -203,6 +203,6 @@ async def test_the_scheduler_does_nothing_while_no_cycle_has_ended(database: Dat
     clock = FakeClock(local(2028, 1, 15))
     service = service_for(database, clock=clock)
     await provision(service, COMPANY)
-    clock.now = local(2028, 1, 30, 23, 59)
+    clock.now = local(2028, 1, 30, 23, 59, 59)  # one second before the cycle ends
     assert await CycleScheduler(service).run_due() == {}
     assert await rows(database, cycle_statements) == []

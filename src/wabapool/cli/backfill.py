@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from wabapool import bootstrap
+from wabapool.cli._checks import require_pii_keys
 from wabapool.domain.errors import BillingError
 from wabapool.domain.pool import Buckets
 from wabapool.service.backfill import CompanyPlan, Money, Verification
@@ -190,6 +191,7 @@ def backfill_command(
     if (company_id is None) == (not all_companies) or (rollback and company_id is None):
         console.print("[red]say --company-id N or --all (--rollback takes --company-id)[/]")
         raise typer.Exit(2)
+    require_pii_keys(console)
     if not asyncio.run(_run(company_id, dry_run=dry_run, rollback=rollback, confirm=confirm)):
         raise typer.Exit(1)
 

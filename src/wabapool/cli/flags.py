@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from wabapool import bootstrap
+from wabapool.cli._checks import require_pii_keys
 
 flags_app = typer.Typer(help="Feature flags of a company.", no_args_is_help=True)
 console = Console()
@@ -41,6 +42,7 @@ async def _flag(company_id: int, value: bool | None, *, change: bool) -> str:
 @flags_app.command("show")
 def show(company_id: Annotated[int, typer.Option("--company-id", help="The company.")]) -> None:
     """The company's `waba_save_organization_id`: its override, and where its new WABAs go."""
+    require_pii_keys(console)
     console.print(asyncio.run(_flag(company_id, None, change=False)))
 
 
@@ -50,4 +52,5 @@ def set_flag(
     company_id: Annotated[int, typer.Option("--company-id", help="The company.")],
 ) -> None:
     """Set the company's `waba_save_organization_id` override (new WABAs only)."""
+    require_pii_keys(console)
     console.print(asyncio.run(_flag(company_id, _VALUES[value], change=True)))
