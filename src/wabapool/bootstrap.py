@@ -44,12 +44,12 @@ from wabapool.service.models import BalanceView
 from wabapool.service.pii_keys import check_stored_keys
 from wabapool.service.reports import Reports
 from wabapool.storage.database import Database
-from wabapool.worker.relay import RelayOptions
-from wabapool.worker.retry import RetrySchedule
-from wabapool.worker.runner import Worker
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the worker's modules load only in the processes that run one
     from wabapool.worker.embedded import EmbeddedWorker
+    from wabapool.worker.relay import RelayOptions
+    from wabapool.worker.retry import RetrySchedule
+    from wabapool.worker.runner import Worker
 
 __all__ = [
     "AfterCommit",
@@ -221,6 +221,9 @@ def serving_app() -> FastAPI:
 
 def relay_options(configured: Settings, *, retry: RetrySchedule | None = None) -> RelayOptions:
     """How the worker delivers: the retry schedule, the timeout, whether private addresses are allowed."""
+    from wabapool.worker.relay import RelayOptions
+    from wabapool.worker.retry import RetrySchedule
+
     return RelayOptions(
         retry=retry or RetrySchedule.of(configured.webhook_retry_seconds),
         timeout_seconds=configured.webhook_timeout_seconds,
@@ -232,6 +235,7 @@ def worker(configured: Settings, *, database: Database, service: BillingService)
     """A worker for these settings; `service` (with its cache invalidation) is the one resets go through."""
     from wabapool.worker.cycles import CycleScheduler
     from wabapool.worker.relay import Relay
+    from wabapool.worker.runner import Worker
 
     relay = Relay(database, service.sealer, options=relay_options(configured))
     return Worker(relay, CycleScheduler(service), poll_seconds=configured.worker_poll_seconds)

@@ -31,13 +31,20 @@ def tune_gc() -> None:
     gc.set_threshold(YOUNG_THRESHOLD, middle, old)
 
 
+def _add_pid(_: object, __: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
+    """Which process wrote the line: `serve --workers N` runs N server processes."""
+    event["pid"] = os.getpid()
+    return event
+
+
 def configure_logging(level: str | None = None) -> None:
-    """JSON lines on stdout; secrets never reach a log call."""
+    """JSON lines on stdout, each with its process id; secrets never reach a log call."""
     name = (level or os.environ.get("WABAPOOL_LOG_LEVEL") or "INFO").upper()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            _add_pid,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),

@@ -85,11 +85,13 @@ class Worker:
         await self._listen()
         try:
             while not stop.is_set():
+                # Cleared before the round, not after: a notification that comes during the round wakes the
+                # next one at once instead of being lost until the poll.
+                self._wake.clear()
                 try:
                     await self.run_once()
                 except Exception:  # the database went away, a bug in one round: log, wait, go on
                     log.exception("worker_round_failed")
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll_seconds):
                         await _first(self._wake.wait(), stop.wait())
