@@ -269,17 +269,43 @@ class FailingSets:
 CONCURRENT_DEDUCTIONS = 32
 
 
+class RecordingRedisCache(RedisCache):
+    """A Redis cache that remembers each value it was handed (its pool version, what `set` did with it).
+
+    With `hold` given, a `set` waits for it once it is called (`entered`): a write-through held in flight.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sets: list[tuple[int | None, SetOutcome]] = []
+        self.hold: asyncio.Event | None = None
+        self.entered = asyncio.Event()
+
+    async def set(self, company_id: int, value: dict[str, Any], *, version: int | None) -> SetOutcome:
+        if self.hold is not None:
+            self.entered.set()
+            async with asyncio.timeout(30):
+                await self.hold.wait()
+        outcome = await super().set(company_id, value, version=version)
+        self.sets.append((version, outcome))
+        return outcome
+
+
 @pytest.mark.postgres
 @pytest.mark.redis
-async def test_concurrent_deductions_from_two_processes_then_a_read_show_the_final_figures(postgres_url: str) -> None:
-    # Two apps (two API processes) on one PostgreSQL and one Redis: their groups commit in turn on the pool
-    # lock, and their write-throughs race to Redis; the version decides which value stays.
+async def test_two_apps_racing_write_throughs_keep_the_newest_and_a_read_shows_the_final_figures(
+    postgres_url: str,
+) -> None:
+    # Two apps (each its own engine and Redis client, as two API processes have) on one PostgreSQL and one
+    # Redis: their groups commit in turn on the pool lock, and their write-throughs race to Redis; the version
+    # decides which value stays.
     database = Database(postgres_url)
     await truncate_all(database)
     await database.dispose()
     prefix = f"wabapool:test:{uuid.uuid4().hex}:"
     caches = [
-        RedisCache(require_redis(), key_prefix=prefix, invalidation_fence_seconds=SHORT_FENCE_SECONDS) for _ in range(2)
+        RecordingRedisCache(require_redis(), key_prefix=prefix, invalidation_fence_seconds=SHORT_FENCE_SECONDS)
+        for _ in range(2)
     ]
     settings = settings_for(postgres_url, db_timeout_seconds=SHORT_DB_TIMEOUT_SECONDS)
     wabas = ("4401", "4402")
@@ -288,6 +314,19 @@ async def test_concurrent_deductions_from_two_processes_then_a_read_show_the_fin
         api_client(settings, cache=caches[1]) as (second, _),
     ):
         await _provisioned(first, 44, wabas, allowance=100_000)
+        # The race, made to happen: the first app's write-through is still on its way when the second app's
+        # newer change commits and writes through; arriving last, the older value is refused.
+        caches[0].hold = asyncio.Event()
+        late = asyncio.create_task(_deduct(first, 44, "race-first", wabas[0]))
+        async with asyncio.timeout(30):
+            await caches[0].entered.wait()  # the first app's change committed; its write-through waits
+        await _deduct(second, 44, "race-second", wabas[1])
+        caches[0].hold.set()
+        await late
+        caches[0].hold = None
+        (first_version, first_outcome), (second_version, second_outcome) = caches[0].sets[-1], caches[1].sets[-1]
+        assert first_version is not None and second_version is not None and first_version < second_version
+        assert (first_outcome, second_outcome) == ("superseded", "stored")
         await asyncio.gather(
             *(
                 _deduct((first, second)[index % 2], 44, f"c{index}", wabas[index // 2 % 2], quantity=1 + index % 3)
@@ -300,7 +339,7 @@ async def test_concurrent_deductions_from_two_processes_then_a_read_show_the_fin
         authoritative = (await second.get(f"{INTERNAL}/quota-managements/44/balance", headers=INTERNAL_HEADERS)).json()
     for cache in caches:
         await cache.close()
-    charged = {waba: 0 for waba in wabas}
+    charged = {waba: 1_000 for waba in wabas}  # the two racing deductions, one on each WABA
     for index in range(CONCURRENT_DEDUCTIONS):
         charged[wabas[index // 2 % 2]] += 1_000 * (1 + index % 3)
     assert body["balance"] == authoritative
