@@ -154,3 +154,12 @@ def test_only_the_bootstrap_builds_a_billing_service() -> None:
 
 def test_only_the_bootstrap_reads_the_settings_from_the_environment() -> None:
     assert [call.split(":")[0] for call in _calls("from_env")] == ["bootstrap.py"]
+
+
+def test_the_clock_type_is_declared_once() -> None:
+    declared = []
+    for path in _modules():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "Clock" for t in node.targets):
+                declared.append(str(path.relative_to(SOURCE)))
+    assert declared == ["service/context.py"]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from wabapool import bootstrap
+from wabapool.service.events import EventView
 
 events_app = typer.Typer(help="Outbox events and their webhook delivery: list, dead letters, replay.")
 console = Console()
@@ -23,7 +24,7 @@ def _stamp(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
-async def _rows(*, company_id: int | None, state: str | None, limit: int) -> list[Any]:
+async def _rows(*, company_id: int | None, state: str | None, limit: int) -> list[EventView]:
     from wabapool.service import events
 
     async with bootstrap.opened_database() as database:
@@ -34,7 +35,7 @@ async def _rows(*, company_id: int | None, state: str | None, limit: int) -> lis
         )
 
 
-def _table(title: str, rows: list[Any]) -> Table:
+def _table(title: str, rows: list[EventView]) -> Table:
     table = Table(title=title)
     table.add_column("event id", no_wrap=True, min_width=36)
     for column in ("company", "type", "created (UTC)", "state", "attempts", "status", "last error"):
@@ -76,7 +77,7 @@ def dead(company_id: CompanyOption = None, limit: LimitOption = 50) -> None:
     console.print(_table(f"{len(rows)} dead letters", rows))
 
 
-async def _replay(event_id: str) -> tuple[bool, Any]:
+async def _replay(event_id: str) -> tuple[bool, EventView | None]:
     from wabapool.service import events
 
     async with bootstrap.opened_database() as database:
@@ -96,5 +97,5 @@ def replay(event_id: Annotated[str, typer.Argument(help="The event id (the webho
     console.print(f"[green]queued again[/] {event_id} ({row.event_type}, company {row.company_id})")
 
 
-def _state(row: Any) -> str:
+def _state(row: EventView) -> str:
     return str(row.state.value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
@@ -11,11 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from wabapool import bootstrap
+from wabapool.service.statements import StatementView
 
 console = Console()
 
 
-async def _statements(company_id: int, limit: int) -> tuple[list[Any], str]:
+async def _statements(company_id: int, limit: int) -> tuple[list[StatementView], str]:
     from wabapool.service import statements
     from wabapool.service.provisioning import company_timezone
 
