@@ -21,10 +21,6 @@ MAX_CATCH_UP_CYCLES = 120
 # requests. Past it a sender would wait longer than a retry costs: answer 503 with Retry-After
 # instead of queueing without bound and holding every caller's memory and connection.
 MAX_QUEUED_DEDUCTIONS_PER_POOL = 65_536
-# Transactions one group may take: again once when a unique_code turns out taken, again when a package it
-# locked was closed meanwhile (a backfill or rollback of the company, rare). Past this, something keeps
-# moving the company's packages: answer `unavailable` (nothing written) instead of spinning.
-GROUP_ATTEMPTS = 4
 # What a 503 asks the caller to wait before retrying (the Retry-After header).
 RETRY_AFTER_SECONDS = 1
 # Transactions the backfill (or its rollback) may take for one company: again when a lock wait timed out
