@@ -50,6 +50,7 @@ class Settings:
     rate_token_per_second: float = limits.RATE_TOKEN_PER_SECOND
     rate_token_burst: int = limits.RATE_TOKEN_BURST
     exports_per_company: int = limits.EXPORTS_PER_COMPANY
+    body_timeout_seconds: float = limits.BODY_READ_TIMEOUT_SECONDS
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -82,6 +83,7 @@ class Settings:
             rate_token_per_second=float(get("RATE_TOKEN_PER_SECOND") or limits.RATE_TOKEN_PER_SECOND),
             rate_token_burst=int(get("RATE_TOKEN_BURST") or limits.RATE_TOKEN_BURST),
             exports_per_company=int(get("EXPORTS_PER_COMPANY") or limits.EXPORTS_PER_COMPANY),
+            body_timeout_seconds=float(get("BODY_TIMEOUT_SECONDS") or limits.BODY_READ_TIMEOUT_SECONDS),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -107,5 +109,6 @@ class Settings:
             "RATE_TOKEN_PER_SECOND": str(self.rate_token_per_second),
             "RATE_TOKEN_BURST": str(self.rate_token_burst),
             "EXPORTS_PER_COMPANY": str(self.exports_per_company),
+            "BODY_TIMEOUT_SECONDS": str(self.body_timeout_seconds),
         }
         return {f"WABAPOOL_{name}": value or "" for name, value in values.items()}

@@ -62,3 +62,10 @@ RATE_COMPANY_PER_SECOND = 50.0
 RATE_COMPANY_BURST = 100
 RATE_TOKEN_PER_SECOND = 20.0
 RATE_TOKEN_BURST = 40
+# Slow clients (api/slow_clients.py): a request's line and headers must arrive within this many seconds of the
+# connection opening or its previous response ending (WABAPOOL_HEADER_TIMEOUT_SECONDS), its body within
+# BODY_READ_TIMEOUT_SECONDS of the app asking for it (WABAPOOL_BODY_TIMEOUT_SECONDS; 408 past it). A real client
+# sends its headers in one packet and its ≤ 2 MB body in well under a second; a client sending a byte a second
+# would otherwise hold a connection, and everything waiting on it, forever.
+HEADER_READ_TIMEOUT_SECONDS = 10.0
+BODY_READ_TIMEOUT_SECONDS = 30.0
