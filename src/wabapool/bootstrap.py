@@ -34,7 +34,9 @@ from wabapool.api.context import AppContext
 from wabapool.cache import BalanceCache, CacheUnavailable, InProcessCache, RedisCache
 from wabapool.config import Settings
 from wabapool.domain.limits import MAX_QUEUED_DEDUCTIONS_PER_POOL
+from wabapool.domain.rate import BucketRule
 from wabapool.pii import DEVELOPMENT_KEYS, PiiKeyError, PiiSealer
+from wabapool.rate_limit import Buckets, InProcessBuckets, PublicRateLimits, RedisBuckets
 from wabapool.runtime import tune_gc
 from wabapool.security import ApiKeyRing, TokenVerifier
 from wabapool.service import BillingService
@@ -66,6 +68,8 @@ __all__ = [
     "opened_database",
     "opened_service",
     "opened_worker",
+    "rate_limits",
+    "run_server",
     "sealer",
     "serving_app",
     "settings",
@@ -196,13 +200,25 @@ def app_context(
         )
     return AppContext(
         service=service,
-        reports=Reports(database, keys, clock=clock),
+        reports=Reports(database, keys, clock=clock, exports_per_company=configured.exports_per_company),
         balances=balances,
         api_keys=ApiKeyRing.from_spec(configured.api_keys),
         tokens=tokens,
+        rate_limits=rate_limits(configured),
         webhook_allow_private=configured.webhook_allow_private,
         max_body_bytes=configured.max_body_bytes,
+        body_timeout_seconds=configured.body_timeout_seconds,
         demo_receiver=os.environ.get(DEMO_RECEIVER_VARIABLE) == "true",
+    )
+
+
+def rate_limits(configured: Settings) -> PublicRateLimits:
+    """The public API's per-company and per-token buckets: in Redis when configured (shared), else in-process."""
+    buckets: Buckets = RedisBuckets(configured.redis_url) if configured.redis_url else InProcessBuckets()
+    return PublicRateLimits(
+        buckets,
+        per_company=BucketRule(configured.rate_company_per_second, configured.rate_company_burst),
+        per_token=BucketRule(configured.rate_token_per_second, configured.rate_token_burst),
     )
 
 
@@ -217,6 +233,24 @@ def serving_app() -> FastAPI:
     app = create_app()
     tune_gc()
     return app
+
+
+def run_server(*, host: str, port: int, workers: int) -> None:
+    """`wabapool serve`'s server processes, each building the app from the environment (`serving_app`)."""
+    import uvicorn
+
+    from wabapool.api.slow_clients import HeaderTimeoutProtocol
+
+    uvicorn.run(
+        "wabapool.bootstrap:serving_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        http=HeaderTimeoutProtocol,  # cuts off a client whose headers never end (api/slow_clients.py)
+    )
 
 
 def relay_options(configured: Settings, *, retry: RetrySchedule | None = None) -> RelayOptions:

@@ -24,9 +24,10 @@ SOURCE = Path(__file__).resolve().parents[2] / "src" / "wabapool"
 ALLOWED: dict[str, frozenset[str]] = {
     "domain": frozenset(),
     # Leaf helpers any layer above the domain uses; they know no layer.
-    "config": frozenset(),
+    "config": frozenset({"domain"}),  # the limits its defaults come from
     "metrics": frozenset(),
     "runtime": frozenset(),
+    "rate_limit": frozenset({"domain"}),
     "pii": frozenset({"domain"}),
     "masking": frozenset({"domain"}),
     "security": frozenset({"domain"}),
@@ -35,7 +36,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "cache": frozenset({"domain", "metrics"}),
     "service": frozenset({"domain", "storage", "cache", "pii", "masking", "metrics", "security"}),
     "csv_export": frozenset({"domain", "service", "masking"}),
-    "api": frozenset({"domain", "service", "pii", "masking", "metrics", "security", "runtime"}),
+    "api": frozenset({"domain", "service", "pii", "masking", "metrics", "security", "runtime", "rate_limit"}),
     "worker": frozenset({"domain", "service", "storage", "pii", "masking", "metrics", "runtime"}),
     "cli": frozenset(
         {"bootstrap", "config", "domain", "service", "pii", "masking", "metrics", "security", "client", "runtime"}

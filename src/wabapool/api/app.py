@@ -16,6 +16,7 @@ from wabapool.api.errors import error_response, install_error_handlers
 from wabapool.api.middleware import RequestContextMiddleware
 from wabapool.api.observability import observe_request
 from wabapool.api.schemas import ErrorEnvelope, HealthOut
+from wabapool.api.slow_clients import BodyReadTimeout
 from wabapool.metrics import render
 from wabapool.runtime import configure_logging
 
@@ -56,6 +57,7 @@ def create_app(app_context: AppContext) -> FastAPI:
         app.include_router(demo_webhooks.router)
     _add_operations(app, app_context)
     _document_validation_as_400(app)
+    app.add_middleware(BodyReadTimeout, body_timeout_seconds=app_context.body_timeout_seconds)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=app_context.max_body_bytes, observe=observe_request)
     web.install_page(app, WEB_DIST)
     return app

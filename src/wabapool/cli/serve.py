@@ -49,8 +49,6 @@ def _print_demo_credentials(settings: Settings, *, host: str, port: int, console
 
 def serve(*, demo: bool, host: str, port: int, migrate: bool, workers: int, console: Console) -> int:
     """Run the server; returns the exit code."""
-    import uvicorn
-
     settings = bootstrap.settings()
     if demo:
         settings = bootstrap.demo_settings(settings, database_url=f"sqlite:///{DEMO_DATABASE.resolve()}")
@@ -76,15 +74,7 @@ def serve(*, demo: bool, host: str, port: int, migrate: bool, workers: int, cons
         console.print(f"worker running in this process; demo webhooks: {receiver} (GET lists the latest)")
         embedded = bootstrap.embedded_worker(settings)
     try:
-        uvicorn.run(
-            "wabapool.bootstrap:serving_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="warning",
-            access_log=False,
-        )
+        bootstrap.run_server(host=host, port=port, workers=workers)
     finally:
         if embedded is not None:
             embedded.stop()
