@@ -27,36 +27,28 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
-
-from wabapool.api.app import create_app as _create_api
-from wabapool.api.context import AppContext
-from wabapool.cache import BalanceCache, CacheUnavailable, InProcessCache, RedisCache
 from wabapool.config import Settings
 from wabapool.domain.limits import MAX_QUEUED_DEDUCTIONS_PER_POOL
-from wabapool.domain.rate import BucketRule
 from wabapool.pii import DEVELOPMENT_KEYS, PiiKeyError, PiiSealer
-from wabapool.rate_limit import Buckets, InProcessBuckets, PublicRateLimits, RedisBuckets
-from wabapool.runtime import tune_gc
-from wabapool.security import ApiKeyRing, TokenVerifier
-from wabapool.service import BillingService
-from wabapool.service.balance_cache import CachedBalanceViews
-from wabapool.service.context import AfterCommit, Clock, WriteThrough, utc_now
-from wabapool.service.models import BalanceView
-from wabapool.service.pii_keys import check_stored_keys
-from wabapool.service.reports import Reports
-from wabapool.storage.database import Database
 
-if TYPE_CHECKING:  # the worker's modules load only in the processes that run one
+# The layers load when a function first needs them, not with this module: every CLI command imports it, and
+# `serve --workers N` re-imports the command in each server process before that process answers the
+# supervisor's health check.
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from wabapool.api.context import AppContext
+    from wabapool.cache import BalanceCache
+    from wabapool.rate_limit import PublicRateLimits
+    from wabapool.service import BillingService
+    from wabapool.service.context import AfterCommit, Clock, WriteThrough
+    from wabapool.storage.database import Database
     from wabapool.worker.embedded import EmbeddedWorker
     from wabapool.worker.relay import RelayOptions
     from wabapool.worker.retry import RetrySchedule
     from wabapool.worker.runner import Worker
 
 __all__ = [
-    "AfterCommit",
-    "Clock",
-    "WriteThrough",
     "app_context",
     "balance_cache",
     "billing_service",
@@ -119,6 +111,8 @@ def sealer(configured: Settings, *, demo: bool = False) -> PiiSealer:
 
 def database(configured: Settings) -> Database:
     """The configured database (not connected until first used; the caller disposes it)."""
+    from wabapool.storage.database import Database
+
     return Database(configured.database_url)
 
 
@@ -131,6 +125,8 @@ def migrate(configured: Settings, revision: str = "head") -> None:
 
 def balance_cache(configured: Settings) -> BalanceCache:
     """Redis when configured (shared by every server process), else this process's own."""
+    from wabapool.cache import InProcessCache, RedisCache
+
     if configured.redis_url:
         return RedisCache(configured.redis_url, ttl_seconds=configured.cache_ttl_seconds)
     return InProcessCache(ttl_seconds=configured.cache_ttl_seconds)
@@ -140,16 +136,19 @@ def billing_service(
     database: Database,
     *,
     sealer: PiiSealer,
-    clock: Clock = utc_now,
+    clock: Clock | None = None,
     after_commit: AfterCommit | None = None,
     write_through: WriteThrough | None = None,
     max_queued_per_pool: int = MAX_QUEUED_DEDUCTIONS_PER_POOL,
     waba_save_organization_id: bool = True,
 ) -> BillingService:
     """The engine's use cases on `database`, sealing with `sealer`; the hooks keep a balance cache current."""
+    from wabapool.service import BillingService
+    from wabapool.service.context import utc_now
+
     return BillingService(
         database,
-        clock=clock,
+        clock=clock or utc_now,
         sealer=sealer,
         after_commit=after_commit,
         write_through=write_through,
@@ -163,7 +162,7 @@ def app_context(
     *,
     database: Database | None = None,
     cache: BalanceCache | None = None,
-    clock: Clock = utc_now,
+    clock: Clock | None = None,
     max_queued_per_pool: int = MAX_QUEUED_DEDUCTIONS_PER_POOL,
     write_through: bool = True,
 ) -> AppContext:
@@ -172,6 +171,15 @@ def app_context(
     `write_through=False` makes every change only invalidate the cached balance (the way before the
     write-through, kept as the fallback): the benchmark measures one against the other.
     """
+    from wabapool.api.context import AppContext
+    from wabapool.security import ApiKeyRing, TokenVerifier
+    from wabapool.service.balance_cache import CachedBalanceViews
+    from wabapool.service.context import utc_now
+    from wabapool.service.models import BalanceView
+    from wabapool.service.reports import Reports
+    from wabapool.storage.database import Database
+
+    clock = clock or utc_now
     database = database or Database(configured.database_url)
     keys = sealer(configured)
     service_ref: list[BillingService] = []
@@ -214,6 +222,9 @@ def app_context(
 
 def rate_limits(configured: Settings) -> PublicRateLimits:
     """The public API's per-company and per-token buckets: in Redis when configured (shared), else in-process."""
+    from wabapool.domain.rate import BucketRule
+    from wabapool.rate_limit import Buckets, InProcessBuckets, PublicRateLimits, RedisBuckets
+
     buckets: Buckets = RedisBuckets(configured.redis_url) if configured.redis_url else InProcessBuckets()
     return PublicRateLimits(
         buckets,
@@ -224,12 +235,16 @@ def rate_limits(configured: Settings) -> PublicRateLimits:
 
 def create_app(configured: Settings | None = None, *, context: AppContext | None = None) -> FastAPI:
     """The HTTP app on `configured` (the environment when None), or around a context a test built."""
+    from wabapool.api.app import create_app as create_api
+
     configured = configured or settings()
-    return _create_api(context or app_context(configured))
+    return create_api(context or app_context(configured))
 
 
 def serving_app() -> FastAPI:
     """The app as `wabapool serve` runs it in each server process: settings from the environment, GC tuned."""
+    from wabapool.runtime import tune_gc
+
     app = create_app()
     tune_gc()
     return app
@@ -282,6 +297,8 @@ def cache_invalidator(configured: Settings) -> tuple[BalanceCache | None, AfterC
     """
     if not configured.redis_url:
         return None, None
+    from wabapool.cache import CacheUnavailable, RedisCache
+
     cache = RedisCache(configured.redis_url, ttl_seconds=configured.cache_ttl_seconds)
 
     async def invalidate(company_id: int) -> None:
@@ -304,7 +321,7 @@ async def opened_database(configured: Settings | None = None) -> AsyncIterator[D
 
 @contextlib.asynccontextmanager
 async def opened_service(
-    configured: Settings | None = None, *, clock: Clock = utc_now, demo: bool = False
+    configured: Settings | None = None, *, clock: Clock | None = None, demo: bool = False
 ) -> AsyncIterator[BillingService]:
     """A service for one command or worker run: its database, its keys, the shared cache's invalidation."""
     configured = configured or settings()
@@ -353,6 +370,8 @@ def startup_refusal(configured: Settings, *, demo: bool = False) -> str | None:
         keys = sealer(configured, demo=demo)
     except PiiKeyError as exc:
         return str(exc)
+
+    from wabapool.service.pii_keys import check_stored_keys
 
     async def check() -> None:
         async with opened_database(configured) as opened:
