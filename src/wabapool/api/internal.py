@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -242,11 +241,6 @@ async def put_company(
     body: schemas.CompanyIn, context: Context, _: Provisioner, company_id: int = CompanyPath
 ) -> dict[str, Any]:
     """Create or update a company and its pool (idempotent); a field left out keeps its value."""
-    if body.timezone is not None:
-        try:
-            ZoneInfo(body.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise BillingError(Rejection.INVALID_REQUEST, "unknown timezone", {"field": "timezone"}) from exc
     terms = CompanyTerms(
         billing_version=body.billing_version,
         currency=body.currency,

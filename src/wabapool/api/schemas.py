@@ -279,6 +279,9 @@ class WabaUsageOut(BaseModel):
 class BillingInfoOut(BaseModel):
     billing_version: str
     currency: str
+    currency_exponent: int | None = Field(
+        default=None, description="ISO 4217 minor unit of the currency: amounts are divided by 10**exponent."
+    )
     balance: BalanceOut
     threshold_percent: Decimal
     low_balance: bool

@@ -19,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wabapool.domain import limits, operations
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.events import DomainEvent
+from wabapool.domain.money import is_money_code
 from wabapool.domain.pool import Move
+from wabapool.domain.zones import UnknownZone, canonical_zone
 from wabapool.service.context import ServiceContext
 from wabapool.service.flags import joins_pool
 from wabapool.service.models import (
@@ -56,6 +58,20 @@ def _check_package(package: PackageTerms) -> BillingError | None:
     return None
 
 
+def _check_place(terms: CompanyTerms) -> BillingError | None:
+    """The currency an active ISO 4217 money code, the timezone a canonical IANA name (`domain.zones`)."""
+    if terms.currency is not None and not is_money_code(terms.currency):
+        return BillingError(
+            Rejection.INVALID_REQUEST, "currency is not an active ISO 4217 money code", {"field": "currency"}
+        )
+    if terms.timezone is not None:
+        try:
+            canonical_zone(terms.timezone)
+        except UnknownZone as exc:
+            return BillingError(Rejection.INVALID_REQUEST, f"timezone: {exc}", {"field": "timezone"})
+    return None
+
+
 async def _locked_terms(connection: AsyncConnection, existing: Any, terms: CompanyTerms) -> BillingError | None:
     """What an update of an existing company may not change: its billing version, and its currency once used."""
     if terms.billing_version is not None and terms.billing_version != existing.billing_version:
@@ -77,10 +93,9 @@ async def _locked_terms(connection: AsyncConnection, existing: Any, terms: Compa
 
 async def provision_company(context: ServiceContext, company_id: int, terms: CompanyTerms) -> ProvisionedCompany:
     """Idempotent upsert of a company and, for v3, its pool; a term not given keeps its value."""
-    if terms.package is not None:
-        error = _check_package(terms.package)
-        if error is not None:
-            raise error
+    error = _check_place(terms) or (None if terms.package is None else _check_package(terms.package))
+    if error is not None:
+        raise error
     at = context.clock()
     async with context.database.transaction() as connection:
         existing = await company_store.get_company(connection, company_id)
