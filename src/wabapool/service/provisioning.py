@@ -36,7 +36,7 @@ from wabapool.service.models import (
     check_amount,
     check_code,
 )
-from wabapool.service.pool_changes import pool_changes
+from wabapool.service.pool_changes import check_company_sum, pool_changes
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
@@ -208,6 +208,7 @@ async def _provision_package(
             at=at,
             waba_id=waba_id,
         )
+        await check_company_sum(connection, company_id, None, opened.state)
         pool = await pool_store.create_pool(
             connection, company_id=company_id, state=opened.state, threshold_percent=threshold, at=at
         )
@@ -227,6 +228,7 @@ async def _provision_package(
         state, moves, events = adjusted.state, adjusted.moves, adjusted.events
     if package.cycle_anchor_day is not None:
         state = replace(state, anchor_day=package.cycle_anchor_day)
+    await check_company_sum(connection, company_id, pool.package_id, state)
     changes = pool_changes(pool, caught_up, operations.Change(state, moves, events), reference="provision", at=at)
     await write_changes(connection, [changes], at=at)
     return pool.package_id, state
