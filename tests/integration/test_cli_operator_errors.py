@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import sqlite3
 from pathlib import Path
@@ -12,7 +13,6 @@ from typer.testing import CliRunner
 
 from tests.conftest import COMPANY_ID, provision_demo_pool
 from wabapool.cli.main import app
-from wabapool.pii import DEVELOPMENT_KEYS
 from wabapool.storage.migrate import upgrade
 
 VERBS = [
@@ -29,12 +29,13 @@ VERBS = [
     ["worker", "--once"],
 ]
 THIRTY_DIGITS = "1" * 30
+PII_KEYS = "k1:" + base64.b64encode(b"operator-errors pii key 32 bytes").decode()
 
 
 def _environment(url: str) -> dict[str, str]:
     return {
         "WABAPOOL_DATABASE_URL": url,
-        "WABAPOOL_PII_KEYS": DEVELOPMENT_KEYS,
+        "WABAPOOL_PII_KEYS": PII_KEYS,
         "WABAPOOL_WEBHOOK_ALLOW_PRIVATE": "true",
         "WABAPOOL_JWT_SECRET": "test-secret-with-enough-entropy-0123456789",
         "COLUMNS": "200",
