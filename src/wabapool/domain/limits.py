@@ -37,17 +37,19 @@ EXPORT_FORMAT_THREADS = 2
 # past it 429 `too_many_exports`. Ten, so that a company's people downloading at once are served, while the
 # pool of format threads above keeps them from costing other companies more than one export does.
 EXPORTS_PER_COMPANY = 10
-# Exports open at once in one process, every company: the bound on the memory they hold together
-# (EXPORTS_OPEN_MAX × EXPORT_QUEUE_PAGES × a page's text, ~0.4 MB: ~150 MB at worst).
-EXPORTS_OPEN_MAX = 128
+# Exports open at once in one process, every company: the bound on the memory they hold together (a stalled
+# export holds about three pages' text, its queue's, the one waiting for room, the socket's: ~2.5 MB, so
+# ~160 MB at worst).
+EXPORTS_OPEN_MAX = 64
 # What a `too_many_exports` asks the caller to wait: an export takes seconds, a retry sooner is wasted.
 EXPORT_RETRY_AFTER_SECONDS = 5
-# Rows per read of the CSV export: a read costs two statements and a pool connection, so a couple of thousand
-# rows make that negligible; a page of rows is ~2 MB while it is formatted, its text ~0.3 MB after.
-EXPORT_PAGE_ROWS = 2000
+# Rows per read of the CSV export: a read costs two statements and a round trip that a loaded database makes
+# slow, so a few thousand rows (2,000 took 1.5x the time of 5,000 for a million rows); a page of rows is
+# ~5 MB while it is formatted, its text ~0.9 MB after.
+EXPORT_PAGE_ROWS = 5000
 # Memory for a response: formatted pages of one export waiting for its client. A client that stops reading
-# holds at most these (and the socket's buffer); the pipeline waits for it (back-pressure).
-EXPORT_QUEUE_PAGES = 2
+# holds at most these (and one formatted page waiting for room); the pipeline waits for it (back-pressure).
+EXPORT_QUEUE_PAGES = 1
 # The response-size cap of one export: ~25 M rows, far past any real period (a million rows is ~160 MB).
 # Past it the stream is cut (no final chunk), never sent as if whole.
 EXPORT_BYTES_MAX = 4 * 1024**3
