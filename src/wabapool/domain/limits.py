@@ -21,6 +21,16 @@ MAX_CATCH_UP_CYCLES = 120
 # requests. Past it a sender would wait longer than a retry costs: answer 503 with Retry-After
 # instead of queueing without bound and holding every caller's memory and connection.
 MAX_QUEUED_DEDUCTIONS_PER_POOL = 65_536
+# Companies (each with its pool, or its WABAs' packages) one group commit may span. Every pool of a group
+# stays locked until the group commits, so a group over many pools makes each of them wait for the others'
+# rows; 100 keeps a group's transaction near one pool's (about 3 ms of decisions and one write) while a
+# spread load still forms full groups. On Citus each company is a shard: fewer companies, fewer shards in
+# the group's two-phase commit.
+MAX_POOLS_PER_GROUP = 100
+# Groups of one process applied at once (each with its own connection and transaction, over different
+# companies): while one group waits on the network another decides; more only adds lock waits between
+# processes and takes connections from the pool's other users.
+MAX_GROUPS_IN_FLIGHT = 4
 # What a 503 asks the caller to wait before retrying (the Retry-After header).
 RETRY_AFTER_SECONDS = 1
 # Transactions the backfill (or its rollback) may take for one company: again when a lock wait timed out
