@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from wabapool.config import Settings
 from wabapool.domain.limits import MAX_QUEUED_DEDUCTIONS_PER_POOL
-from wabapool.pii import DEVELOPMENT_KEYS, PiiKeyError, PiiSealer
+from wabapool.pii import DEVELOPMENT_KEY_ID, DEVELOPMENT_KEYS, PiiKeyError, PiiSealer
 
 # The layers load when a function first needs them, not with this module: every CLI command imports it, and
 # `serve --workers N` re-imports the command in each server process before that process answers the
@@ -98,7 +98,21 @@ def demo_settings(configured: Settings, *, database_url: str) -> Settings:
 
 
 def sealer(configured: Settings, *, demo: bool = False) -> PiiSealer:
-    """The sealer of the configured key set; a missing `WABAPOOL_PII_KEYS` is refused (PiiKeyError) outside demo."""
+    """The sealer of the configured key set. Outside demo (PiiKeyError): a missing `WABAPOOL_PII_KEYS`, or one
+    that would seal with the public development key."""
+    keys = _configured_sealer(configured, demo=demo)
+    if not demo and keys.active_key_id == DEVELOPMENT_KEY_ID:
+        # The built-in key is public (it is in the source): set explicitly it would seal real people's data
+        # under a key anyone can read. Listed beside a key of one's own it only reads (its rows until rotated).
+        raise PiiKeyError(
+            "WABAPOOL_PII_KEYS holds only the public development key 'dev': set a key of your own "
+            "(k1:$(openssl rand -base64 32)), or run with --demo"
+        )
+    return keys
+
+
+def _configured_sealer(configured: Settings, *, demo: bool = False) -> PiiSealer:
+    """The configured key set's sealer; missing keys are an error but in demo (the development key)."""
     if configured.pii_keys:
         return PiiSealer(configured.pii_keys)
     if demo:
@@ -181,7 +195,8 @@ def app_context(
 
     clock = clock or utc_now
     database = database or Database(configured.database_url)
-    keys = sealer(configured)
+    # `serve` vetted the key set before it started this process (startup_refusal); here it must only be there.
+    keys = _configured_sealer(configured)
     service_ref: list[BillingService] = []
 
     async def load(company_id: int) -> BalanceView:

@@ -215,7 +215,7 @@ async def run_demo(path: Path, console: Console) -> bool:
         path.unlink()
     settings = bootstrap.demo_settings(bootstrap.settings(), database_url=f"sqlite:///{path}")
     bootstrap.migrate(settings)
-    async with bootstrap.opened_service(settings) as service:
+    async with bootstrap.opened_service(settings, demo=True) as service:
         await provision_demo(service)
         console.print(f"[bold]Provisioned[/] company {DEMO_COMPANY_ID} with {len(DEMO_WABAS)} WABAs on {path}")
         outcomes = await _broadcast(service, console)

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from wabapool import bootstrap
 from wabapool.cli._checks import require_pii_keys
+from wabapool.cli.errors import COMPANY_ID_MAX
 
 flags_app = typer.Typer(help="Feature flags of a company.", no_args_is_help=True)
 console = Console()
@@ -40,7 +41,9 @@ async def _flag(company_id: int, value: bool | None, *, change: bool) -> str:
 
 
 @flags_app.command("show")
-def show(company_id: Annotated[int, typer.Option("--company-id", help="The company.")]) -> None:
+def show(
+    company_id: Annotated[int, typer.Option("--company-id", min=1, max=COMPANY_ID_MAX, help="The company.")],
+) -> None:
     """The company's `waba_save_organization_id`: its override, and where its new WABAs go."""
     require_pii_keys(console)
     console.print(asyncio.run(_flag(company_id, None, change=False)))
@@ -49,7 +52,7 @@ def show(company_id: Annotated[int, typer.Option("--company-id", help="The compa
 @flags_app.command("set")
 def set_flag(
     value: Annotated[Literal["on", "off", "default"], typer.Argument(help="on, off, or default (clear the override).")],
-    company_id: Annotated[int, typer.Option("--company-id", help="The company.")],
+    company_id: Annotated[int, typer.Option("--company-id", min=1, max=COMPANY_ID_MAX, help="The company.")],
 ) -> None:
     """Set the company's `waba_save_organization_id` override (new WABAs only)."""
     require_pii_keys(console)

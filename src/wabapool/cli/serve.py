@@ -22,7 +22,7 @@ async def _prepare_demo(settings: Settings, receiver: str) -> None:
     from wabapool.cli.demo import DEMO_COMPANY_ID, seed_page_demo
     from wabapool.service.provisioning import company_timezone
 
-    async with bootstrap.opened_service(settings) as service:
+    async with bootstrap.opened_service(settings, demo=True) as service:
         if await company_timezone(service.database, DEMO_COMPANY_ID) is None:
             await seed_page_demo(service)
         await service.set_webhook(DEMO_COMPANY_ID, url=receiver)

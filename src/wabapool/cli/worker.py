@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +19,7 @@ console = Console(stderr=True)
 async def run_worker(settings: Settings, *, once: bool = False) -> int:
     """Run until a signal (or one round with `once`); returns how many events the rounds handled."""
     async with bootstrap.opened_worker(settings) as worker:
+        await _preflight(worker.scheduler.service if worker.scheduler else None, once=once)
         if once:
             return await worker.run_once()
         stop = asyncio.Event()
@@ -26,6 +28,19 @@ async def run_worker(settings: Settings, *, once: bool = False) -> int:
             loop.add_signal_handler(signum, stop.set)
         await worker.run(stop)
         return 0
+
+
+async def _preflight(service: Any, *, once: bool) -> None:
+    """One read that needs the schema, before the rounds (which log and retry every failure): a missing
+    schema or database, bad credentials or a malformed URL end the command with one line (cli/errors.py).
+    A database that is only unreachable now is waited for, like any outage, unless this is one round."""
+    from wabapool.cli.errors import unreachable
+
+    try:
+        await service.any_cycle_due(at=datetime.now(UTC))
+    except Exception as exc:
+        if once or not unreachable(exc):
+            raise
 
 
 def worker_command(
