@@ -43,6 +43,13 @@ def product_error(exc: StorageError) -> BillingError:
     return BillingError(Rejection.UNAVAILABLE, UNAVAILABLE_MESSAGE)
 
 
+def storage_failed(exc: BaseException) -> bool:
+    """Whether `exc` is the store failing (a storage error, or the product error the service made of one)."""
+    if isinstance(exc, StorageError):
+        return True
+    return isinstance(exc, BillingError) and exc.code in (Rejection.UNAVAILABLE, Rejection.OUTCOME_UNKNOWN)
+
+
 def translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """`method`, raising `product_error(...) from` any storage error it lets out."""
 
