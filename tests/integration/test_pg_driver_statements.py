@@ -15,6 +15,7 @@ from wabapool.domain.errors import BillingError, Rejection
 from wabapool.service.reconcile import reconcile
 from wabapool.storage import pg, pools
 from wabapool.storage.database import Database
+from wabapool.storage.errors import StorageUnavailable
 
 pytestmark = pytest.mark.postgres
 
@@ -108,7 +109,11 @@ async def test_after_the_server_drops_every_connection_deductions_recover_at_onc
             continue
         assert result.deduction_id > 0
     assert failures <= 1
-    assert (await reconcile(pg_database)).ok
+    try:
+        report = await reconcile(pg_database)
+    except StorageUnavailable:  # the read pool's dropped connections cost one failed attempt too, no more
+        report = await reconcile(pg_database)
+    assert report.ok
 
 
 @pytest.mark.parametrize("size", [3, 200], ids=["one-statement group", "COPY group"])
