@@ -216,7 +216,7 @@ async def apply_group(
     prices = await company_store.prices_for(connection, company_id, {i.request.deduction_code for i in items})
     reserved = await reserve_deduction_ids(connection, len(items))
     charged = {package_id for package_id in package_of.values() if package_id is not None}
-    locked = await pool_store.load_packages(connection, charged, for_update=True)
+    locked = await pool_store.load_packages(connection, company_id, charged, for_update=True)
     if any(pool.closed for pool in locked.values()) or len(locked) != len(charged):
         packages.forget(company_id)
         raise PackageMovedMeanwhile

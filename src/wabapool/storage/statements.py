@@ -60,7 +60,8 @@ async def _activity(connection: AsyncConnection, pool: LockedPool) -> statement_
         (
             await connection.execute(
                 select(whatsapp_packages.c.waba_id).where(
-                    whatsapp_packages.c.organization_package_id == pool.package_id
+                    (whatsapp_packages.c.company_id == company_id)
+                    & (whatsapp_packages.c.organization_package_id == pool.package_id)
                 )
             )
         ).scalars()
@@ -111,7 +112,7 @@ async def record_closed_cycles(
     for statement in statements:
         insert = insert_for(connection, cycle_statements).values(_row(statement, pool, at))
         result = await connection.execute(
-            insert.on_conflict_do_nothing(index_elements=["organization_package_id", "cycle_start"])
+            insert.on_conflict_do_nothing(index_elements=["company_id", "organization_package_id", "cycle_start"])
         )
         written += result.rowcount or 0
     return written
@@ -132,7 +133,11 @@ async def list_statements(
     s = cycle_statements
     query = (
         select(s, organization_packages.c.waba_id)
-        .join(organization_packages, organization_packages.c.id == s.c.organization_package_id)
+        .join(
+            organization_packages,
+            (organization_packages.c.company_id == s.c.company_id)
+            & (organization_packages.c.id == s.c.organization_package_id),
+        )
         .where(s.c.company_id == company_id)
         .order_by(s.c.cycle_start.desc(), s.c.id.desc())
     )
@@ -147,7 +152,7 @@ async def list_statements(
 
 
 async def any_cycle_due(connection: AsyncConnection, *, at: datetime) -> bool:
-    """Whether some pool's cycle has ended by `at` (the worker then runs the reset)."""
+    """Whether some pool's cycle has ended by `at` (the worker then runs the reset): a scan of every company."""
     p = organization_packages
     due = select(p.c.id).where((p.c.cycle_end <= at) & p.c.closed_at.is_(None)).limit(1)
     return (await connection.execute(due)).first() is not None
