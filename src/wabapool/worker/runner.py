@@ -153,6 +153,4 @@ def build_worker(
     """A worker for these settings; `service` (with its cache invalidation) is the one resets go through."""
     relay = Relay(database, sealer, options=relay_options(settings))
     scheduler = CycleScheduler(service or BillingService(database, sealer=sealer))
-    return Worker(
-        relay, scheduler, poll_seconds=settings.worker_poll_seconds, listen_url=settings.database_direct_url
-    )
+    return Worker(relay, scheduler, poll_seconds=settings.worker_poll_seconds, listen_url=settings.database_direct_url)
