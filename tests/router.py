@@ -37,6 +37,8 @@ _PRODUCT = str(Path(__import__("wabapool").__file__).parent) + "/"
 # Frames that only carry a statement (the driver seam, the transaction boundary): the sender is further out.
 _CARRIERS = (_PRODUCT + "storage/pg.py", _PRODUCT + "storage/database.py")
 _COMPANY_TABLES = frozenset(distribution.COMPANY_TABLES)
+# Allowances that hold for whatever a function sends through the storage functions it calls.
+_STACK_ALLOWED = frozenset({"wabapool.service.deductions:apply_group"})
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,13 @@ ALLOWED: dict[str, Allowed] = {
         "`wabapool events list|dead` without --company-id: the operator's view of every company's events.",
         "A multi-shard SELECT … ORDER BY id DESC LIMIT n (merged on the coordinator).",
     ),
+    "wabapool.service.deductions:apply_group": Allowed(
+        "The group commit across companies (issue 23): deductions of different companies share one "
+        "transaction, so its lock, look-up and writes name every company of the group. Allowed for every "
+        "statement sent while a group is applied (matched anywhere in the sender's stack).",
+        "On Citus a group of companies on different nodes is a multi-node transaction (2PC: an extra round "
+        "trip to each node and a prepared-transaction record); keep groups per company there, or per shard.",
+    ),
     "wabapool.storage.migrations": Allowed(
         "Alembic migrations: schema changes and their backfills touch every row.",
         "DDL is propagated to every shard by the coordinator; data backfills run as multi-shard UPDATEs.",
@@ -103,6 +112,7 @@ class Statement:
     parameters: Any  # a tuple, a list of tuples (executemany), or for COPY the records
     origin: str  # module:function of the product frame that sent it ("" when a test's own)
     columns: tuple[str, ...] = ()  # COPY's columns
+    callers: tuple[str, ...] = ()  # every product function further out in the stack
 
 
 @dataclass
@@ -143,6 +153,19 @@ def origin_of(*stacks: Any) -> str:
                 return f"{module}:{frame.f_code.co_name}"
             frame = frame.f_back
     return ""
+
+
+def callers_of(*stacks: Any) -> tuple[str, ...]:
+    """Every product function in these stacks (module:function), innermost first."""
+    found = []
+    for frame in stacks:
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if filename.startswith(_PRODUCT):
+                module = "wabapool." + filename[len(_PRODUCT) : -len(".py")].replace("/", ".")
+                found.append(f"{module}:{frame.f_code.co_name}")
+            frame = frame.f_back
+    return tuple(found)
 
 
 def allowed(origin: str) -> Allowed | None:
@@ -201,6 +224,8 @@ def tables_of(sql: str) -> set[str]:
 def judge(statement: Statement) -> list[str]:
     """Why this statement does not pin one company (empty: it does, or it is allowed, or not the product's)."""
     if not statement.origin or allowed(statement.origin) is not None:
+        return []
+    if any(allowed(caller) is not None for caller in statement.callers if caller in _STACK_ALLOWED):
         return []
     sql = statement.sql
     if statement.columns:  # COPY
@@ -308,7 +333,8 @@ def install(recorder: Recorder) -> None:
     def _sqlalchemy(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
         if conn.dialect.name != "postgresql":
             return
-        recorder.statements.append(Statement(statement, parameters, origin_of(*_caller_frames())))
+        frames = _caller_frames()
+        recorder.statements.append(Statement(statement, parameters, origin_of(*frames), (), callers_of(*frames)))
 
     def wrap(name: str) -> None:
         original = getattr(asyncpg.Connection, name)
@@ -318,14 +344,16 @@ def install(recorder: Recorder) -> None:
             if "sqlalchemy" not in caller.f_code.co_filename:  # SQLAlchemy's own calls are recorded above
                 if name == "executemany":
                     parameters: Any = list(args[0]) if args else []
-                    recorder.statements.append(Statement(query, parameters, origin_of(caller)))
+                    recorder.statements.append(Statement(query, parameters, origin_of(caller), (), callers_of(caller)))
                 elif name == "copy_records_to_table":
                     records = list(kwargs.get("records", ()))
                     kwargs["records"] = records
                     columns = tuple(kwargs.get("columns") or ())
-                    recorder.statements.append(Statement(query, records, origin_of(caller), columns))
+                    recorder.statements.append(
+                        Statement(query, records, origin_of(caller), columns, callers_of(caller))
+                    )
                 else:
-                    recorder.statements.append(Statement(query, tuple(args), origin_of(caller)))
+                    recorder.statements.append(Statement(query, tuple(args), origin_of(caller), (), callers_of(caller)))
             return await original(self, query, *args, **kwargs)
 
         setattr(asyncpg.Connection, name, recorded)
