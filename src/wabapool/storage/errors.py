@@ -22,7 +22,8 @@ import asyncpg
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 # PostgreSQL SQLSTATEs: lock_not_available (lock_timeout) and query_canceled (statement_timeout);
-# unique_violation; classes 08 "connection exception", 40 "transaction rollback", 53 "insufficient resources".
+# unique_violation; classes 08 "connection exception", 40 "transaction rollback", 53 "insufficient resources",
+# 57 "operator intervention" (a server shutting down or starting up, a backend terminated by an administrator).
 _TIMEOUT_STATES = {"55P03", "57014"}
 _UNIQUE_VIOLATION = "23505"
 
@@ -67,14 +68,19 @@ def translate(exc: BaseException) -> BaseException:
         return UniqueConflict(name) if state in (None, _UNIQUE_VIOLATION) else exc
     if state in _TIMEOUT_STATES:
         return StorageTimeout(name)
-    if state is not None and state[:2] in ("08", "40", "53"):
-        # A lost connection, a transaction the server rolled back (deadlock, serialization), or a
-        # server out of resources (too many connections): nothing was written, and a retry is safe.
+    if state is not None and state[:2] in ("08", "40", "53", "57"):
+        # A lost connection, a transaction the server rolled back (deadlock, serialization), a server
+        # out of resources (too many connections), restarting or terminating the session (the fault
+        # run's pg_terminate_backend and restarts): nothing was written, and a retry is safe.
         return StorageUnavailable(name)
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
             return StorageUnavailable(name)
         return exc
-    if isinstance(exc, (OSError, ConnectionError, asyncio.TimeoutError, asyncpg.InterfaceError)):
+    if isinstance(
+        exc, (OSError, ConnectionError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+    ):
+        # InternalClientError: the driver found the connection mid-way through another operation (one a
+        # dropped connection left unfinished); the statement never ran.
         return StorageUnavailable(name)
     return exc
