@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.faults_check import (
+    P99_RATIO_LIMIT,
     Histories,
     Report,
     check_balances,
@@ -76,6 +77,8 @@ class RunOptions:
     clients: int = 2
     companies_per_client: int = 3
     hostile_rows: int = 20_000
+    # The issue's goal is 3x; a timed test on a shared, loaded machine passes a generous bound (tests/e2e).
+    p99_ratio_limit: float = P99_RATIO_LIMIT
     json_path: Path | None = None
     keep: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -83,7 +86,8 @@ class RunOptions:
     @classmethod
     def short(cls, **overrides: Any) -> RunOptions:
         """About a minute of faults, every kind a few times; the latency phase's slices shorter."""
-        return cls(**({"duration": 55.0, "latency_slice": 5.0, "latency_slices": 8, "hostile_rows": 5_000} | overrides))
+        short = {"duration": 55.0, "latency_slice": 6.0, "latency_slices": 10, "hostile_rows": 5_000}
+        return cls(**(short | overrides))
 
 
 @dataclass
@@ -289,7 +293,7 @@ def run(options: RunOptions, console: Console) -> RunResult:
         check_money(histories, state, [*plans, hostile_plan], report)
         check_balances(state, [*plans, hostile_plan], base_urls, cluster.api_key, tokens, report)
         check_events(state, receiver.snapshot(), report)
-        check_latency(histories, phases, {plan.company_id for plan in plans}, report)
+        check_latency(histories, phases, {plan.company_id for plan in plans}, report, options.p99_ratio_limit)
         crashes = unhandled_errors((cluster.directory / "logs").glob("*.log"))
         report.figures["unhandled_errors"] = dict(crashes)
         reconcile = cluster.run_cli("reconcile")
@@ -321,9 +325,10 @@ def run(options: RunOptions, console: Console) -> RunResult:
             if process.is_alive():
                 process.kill()
         receiver.stop()
-        keep = options.keep
+        # A run with violations keeps its logs, histories and data: what the checker's table points at.
+        keep = options.keep or bool(report.violations)
         if keep:
-            console.print(f"kept {cluster.directory}")
+            console.print(f"kept {cluster.directory} (logs/, history-*.jsonl, pg/)")
         cluster.destroy(keep=keep)
 
 
@@ -369,8 +374,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--json", type=Path, help="where to write the result (default bench/results/faults-*.json)")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs, histories, data)")
+    parser.add_argument(
+        "--p99-limit",
+        type=float,
+        default=P99_RATIO_LIMIT,
+        help=f"well-behaved p99 beside the hostile tenant / quiet p99 at most this (default {P99_RATIO_LIMIT:g})",
+    )
     args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {"seed": args.seed, "clients": args.clients, "keep": args.keep}
+    overrides: dict[str, Any] = {
+        "seed": args.seed,
+        "clients": args.clients,
+        "keep": args.keep,
+        "p99_ratio_limit": args.p99_limit,
+    }
     if args.duration is not None:
         overrides["duration"] = args.duration
     options = RunOptions.short(**overrides) if args.short else RunOptions(**overrides)

@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # The run takes two to three minutes on a loaded 2-core machine (setup, latency slices, a minute of faults,
 # the settle); past this something hangs, and the run's own deadlines should have said what.
 FAULT_RUN_DEADLINE_SECONDS = 900
+# The bench's goal is 3x (issue 20, a benchmark figure); as a timed test on a shared, loaded 2-core machine the
+# bound is generous: it catches a tenant that starves the others (the issue measured 117x), not noise.
+P99_RATIO_LIMIT = 10
 
 
 def _require_binaries() -> None:
@@ -42,7 +45,18 @@ def test_the_short_fault_run_ends_with_no_violation(tmp_path: Path) -> None:
     result_path = tmp_path / "faults.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WABAPOOL_")}
     completed = subprocess.run(
-        [sys.executable, "-m", "bench.faults", "--short", "--seed", "20", "--json", str(result_path)],
+        [
+            sys.executable,
+            "-m",
+            "bench.faults",
+            "--short",
+            "--seed",
+            "20",
+            "--json",
+            str(result_path),
+            "--p99-limit",
+            str(P99_RATIO_LIMIT),
+        ],
         cwd=ROOT,
         env={**env, "COLUMNS": "160"},
         capture_output=True,

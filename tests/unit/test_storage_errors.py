@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError
 
 from wabapool.storage.errors import StorageTimeout, StorageUnavailable, UniqueConflict, translate
@@ -30,6 +31,24 @@ def test_a_server_restarting_or_terminating_the_session_is_unavailable(error: Ex
 def test_a_connection_left_mid_operation_by_a_drop_is_unavailable() -> None:
     error = asyncpg.InternalClientError("cannot switch to state 21; another operation (2) is in progress")
     assert isinstance(translate(error), StorageUnavailable)
+    # As SQLAlchemy's asyncpg adapter re-raises it (not a DBAPIError: the fault run saw it reach the endpoint).
+    try:
+        raise AsyncAdapt_asyncpg_dbapi.InternalClientError(str(error)) from error
+    except Exception as adapted:
+        assert isinstance(translate(adapted), StorageUnavailable)
+        assert isinstance(translate(_wrapped(adapted)), StorageUnavailable)  # and as SQLAlchemy's DBAPIError
+
+
+def test_a_closed_connection_met_through_the_adapter_is_unavailable() -> None:
+    """`storage.pg` runs statements on the asyncpg connection: SQLAlchemy's adapter re-raises, unwrapped."""
+    try:
+        raise AsyncAdapt_asyncpg_dbapi.InterfaceError("connection is closed") from asyncpg.InterfaceError("closed")
+    except Exception as adapted:
+        assert isinstance(translate(adapted), StorageUnavailable)
+    try:
+        raise AsyncAdapt_asyncpg_dbapi.Error("terminating") from asyncpg.exceptions.AdminShutdownError("terminating")
+    except Exception as adapted:
+        assert isinstance(translate(adapted), StorageUnavailable)
 
 
 def test_timeouts_and_unique_violations_keep_their_meaning() -> None:
