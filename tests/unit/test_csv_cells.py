@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from wabapool.csv_export import BOM, filename, header, inert
+from wabapool.service.reports.csv import BOM, filename, header, inert
 
 
 @pytest.mark.parametrize(
@@ -77,8 +77,8 @@ def test_the_file_name_names_the_company_and_the_period() -> None:
 
 @pytest.mark.parametrize("currency", ["IDR", "JPY", "USD"])
 def test_amount_text_is_exactly_the_money_formatting(currency: str) -> None:
-    from wabapool.csv_export import major_text
     from wabapool.domain.money import currency_exponent, format_major
+    from wabapool.service.reports.csv import major_text
 
     for amount in (0, 1, -1, 9, 10, 99, 100, 101, -100, 123_456, -123_456, 2**53 - 1, -(2**53 - 1)):
         assert major_text(amount, currency_exponent(currency)) == format_major(amount, currency), amount

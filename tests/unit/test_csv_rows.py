@@ -20,10 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wabapool import csv_export
 from wabapool.domain.money import format_major
 from wabapool.masking import mask_name, mask_phone
 from wabapool.service.reports import ExportPage
+from wabapool.service.reports import csv as csv_export
 from wabapool.storage.logs import DEDUCTION_RANK, EXPORT_COLUMNS, REFUND_RANK
 
 WABA = "6660001"

@@ -17,15 +17,16 @@ from dataclasses import dataclass
 
 import httpx
 
+from wabapool.domain.limits import WEBHOOK_ANSWER_MAX_BYTES
 from wabapool.service.ssrf import Target
 
 # What we keep of an error answer's body for the dead letter's last_error.
 ERROR_BODY_MAX_CHARS = 200
 # Connections kept open to receivers across deliveries.
 MAX_CONNECTIONS = 64
-# Bytes of a receiver's answer the worker reads at most: enough for any error text worth keeping (and to drain
-# a normal answer so its connection is reused); past this the connection is dropped unread.
-RESPONSE_BODY_MAX_BYTES = 64 * 1024
+# Bytes of a receiver's answer the worker reads at most (domain/limits.py): enough for any error text worth
+# keeping, and to drain a normal answer so its connection is reused; past it the connection is dropped unread.
+RESPONSE_BODY_MAX_BYTES = WEBHOOK_ANSWER_MAX_BYTES
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,8 @@ from zoneinfo import ZoneInfo
 
 from wabapool.domain.money import currency_exponent
 from wabapool.masking import mask_name, mask_phone
-from wabapool.service.reports import REFUND_RANK, ExportPage
+from wabapool.service.reports.export import ExportPage
+from wabapool.storage.logs import REFUND_RANK
 
 BOM = "\ufeff"
 # What a spreadsheet takes for the start of a formula, ASCII and full-width.
@@ -157,7 +158,8 @@ def _inert_parts(value: str) -> str:
 def header(*, show_waba_id: bool) -> str:
     """The BOM and the header line."""
     columns = COLUMNS if show_waba_id else COLUMNS[:_WABA_COLUMN] + COLUMNS[_WABA_COLUMN + 1 :]
-    return BOM + _CSV_LINE.writerow(columns)
+    line: str = _CSV_LINE.writerow(columns)
+    return BOM + line
 
 
 class _LocalTimes:
