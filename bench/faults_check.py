@@ -362,13 +362,9 @@ def check_events(db: DatabaseState, seen: set[str], report: Report) -> None:
     report.figures["events_seen_by_receiver"] = len(seen)
 
 
-def check_latency(
-    histories: Histories,
-    phases: list[tuple[str, float, float]],
-    well_behaved: set[int],
-    report: Report,
-    limit: float = P99_RATIO_LIMIT,
-) -> None:
+def latency_samples(
+    histories: Histories, phases: list[tuple[str, float, float]], well_behaved: set[int]
+) -> dict[str, list[float]]:
     """Single deductions of the well-behaved companies answered at the first try, by phase."""
     samples: dict[str, list[float]] = defaultdict(list)
     for record in histories.records:
@@ -379,6 +375,18 @@ def check_latency(
         for name, start, end in phases:
             if start + PHASE_SETTLE_SECONDS <= record["t"] < end:
                 samples[name].append(record["latency"])
+    return samples
+
+
+def check_latency(
+    histories: Histories,
+    phases: list[tuple[str, float, float]],
+    well_behaved: set[int],
+    report: Report,
+    limit: float = P99_RATIO_LIMIT,
+) -> None:
+    """The well-behaved companies' deduction p99 beside the hostile tenant against their quiet p99."""
+    samples = latency_samples(histories, phases, well_behaved)
     quiet, hostile = samples.get("quiet", []), samples.get("hostile", [])
     figures = {
         name: {"n": len(values), "p50_ms": percentile(values, 0.5) * 1e3, "p99_ms": percentile(values, 0.99) * 1e3}

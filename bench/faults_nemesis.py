@@ -66,15 +66,19 @@ class Nemesis:
     _windows: list[threading.Timer] = field(default_factory=list)
     _paused: set[int] = field(default_factory=set)
 
-    def run(self, seconds: float, stop: threading.Event) -> None:
-        """Inject faults for `seconds` (or until `stop`); each kind in shuffled rounds."""
+    def run(self, seconds: float, stop: threading.Event, min_rounds: int = 0) -> None:
+        """Inject faults for `seconds` (or until `stop`), each kind in shuffled rounds, and at least `min_rounds`
+        whole rounds however long they take (a slow machine restarts processes slowly)."""
         deadline = time.monotonic() + seconds
         order: list[str] = []
-        while time.monotonic() < deadline and not stop.is_set():
+        rounds = 0
+        while (time.monotonic() < deadline or rounds < min_rounds) and not stop.is_set():
             if not order:
                 order = list(KINDS)
                 self.rng.shuffle(order)
             self.inject(order.pop())
+            if not order:
+                rounds += 1
             stop.wait(self.rng.uniform(*GAP_SECONDS))
 
     def inject(self, kind: str) -> Fault:

@@ -79,9 +79,7 @@ class Receiver:
             loop.run_forever()
         finally:
             server.close()
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*asyncio.all_tasks(loop), return_exceptions=True))
+            loop.run_until_complete(_cancel_all())
             loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -129,6 +127,14 @@ class Receiver:
                 await writer.drain()
             return
         await _write(writer, 204, b"")
+
+
+async def _cancel_all() -> None:
+    """End the connections still open (a hung answer) so the loop closes cleanly."""
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[dict[str, str], bytes] | None:

@@ -13,9 +13,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from bench.faults_nemesis import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 # The run takes two to three minutes on a loaded 2-core machine (setup, latency slices, a minute of faults,
@@ -69,7 +71,7 @@ def test_the_short_fault_run_ends_with_no_violation(tmp_path: Path) -> None:
     result = json.loads(result_path.read_text())
     assert result["violations"] == [], report
     assert completed.returncode == 0, report
-    kinds = {fault["kind"] for fault in result["faults"]}
-    assert {"api_kill", "pg_restart_immediate", "pg_terminate", "redis_restart", "worker_kill"} <= kinds, report
+    injected = Counter(fault["kind"] for fault in result["faults"])
+    assert all(injected[kind] >= 2 for kind in KINDS), (injected, report)
     told = {(row["op"], row["told"]) for row in result["outcomes"]}
     assert ("deduct", "applied") in told and ("refund", "applied") in told and ("top_up", "applied") in told, report
