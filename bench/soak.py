@@ -28,7 +28,15 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.faults import RESULTS, company_plans, provision, secret
-from bench.faults_check import Histories, Report, check_balances, check_money, count_pending, read_state
+from bench.faults_check import (
+    Histories,
+    Report,
+    check_balances,
+    check_money,
+    count_pending,
+    read_state,
+    unhandled_errors,
+)
 from bench.faults_clients import ClientConfig, HostileConfig, ReaderConfig, client_main, hostile_main, reader_main
 from bench.faults_cluster import Cluster, wait_until
 from bench.faults_receiver import Receiver
@@ -173,6 +181,7 @@ def run(minutes: float, seed: int, console: Console) -> dict[str, Any]:
                 "slope_mb_per_min": slope_mb_per_minute(warm),
             }
         return {
+            "unhandled_errors": dict(unhandled_errors((cluster.directory / "logs").glob("*.log"))),
             "minutes": minutes,
             "rss": trends,
             "samples": {name: [(round(t, 1), rss) for t, rss in series] for name, series in samples.items()},
@@ -186,7 +195,10 @@ def run(minutes: float, seed: int, console: Console) -> dict[str, Any]:
             if process.is_alive():
                 process.kill()
         receiver.stop()
-        cluster.destroy()
+        # Errors keep the run's logs and histories (the processes' unhandled errors are in the result too).
+        if report.violations:
+            console.print(f"kept {cluster.directory} (logs/, history-*.jsonl)")
+        cluster.destroy(keep=bool(report.violations))
 
 
 def render(result: dict[str, Any], console: Console) -> None:
@@ -205,6 +217,7 @@ def render(result: dict[str, Any], console: Console) -> None:
     for name, count in sorted(result["answers"].items()):
         answers.add_row(name, f"{count:,}")
     console.print(answers)
+    console.print(f"unhandled errors in the processes' logs: {result['unhandled_errors']}", markup=False)
     console.print(f"violations and errors: {len(result['violations'])}")
     for violation in result["violations"][:100]:
         console.print(violation, style="red", markup=False, highlight=False)
