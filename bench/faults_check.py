@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,6 +39,10 @@ MIN_LATENCY_SAMPLES = 100
 # The first moments of a phase still carry the previous phase's work (an export closing, a burst draining).
 PHASE_SETTLE_SECONDS = 1.0
 DEDUCTION_OPS = ("deduct", "batch_item")
+# The settled balances are read until answered: a 503 (the database read past its 2 s timeout on a loaded
+# machine) is retried for this long, a beat apart.
+READ_ANSWER_DEADLINE_SECONDS = 60.0
+READ_RETRY_SECONDS = 0.25
 
 
 @dataclass
@@ -306,6 +311,20 @@ def check_money(histories: Histories, db: DatabaseState, plans: list[CompanyPlan
             report.fail(f"company {plan.company_id}: the ledger's last total {last} ≠ the pool's {total}")
 
 
+def _answered(http: httpx.Client, url: str, headers: dict[str, str]) -> httpx.Response:
+    """GET until the answer is not a 503 (a read that timed out on a loaded machine says "retry", not a figure)."""
+    deadline = time.monotonic() + READ_ANSWER_DEADLINE_SECONDS
+    while True:
+        try:
+            response = http.get(url, headers=headers)
+            if response.status_code != 503 or time.monotonic() > deadline:
+                return response
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(READ_RETRY_SECONDS)
+
+
 def check_balances(
     db: DatabaseState,
     plans: list[CompanyPlan],
@@ -322,11 +341,11 @@ def check_balances(
                 continue
             total = pool_total(pool)
             for base in base_urls:
-                internal = http.get(
-                    f"{base}/iag/v1/quota-managements/{plan.company_id}/balance", headers={"X-Api-Key": api_key}
+                internal = _answered(
+                    http, f"{base}/iag/v1/quota-managements/{plan.company_id}/balance", {"X-Api-Key": api_key}
                 )
-                info = http.get(
-                    f"{base}/api/core/v1/billings/info", headers={"Authorization": f"Bearer {tokens[plan.company_id]}"}
+                info = _answered(
+                    http, f"{base}/api/core/v1/billings/info", {"Authorization": f"Bearer {tokens[plan.company_id]}"}
                 )
                 if internal.status_code != 200 or internal.json().get("total") != total:
                     report.fail(
