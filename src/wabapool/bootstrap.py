@@ -302,7 +302,12 @@ def worker(configured: Settings, *, database: Database, service: BillingService)
     from wabapool.worker.runner import Worker
 
     relay = Relay(database, service.sealer, options=relay_options(configured))
-    return Worker(relay, CycleScheduler(service), poll_seconds=configured.worker_poll_seconds)
+    return Worker(
+        relay,
+        CycleScheduler(service),
+        poll_seconds=configured.worker_poll_seconds,
+        listen_url=configured.database_direct_url,
+    )
 
 
 def cache_invalidator(configured: Settings) -> tuple[BalanceCache | None, AfterCommit | None]:
