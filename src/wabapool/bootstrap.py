@@ -48,28 +48,6 @@ if TYPE_CHECKING:
     from wabapool.worker.retry import RetrySchedule
     from wabapool.worker.runner import Worker
 
-__all__ = [
-    "app_context",
-    "balance_cache",
-    "billing_service",
-    "create_app",
-    "database",
-    "demo_settings",
-    "embedded_worker",
-    "migrate",
-    "opened_database",
-    "opened_service",
-    "opened_worker",
-    "rate_limits",
-    "run_server",
-    "sealer",
-    "serving_app",
-    "settings",
-    "startup_refusal",
-    "worker",
-]
-
-
 # Set by `serve --demo` for its server processes: they mount the demo's own webhook receiver.
 DEMO_RECEIVER_VARIABLE = "WABAPOOL_DEMO_RECEIVER"
 
