@@ -10,7 +10,7 @@ nothing and never fails its neighbours.
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -18,12 +18,14 @@ from typing import Any, NamedTuple
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain import operations
+from wabapool.domain.caps import CapRun, CapState, capped_part
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.events import DomainEvent
 from wabapool.domain.pricing import PriceBook, PriceEntry
 from wabapool.pii import PiiSealer
 from wabapool.service.models import Allocation, BatchItemResult, DeductionRequest, DeductionResult
 from wabapool.service.pool_changes import cycle_entries
+from wabapool.storage import caps as cap_store
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
@@ -69,6 +71,7 @@ class _Applied:
     value_before: int
     value_after: int
     charged: operations.Charged
+    capped_minor: int = 0  # the part its WABA's spending cap covers
 
     def result(self, deduction_id: int, *, replayed: bool = False) -> DeductionResult:
         portions = self.charged.portions
@@ -103,6 +106,7 @@ class Decided:
     states: dict[int, operations.PoolState]
     applied: list[_Applied] = field(default_factory=list)
     events: dict[int, list[DomainEvent]] = field(default_factory=lambda: defaultdict(list))
+    caps: dict[int, CapRun] = field(default_factory=dict)  # per package, those of its WABAs with a cap
 
 
 class WabaPackages:
@@ -227,7 +231,8 @@ async def apply_group(
         else {}
     )
     states = {package_id: change.state for package_id, change in caught_up.items()}
-    decided = decide(items, states, existing, package_of, PriceBook(prices, company_id=company_id, at=at))
+    caps = await _caps_of(connection, company_id, package_of, states)
+    decided = decide(items, states, existing, package_of, PriceBook(prices, company_id=company_id, at=at), caps=caps)
     if not look_up_existing:
         # A replay must not be answered with a rejection decided as if it were new.
         rejected = {
@@ -240,10 +245,43 @@ async def apply_group(
     changes = [
         _changes(pool, caught_up[package_id], decided, ids, at, service_name)
         for package_id, pool in locked.items()
-        if package_id in charging or caught_up[package_id].moves or decided.states[package_id] != pool.state
+        if package_id in charging
+        or caught_up[package_id].moves
+        or decided.states[package_id] != pool.state
+        or decided.events.get(package_id)  # a cap's first refusal raises an event and charges nothing
     ]
     written = await write_changes(connection, changes, at=at) if changes else []
+    await _remember_cap_events(connection, company_id, decided)
     return GroupApplied(decided.outcomes, ids, bool(changes), written)
+
+
+async def _caps_of(
+    connection: AsyncConnection,
+    company_id: int,
+    package_of: dict[str, int | None],
+    states: dict[int, operations.PoolState],
+) -> dict[str, CapState]:
+    """The spending caps of the group's WABAs, read under the packages' locks, in their packages' cycles."""
+    cycle_of = {
+        waba_id: states[package_id].cycle_start
+        for waba_id, package_id in package_of.items()
+        if package_id is not None and package_id in states
+    }
+    return await cap_store.caps_in_cycles(connection, company_id, cycle_of)
+
+
+async def _remember_cap_events(connection: AsyncConnection, company_id: int, decided: Decided) -> None:
+    """The caps whose warning or reach the group raised keep it for the cycle (at most twice a cycle each)."""
+    flags = []
+    for package_id, run in decided.caps.items():
+        cycle_start = decided.states[package_id].cycle_start
+        for state in run.raised():
+            flags.append(
+                cap_store.CapFlags(
+                    state.waba_id, cycle_start if state.warned else None, cycle_start if state.reached else None
+                )
+            )
+    await cap_store.save_flags(connection, company_id, flags)
 
 
 def decide(
@@ -252,8 +290,10 @@ def decide(
     existing: dict[str, Any],
     package_of: dict[str, int | None],
     book: PriceBook,
+    *,
+    caps: Mapping[str, CapState] | None = None,
 ) -> Decided:
-    """Decide every item in order against the in-memory packages; no I/O.
+    """Decide every item in order against the in-memory packages (and the WABAs' `caps`); no I/O.
 
     Items that reach a package are charged in runs (`deduct_many`), one run per
     package; the runs end early only where a code repeats one still waiting,
@@ -261,6 +301,10 @@ def decide(
     """
     outcomes: list[_Outcome | None] = [None] * len(items)
     decided = Decided([], dict(states))
+    for capped_package, state in states.items():
+        mine = {w: c for w, c in (caps or {}).items() if package_of.get(w) == capped_package}
+        if mine:
+            decided.caps[capped_package] = CapRun(mine, company_id=state.company_id, cycle_label=state.cycle_label)
     in_group: dict[str, _Applied] = {}
     waiting: dict[int, list[tuple[int, Prepared, PriceEntry, str | None, int]]] = defaultdict(list)
     waiting_codes: set[str] = set()
@@ -268,7 +312,9 @@ def decide(
     def charge_waiting() -> None:
         for package_id, run_items in waiting.items():
             state = decided.states[package_id]
-            run = operations.deduct_many(state, [amount for *_, amount in run_items])
+            cap_run = decided.caps.get(package_id)
+            spenders = [(item.request.waba_id, item.request.category) for _, item, *_ in run_items] if cap_run else []
+            run = operations.deduct_many(state, [amount for *_, amount in run_items], caps=cap_run, spenders=spenders)
             total = state.buckets.total
             for (index, item, price, market, amount), outcome in zip(run_items, run.outcomes, strict=True):
                 if isinstance(outcome, BillingError):
@@ -277,7 +323,12 @@ def decide(
                 before = total
                 if outcome.moves:
                     total = outcome.moves[-1].total_after_minor
-                applied = _Applied(item, package_id, price.unit_price_minor, market, amount, before, total, outcome)
+                capped = 0
+                if cap_run is not None and (cap := cap_run.states.get(item.request.waba_id)) is not None:
+                    capped = capped_part(cap.cap, item.request.category, amount)
+                applied = _Applied(
+                    item, package_id, price.unit_price_minor, market, amount, before, total, outcome, capped
+                )
                 outcomes[index] = applied
                 in_group[item.request.unique_code] = applied
                 decided.applied.append(applied)
@@ -321,6 +372,8 @@ def decide(
         waiting_codes.add(code)
     if waiting:
         charge_waiting()
+    for package_id, cap_run in decided.caps.items():
+        decided.events[package_id].extend(cap_run.events)
     for index, outcome in enumerate(outcomes):
         if outcome is None:
             raise RuntimeError(f"item {index} of a group was left without an outcome")
@@ -394,9 +447,11 @@ def _changes(
     day = local_day(at, state.timezone)  # the group's one day in the company's timezone (the usage roll-up)
     entries = cycle_entries(pool, caught_up, at=at)
     spend: dict[str, int] = defaultdict(int)
+    capped: dict[str, int] = defaultdict(int)
     for one in applied:
         request = one.item.request
         spend[request.waba_id] += one.amount
+        capped[request.waba_id] += one.capped_minor
         context = ledger_store.EntryContext(
             reference=request.unique_code,
             cycle_start=cycle_start,
@@ -412,7 +467,7 @@ def _changes(
         entries=entries,
         deductions=[_request_row(a, pool, cycle_start, at, service_name) for a in applied],
         deduction_ids=[ids[a.item.request.unique_code] for a in applied],
-        spend=[SpendDelta(waba_id, cycle_start, amount) for waba_id, amount in spend.items()],
+        spend=[SpendDelta(waba_id, cycle_start, amount, capped[waba_id]) for waba_id, amount in spend.items()],
         usage=[UsageDelta(a.item.request.waba_id, day, a.amount, a.item.request.quantity) for a in applied],
         events=[*caught_up.events, *decided.events.get(pool.package_id, [])],
     )

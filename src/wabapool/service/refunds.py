@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from wabapool.domain import limits, operations
+from wabapool.domain.caps import capped_part
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Portion, QuotaType
 from wabapool.service.context import ServiceContext
 from wabapool.service.models import Allocation, RefundRequest, RefundResult, allocation_json, check_code
 from wabapool.service.pool_changes import lock_waba_package, pool_changes
+from wabapool.storage import caps as cap_store
 from wabapool.storage import companies as company_store
 from wabapool.storage import requests as request_store
 from wabapool.storage.changes import SpendDelta, UsageDelta, write_changes
@@ -93,6 +95,17 @@ async def refund(context: ServiceContext, request: RefundRequest, *, service_nam
                 "created_at": at,
             },
         )
+        this_cycle = deduction.cycle_start == caught_up.state.cycle_start
+        # What the WABA's spending cap counted of it, by the cap in force (setting one recounts the cycle).
+        capped = (
+            capped_part(
+                await cap_store.get_cap(connection, company_id, deduction.waba_id),
+                deduction.category,
+                deduction.amount_minor,
+            )
+            if this_cycle
+            else 0
+        )
         changes = pool_changes(
             pool,
             caught_up,
@@ -101,9 +114,9 @@ async def refund(context: ServiceContext, request: RefundRequest, *, service_nam
             at=at,
             waba_id=deduction.waba_id,
             deduction_request_id=deduction.id,
-            # Spend of a closed cycle stays as its statement has it; this cycle's falls with the refund.
-            spend=[SpendDelta(deduction.waba_id, deduction.cycle_start, -deduction.amount_minor)]
-            if deduction.cycle_start == caught_up.state.cycle_start
+            # Spend of a closed cycle stays as its statement has it; this cycle's (and its capped part) falls.
+            spend=[SpendDelta(deduction.waba_id, deduction.cycle_start, -deduction.amount_minor, -capped)]
+            if this_cycle
             else [],
             # The day's usage falls on the refund's own day, as the ledger has it.
             usage=[
