@@ -94,6 +94,7 @@ def test_a_supervisor_sees_the_caps_read_only_and_an_agent_does_not_see_them(pag
     section = open_page(page, supervisor)
     expect(section).to_contain_text("Read only")
     assert section.get_by_role("button").count() == 0
+    page.goto("about:blank")  # a new fragment alone would not load the page again
     page.goto(f"{demo.base}/package-usage#token={issue(DEMO_COMPANY_ID, 'agent')}")
     expect(page.get_by_role("heading", name="Shared balance")).to_be_visible()
     expect(page.get_by_test_id("balance-total")).to_contain_text("Rp")

@@ -211,10 +211,10 @@ async def seed_page_demo(database: Database, *, sealer: PiiSealer, now: datetime
     clock.now = now - timedelta(minutes=5)
     for code in applied[-PAGE_DEMO_REFUNDS:]:
         await service.refund(RefundRequest(DEMO_COMPANY_ID, code, f"refund-{code}", reason="message failed"))
-    await _cap_promo_marketing(service, rng)
+    await _cap_promo_marketing(service, rng, broadcast_id=f"bc-{today:%m%d}-3")
 
 
-async def _cap_promo_marketing(service: BillingService, rng: random.Random) -> None:
+async def _cap_promo_marketing(service: BillingService, rng: random.Random, *, broadcast_id: str) -> None:
     """Promo's marketing gets a cap close to full: one more message warns, the one after is refused.
 
     The cap is what Promo's marketing spent this cycle plus one and a half messages, so the page shows a
@@ -230,7 +230,7 @@ async def _cap_promo_marketing(service: BillingService, rng: random.Random) -> N
     cap = SpendCap(amount, frozenset({"marketing"}), warn_percent)
     await service.set_spend_cap(DEMO_COMPANY_ID, waba_id, cap, changed_by="service:demo")
     for index in range(2):
-        request = _message(rng, "wa_marketing_id", waba_id, f"wamid.page.capped.{index}", "bc-capped")
+        request = _message(rng, "wa_marketing_id", waba_id, f"wamid.page.capped.{index}", broadcast_id)
         await service.deduct_batch([request], service_name="demo")
 
 

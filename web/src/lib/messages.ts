@@ -161,7 +161,7 @@ export const en = {
     waba_cap_warning: (data: Record<string, unknown>) =>
       `WABA ${String(data.waba_id ?? '')} passed ${String(data.warn_percent ?? 80)}% of its spending cap`,
     waba_cap_reached: (data: Record<string, unknown>) =>
-      `WABA ${String(data.waba_id ?? '')} reached its spending cap: messages past it are refused`,
+      `WABA ${String(data.waba_id ?? '')} reached its spending cap (further messages refused)`,
   } as Record<string, (data: Record<string, unknown>) => string>,
   delivery: {
     delivered: 'Delivered',
