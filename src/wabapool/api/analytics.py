@@ -17,7 +17,8 @@ from wabapool.api.errors import ApiError, error_responses
 from wabapool.metrics import ANALYTICS_EVENTS
 from wabapool.security import Permission, Principal
 
-router = APIRouter(tags=["public"])
+# Every route here takes a bearer token, and every token request passes the rate limits (api/deps.py).
+router = APIRouter(tags=["public"], responses=error_responses(429))
 
 # Everyone who may open the page may report what they did on it.
 PageUser = Annotated[Principal, Depends(require(Permission.VIEW_BILLING_INFO))]
@@ -57,7 +58,8 @@ async def record_event(body: AnalyticsEventIn, principal: PageUser) -> JSONRespo
     """Count one analytics event from the page (allow-listed name, closed properties)."""
     model = ALLOWED_EVENTS.get(body.name)
     if model is None:
-        raise ApiError(400, "unknown_event", "this analytics event name is not allowed", {"name": body.name[:64]})
+        # The name is not echoed: it is the browser's free text (it could carry anything, personal data too).
+        raise ApiError(400, "unknown_event", "this analytics event name is not allowed", {"field": "name"})
     try:
         properties = model.model_validate(body.properties)
     except ValidationError as exc:

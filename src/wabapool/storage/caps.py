@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import String, and_, any_, bindparam, delete, func, or_, select, update
+from sqlalchemy import BigInteger, String, and_, any_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -44,9 +44,10 @@ def cap_of(row: Any) -> SpendCap:
     return stored_cap(row["amount_minor"], row["categories"], row["warn_percent"])
 
 
-def _caps_query(company_id: Any, waba_ids: Any, cycle_starts: Any) -> Any:
+def _caps_query(company_ids: Any, waba_ids: Any, cycle_starts: Any) -> Any:
     return (
         select(
+            _c.company_id,
             _c.waba_id,
             _c.amount_minor,
             _c.categories,
@@ -62,13 +63,13 @@ def _caps_query(company_id: Any, waba_ids: Any, cycle_starts: Any) -> Any:
                 and_(_s.company_id == _c.company_id, _s.waba_id == _c.waba_id, cycle_starts),
             )
         )
-        .where((_c.company_id == company_id) & waba_ids)
+        .where(company_ids & waba_ids)
     )
 
 
 _CAPS_PG = pg.compile_statement(
     _caps_query(
-        bindparam("company_id"),
+        _c.company_id == any_(bindparam("company_ids", type_=ARRAY(BigInteger))),
         _c.waba_id == any_(bindparam("waba_ids", type_=ARRAY(String))),
         _s.cycle_start == any_(bindparam("cycle_starts", type_=ARRAY(_s.cycle_start.type))),
     )
@@ -76,29 +77,34 @@ _CAPS_PG = pg.compile_statement(
 
 
 async def caps_in_cycles(
-    connection: AsyncConnection, company_id: int, cycle_of: Mapping[str, datetime]
-) -> dict[str, CapState]:
-    """The caps of these WABAs (those that have one), each with its capped spend in the cycle given for it.
+    connection: AsyncConnection, cycle_of: Mapping[tuple[int, str], datetime]
+) -> dict[tuple[int, str], CapState]:
+    """The caps of these (company, WABA)s that have one, each with its capped spend in the cycle given for it.
 
-    One statement for the whole group; called with the packages' locks held.
+    One statement for the whole group (of one company or many); called with the packages' locks held.
     """
     if not cycle_of:
         return {}
+    companies = sorted({company for company, _ in cycle_of})
+    wabas = sorted({waba for _, waba in cycle_of})
     starts = sorted(set(cycle_of.values()))
     rows: Sequence[Any]
     if pg.is_postgresql(connection):
-        rows = await pg.fetch(connection, _CAPS_PG, company_id=company_id, waba_ids=list(cycle_of), cycle_starts=starts)
+        rows = await pg.fetch(connection, _CAPS_PG, company_ids=companies, waba_ids=wabas, cycle_starts=starts)
     else:
-        query = _caps_query(company_id, _c.waba_id.in_(list(cycle_of)), _s.cycle_start.in_(starts))
+        query = _caps_query(_c.company_id.in_(companies), _c.waba_id.in_(wabas), _s.cycle_start.in_(starts))
         rows = (await connection.execute(query)).mappings().all()
-    found: dict[str, CapState] = {}
+    found: dict[tuple[int, str], CapState] = {}
     for row in rows:
+        key = (row["company_id"], row["waba_id"])
+        if key not in cycle_of:
+            continue  # a WABA id of the group in another company of it (ids are global: never, but exact anyway)
         waba_id = row["waba_id"]
-        cycle_start = cycle_of[waba_id]
+        cycle_start = cycle_of[key]
         spent = row["capped_spent_minor"] if row["cycle_start"] == cycle_start else None
-        if spent is None and waba_id in found:
+        if spent is None and key in found:
             continue  # a spend row of another package's cycle; this WABA's own is read on its other row
-        found[waba_id] = CapState(
+        found[key] = CapState(
             waba_id,
             cap_of(row),
             spent_minor=spent or 0,
