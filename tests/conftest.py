@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
 
+from tests import router
 from tests.services import prepare_postgres
 from wabapool.service import BillingService, CompanyTerms, PackageTerms
 from wabapool.storage.database import Database
@@ -98,3 +99,24 @@ async def provision_demo_pool(
     await service.set_price(
         "wa_marketing_id", unit_price_minor=unit_price, effective_from=datetime(2025, 7, 1, tzinfo=UTC)
     )
+
+
+@pytest.fixture(scope="session")
+def statement_recorder() -> router.Recorder:
+    """Every PostgreSQL statement of the session, recorded (tests/router.py); checked after each test."""
+    recorder = router.Recorder()
+    router.install(recorder)
+    return recorder
+
+
+@pytest.fixture(autouse=True)
+def statements_pin_one_company(statement_recorder: router.Recorder) -> Iterator[None]:
+    """The router check: a product statement on a company's table that does not pin one company fails the
+    test that made it (unless `router.ALLOWED` names its sender, with the reason and how it runs on Citus)."""
+    statement_recorder.clear()
+    yield
+    problems = statement_recorder.violations()
+    statement_recorder.clear()
+    if problems:
+        listed = "\n".join(sorted(set(problems))[:20])
+        pytest.fail(f"{len(problems)} statement(s) do not pin one company_id:\n{listed}", pytrace=False)

@@ -331,7 +331,7 @@ async def test_deductions_during_the_backfill_are_charged_once_each_to_a_package
                 select(organization_packages.c.id).where(organization_packages.c.closed_at.is_not(None))
             )
         ).scalars()
-        closed = await pool_store.load_packages(connection, list(closed_ids), for_update=False)
+        closed = await pool_store.load_packages(connection, V2, list(closed_ids), for_update=False)
     assert len(closed) == 3 and all(p.state.buckets.total == 0 for p in closed.values())
     (pool,) = await packages_of(pg_database, V2)
     assert pool.state.buckets.total == money_before - sum(row.amount_minor for row in charged)

@@ -357,7 +357,8 @@ async def _blocked_lock_reads_committed_buckets(url: str) -> tuple[int, int]:
             await holder.execute(
                 quota_buckets.update()
                 .where(
-                    (quota_buckets.c.billing_component_id == held.component_id)
+                    (quota_buckets.c.company_id == held.state.company_id)
+                    & (quota_buckets.c.billing_component_id == held.component_id)
                     & (quota_buckets.c.quota_type == "initial")
                 )
                 .values(balance_minor=quota_buckets.c.balance_minor - 10)

@@ -32,7 +32,9 @@ async def reset_cycles(context: ServiceContext, *, at: datetime | None = None) -
         cycles_reset = 0
         written: list[Written] = []
         async with context.database.transaction() as connection:
-            pool = (await pool_store.load_packages(connection, [package_id], for_update=True)).get(package_id)
+            pool = (await pool_store.load_packages(connection, company_id, [package_id], for_update=True)).get(
+                package_id
+            )
             if pool is None or pool.closed:
                 continue  # moved into the pool by the backfill since the list was read
             caught_up = operations.catch_up(pool.state, at)

@@ -217,7 +217,7 @@ async def apply_group(
     prices = await company_store.prices_for_companies(connection, [part.company_id for part in parts], codes)
     reserved = await reserve_deduction_ids(connection, sum(len(part.positions) for part in parts))
     charged = {package_id for part in parts for package_id in part.package_of.values() if package_id is not None}
-    locked = await pool_store.load_packages(connection, charged, for_update=True)
+    locked = await pool_store.load_packages(connection, [part.company_id for part in parts], charged, for_update=True)
     _check_packages(parts, locked, charged, packages)
     caught_up = {package_id: operations.catch_up(pool.state, at) for package_id, pool in locked.items()}
     states = {package_id: change.state for package_id, change in caught_up.items()}

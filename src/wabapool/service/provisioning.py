@@ -263,16 +263,18 @@ async def provision_waba(
         company = await company_store.get_company(connection, company_id)
         if company is None:
             raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
-        owner = await company_store.waba_owner(connection, waba_id)
-        if owner is not None and owner != company_id:
+        owner, claimed_now = await company_store.claim_waba(connection, company_id, waba_id, at=at)
+        if owner != company_id:
             # Meta's WABA id is global: say it is taken, not by whom.
             raise BillingError(
                 Rejection.WABA_OWNED_ELSEWHERE, "this WABA belongs to another company", {"waba_id": waba_id}
             )
-        package_id = await company_store.waba_package_id(connection, company_id, waba_id) if owner else None
+        package_id = None if claimed_now else await company_store.waba_package_id(connection, company_id, waba_id)
         current = None
         if package_id is not None:
-            current = (await pool_store.load_packages(connection, [package_id], for_update=True)).get(package_id)
+            current = (await pool_store.load_packages(connection, company_id, [package_id], for_update=True)).get(
+                package_id
+            )
         state = None
         in_pool = (
             current.waba_id is None

@@ -180,6 +180,7 @@ _SET_BUCKET_PG = pg.compile_statement(SET_BUCKET)
 async def _update_buckets(connection: AsyncConnection, changes: Sequence[PoolChanges], *, use_driver: bool) -> None:
     values = [
         {
+            "bucket_company_id": change.after.company_id,
             "component_id": change.pool.component_id,
             "bucket": quota_type,
             "balance": balance,

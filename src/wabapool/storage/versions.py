@@ -122,7 +122,10 @@ def bump_with_spend_pg(spend_upsert: Any, usage_upsert: Any) -> Any:
 
 _BUMPED = (
     update(organization_packages)
-    .where(organization_packages.c.id == any_(bindparam("package_ids", type_=ARRAY(BigInteger))))
+    .where(
+        (organization_packages.c.company_id == any_(bindparam("pool_company_ids", type_=ARRAY(BigInteger))))
+        & (organization_packages.c.id == any_(bindparam("package_ids", type_=ARRAY(BigInteger))))
+    )
     .values(version=organization_packages.c.version + 1)
     .returning(
         organization_packages.c.id,
@@ -165,16 +168,19 @@ async def bump_versions(
     if not written:
         return []
     package_ids = [pool.package_id for pool, _ in written]
+    # The companies of the pools (one, unless a group spans companies): every statement names them.
+    company_ids = sorted({after.company_id for _, after in written})
     rows: Sequence[Any]
     if pg.is_postgresql(connection):
-        rows = await pg.fetch(connection, statement or _BUMP_PG, package_ids=package_ids, **arguments)
-    else:
-        await connection.execute(
-            update(organization_packages)
-            .where(organization_packages.c.id.in_(package_ids))
-            .values(version=organization_packages.c.version + 1)
+        rows = await pg.fetch(
+            connection, statement or _BUMP_PG, pool_company_ids=company_ids, package_ids=package_ids, **arguments
         )
-        query = _figures(organization_packages).where(organization_packages.c.id.in_(package_ids))
+    else:
+        mine = organization_packages.c.company_id.in_(company_ids) & organization_packages.c.id.in_(package_ids)
+        await connection.execute(
+            update(organization_packages).where(mine).values(version=organization_packages.c.version + 1)
+        )
+        query = _figures(organization_packages).where(mine)
         rows = (await connection.execute(query)).mappings().all()
     versions: dict[int, int] = {}
     wabas: dict[int, list[WabaFigures]] = {package_id: [] for package_id in package_ids}

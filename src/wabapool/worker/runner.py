@@ -20,7 +20,7 @@ from wabapool import metrics
 from wabapool.config import Settings
 from wabapool.pii import PiiSealer
 from wabapool.service import BillingService, events
-from wabapool.storage.database import Database
+from wabapool.storage.database import TRANSACTION_POOLING, Database, async_url
 from wabapool.worker.cycles import CycleScheduler
 from wabapool.worker.relay import Relay, RelayOptions, utc_now
 from wabapool.worker.retry import RetrySchedule
@@ -50,7 +50,12 @@ class Worker:
         poll_seconds: float = 1.0,
         reset_check_seconds: float = RESET_CHECK_SECONDS,
         clock: Callable[[], datetime] = utc_now,
+        listen_url: str | None = None,
     ) -> None:
+        """`listen_url`: where LISTEN connects when the database is reached through PgBouncer in transaction
+        pooling (a LISTEN there would sit on a server connection other clients get): the server itself
+        (`WABAPOOL_DATABASE_DIRECT_URL`). Without one the worker only polls there."""
+        self.listen_url = listen_url
         self.relay = relay
         self.scheduler = scheduler
         self.poll_seconds = poll_seconds
@@ -112,10 +117,14 @@ class Worker:
         database = self.relay.database
         if database.is_sqlite:
             return
+        direct = self.listen_url if database.pooling == TRANSACTION_POOLING else database.url
+        if direct is None:
+            log.info("worker_listen_skipped", reason="transaction pooling without WABAPOOL_DATABASE_DIRECT_URL")
+            return
         try:
             import asyncpg
 
-            url = make_url(database.url).set(drivername="postgresql").render_as_string(hide_password=False)
+            url = make_url(async_url(direct)).set(drivername="postgresql").render_as_string(hide_password=False)
             self._listener = await asyncpg.connect(url)
             await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
         except Exception:  # polling still delivers everything
@@ -144,4 +153,4 @@ def build_worker(
     """A worker for these settings; `service` (with its cache invalidation) is the one resets go through."""
     relay = Relay(database, sealer, options=relay_options(settings))
     scheduler = CycleScheduler(service or BillingService(database, sealer=sealer))
-    return Worker(relay, scheduler, poll_seconds=settings.worker_poll_seconds)
+    return Worker(relay, scheduler, poll_seconds=settings.worker_poll_seconds, listen_url=settings.database_direct_url)
