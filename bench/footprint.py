@@ -24,8 +24,9 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bench import product
 from bench.prepare import ensure_postgres_database, shown_url
-from wabapool.service import BillingService, CompanyTerms, PackageTerms
+from wabapool.service import CompanyTerms, PackageTerms
 from wabapool.service.models import DeductionRequest
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
@@ -69,7 +70,7 @@ async def run(url: str, *, deductions: int, wabas: int, batch: int, phone: bool)
     async with database.transaction() as connection:
         names = ", ".join(table.name for table in reversed(metadata.sorted_tables))
         await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    service = BillingService(database)
+    service = product.service(database)
     await service.provision_company(COMPANY_ID, CompanyTerms(package=PackageTerms(allowance=10**12)))
     waba_ids = [f"91{index:010d}" for index in range(wabas)]
     for waba_id in waba_ids:

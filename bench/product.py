@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select, text
 
@@ -19,7 +21,9 @@ from bench.workload import (
     company_id_of,
     waba_id_of,
 )
+from wabapool import bootstrap
 from wabapool.domain.caps import SpendCap
+from wabapool.pii import PiiSealer
 from wabapool.service import BatchItemResult, BillingService, CompanyTerms, DeductionRequest, PackageTerms
 from wabapool.service.models import KEEP
 from wabapool.service.reconcile import reconcile
@@ -31,6 +35,15 @@ SERVICE_NAME = "bench"
 PRICE_EFFECTIVE_FROM = datetime(2025, 7, 1, tzinfo=UTC)
 # Pools provisioned at once: enough to overlap round trips, few enough to leave connections to others.
 PROVISION_CONCURRENCY = 8
+
+
+# The bench's own PII key (its databases are throwaway); the built-in development key is only --demo's.
+BENCH_PII_KEYS = "bench:" + base64.b64encode(b"wabapool bench pii key, 32 bytes").decode()
+
+
+def service(database: Database, **options: Any) -> BillingService:
+    """A service wired by the bootstrap on `database`, sealing with the bench key (`clock=` and the rest as given)."""
+    return bootstrap.billing_service(database, sealer=PiiSealer(BENCH_PII_KEYS), **options)
 
 
 class FixedClock:

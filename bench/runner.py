@@ -26,7 +26,6 @@ from bench.prepare import git_state, prepare
 from bench.stats import CellResult, Check, Deadline, SenderStats
 from bench.workload import COMPANY_ID_RANGE, Message, build_messages, deal, deal_batches, funding_for
 from wabapool.runtime import tune_gc
-from wabapool.service import BillingService
 from wabapool.storage import changes
 from wabapool.storage.database import Database
 
@@ -193,7 +192,7 @@ async def _run_cell_work(work: Work, barrier: Any) -> SenderStats:
             def sender(q: Any, s: SenderStats, d: Deadline) -> Any:
                 return baseline.send(deducter, q, s, d)
         else:
-            service = BillingService(database, clock=product.FixedClock(work.at))
+            service = product.service(database, clock=product.FixedClock(work.at))
 
             def sender(q: Any, s: SenderStats, d: Deadline) -> Any:
                 if base_variant(work.variant) == "single":
@@ -296,7 +295,7 @@ async def _provision(database: Database, cell: Cell, messages: list[Message], at
         await baseline.provision(database, fundings)
     else:
         await product.reset(database)
-        service = BillingService(database, clock=product.FixedClock(at))
+        service = product.service(database, clock=product.FixedClock(at))
         await product.provision(service, fundings, capped=cell.variant.endswith(CAPPED))
 
 

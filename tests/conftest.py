@@ -1,18 +1,32 @@
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from tests import router
 from tests.services import prepare_postgres
+from wabapool import bootstrap
+from wabapool.config import Settings
 from wabapool.service import BillingService, CompanyTerms, PackageTerms
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
 from wabapool.storage.tables import metadata
+
+# The tests' own PII key set, named explicitly (the built-in development key is the --demo wiring's only).
+TEST_PII_KEYS = "test:" + base64.b64encode(hashlib.sha256(b"wabapool test pii key").digest()).decode()
+TEST_SETTINGS = Settings(pii_keys=TEST_PII_KEYS)
+
+
+def service_for(database: Database, **options: Any) -> BillingService:
+    """A service on `database` wired by the bootstrap, sealing with the test keys (`clock=` and the rest as given)."""
+    return bootstrap.billing_service(database, sealer=bootstrap.sealer(TEST_SETTINGS), **options)
 
 
 class FakeClock:
@@ -59,7 +73,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def service(database: Database, clock: FakeClock) -> BillingService:
-    return BillingService(database, clock=clock)
+    return service_for(database, clock=clock)
 
 
 COMPANY_ID = 1001

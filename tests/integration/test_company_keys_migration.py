@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import FakeClock, provision_demo_pool, waba_ids_of
+from tests.conftest import FakeClock, provision_demo_pool, service_for, waba_ids_of
 from tests.distribution_rules import scratch_database
 from tests.services import require_postgres
-from wabapool.service import BillingService, CompanyTerms, PackageTerms
+from wabapool.service import CompanyTerms, PackageTerms
 from wabapool.service.models import DeductionRequest, RefundRequest
 from wabapool.service.reconcile import reconcile
 from wabapool.storage.database import Database
@@ -58,7 +58,7 @@ async def _fill(url: str) -> None:
     """Three companies' worth of every kind of row: v3 pools, a v2 company's own packages, deductions,
     refunds, top-ups, events."""
     database = Database(url)
-    service = BillingService(database, clock=FakeClock(datetime(2026, 11, 10, 3, 0, tzinfo=UTC)))
+    service = service_for(database, clock=FakeClock(datetime(2026, 11, 10, 3, 0, tzinfo=UTC)))
     try:
         for company_id in V3_COMPANIES:
             await provision_demo_pool(service, company_id=company_id, allowance=300, postpaid_limit=200)

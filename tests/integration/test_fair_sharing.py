@@ -21,10 +21,10 @@ import pytest
 import uvicorn
 
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer, deduction_body, provision, settings_for
-from tests.conftest import provision_demo_pool, truncate_all
-from wabapool.api.app import create_app
+from tests.conftest import provision_demo_pool, service_for, truncate_all
+from wabapool.bootstrap import create_app
 from wabapool.domain import limits
-from wabapool.service import BillingService, DeductionRequest
+from wabapool.service import DeductionRequest
 from wabapool.storage import database as database_module
 from wabapool.storage.database import Database
 from wabapool.storage.errors import StorageTimeout
@@ -48,7 +48,7 @@ LATENCY_MARGIN_SECONDS = 0.15
 async def test_reads_holding_every_read_connection_leave_deductions_their_own_pool(postgres_url: str) -> None:
     database = Database(postgres_url, read_pool_wait_seconds=0.5)
     await truncate_all(database)
-    service = BillingService(database)
+    service = service_for(database)
     await provision_demo_pool(service, allowance=10**6)
     readers = database_module.POSTGRES_READ_POOL_SIZE + database_module.POSTGRES_READ_MAX_OVERFLOW
     async with contextlib.AsyncExitStack() as held:

@@ -1,4 +1,4 @@
-"""The billings/info body, built from the service's BalanceView (cached as plain JSON)."""
+"""The billings/info body, built from the service's BalanceView (read from the cache or the database)."""
 
 from __future__ import annotations
 

@@ -356,7 +356,7 @@ async def put_webhook(
     Without `secret` a Standard Webhooks secret (`whsec_…`) is generated and returned, this once.
     """
     try:
-        await UrlGuard(allow_private=context.settings.webhook_allow_private).check(body.url)
+        await UrlGuard(allow_private=context.webhook_allow_private).check(body.url)
     except UnsafeUrl as exc:
         raise ApiError(400, "invalid_request", str(exc), {"field": "url"}) from exc
     secret = await context.service.set_webhook(company_id, url=body.url, secret=body.secret)

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import StringConstraints
 
 from wabapool.api import schemas
+from wabapool.api.balance import billing_info as balance_json
 from wabapool.api.deps import Context, require
 from wabapool.api.errors import ApiError, error_responses
 from wabapool.domain.errors import BillingError, Rejection
@@ -36,11 +37,12 @@ WabaQuery = Annotated[str | None, Query(min_length=1, max_length=32, pattern=r"^
 async def billing_info(principal: BalanceReader, context: Context) -> JSONResponse:
     """The shared pool with its buckets, thresholds, cycle and per-WABA spend (cached, see `stale`)."""
     try:
-        body, stale = await context.balances.get(principal.company_id)
+        view, stale = await context.balances.get(principal.company_id)
     except TimeoutError as exc:
         raise ApiError(
             503, "unavailable", "the balance could not be read in time; retry shortly", headers={"Retry-After": "1"}
         ) from exc
+    body = balance_json(view)
     if not allowed(principal.role, Permission.READ_SPEND_CAPS):
         body = {**body, "wabas": [_without_cap(waba) for waba in body.get("wabas", [])]}
     return JSONResponse({**body, "stale": stale})

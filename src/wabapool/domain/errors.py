@@ -31,6 +31,8 @@ class Rejection(StrEnum):
     # that its own budget is spent, which no top-up of the pool would change.
     WABA_CAP_EXCEEDED = "waba_cap_exceeded"
     QUOTA_EXCEEDED = "quota_exceeded"
+    # Not the request's fault: a concurrent request took the same unique key first; nothing was written.
+    CONFLICT = "conflict"
     # Not the request's fault: the store failed before commit; nothing was written and a retry is safe.
     UNAVAILABLE = "unavailable"
     # Too many deductions queued for the pool; nothing was written, retry after the Retry-After.

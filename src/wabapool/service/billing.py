@@ -13,9 +13,10 @@ from datetime import datetime
 from wabapool.domain import limits
 from wabapool.domain.caps import SpendCap
 from wabapool.domain.errors import BillingError, Rejection
-from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
+from wabapool.pii import PiiSealer
 from wabapool.service import caps, cycles, deductions, flags, payments, provisioning, refunds, webhooks
 from wabapool.service.context import AfterCommit, Clock, ServiceContext, WriteThrough, utc_now
+from wabapool.service.errors import translates_storage_errors
 from wabapool.service.group_commit import GroupCommitter
 from wabapool.service.models import (
     KEEP,
@@ -34,9 +35,11 @@ from wabapool.service.models import (
     WabaCap,
     check_deduction,
 )
+from wabapool.service.statements import StatementView, list_statements
 from wabapool.storage.database import Database
 
 
+@translates_storage_errors
 class BillingService:
     """The engine's operations, atomic and safe under concurrent callers and processes."""
 
@@ -44,18 +47,21 @@ class BillingService:
         self,
         database: Database,
         *,
+        sealer: PiiSealer,
         clock: Clock = utc_now,
-        sealer: PiiSealer | None = None,
         after_commit: AfterCommit | None = None,
         write_through: WriteThrough | None = None,
         max_queued_per_pool: int = limits.MAX_QUEUED_DEDUCTIONS_PER_POOL,
         waba_save_organization_id: bool = True,
     ) -> None:
-        """`after_commit` drops a company's cached balance; `write_through`, when given, is handed the new one."""
+        """Built by `wabapool.bootstrap` only; no default sealer (the development key is the --demo wiring's).
+
+        `after_commit` drops a company's cached balance; `write_through`, when given, is handed the new one.
+        """
         self.context = ServiceContext(
             database,
             clock,
-            sealer or PiiSealer(DEVELOPMENT_KEYS),
+            sealer,
             after_commit,
             write_through,
             waba_save_organization_id,
@@ -136,6 +142,10 @@ class BillingService:
     async def delete_webhook(self, company_id: int) -> None:
         """No webhook any more: the company's later events are kept as skipped."""
         await webhooks.delete_webhook(self.database, company_id)
+
+    async def webhook_secret(self, company_id: int) -> str | None:
+        """The company's signing secret, opened (the demo's own receiver verifies with it); None without one."""
+        return await webhooks.webhook_secret(self.database, self.sealer, company_id)
 
     # -- deductions ---------------------------------------------------------
 
@@ -234,6 +244,12 @@ class BillingService:
     async def ready(self) -> bool:
         """Whether the service can serve: its database answers."""
         return await self.database.ping()
+
+    async def statements(
+        self, company_id: int, *, limit: int, before: tuple[datetime, int | None] | None = None
+    ) -> list[StatementView]:
+        """The company's closed cycles, newest first; `before` pages on (cycle start, statement id)."""
+        return await list_statements(self.database, company_id, limit=limit, before=before)
 
     async def balance(self, company_id: int) -> BalanceView:
         """The aggregated pool as of now (a due reset is shown as if it had run)."""

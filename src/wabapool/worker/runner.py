@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,26 +16,16 @@ import structlog
 from sqlalchemy.engine import make_url
 
 from wabapool import metrics
-from wabapool.config import Settings
-from wabapool.pii import PiiSealer
-from wabapool.service import BillingService, events
-from wabapool.storage.database import TRANSACTION_POOLING, Database, async_url
+from wabapool.service import events
+from wabapool.service.context import Clock, utc_now
+from wabapool.storage.database import TRANSACTION_POOLING, async_url
 from wabapool.worker.cycles import CycleScheduler
-from wabapool.worker.relay import Relay, RelayOptions, utc_now
-from wabapool.worker.retry import RetrySchedule
+from wabapool.worker.relay import Relay
 
 log = structlog.get_logger("wabapool.worker")
 NOTIFY_CHANNEL = "wabapool_outbox"
 # How often the worker asks whether a pool's cycle has ended: a reset is at most this late.
 RESET_CHECK_SECONDS = 30.0
-
-
-def relay_options(settings: Settings, *, retry: RetrySchedule | None = None) -> RelayOptions:
-    return RelayOptions(
-        retry=retry or RetrySchedule.of(settings.webhook_retry_seconds),
-        timeout_seconds=settings.webhook_timeout_seconds,
-        allow_private=settings.webhook_allow_private,
-    )
 
 
 class Worker:
@@ -49,7 +38,7 @@ class Worker:
         *,
         poll_seconds: float = 1.0,
         reset_check_seconds: float = RESET_CHECK_SECONDS,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
         listen_url: str | None = None,
     ) -> None:
         """`listen_url`: where LISTEN connects when the database is reached through PgBouncer in transaction
@@ -102,11 +91,13 @@ class Worker:
         await self._listen()
         try:
             while not stop.is_set():
+                # Cleared before the round, not after: a notification that comes during the round wakes the
+                # next one at once instead of being lost until the poll.
+                self._wake.clear()
                 try:
                     await self.run_once()
                 except Exception:  # the database went away, a bug in one round: log, wait, go on
                     log.exception("worker_round_failed")
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll_seconds):
                         await _first(self._wake.wait(), stop.wait())
@@ -145,12 +136,3 @@ async def _first(*awaitables: Any) -> None:
     finally:
         for task in tasks:
             task.cancel()
-
-
-def build_worker(
-    settings: Settings, *, database: Database, sealer: PiiSealer, service: BillingService | None = None
-) -> Worker:
-    """A worker for these settings; `service` (with its cache invalidation) is the one resets go through."""
-    relay = Relay(database, sealer, options=relay_options(settings))
-    scheduler = CycleScheduler(service or BillingService(database, sealer=sealer))
-    return Worker(relay, scheduler, poll_seconds=settings.worker_poll_seconds, listen_url=settings.database_direct_url)
