@@ -31,7 +31,7 @@ async def _deduct(http: httpx.AsyncClient, code: str, *, waba_id: str = "111", q
 
 
 async def _events(http: httpx.AsyncClient, event_type: str) -> list[Any]:
-    async with http.context.database.read() as connection:  # type: ignore[attr-defined]
+    async with http.context.service.database.read() as connection:  # type: ignore[attr-defined]
         rows = await connection.execute(select(outbox_events.c.payload).where(outbox_events.c.event_type == event_type))
         return [row.payload for row in rows]
 
@@ -107,7 +107,7 @@ async def test_a_deduction_past_the_cap_is_refused_with_the_cap_and_the_spend(ca
     assert len(await _events(capped, "waba_cap_warning")) == 1
     reached = await _events(capped, "waba_cap_reached")
     assert len(reached) == 1 and reached[0]["waba_id"] == "111" and reached[0]["spent"] == 2_000
-    assert (await reconcile(capped.context.database)).ok  # type: ignore[attr-defined]
+    assert (await reconcile(capped.context.service.database)).ok  # type: ignore[attr-defined]
 
 
 async def test_a_refund_lowers_the_capped_spend_and_lets_spending_resume(capped: httpx.AsyncClient) -> None:
@@ -193,7 +193,7 @@ async def test_every_cap_change_is_audited_and_null_removes_the_cap(capped: http
     assert removed.status_code == 200, removed.text
     assert removed.json() == {"waba_id": "111", "spend_cap": None, "cap_spent": None}
     assert (await _deduct(capped, "m1", quantity=5)).status_code == 200
-    async with capped.context.database.read() as connection:  # type: ignore[attr-defined]
+    async with capped.context.service.database.read() as connection:  # type: ignore[attr-defined]
         rows = (
             (await connection.execute(select(waba_spend_cap_changes).order_by(waba_spend_cap_changes.c.changed_at)))
             .mappings()
