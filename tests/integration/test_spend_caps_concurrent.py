@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from tests.conftest import service_for
 from wabapool.domain.caps import SpendCap
 from wabapool.domain.errors import BillingError
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
@@ -101,7 +102,7 @@ async def _send(service: BillingService, plan: list[Send], mode: str, outcomes: 
 
 async def _run_sender(url: str, plan: list[Send], mode: str, ready: Any, go: Any) -> list[tuple[Any, ...]]:
     database = Database(url)
-    service = BillingService(database, clock=_fixed_clock)
+    service = service_for(database, clock=_fixed_clock)
     try:
 
         async def warm_up() -> None:
@@ -134,7 +135,7 @@ async def _provision(url: str) -> None:
     database = Database(url)
     try:
         await truncate_all(database)
-        service = BillingService(database, clock=_fixed_clock)
+        service = service_for(database, clock=_fixed_clock)
         await service.provision_company(COMPANY_ID, CompanyTerms(package=PackageTerms(allowance=ALLOWANCE_MINOR)))
         for number, (waba_id, cap) in enumerate(CAPS.items(), start=1):
             await service.provision_waba(COMPANY_ID, waba_id, name=f"Capped {number}", spend_cap=cap)
@@ -161,7 +162,7 @@ async def _read_back(url: str) -> tuple[dict[tuple[str, str], int], Counter[tupl
                 )
             )
             counted = Counter((row.event_type, row.payload["waba_id"]) for row in events)
-        view = await BillingService(database, clock=_fixed_clock).balance(COMPANY_ID)
+        view = await service_for(database, clock=_fixed_clock).balance(COMPANY_ID)
         return spent, counted, view, await reconcile(database)
     finally:
         await database.dispose()

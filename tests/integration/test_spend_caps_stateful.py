@@ -39,10 +39,10 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select
 
-from tests.conftest import FakeClock, truncate_all
+from tests.conftest import FakeClock, service_for, truncate_all
 from wabapool.domain.caps import SpendCap
 from wabapool.domain.errors import BillingError
-from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms, RefundRequest
+from wabapool.service import CompanyTerms, DeductionRequest, PackageTerms, RefundRequest
 from wabapool.service.reconcile import reconcile
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
@@ -108,7 +108,7 @@ class CapMachine(RuleBasedStateMachine):
         if self.backend == "postgres":
             self.run(truncate_all(self.database))
         self.clock = FakeClock(START)
-        self.service = BillingService(self.database, clock=self.clock)
+        self.service = service_for(self.database, clock=self.clock)
         self.codes = itertools.count()
         # The pool, bucket by bucket.
         self.initial = ALLOWANCE
