@@ -44,7 +44,8 @@ async def test_the_demo_history_spreads_over_the_cycle_and_leaves_the_pool_low(t
     assert max(row.created_at.replace(tzinfo=UTC) for row in rows) < now
     assert {row.waba_id for row in this_cycle} == {waba_id for waba_id, _ in DEMO_WABAS}
     assert all(spend.spent_this_cycle > 0 for spend in view.wabas)
-    assert events == ["cycle_reset", "balance_topped_up", "balance_low"]
+    # Promo's marketing cap, close to full: the next message warns, the one after is refused.
+    assert events == ["cycle_reset", "balance_topped_up", "balance_low", "waba_cap_warning", "waba_cap_reached"]
     assert report.ok, report.violations
 
 

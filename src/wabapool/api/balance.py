@@ -42,7 +42,13 @@ def billing_info(view: BalanceView) -> dict[str, Any]:
 
 
 def _waba(waba: WabaSpend) -> dict[str, Any]:
-    entry: dict[str, Any] = {"waba_id": waba.waba_id, "name": waba.name, "spent_this_cycle": waba.spent_this_cycle}
+    entry: dict[str, Any] = {
+        "waba_id": waba.waba_id,
+        "name": waba.name,
+        "spent_this_cycle": waba.spent_this_cycle,
+        "spend_cap": None if waba.spend_cap is None else waba.spend_cap.as_json(),
+        "cap_spent": waba.cap_spent,
+    }
     if waba.balance is not None:
         entry["balance"] = balance_object(waba.balance)
     return entry

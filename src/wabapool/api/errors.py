@@ -26,6 +26,7 @@ REJECTION_STATUS: dict[Rejection, int] = {
     Rejection.AMOUNT_TOO_LARGE: 400,
     Rejection.SETTLEMENT_EXCEEDS_USED: 400,
     Rejection.QUOTA_EXCEEDED: 400,
+    Rejection.WABA_CAP_EXCEEDED: 400,
     Rejection.UNKNOWN_DEDUCTION_CODE: 400,
     Rejection.UNKNOWN_COMPANY: 404,
     Rejection.UNKNOWN_WABA: 404,

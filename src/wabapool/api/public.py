@@ -42,7 +42,15 @@ async def billing_info(principal: BalanceReader, context: Context) -> JSONRespon
         raise ApiError(
             503, "unavailable", "the balance could not be read in time; retry shortly", headers={"Retry-After": "1"}
         ) from exc
-    return JSONResponse({**balance_json(view), "stale": stale})
+    body = balance_json(view)
+    if not allowed(principal.role, Permission.READ_SPEND_CAPS):
+        body = {**body, "wabas": [_without_cap(waba) for waba in body.get("wabas", [])]}
+    return JSONResponse({**body, "stale": stale})
+
+
+def _without_cap(waba: dict[str, Any]) -> dict[str, Any]:
+    """A WABA entry as agents and members see it: without its spending cap."""
+    return {key: value for key, value in waba.items() if key not in ("spend_cap", "cap_spent")}
 
 
 def _day_or_time(name: str, value: str | None) -> date | datetime | None:

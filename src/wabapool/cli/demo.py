@@ -14,6 +14,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from wabapool import bootstrap
+from wabapool.domain.caps import SpendCap
 from wabapool.domain.money import format_major
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms, RefundRequest, events
 from wabapool.service.reconcile import reconcile
@@ -208,6 +209,27 @@ async def seed_page_demo(service: BillingService, *, now: datetime | None = None
     clock.now = now - timedelta(minutes=5)
     for code in applied[-PAGE_DEMO_REFUNDS:]:
         await service.refund(RefundRequest(DEMO_COMPANY_ID, code, f"refund-{code}", reason="message failed"))
+    await _cap_promo_marketing(service, rng, broadcast_id=f"bc-{today:%m%d}-3")
+
+
+async def _cap_promo_marketing(service: BillingService, rng: random.Random, *, broadcast_id: str) -> None:
+    """Promo's marketing gets a cap close to full: one more message warns, the one after is refused.
+
+    The cap is what Promo's marketing spent this cycle plus one and a half messages, so the page shows a
+    nearly full bar, and the alert history a `waba_cap_warning` and a `waba_cap_reached`.
+    """
+    waba_id = DEMO_WABAS[2][0]
+    cap = SpendCap(0, frozenset({"marketing"}))
+    spent = (await service.set_spend_cap(DEMO_COMPANY_ID, waba_id, cap, changed_by="service:demo")).cap_spent or 0
+    price = DEMO_PRICES["wa_marketing_id"]
+    amount = spent + price * 3 // 2
+    # The warning mark the next message reaches (the event is raised by a charge that gets there).
+    warn_percent = min(100, max(1, (spent + price) * 100 // amount))
+    cap = SpendCap(amount, frozenset({"marketing"}), warn_percent)
+    await service.set_spend_cap(DEMO_COMPANY_ID, waba_id, cap, changed_by="service:demo")
+    for index in range(2):
+        request = _message(rng, "wa_marketing_id", waba_id, f"wamid.page.capped.{index}", broadcast_id)
+        await service.deduct_batch([request], service_name="demo")
 
 
 async def run_demo(path: Path, console: Console) -> bool:

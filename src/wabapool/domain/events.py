@@ -13,6 +13,9 @@ class EventType(StrEnum):
     BALANCE_TOPPED_UP = "balance_topped_up"
     CYCLE_RESET = "cycle_reset"
     POSTPAID_SETTLED = "postpaid_settled"
+    # A WABA's spending cap (domain.caps): each at most once per WABA and cycle.
+    WABA_CAP_WARNING = "waba_cap_warning"
+    WABA_CAP_REACHED = "waba_cap_reached"
 
 
 @dataclass(frozen=True, slots=True)

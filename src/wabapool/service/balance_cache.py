@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from wabapool.cache import BalanceCache, CachedBalances, CachedValue, Versioned
+from wabapool.domain.caps import SpendCap
 from wabapool.service.models import BalanceView, PackageFigures, WabaSpend
 
 LoadView = Callable[[int], Awaitable[BalanceView]]
@@ -51,6 +52,8 @@ def _waba_plain(waba: WabaSpend) -> CachedValue:
         "spent_this_cycle": waba.spent_this_cycle,
         "balance": None if waba.balance is None else _figures_plain(waba.balance),
         "package_id": waba.package_id,
+        "spend_cap": None if waba.spend_cap is None else waba.spend_cap.as_json(),
+        "cap_spent": waba.cap_spent,
     }
 
 
@@ -62,7 +65,17 @@ def _waba_of(value: CachedValue) -> WabaSpend:
         spent_this_cycle=value["spent_this_cycle"],
         balance=None if balance is None else _figures_of(balance),
         package_id=value["package_id"],
+        spend_cap=_cap_of(value.get("spend_cap")),
+        cap_spent=value.get("cap_spent"),
     )
+
+
+def _cap_of(value: CachedValue | None) -> SpendCap | None:
+    """A cached cap (`SpendCap.as_json`); None for none, or for a value cached before caps existed."""
+    if value is None:
+        return None
+    categories = value["categories"]
+    return SpendCap(value["amount"], None if categories is None else frozenset(categories), value["warn_percent"])
 
 
 def to_plain(view: BalanceView) -> CachedValue:

@@ -11,24 +11,28 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from wabapool.domain import limits
+from wabapool.domain.caps import SpendCap
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.pii import PiiSealer
-from wabapool.service import cycles, deductions, flags, payments, provisioning, refunds, webhooks
+from wabapool.service import caps, cycles, deductions, flags, payments, provisioning, refunds, webhooks
 from wabapool.service.context import AfterCommit, Clock, ServiceContext, WriteThrough, utc_now
 from wabapool.service.errors import translates_storage_errors
 from wabapool.service.group_commit import GroupCommitter
 from wabapool.service.models import (
+    KEEP,
     BalanceView,
     BatchItemResult,
     CompanyTerms,
     DeductionRequest,
     DeductionResult,
     FundingResult,
+    Keep,
     PackageTerms,
     ProvisionedCompany,
     ProvisionedWaba,
     RefundRequest,
     RefundResult,
+    WabaCap,
     check_deduction,
 )
 from wabapool.service.statements import StatementView, list_statements
@@ -86,10 +90,23 @@ class BillingService:
         return await provisioning.provision_company(self.context, company_id, terms)
 
     async def provision_waba(
-        self, company_id: int, waba_id: str, *, name: str, package: PackageTerms | None = None
+        self,
+        company_id: int,
+        waba_id: str,
+        *,
+        name: str,
+        package: PackageTerms | None = None,
+        spend_cap: SpendCap | None | Keep = KEEP,
+        changed_by: str = "service:provisioning",
     ) -> ProvisionedWaba:
         """Idempotent: the WABA joins the company's pool, or has its own package (v2, or the flag off)."""
-        return await provisioning.provision_waba(self.context, company_id, waba_id, name=name, package=package)
+        return await provisioning.provision_waba(
+            self.context, company_id, waba_id, name=name, package=package, spend_cap=spend_cap, changed_by=changed_by
+        )
+
+    async def set_spend_cap(self, company_id: int, waba_id: str, cap: SpendCap | None, *, changed_by: str) -> WabaCap:
+        """Set or remove (None) a WABA's spending cap; audited as `changed_by`."""
+        return await caps.set_spend_cap(self.context, company_id, waba_id, cap, changed_by=changed_by)
 
     async def set_waba_save_flag(self, company_id: int, value: bool | None) -> flags.WabaSaveFlag:
         """The company's override of `waba_save_organization_id` (None: back to the global default)."""

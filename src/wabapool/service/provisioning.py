@@ -17,11 +17,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain import limits, operations
+from wabapool.domain.caps import SpendCap
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.events import DomainEvent
 from wabapool.domain.money import is_money_code
 from wabapool.domain.pool import Move
 from wabapool.domain.zones import UnknownZone, canonical_zone
+from wabapool.service import caps
 from wabapool.service.context import ServiceContext
 from wabapool.service.flags import joins_pool
 from wabapool.service.models import (
@@ -30,6 +32,7 @@ from wabapool.service.models import (
     DEFAULT_TIMEZONE,
     KEEP,
     CompanyTerms,
+    Keep,
     PackageTerms,
     ProvisionedCompany,
     ProvisionedWaba,
@@ -234,7 +237,14 @@ async def _provision_package(
 
 
 async def provision_waba(
-    context: ServiceContext, company_id: int, waba_id: str, *, name: str, package: PackageTerms | None = None
+    context: ServiceContext,
+    company_id: int,
+    waba_id: str,
+    *,
+    name: str,
+    package: PackageTerms | None = None,
+    spend_cap: SpendCap | None | Keep = KEEP,
+    changed_by: str = "service:provisioning",
 ) -> ProvisionedWaba:
     """Idempotent upsert of a WABA; one company owns a WABA id.
 
@@ -296,8 +306,14 @@ async def provision_waba(
         await company_store.upsert_waba(
             connection, company_id=company_id, waba_id=waba_id, name=name, package_id=package_id, at=at
         )
+        if isinstance(spend_cap, Keep):
+            cap = await caps.current_cap(connection, company_id, waba_id)
+        else:
+            cap = (
+                await caps.apply_spend_cap(connection, company_id, waba_id, spend_cap, changed_by=changed_by, at=at)
+            ).spend_cap
     await context.changed(company_id)
-    return ProvisionedWaba(company_id, waba_id, name, None if state is None else _terms_of(state))
+    return ProvisionedWaba(company_id, waba_id, name, None if state is None else _terms_of(state), cap)
 
 
 async def set_price(
