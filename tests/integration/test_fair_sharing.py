@@ -40,9 +40,12 @@ SAMPLES = 150
 # for the whole measurement.
 SLOW_READ_BYTES = 4096
 SLOW_READ_PAUSE_SECONDS = 0.1
-# The bound: p99 during the exports within 3× the idle p99 plus a fixed margin for a shared, noisy machine.
+# The bound: p99 during the exports within 3× the idle p99 plus a fixed margin. The margin is set by what the
+# test must catch and what it must not: exports on the event loop stalled other companies' deductions for
+# 3–11 s (issue 20), while a loaded 2-core CI machine shows p99 hiccups of ~0.4 s with no export at all
+# (0.15 s failed there three times, at 424 ms against a 179 ms bound). Half a second separates the two.
 LATENCY_FACTOR = 3
-LATENCY_MARGIN_SECONDS = 0.15
+LATENCY_MARGIN_SECONDS = 0.5
 
 
 async def test_reads_holding_every_read_connection_leave_deductions_their_own_pool(postgres_url: str) -> None:
