@@ -72,9 +72,15 @@ def _malformed(variable: str) -> bool:
 
 
 def unreachable(exc: BaseException) -> bool:
-    """Whether `exc` says only that the database cannot be reached now (a retry may succeed)."""
+    """Whether `exc` says only that the database cannot be reached now (a retry may succeed).
+
+    A database that did not answer (starting up, shutting down, a dropped session) is such a moment too: a
+    worker restarted while PostgreSQL restarts must wait for it, not exit (the fault run found one that did).
+    """
     message = operator_message(exc)
-    return message is not None and "cannot be reached" in message and "Redis" not in message
+    if message is None or "Redis" in message:
+        return False
+    return "cannot be reached" in message or "did not answer" in message
 
 
 def operator_message(exc: BaseException) -> str | None:
