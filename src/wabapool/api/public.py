@@ -14,8 +14,11 @@ from pydantic import StringConstraints
 
 from wabapool import csv_export
 from wabapool.api import schemas
+from wabapool.api.balance import with_forecast
+from wabapool.api.context import AppContext
 from wabapool.api.deps import Context, require
 from wabapool.api.errors import ApiError, error_responses
+from wabapool.domain import forecast
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.masking import mask_name, mask_phone
 from wabapool.security import Permission, Principal, allowed
@@ -41,7 +44,15 @@ async def billing_info(principal: BalanceReader, context: Context) -> JSONRespon
         raise ApiError(
             503, "unavailable", "the balance could not be read in time; retry shortly", headers={"Retry-After": "1"}
         ) from exc
-    return JSONResponse({**body, "stale": stale})
+    return JSONResponse({**await _with_forecast(context, principal.company_id, body), "stale": stale})
+
+
+async def _with_forecast(context: AppContext, company_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    """The forecast, projected from the cached figures at their `as_of` with the day's basis (no log scan)."""
+    as_of = datetime.fromisoformat(body["as_of"]) if body.get("as_of") else datetime.now(UTC)
+    body = {**body, "as_of": as_of.isoformat()}
+    today = forecast.local_today(as_of, body.get("timezone") or "UTC")
+    return with_forecast(body, await context.service.spend_basis(company_id, today=today))
 
 
 def _day_or_time(name: str, value: str | None) -> date | datetime | None:

@@ -268,7 +268,7 @@ def decide(
     def charge_waiting() -> None:
         for package_id, run_items in waiting.items():
             state = decided.states[package_id]
-            run = operations.deduct_many(state, [amount for *_, amount in run_items])
+            run = operations.deduct_many(state, [amount for *_, amount in run_items], at=book.at)
             total = state.buckets.total
             for (index, item, price, market, amount), outcome in zip(run_items, run.outcomes, strict=True):
                 if isinstance(outcome, BillingError):

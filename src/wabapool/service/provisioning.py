@@ -20,6 +20,7 @@ from wabapool.domain import limits, operations
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.events import DomainEvent
 from wabapool.domain.pool import Move
+from wabapool.service import alert_settings
 from wabapool.service.context import ServiceContext
 from wabapool.service.flags import joins_pool
 from wabapool.service.models import (
@@ -81,6 +82,11 @@ async def provision_company(context: ServiceContext, company_id: int, terms: Com
         error = _check_package(terms.package)
         if error is not None:
             raise error
+    alerting = alert_settings.settings_values(
+        balance_alerts=terms.balance_alerts,
+        auto_recharge=terms.auto_recharge,
+        forecast_warning_days=terms.forecast_warning_days,
+    )
     at = context.clock()
     async with context.database.transaction() as connection:
         existing = await company_store.get_company(connection, company_id)
@@ -109,10 +115,12 @@ async def provision_company(context: ServiceContext, company_id: int, terms: Com
             _, state = await _provision_package(connection, pool, company_id, None, timezone, package, at)
         if terms.waba_save_organization_id is not KEEP:
             values["waba_save_organization_id"] = terms.waba_save_organization_id
+        values.update(alerting)
         await company_store.upsert_company(connection, company_id=company_id, values=values, at=at)
         if existing is None and package is not None:
             _, state = await _provision_package(connection, None, company_id, None, timezone, package, at)
         flag = values.get("waba_save_organization_id", existing.waba_save_organization_id if existing else None)
+        settings = alert_settings.settings_of(await company_store.get_company(connection, company_id))
     await context.changed(company_id)
     return ProvisionedCompany(
         company_id=company_id,
@@ -121,6 +129,7 @@ async def provision_company(context: ServiceContext, company_id: int, terms: Com
         timezone=timezone,
         package=template if state is None else _terms_of(state),
         waba_save_organization_id=flag,
+        settings=settings,
     )
 
 

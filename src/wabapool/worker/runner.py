@@ -21,6 +21,7 @@ from wabapool.config import Settings
 from wabapool.pii import PiiSealer
 from wabapool.service import BillingService, events
 from wabapool.storage.database import Database
+from wabapool.worker.alerts import AlertSweeper
 from wabapool.worker.cycles import CycleScheduler
 from wabapool.worker.relay import Relay, RelayOptions, utc_now
 from wabapool.worker.retry import RetrySchedule
@@ -50,9 +51,11 @@ class Worker:
         poll_seconds: float = 1.0,
         reset_check_seconds: float = RESET_CHECK_SECONDS,
         clock: Callable[[], datetime] = utc_now,
+        sweeper: AlertSweeper | None = None,
     ) -> None:
         self.relay = relay
         self.scheduler = scheduler
+        self.sweeper = sweeper
         self.poll_seconds = poll_seconds
         self.reset_check_seconds = reset_check_seconds
         self.clock = clock
@@ -85,6 +88,11 @@ class Worker:
             await self.scheduler.run_due()
         except Exception:  # one failed round must not stop delivery; the next check retries
             log.exception("cycle_reset_failed")
+        if self.sweeper is not None:
+            try:
+                await self.sweeper.run_due()
+            except Exception:  # as above: the next check retries
+                log.exception("alert_sweep_failed")
         self._next_reset_check = self.clock() + timedelta(seconds=self.reset_check_seconds)
 
     async def _update_lag(self) -> None:
@@ -143,5 +151,7 @@ def build_worker(
 ) -> Worker:
     """A worker for these settings; `service` (with its cache invalidation) is the one resets go through."""
     relay = Relay(database, sealer, options=relay_options(settings))
-    scheduler = CycleScheduler(service or BillingService(database, sealer=sealer))
-    return Worker(relay, scheduler, poll_seconds=settings.worker_poll_seconds)
+    service = service or BillingService(database, sealer=sealer)
+    return Worker(
+        relay, CycleScheduler(service), poll_seconds=settings.worker_poll_seconds, sweeper=AlertSweeper(service)
+    )
