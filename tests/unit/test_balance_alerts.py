@@ -231,7 +231,11 @@ class Model:
         self.fired = {alert for alert in self.fired if self.under(alert)}
 
     def expire(self, at: datetime) -> None:
-        if self.opened_at is not None and self.open_reference is not None and at - self.opened_at >= timedelta(hours=24):
+        if (
+            self.opened_at is not None
+            and self.open_reference is not None
+            and at - self.opened_at >= timedelta(hours=24)
+        ):
             self.open_reference = None
             self.events.append("top_up_request_expired")
 

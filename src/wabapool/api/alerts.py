@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from wabapool.api import schemas
 from wabapool.api.deps import Context, require
 from wabapool.api.errors import error_responses
-from wabapool.security import Permission, Principal
+from wabapool.security import Permission, Principal, allowed
 from wabapool.service.models import KEEP, AlertSettings, Keep
 
 router = APIRouter(tags=["public"])
@@ -52,7 +52,7 @@ def settings_body(settings: AlertSettings, *, alerts_field: str) -> dict[str, An
 async def get_balance_alerts(principal: AlertReader, context: Context) -> dict[str, Any]:
     """The company's own alerts and auto-recharge (owner, admin, supervisor)."""
     settings = await context.service.alert_settings(principal.company_id)
-    return settings_body(settings, alerts_field="alerts")
+    return {**settings_body(settings, alerts_field="alerts"), "editable": _editable(principal)}
 
 
 @router.put(
@@ -63,4 +63,9 @@ async def put_balance_alerts(body: schemas.BalanceAlertsIn, principal: AlertWrit
     settings = await context.service.set_alert_settings(
         principal.company_id, **alert_fields(body, alerts_field="alerts")
     )
-    return settings_body(settings, alerts_field="alerts")
+    return {**settings_body(settings, alerts_field="alerts"), "editable": True}
+
+
+def _editable(principal: Principal) -> bool:
+    """Whether this reader may change the settings: the page shows them read-only otherwise."""
+    return allowed(principal.role, Permission.WRITE_BALANCE_ALERTS)

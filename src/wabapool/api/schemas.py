@@ -200,6 +200,7 @@ class BalanceAlertsOut(BaseModel):
     alerts: list[AlertOut]
     auto_recharge: AutoRechargeOut | None
     forecast_warning_days: int
+    editable: bool = Field(default=False, description="Whether the caller's role may change them (owner, admin).")
 
 
 class CompanyIn(Strict):
