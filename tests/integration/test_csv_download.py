@@ -6,7 +6,7 @@ import asyncio
 import base64
 import csv
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import httpx
@@ -15,8 +15,8 @@ import pytest
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer
 from tests.conftest import FakeClock
 from tests.reports_support import database_url, deduct, provision, refund, report_app
+from wabapool.domain import limits
 from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
-from wabapool.service import reports as report_service
 from wabapool.service.reports import LogFilter
 from wabapool.storage import logs as log_store
 
@@ -172,24 +172,88 @@ async def test_a_filtered_export_has_exactly_its_rows_across_a_key_rotation(app)
     assert kinds(by_broadcast) == [("m1", "refund"), ("m2", "deduction"), ("m1", "deduction")]
 
 
-async def test_an_export_closed_after_its_first_page_lets_the_read_ahead_finish(app) -> None:
+async def test_an_export_closed_after_its_first_page_ends_its_pipeline_and_gives_back_its_slot(app) -> None:
     client, _clock = app
     for index in range(3):
         await deduct(client, 1, f"m{index}", waba_id=WABA)
     reports = client.context.reports
     reports.export_page_rows = 1
-    export = await reports.export(1, LogFilter())
-    first = await anext(export.pages)
-    assert len(first.rows) == 1
-    await export.pages.aclose()  # type: ignore[attr-defined]
-    assert len(report_service._READS_LEFT_BEHIND) == 1  # the second page, still being read
+    export = await reports.export(1, LogFilter(), unmasked=True)
+    assert reports.export_slots.running(1) == 1
+    body = export.body()
+    assert (await anext(body)).startswith("\ufeff".encode())
+    first = await anext(body)
+    assert first.count(b"\r\n") == 1
+    await body.aclose()  # type: ignore[attr-defined]
 
-    async def drained() -> None:
-        while report_service._READS_LEFT_BEHIND:
+    async def ended() -> None:
+        while not export.ended:
             await asyncio.sleep(0.01)
 
-    await asyncio.wait_for(drained(), timeout=10)
+    await asyncio.wait_for(ended(), timeout=10)  # its read in flight finished, not cancelled
+    assert reports.export_slots.running(1) == 0
     assert len(table(await download(client))) == 3  # the pool's connections are all usable
+
+
+async def test_an_export_that_never_starts_gives_back_its_slot_when_closed(app) -> None:
+    client, _clock = app
+    reports = client.context.reports
+    export = await reports.export(1, LogFilter(), unmasked=True)
+    assert reports.export_slots.running(1) == 1 and not export.ended
+    export.close()
+    assert export.ended and reports.export_slots.running(1) == 0
+
+
+async def test_a_client_that_stops_reading_stops_the_pipeline_after_a_bounded_number_of_pages(app) -> None:
+    client, _clock = app
+    for index in range(30):
+        await deduct(client, 1, f"m{index}", waba_id=WABA)
+    reports = client.context.reports
+    reports.export_page_rows = 1
+    pages_read = 0
+    export = await reports.export(1, LogFilter(), unmasked=True)
+    read_page = export._read_page
+
+    async def counting(after: object) -> object:
+        nonlocal pages_read
+        pages_read += 1
+        return await read_page(after)  # type: ignore[arg-type]
+
+    export._read_page = counting  # type: ignore[assignment]
+    body = export.body()
+    await anext(body)  # the header: the pipeline starts, and nobody reads further
+    held = limits.EXPORT_QUEUE_PAGES + 1  # the queue full, and one page formatted waiting for room
+
+    async def filled() -> None:
+        while not (export._queue.full() and pages_read == held):
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(filled(), timeout=10)
+    await asyncio.sleep(0.3)  # room for a pipeline without back-pressure to read on (it must not)
+    assert pages_read == held
+    await anext(body)  # the client reads a page: the pipeline reads one more, and waits again
+    await asyncio.wait_for(filled_again(lambda: pages_read, held + 1), timeout=10)
+    await body.aclose()  # type: ignore[attr-defined]
+
+
+async def filled_again(count: Callable[[], int], expected: int) -> None:
+    while count() != expected:
+        await asyncio.sleep(0.01)
+
+
+async def test_the_eleventh_export_of_a_company_at_once_is_refused_with_429_and_retry_after(app) -> None:
+    client, _clock = app
+    reports = client.context.reports
+    held = [await reports.export(1, LogFilter(), unmasked=True) for _ in range(limits.EXPORTS_PER_COMPANY)]
+    response = await client.get(f"{PUBLIC}/download_broadcast_deduction", headers=bearer(1, "owner"))
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "too_many_exports"
+    assert response.headers["retry-after"] == str(limits.EXPORT_RETRY_AFTER_SECONDS)
+    held.pop().close()
+    assert len(table(await download(client))) == 0  # a slot freed is a download served
+    for export in held:
+        export.close()
+    assert reports.export_slots.running() == 0
 
 
 async def test_export_rows_come_with_the_columns_in_the_order_the_csv_reads_them(app) -> None:

@@ -6,17 +6,52 @@ from datetime import date
 
 import pytest
 
-from wabapool.csv_export import BOM, filename, header, inert
+from wabapool.service.reports.csv import BOM, filename, header, inert
 
 
 @pytest.mark.parametrize(
-    "value", ["=1", "+6281234567890", "-1+1", "@SUM(A1)", "\tx", "\rx", '=HYPERLINK("http://evil","click")']
+    "value",
+    [
+        "=1",
+        "+6281234567890",
+        "-1+1",
+        "@SUM(A1)",
+        "\tx",
+        "\rx",
+        '=HYPERLINK("http://evil","click")',
+        " =1",
+        "\u00a0=1",
+        "\u3000+1",
+        "\u200b@x",
+        " \u00a0-1",
+        '"=1"',
+        "＝1+1",
+        "＋62812",
+        "－1",
+        "＠SUM(A1)",
+    ],
 )
 def test_a_cell_starting_like_a_formula_gets_a_quote_in_front_and_keeps_its_text(value: str) -> None:
     assert inert(value) == "'" + value
 
 
-@pytest.mark.parametrize("value", ["Budi", "6281234567890", "Siti ✓ 李", "a=1", " =1"])
+@pytest.mark.parametrize(
+    ("value", "made"),
+    [
+        ("x;=1+1", "x;'=1+1"),
+        ("x; -1", "x;' -1"),
+        ("a\n@b", "a\n'@b"),
+        ("a\r\n+1", "a\r\n'+1"),
+        ("a\t＝1", "a\t'＝1"),
+        ("=1;=2", "'=1;'=2"),
+        ('a;"=1"', 'a;\'"=1"'),
+    ],
+)
+def test_a_formula_after_a_cell_break_gets_a_quote_after_the_break(value: str, made: str) -> None:
+    assert inert(value) == made
+
+
+@pytest.mark.parametrize("value", ["Budi", "6281234567890", "Siti ✓ 李", "a=1", "a;b", "a; b", "x -1", "a\nb"])
 def test_ordinary_text_is_left_as_it_is(value: str) -> None:
     assert inert(value) == value
 
@@ -42,8 +77,8 @@ def test_the_file_name_names_the_company_and_the_period() -> None:
 
 @pytest.mark.parametrize("currency", ["IDR", "JPY", "USD"])
 def test_amount_text_is_exactly_the_money_formatting(currency: str) -> None:
-    from wabapool.csv_export import major_text
     from wabapool.domain.money import currency_exponent, format_major
+    from wabapool.service.reports.csv import major_text
 
     for amount in (0, 1, -1, 9, 10, 99, 100, 101, -100, 123_456, -123_456, 2**53 - 1, -(2**53 - 1)):
         assert major_text(amount, currency_exponent(currency)) == format_major(amount, currency), amount

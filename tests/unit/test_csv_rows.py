@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,13 +20,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wabapool import csv_export
 from wabapool.domain.money import format_major
 from wabapool.masking import mask_name, mask_phone
 from wabapool.service.reports import ExportPage
+from wabapool.service.reports import csv as csv_export
 from wabapool.storage.logs import DEDUCTION_RANK, EXPORT_COLUMNS, REFUND_RANK
 
 WABA = "6660001"
+
+
+FORMULA = frozenset("=+-@＝＋－＠")
+SKIPPED = '\u200b\u200c\u200d\u2060\ufeff"'
+
+
+def runs(text: str) -> bool:
+    """Whether a spreadsheet would take this text for a formula: a formula character after any blanks."""
+    rest = text.lstrip()
+    while rest and (rest[0] in SKIPPED or rest[0].isspace()):
+        rest = rest[1:]
+    return rest[:1] in FORMULA
 
 
 def reference_csv(page: ExportPage, *, show_waba_id: bool, currency: str, timezone: str, unmasked: bool) -> str:
@@ -34,7 +47,14 @@ def reference_csv(page: ExportPage, *, show_waba_id: bool, currency: str, timezo
     def text(value: str | None) -> str:
         if not value:
             return ""
-        return "'" + value if value.startswith(("=", "+", "-", "@", "\t", "\r")) else value
+        marked = "'" + value if value[0] in "\t\r" or runs(value) else value
+        out = []
+        for at, character in enumerate(marked):
+            out.append(character)
+            crlf = marked[at : at + 2] == "\r\n"  # one line break: the `'` goes after its \n
+            if character in ";\t\r\n" and not crlf and runs(marked[at + 1 :]):
+                out.append("'")
+        return "".join(out)
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -99,6 +119,21 @@ HOSTILE = [
     "two\nlines",
     "Siti Nurhaliza ✓ 李小龍",
     " =1",
+    "\u00a0=1",
+    "\u3000+1",
+    "\u200b@x",
+    "＝1+1",
+    "＋62812",
+    "－1",
+    "＠SUM(A1)",
+    "x;=1+1",
+    "x; -1",
+    'a;"=1"',
+    "a\n@b",
+    "a\r\n+1",
+    "a\t=1",
+    "\t",
+    "a;b",
     "",
     None,
 ]
@@ -145,9 +180,22 @@ def test_fast_lines_are_the_documented_format_byte_for_byte_with_hostile_cells(
     written = "".join(fast_csv(page, **settings_))
     assert written == reference_csv(page, **settings_)
     assert written.encode("utf-8") == reference_csv(page, **settings_).encode("utf-8")
-    # The reference is the spreadsheet-safe one: no cell a spreadsheet would evaluate.
+    assert_no_cell_runs(written, show_waba_id=show_waba_id)
+
+
+def assert_no_cell_runs(written: str, *, show_waba_id: bool) -> None:
+    """No cell a spreadsheet would evaluate, read with `,` or with a `;` locale's separator, or split at tabs."""
+    free_text = csv_export.FREE_TEXT_COLUMNS
+    columns = [column for column in csv_export.COLUMNS if show_waba_id or column != "WABA ID"]
     for record in csv.reader(io.StringIO(written)):
-        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in record[1:6])
+        for column, cell in zip(columns, record, strict=True):
+            assert column not in free_text or not runs(cell), (column, cell)
+    for line in written.split("\n"):
+        for part in re.split(r"[;\t\r]", line)[1:]:
+            assert not runs(part), (line, part)
+    for record in csv.reader(io.StringIO(written, newline=""), delimiter=";"):
+        for cell in record[1:]:
+            assert not runs(cell), (record, cell)
 
 
 def test_a_page_longer_than_a_chunk_comes_in_several_chunks_of_whole_lines() -> None:
@@ -234,4 +282,6 @@ def test_any_rows_come_out_as_the_documented_format_byte_for_byte(
     page: ExportPage, show_waba_id: bool, unmasked: bool, currency: str, timezone: str
 ) -> None:
     settings_ = {"show_waba_id": show_waba_id, "currency": currency, "timezone": timezone, "unmasked": unmasked}
-    assert "".join(fast_csv(page, **settings_)) == reference_csv(page, **settings_)
+    written = "".join(fast_csv(page, **settings_))
+    assert written == reference_csv(page, **settings_)
+    assert_no_cell_runs(written, show_waba_id=show_waba_id)

@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        app_context.reports.close()
         await app_context.balances.cache.close()
         await app_context.database.dispose()
 

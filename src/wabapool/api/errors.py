@@ -35,6 +35,7 @@ REJECTION_STATUS: dict[Rejection, int] = {
     Rejection.UNAVAILABLE: 503,
     Rejection.OVERLOADED: 503,
     Rejection.OUTCOME_UNKNOWN: 503,
+    Rejection.TOO_MANY_EXPORTS: 429,
 }
 RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
@@ -105,6 +106,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _billing(_: Request, exc: BillingError) -> JSONResponse:
         status = REJECTION_STATUS[exc.code]
         headers = RETRY_AFTER if status == 503 else None
+        if status == 429:
+            headers = {"Retry-After": str(exc.details.get("retry_after_seconds", RETRY_AFTER_SECONDS))}
         return JSONResponse({"error": billing_error_body(exc)}, status_code=status, headers=headers)
 
     @app.exception_handler(ApiError)

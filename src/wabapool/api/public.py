@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
@@ -12,7 +11,6 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import StringConstraints
 
-from wabapool import csv_export
 from wabapool.api import schemas
 from wabapool.api.balance import with_forecast
 from wabapool.api.context import AppContext
@@ -22,7 +20,8 @@ from wabapool.domain import forecast
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.masking import mask_name, mask_phone
 from wabapool.security import Permission, Principal, allowed
-from wabapool.service.reports import LogFilter, LogRow
+from wabapool.service.reports import Export, LogFilter, LogRow
+from wabapool.service.reports import csv as csv_format
 
 router = APIRouter(tags=["public"])
 
@@ -171,7 +170,7 @@ def _local_day(value: date | datetime | None, timezone: str) -> date | None:
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/csv": {}}, "description": "CSV (UTF-8 with BOM), streamed; columns in the README"},
-        **error_responses(400, 401, 403, 404),
+        **error_responses(400, 401, 403, 404, 429),
     },
 )
 async def download_broadcast_deduction(
@@ -193,29 +192,33 @@ async def download_broadcast_deduction(
         broadcast_id=broadcast_id,
         phone_number=phone_number,
     )
-    export = await context.reports.export(principal.company_id, filters)
-    lines = csv_export.CsvRows(
-        show_waba_id=export.show_waba_id,
-        currency=export.currency,
-        timezone=export.timezone,
-        unmasked=allowed(principal.role, Permission.VIEW_PERSONAL_DATA),
-    )
-
-    async def body() -> AsyncIterator[str]:
-        yield lines.header()
-        async for page in export.pages:
-            for chunk in lines.chunks(page):
-                yield chunk
-
-    name = csv_export.filename(
+    unmasked = allowed(principal.role, Permission.VIEW_PERSONAL_DATA)
+    export = await context.reports.export(principal.company_id, filters, unmasked=unmasked)
+    name = csv_format.filename(
         export.company_id,
         broadcast_id=broadcast_id,
         first_day=_local_day(filters.since, export.timezone),
         last_day=_local_day(filters.until, export.timezone),
     )
-    return StreamingResponse(
-        body(), media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    return ExportResponse(
+        export,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+class ExportResponse(StreamingResponse):
+    """The export's bytes; the export is closed however the response ends (its slot and pipeline freed)."""
+
+    def __init__(self, export: Export, **options: Any) -> None:
+        super().__init__(export.body(), **options)
+        self.export = export
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.export.close()
 
 
 @router.get("/usage", response_model=schemas.UsageOut, responses=error_responses(400, 401, 403, 404))

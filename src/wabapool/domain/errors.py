@@ -32,6 +32,8 @@ class Rejection(StrEnum):
     UNAVAILABLE = "unavailable"
     # Too many deductions queued for the pool; nothing was written, retry after the Retry-After.
     OVERLOADED = "overloaded"
+    # The company (or the server) runs as many CSV exports as it may at once; retry after the Retry-After.
+    TOO_MANY_EXPORTS = "too_many_exports"
     # The commit failed or was interrupted: the request may or may not have applied. Only a retry
     # with the same idempotency key (unique_code) can tell; it answers the original result if it did.
     OUTCOME_UNKNOWN = "outcome_unknown"

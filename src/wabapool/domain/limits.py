@@ -31,3 +31,30 @@ RETRY_AFTER_SECONDS = 1
 # behind a busy deduction group, or a package was opened meanwhile. Past this the company is left as it
 # was (nothing written) and reported; a later run picks it up.
 BACKFILL_COMPANY_ATTEMPTS = 3
+
+# --- Shared resources a request can hold, and each one's bound (SPEC section 5, "fair sharing") ---
+# Event-loop time: the CSV export's decrypting and formatting run in this many threads, shared by every
+# export of the process (service/reports/export.py); the loop only awaits their pages. Two: the machine's
+# cores, and never more than the deduction path can spare.
+EXPORT_FORMAT_THREADS = 2
+# CSV exports one company runs at once in one process (WABAPOOL_EXPORTS_PER_COMPANY): the SPEC's "a few";
+# past it 429 `too_many_exports`. Ten, so that a company's people downloading at once are served, while the
+# pool of format threads above keeps them from costing other companies more than one export does.
+EXPORTS_PER_COMPANY = 10
+# Exports open at once in one process, every company: the bound on the memory they hold together
+# (EXPORTS_OPEN_MAX × EXPORT_QUEUE_PAGES × a page's text, ~0.4 MB: ~150 MB at worst).
+EXPORTS_OPEN_MAX = 128
+# What a `too_many_exports` asks the caller to wait: an export takes seconds, a retry sooner is wasted.
+EXPORT_RETRY_AFTER_SECONDS = 5
+# Rows per read of the CSV export: a read costs two statements and a pool connection, so a couple of thousand
+# rows make that negligible; a page of rows is ~2 MB while it is formatted, its text ~0.3 MB after.
+EXPORT_PAGE_ROWS = 2000
+# Memory for a response: formatted pages of one export waiting for its client. A client that stops reading
+# holds at most these (and the socket's buffer); the pipeline waits for it (back-pressure).
+EXPORT_QUEUE_PAGES = 2
+# The response-size cap of one export: ~25 M rows, far past any real period (a million rows is ~160 MB).
+# Past it the stream is cut (no final chunk), never sent as if whole.
+EXPORT_BYTES_MAX = 4 * 1024**3
+# Memory for a webhook receiver's answer: bytes of it the worker reads at most (worker/delivery.py).
+# Standard Webhooks decides on the status; the body is only a hint kept for the dead letter.
+WEBHOOK_ANSWER_MAX_BYTES = 64 * 1024

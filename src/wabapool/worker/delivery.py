@@ -2,21 +2,31 @@
 
 Translates every transport failure into an Attempt (status or error text); nothing here raises for
 an answer the receiver gave. The httpx transport is the seam tests may replace.
+
+The receiver's answer is streamed and read only up to RESPONSE_BODY_MAX_BYTES: Standard Webhooks
+decides on the status alone, so the body is only a hint for the dead letter, and a receiver that
+answers hundreds of megabytes must not cost the worker that memory. The whole attempt, body
+included, is bounded by the timeout (a receiver trickling its answer cannot hold it longer).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
 import httpx
 
+from wabapool.domain.limits import WEBHOOK_ANSWER_MAX_BYTES
 from wabapool.service.ssrf import Target
 
 # What we keep of an error answer's body for the dead letter's last_error.
 ERROR_BODY_MAX_CHARS = 200
 # Connections kept open to receivers across deliveries.
 MAX_CONNECTIONS = 64
+# Bytes of a receiver's answer the worker reads at most (domain/limits.py): enough for any error text worth
+# keeping, and to drain a normal answer so its connection is reused; past it the connection is dropped unread.
+RESPONSE_BODY_MAX_BYTES = WEBHOOK_ANSWER_MAX_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +59,7 @@ class Sender:
     """Posts webhook attempts over one pooled httpx client."""
 
     def __init__(self, *, timeout_seconds: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._timeout_seconds = timeout_seconds
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_seconds),
             follow_redirects=False,  # a redirect could lead into our network: it counts as a failure
@@ -62,21 +73,36 @@ class Sender:
         started = time.perf_counter()
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         try:
-            response = await self._client.post(
-                target.connect_url,
-                content=body,
-                headers={**headers, "host": target.host_header},
-                extensions=extensions,
-            )
-        except httpx.TimeoutException as exc:
+            async with asyncio.timeout(self._timeout_seconds):
+                status, retry_after, head = await self._exchange(target, headers, body, extensions)
+        except (httpx.TimeoutException, TimeoutError) as exc:
             return Attempt(None, f"timeout: {type(exc).__name__}", None, time.perf_counter() - started)
         except httpx.HTTPError as exc:
             return Attempt(None, f"connection: {type(exc).__name__}: {exc}"[:500], None, time.perf_counter() - started)
         elapsed = time.perf_counter() - started
         error = None
-        if not 200 <= response.status_code < 300:
-            error = f"HTTP {response.status_code}: {response.text[:ERROR_BODY_MAX_CHARS]}"
-        return Attempt(response.status_code, error, response.headers.get("retry-after"), elapsed)
+        if not 200 <= status < 300:
+            error = f"HTTP {status}: {head.decode('utf-8', 'replace')[:ERROR_BODY_MAX_CHARS]}"
+        return Attempt(status, error, retry_after, elapsed)
+
+    async def _exchange(
+        self, target: Target, headers: dict[str, str], body: bytes, extensions: dict[str, str]
+    ) -> tuple[int, str | None, bytes]:
+        """The status, Retry-After and at most RESPONSE_BODY_MAX_BYTES of the answer (the rest is never read)."""
+        async with self._client.stream(
+            "POST",
+            target.connect_url,
+            content=body,
+            # Raw bytes are what is counted: no compressed answer that inflates past the cap inside one chunk.
+            headers={**headers, "host": target.host_header, "accept-encoding": "identity"},
+            extensions=extensions,
+        ) as response:
+            head = bytearray()
+            async for chunk in response.aiter_raw():
+                head += chunk
+                if len(head) > RESPONSE_BODY_MAX_BYTES:
+                    break  # leaving the block closes the connection with the rest unread
+            return response.status_code, response.headers.get("retry-after"), bytes(head[:RESPONSE_BODY_MAX_BYTES])
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -21,11 +21,21 @@ Columns, in order (`WABA ID` only when the company's `show_waba_id` is on):
 | Deduction Code | the price list entry |
 
 Every free-text cell (everything but the numbers, the time and the fixed
-words) that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is
-prefixed with `'` (OWASP, CSV injection): the spreadsheet shows it as text,
-and a phone number `+62…` stays readable instead of becoming a formula or a
-number. Cells are quoted exactly as the csv module quotes them (separators,
-quotes and line breaks).
+words) is made inert (OWASP, CSV injection), so that no spreadsheet in any
+locale runs it:
+
+- a cell that starts with a formula character (`=`, `+`, `-`, `@` or their
+  full-width forms `＝＋－＠`), with a tab or a carriage return, or with
+  blanks (any white space, NBSP, zero-width spaces) followed by a formula
+  character, is prefixed with `'`: the spreadsheet shows it as text, and a
+  phone number `+62…` stays readable instead of becoming a number;
+- inside a cell, a `;`, tab, carriage return or line feed followed (after
+  blanks) by a formula character gets a `'` right after it: a spreadsheet
+  whose separator is `;` (or that splits on tabs or a broken line) starts a
+  new cell there, and that cell starts with the `'` (`x;=1+1` → `x;'=1+1`).
+
+Cells are quoted exactly as the csv module quotes them (separators, quotes
+and line breaks).
 
 A million-row export formats every row here, so `CsvRows` does per export
 what it can (the zone, the currency's exponent) and per row as little as it
@@ -44,10 +54,23 @@ from zoneinfo import ZoneInfo
 
 from wabapool.domain.money import currency_exponent
 from wabapool.masking import mask_name, mask_phone
-from wabapool.service.reports import REFUND_RANK, ExportPage
+from wabapool.service.reports.export import ExportPage
+from wabapool.storage.logs import REFUND_RANK
 
 BOM = "\ufeff"
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# What a spreadsheet takes for the start of a formula, ASCII and full-width.
+FORMULA_CHARACTERS = "=+-@\uff1d\uff0b\uff0d\uff20"
+# Always prefixed at a cell's start (OWASP's list: a spreadsheet may drop them and read what follows).
+FORMULA_STARTS = (*FORMULA_CHARACTERS, "\t", "\r")
+# Characters a spreadsheet may skip before a formula: white space (NBSP included), the invisible ones, and a
+# quote (a `;` reading may take a cell that starts with one for a quoted cell).
+SKIPPED_BEFORE_FORMULA = '\u200b\u200c\u200d\u2060\ufeff"'
+_BLANKS = r"\s" + re.escape(SKIPPED_BEFORE_FORMULA)
+# Where a spreadsheet may start a new cell inside ours: a `;` locale's separator, a tab, a broken line.
+CELL_BREAKS = ";\t\r\n"
+_FORMULA_CLASS = "[" + re.escape(FORMULA_CHARACTERS) + "]"
+_RUNS_AT_START = re.compile(rf"[\t\r]|[{_BLANKS}]*{_FORMULA_CLASS}")
+_RUNS_AFTER_BREAK = re.compile(rf"(\r\n|[;\t\r\n])(?=[{_BLANKS}]*{_FORMULA_CLASS})")
 _FORMULA_FIRST = frozenset(FORMULA_STARTS)
 _FILENAME_UNSAFE = re.compile(r"[^0-9A-Za-z._-]+")
 FILENAME_PART_MAX = 40
@@ -87,6 +110,10 @@ COLUMNS = (
     "Deduction Code",
 )
 _WABA_COLUMN = COLUMNS.index("WABA ID")
+FREE_TEXT_COLUMNS = frozenset(
+    ("Broadcast ID", "WABA ID", "Category", "Customer Name", "Phone Number", "Bucket Credited", "Message ID",
+     "Deduction Code")
+)  # fmt: skip
 
 
 class _Echo:
@@ -113,16 +140,26 @@ def major_text(amount_minor: int, exponent: int) -> str:
 
 
 def inert(value: str | None) -> str:
-    """A free-text cell a spreadsheet cannot run: a leading formula character gets a `'` in front."""
+    """A free-text cell a spreadsheet cannot run, in any locale (the rules in the module docstring)."""
     if not value:
         return ""
-    return "'" + value if value[0] in _FORMULA_FIRST else value
+    if _RUNS_AT_START.match(value):
+        value = "'" + value
+    return _inert_parts(value)
+
+
+def _inert_parts(value: str) -> str:
+    """A `'` after every cell break that a formula follows (`x;=1` → `x;'=1`)."""
+    if not any(mark in value for mark in CELL_BREAKS):
+        return value
+    return _RUNS_AFTER_BREAK.sub(r"\1'", value)
 
 
 def header(*, show_waba_id: bool) -> str:
     """The BOM and the header line."""
     columns = COLUMNS if show_waba_id else COLUMNS[:_WABA_COLUMN] + COLUMNS[_WABA_COLUMN + 1 :]
-    return BOM + _CSV_LINE.writerow(columns)
+    line: str = _CSV_LINE.writerow(columns)
+    return BOM + line
 
 
 class _LocalTimes:
@@ -180,6 +217,8 @@ class CsvRows:
         self._times = _LocalTimes(timezone)
         self._money: dict[int, str] = {}
         self._separators = len(COLUMNS) - (1 if show_waba_id else 2)
+        columns = COLUMNS if show_waba_id else COLUMNS[:_WABA_COLUMN] + COLUMNS[_WABA_COLUMN + 1 :]
+        self._free_text = frozenset(at for at, column in enumerate(columns) if column in FREE_TEXT_COLUMNS)
 
     def header(self) -> str:
         return header(show_waba_id=self.show_waba_id)
@@ -209,13 +248,15 @@ class CsvRows:
         exponent = self._exponent
         show_waba_id = self.show_waba_id
         separators = self._separators
+        free_text = self._free_text
         lines = []
         for row, name, phone in zip(rows, names, phones, strict=True):
             (
                 created_at, rank, _row_id, waba_id, broadcast_id, message_id, category, deduction_code, quantity,
                 unit_price, _name_sealed, _phone_sealed, amount, credited_to, balance_after, refunded,
             ) = row  # fmt: skip
-            # Free text made inert inline, not by a call per cell: eight such cells a row, a million rows.
+            # Free text made inert inline, not by a call per cell: eight such cells a row, a million rows. The
+            # rarer cases (blanks before a formula, a cell break inside a cell) are looked for once per line.
             cells = [
                 time_text(created_at),
                 ("'" + broadcast_id if broadcast_id[0] in formula else broadcast_id) if broadcast_id else "",
@@ -235,6 +276,12 @@ class CsvRows:
             if show_waba_id:
                 cells.insert(_WABA_COLUMN, ("'" + waba_id if waba_id[0] in formula else waba_id) if waba_id else "")
             line = ",".join(cells)
+            # A line `inert` must see cell by cell: a `;`, or a cell starting blank (each free-text cell follows a
+            # `,`: the time comes first). Every other blank, every cell break and every invisible character is
+            # unprintable. Wide on purpose (`a, b` matches); `inert` decides, and leaves a cell made inert above.
+            if ";" in line or ", " in line or ',"' in line or not line.isprintable():
+                cells = [inert(cell) if at in free_text else cell for at, cell in enumerate(cells)]
+                line = ",".join(cells)
             if '"' in line or "\n" in line or "\r" in line or line.count(",") != separators:
                 line = _CSV_LINE.writerow(cells)[: -len(LINE_END)]
             lines.append(line)

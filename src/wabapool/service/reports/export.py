@@ -1,0 +1,193 @@
+"""The CSV download: a pipeline that keeps every export inside its bounds, and the limit on exports at once.
+
+What one export holds, and its bound (the constants are in `domain/limits.py`):
+
+- a slot of its company (`exports_per_company`) and of the process (`EXPORTS_OPEN_MAX`), taken before the
+  first byte and given back when its pipeline ends: past either, `too_many_exports` (429 with Retry-After);
+- event-loop time: only the awaits of its page reads; opening the personal data and formatting the rows run
+  in a thread pool of `EXPORT_FORMAT_THREADS` shared by every export of the process, so ten exports cost
+  the loop no more than one, and a deduction's turn on the loop never waits behind a page being formatted;
+- a database connection for one page's read at a time, from the read pool (never the write pool);
+- memory: one page of rows while it is read and formatted, then only its text: `EXPORT_QUEUE_PAGES` formatted
+  pages wait in a bounded queue for the response. A client that stops reading fills the queue and the
+  pipeline stops with it (back-pressure), so an export never holds more than a few pages, however slow its
+  reader, and never reads the rest of the table into memory;
+- bytes: at most `EXPORT_BYTES_MAX`; past it the stream is cut without its final chunk, so no client takes
+  a truncated file for a whole one.
+
+A read is never cancelled half way (the driver would break its connection): when the download closes, the
+pipeline finishes the step it is in, sees the close, and ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.limits import EXPORT_BYTES_MAX, EXPORT_QUEUE_PAGES, EXPORT_RETRY_AFTER_SECONDS
+from wabapool.storage import logs as log_store
+
+PageReader = Callable[[log_store.Position | None], Awaitable[Sequence[Sequence[Any]]]]
+PageFormatter = Callable[[Sequence[Sequence[Any]]], bytes]
+
+# Pipelines still running (a closed download's may be finishing its read): held here, the event loop keeps
+# only a weak reference to a task. At most EXPORTS_OPEN_MAX, each ending within one page's read.
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPage:
+    """A page of the CSV export: storage rows (`log_store.EXPORT_COLUMNS`, read by position) and, beside them,
+    their personal data opened. Columns of plain values, not a LogRow each: the export formats a million rows."""
+
+    rows: Sequence[Sequence[Any]]
+    customer_names: list[str | None]
+    phone_numbers: list[str | None]
+
+
+class ExportSlots:
+    """Exports running at once, per company and in all, in this process."""
+
+    def __init__(self, *, per_company: int, total: int) -> None:
+        self.per_company = per_company
+        self.total = total
+        self._running: Counter[int] = Counter()
+
+    def running(self, company_id: int | None = None) -> int:
+        """Exports running now: the company's, or every company's."""
+        return self._running[company_id] if company_id is not None else self._running.total()
+
+    def take(self, company_id: int) -> None:
+        """A slot for one more export of the company, or `too_many_exports` (nothing started)."""
+        if self._running[company_id] >= self.per_company:
+            raise _too_many(f"this company runs {self.per_company} exports at once; retry when one ends", "company")
+        if self._running.total() >= self.total:
+            raise _too_many("the server runs as many exports as it can; retry shortly", "server")
+        self._running[company_id] += 1
+
+    def give_back(self, company_id: int) -> None:
+        self._running[company_id] -= 1
+        if self._running[company_id] <= 0:
+            del self._running[company_id]
+
+
+def _too_many(message: str, scope: str) -> BillingError:
+    return BillingError(
+        Rejection.TOO_MANY_EXPORTS, message, {"scope": scope, "retry_after_seconds": EXPORT_RETRY_AFTER_SECONDS}
+    )
+
+
+class ExportTooLarge(Exception):
+    """The export passed EXPORT_BYTES_MAX: its stream is cut (see the module docstring)."""
+
+
+class Export:
+    """One download: what it needs before its first byte, and its bytes, from a pipeline started on first read."""
+
+    def __init__(
+        self,
+        *,
+        company_id: int,
+        show_waba_id: bool,
+        currency: str,
+        timezone: str,
+        header: str,
+        read_page: PageReader,
+        page_rows: int,
+        format_page: PageFormatter,
+        executor: Executor,
+        on_end: Callable[[], None],
+        bytes_max: int = EXPORT_BYTES_MAX,
+    ) -> None:
+        self.company_id = company_id
+        self.show_waba_id = show_waba_id
+        self.currency = currency
+        self.timezone = timezone
+        self._header = header.encode()
+        self._read_page = read_page
+        self._page_rows = page_rows
+        self._format_page = format_page
+        self._executor = executor
+        self._on_end = on_end
+        self._bytes_max = bytes_max
+        self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=EXPORT_QUEUE_PAGES)
+        self._closed = asyncio.Event()
+        self._pipeline: asyncio.Task[None] | None = None
+        self._ended = False
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The file's bytes, a page at a time; waits while the pipeline reads and formats the next one."""
+        if self._pipeline is None and not self._closed.is_set():
+            self._pipeline = asyncio.ensure_future(self._produce())
+            _RUNNING.add(self._pipeline)
+            self._pipeline.add_done_callback(_RUNNING.discard)
+        try:
+            yield self._header
+            while True:
+                item = await self._queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if item is None:  # after the last page
+                    return
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """The download is over (finished, failed or dropped): the pipeline ends at its next step."""
+        self._closed.set()
+        if self._pipeline is None:
+            self._end()
+
+    @property
+    def ended(self) -> bool:
+        """Whether the pipeline has ended and given back its slot."""
+        return self._ended
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._on_end()
+
+    async def _produce(self) -> None:
+        loop = asyncio.get_running_loop()
+        after: log_store.Position | None = None
+        written = 0
+        try:
+            while not self._closed.is_set():
+                rows = await self._read_page(after)  # on the loop: it waits on the database, it does not work
+                if self._closed.is_set():
+                    return
+                full = len(rows) == self._page_rows
+                if rows:
+                    after = log_store.export_position(rows[-1])
+                    text = await loop.run_in_executor(self._executor, self._format_page, rows)
+                    del rows  # only the page's text is held while it waits for the client
+                    written += len(text)
+                    if written > self._bytes_max:
+                        raise ExportTooLarge(f"the export passed {self._bytes_max} bytes")
+                    if not await self._put(text):
+                        return
+                if not full:
+                    break
+            await self._put(None)
+        except Exception as exc:  # the response raises it: the stream is cut, never ended as if whole
+            await self._put(exc)
+        finally:
+            self._end()
+
+    async def _put(self, item: bytes | BaseException | None) -> bool:
+        """Wait for room in the queue (the client reading) or for the download to close; False if it closed."""
+        if self._closed.is_set():
+            return False
+        put = asyncio.ensure_future(self._queue.put(item))
+        closed = asyncio.ensure_future(self._closed.wait())
+        done, pending = await asyncio.wait({put, closed}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
+        return put in done
