@@ -168,10 +168,12 @@ async def run(url: str, redis_url: str | None, rounds: int, seconds: float, send
     database = Database(url)
     statements = 0
 
-    @event.listens_for(database.engine.sync_engine, "before_cursor_execute")
     def count(*_: Any) -> None:
         nonlocal statements
         statements += 1
+
+    for engine in database.engines:
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
 
     # Companies new to this run: a Redis kept from an earlier run holds versions of that run's pools.
     first_company = int(time.time()) % 10_000 * 100

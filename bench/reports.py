@@ -376,7 +376,7 @@ async def _plans(url: str, big_rows: int) -> dict[str, str]:
     database = Database(url)
     captured: list[tuple[str, Any]] = []
 
-    @event.listens_for(database.engine.sync_engine, "before_cursor_execute")
+    @event.listens_for(database.read_engine.sync_engine, "before_cursor_execute")
     def capture(_connection: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
         captured.append((statement, parameters))
 

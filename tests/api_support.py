@@ -25,6 +25,11 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
         "database_url": database_url,
         "api_keys": f"pipeline:{API_KEY},payments:{PAYMENT_KEY}",
         "jwt_secret": JWT_SECRET,
+        # Tests call the public API faster than any page does: the rate limits have their own tests.
+        "rate_company_per_second": 1e6,
+        "rate_company_burst": 10**6,
+        "rate_token_per_second": 1e6,
+        "rate_token_burst": 10**6,
     }
     values.update(overrides)
     return Settings(**values)

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wabapool.domain import limits
+
 DEFAULT_DATABASE_URL = f"sqlite:///{Path.cwd() / 'wabapool.db'}"
 # Seconds between webhook attempts (SPEC section 8): 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_WEBHOOK_RETRY_SECONDS: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -42,6 +44,13 @@ class Settings:
     webhook_allow_private: bool = False
     # The feature flag's global default (a company may override it): new WABAs of a v3 company join its pool.
     waba_save_organization_id: bool = True
+    # The public API's rate limits and the CSV exports a company runs at once (domain/limits.py says why).
+    rate_company_per_second: float = limits.RATE_COMPANY_PER_SECOND
+    rate_company_burst: int = limits.RATE_COMPANY_BURST
+    rate_token_per_second: float = limits.RATE_TOKEN_PER_SECOND
+    rate_token_burst: int = limits.RATE_TOKEN_BURST
+    exports_per_company: int = limits.EXPORTS_PER_COMPANY
+    body_timeout_seconds: float = limits.BODY_READ_TIMEOUT_SECONDS
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -69,6 +78,12 @@ class Settings:
             worker_poll_seconds=float(get("WORKER_POLL_SECONDS") or 1.0),
             webhook_allow_private=(get("WEBHOOK_ALLOW_PRIVATE") or "").lower() in _TRUE,
             waba_save_organization_id=(get("WABA_SAVE_ORGANIZATION_ID") or "true").lower() in _TRUE,
+            rate_company_per_second=float(get("RATE_COMPANY_PER_SECOND") or limits.RATE_COMPANY_PER_SECOND),
+            rate_company_burst=int(get("RATE_COMPANY_BURST") or limits.RATE_COMPANY_BURST),
+            rate_token_per_second=float(get("RATE_TOKEN_PER_SECOND") or limits.RATE_TOKEN_PER_SECOND),
+            rate_token_burst=int(get("RATE_TOKEN_BURST") or limits.RATE_TOKEN_BURST),
+            exports_per_company=int(get("EXPORTS_PER_COMPANY") or limits.EXPORTS_PER_COMPANY),
+            body_timeout_seconds=float(get("BODY_TIMEOUT_SECONDS") or limits.BODY_READ_TIMEOUT_SECONDS),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -89,5 +104,11 @@ class Settings:
             "WORKER_POLL_SECONDS": str(self.worker_poll_seconds),
             "WEBHOOK_ALLOW_PRIVATE": "true" if self.webhook_allow_private else "false",
             "WABA_SAVE_ORGANIZATION_ID": "true" if self.waba_save_organization_id else "false",
+            "RATE_COMPANY_PER_SECOND": str(self.rate_company_per_second),
+            "RATE_COMPANY_BURST": str(self.rate_company_burst),
+            "RATE_TOKEN_PER_SECOND": str(self.rate_token_per_second),
+            "RATE_TOKEN_BURST": str(self.rate_token_burst),
+            "EXPORTS_PER_COMPANY": str(self.exports_per_company),
+            "BODY_TIMEOUT_SECONDS": str(self.body_timeout_seconds),
         }
         return {f"WABAPOOL_{name}": value or "" for name, value in values.items()}

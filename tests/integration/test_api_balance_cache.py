@@ -125,7 +125,8 @@ class Statements:
 
     def __init__(self, context: AppContext) -> None:
         self.count = 0
-        event.listen(context.database.engine.sync_engine, "before_cursor_execute", self._seen)
+        for engine in context.database.engines:
+            event.listen(engine.sync_engine, "before_cursor_execute", self._seen)
 
     def _seen(self, *_: Any) -> None:
         self.count += 1

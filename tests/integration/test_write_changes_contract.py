@@ -10,10 +10,11 @@ from sqlalchemy import select
 
 from tests.conftest import COMPANY_ID, WABA_IDS, FakeClock, provision_demo_pool, truncate_all
 from wabapool.domain import operations
+from wabapool.domain.deduction import decide
 from wabapool.domain.pricing import PriceBook
 from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
 from wabapool.service import BillingService, DeductionRequest
-from wabapool.service.deductions import Prepared, _changes, decide
+from wabapool.service.deductions import Prepared, _changes
 from wabapool.storage import companies as company_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage.changes import Strategy, reserve_deduction_ids, write_changes

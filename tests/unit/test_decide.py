@@ -5,11 +5,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from tests.unit.builders import COMPANY_ID, NOW, pool_state, utc
+from wabapool.domain.deduction import Applied, Refused, RepeatInGroup, Replay, decide
 from wabapool.domain.events import EventType
 from wabapool.domain.pool import QuotaType
 from wabapool.domain.pricing import PriceBook, PriceEntry
-from wabapool.service.deductions import Prepared, _Applied, _RepeatInGroup, decide
-from wabapool.service.models import BatchItemResult, DeductionRequest
+from wabapool.service.deductions import GroupApplied, Prepared
+from wabapool.service.models import DeductionRequest
 
 WABA = "1001"
 POOL = 7  # the package id the WABA charges
@@ -26,18 +27,18 @@ def test_a_group_splits_across_buckets_in_order_then_refuses_what_no_longer_fits
     state = pool_state(initial_allowance=250, initial=250, additional=100, postpaid_limit=50)  # 400 available
     decided = decide([item("a", 2), item("b", 1), item("c", 1), item("d", 1)], {POOL: state}, {}, PACKAGES, BOOK)
     a, b, c, d = decided.outcomes
-    assert isinstance(a, _Applied) and [p.quota_type for p in a.charged.portions] == [QuotaType.INITIAL]
-    assert isinstance(b, _Applied)
+    assert isinstance(a, Applied) and [p.quota_type for p in a.charged.portions] == [QuotaType.INITIAL]
+    assert isinstance(b, Applied)
     assert [(p.quota_type, p.amount_minor) for p in b.charged.portions] == [
         (QuotaType.INITIAL, 50),
         (QuotaType.ADDITIONAL, 50),
     ]
-    assert isinstance(c, _Applied)
+    assert isinstance(c, Applied)
     assert [(p.quota_type, p.amount_minor) for p in c.charged.portions] == [
         (QuotaType.ADDITIONAL, 50),
         (QuotaType.POSTPAID, 50),
     ]
-    assert isinstance(d, BatchItemResult) and d.error is not None and d.error.code.value == "quota_exceeded"
+    assert isinstance(d, Refused) and d.error.code.value == "quota_exceeded"
     assert decided.states[POOL].buckets.available == 0
     assert (a.value_before, a.value_after, c.value_after) == (350, 150, -50)
     assert sum(one.amount for one in decided.applied) == 400
@@ -48,9 +49,9 @@ def test_a_code_repeated_in_the_group_is_a_replay_of_the_first_and_another_paylo
     state = pool_state()
     decided = decide([item("a"), item("a"), item("a", 3)], {POOL: state}, {}, PACKAGES, BOOK)
     first, repeat, conflict = decided.outcomes
-    assert isinstance(first, _Applied)
-    assert isinstance(repeat, _RepeatInGroup) and repeat.first is first
-    assert isinstance(conflict, BatchItemResult) and conflict.error is not None
+    assert isinstance(first, Applied)
+    assert isinstance(repeat, RepeatInGroup) and repeat.first is first
+    assert isinstance(conflict, Refused)
     assert conflict.error.code.value == "idempotency_conflict"
     assert len(decided.applied) == 1 and decided.states[POOL].buckets.initial_remaining == 900
 
@@ -68,9 +69,10 @@ def test_a_code_already_stored_replays_its_row_without_charging_again() -> None:
     )
     decided = decide([item("old"), item("new")], {POOL: pool_state()}, {"old": stored}, PACKAGES, BOOK)
     replayed, applied = decided.outcomes
-    assert isinstance(replayed, BatchItemResult) and replayed.status == "replayed"
-    assert replayed.result is not None and replayed.result.deduction_id == 41
-    assert isinstance(applied, _Applied) and decided.states[POOL].buckets.initial_remaining == 900
+    assert isinstance(replayed, Replay) and replayed.stored is stored
+    (answer,) = GroupApplied([replayed], {}, False).results()
+    assert answer.status == "replayed" and answer.result is not None and answer.result.deduction_id == 41
+    assert isinstance(applied, Applied) and decided.states[POOL].buckets.initial_remaining == 900
 
 
 def test_an_unknown_waba_or_price_is_refused_and_takes_nothing() -> None:
@@ -81,7 +83,7 @@ def test_an_unknown_waba_or_price_is_refused_and_takes_nothing() -> None:
         PACKAGES,
         BOOK,
     )
-    codes = [o.error.code.value for o in decided.outcomes if isinstance(o, BatchItemResult) and o.error]
+    codes = [o.error.code.value for o in decided.outcomes if isinstance(o, Refused)]
     assert codes == ["unknown_waba", "unknown_deduction_code"]
     assert decided.applied == [] and decided.states[POOL] == pool_state()
 
@@ -100,10 +102,10 @@ def test_each_waba_charges_its_own_package_and_one_running_dry_leaves_the_other_
         BOOK,
     )
     a, b, c, d = decided.outcomes
-    assert isinstance(a, _Applied) and a.package_id == 2
-    assert isinstance(b, BatchItemResult) and b.error is not None and b.error.code.value == "quota_exceeded"
-    assert isinstance(c, _Applied) and c.package_id == 1
-    assert isinstance(d, BatchItemResult) and d.error is not None and d.error.code.value == "not_shared_pool"
+    assert isinstance(a, Applied) and a.package_id == 2
+    assert isinstance(b, Refused) and b.error.code.value == "quota_exceeded"
+    assert isinstance(c, Applied) and c.package_id == 1
+    assert isinstance(d, Refused) and d.error.code.value == "not_shared_pool"
     assert decided.states[1].buckets.initial_remaining == 900
     assert decided.states[2].buckets.initial_remaining == 0
     assert decided.events[1] == []

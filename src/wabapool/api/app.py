@@ -19,6 +19,7 @@ from wabapool.api.errors import error_response, install_error_handlers
 from wabapool.api.middleware import RequestContextMiddleware
 from wabapool.api.observability import observe_request
 from wabapool.api.schemas import ErrorEnvelope, HealthOut
+from wabapool.api.slow_clients import BodyReadTimeout
 from wabapool.config import Settings
 from wabapool.metrics import render
 from wabapool.runtime import tune_gc
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         app_context.reports.close()
+        await app_context.rate_limits.buckets.close()
         await app_context.balances.cache.close()
         await app_context.database.dispose()
 
@@ -87,6 +89,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         app.include_router(demo_webhooks.router)
     _add_operations(app, app_context)
     _document_validation_as_400(app)
+    app.add_middleware(BodyReadTimeout, body_timeout_seconds=settings.body_timeout_seconds)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, observe=observe_request)
     web.install_page(app, WEB_DIST)
     return app

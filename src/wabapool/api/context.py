@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from wabapool.cache import BalanceCache, CachedBalances, InProcessCache, RedisCache, Versioned
 from wabapool.config import Settings
 from wabapool.domain.limits import MAX_QUEUED_DEDUCTIONS_PER_POOL
+from wabapool.domain.rate import BucketRule
 from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
+from wabapool.rate_limit import Buckets, InProcessBuckets, PublicRateLimits, RedisBuckets
 from wabapool.security import ApiKeyRing, TokenVerifier
 from wabapool.service import BillingService
 from wabapool.service.context import Clock, utc_now
@@ -25,6 +27,7 @@ class AppContext:
     balances: CachedBalances
     api_keys: ApiKeyRing
     tokens: TokenVerifier | None
+    rate_limits: PublicRateLimits
 
     @classmethod
     def build(
@@ -78,11 +81,17 @@ class AppContext:
             tokens = TokenVerifier(
                 secret=settings.jwt_secret, public_key=settings.jwt_public_key, audience=settings.jwt_audience
             )
+        buckets: Buckets = RedisBuckets(settings.redis_url) if settings.redis_url else InProcessBuckets()
         return cls(
             settings=settings,
             database=database,
             service=service,
-            reports=Reports(database, sealer, clock=clock),
+            reports=Reports(database, sealer, clock=clock, exports_per_company=settings.exports_per_company),
+            rate_limits=PublicRateLimits(
+                buckets,
+                per_company=BucketRule(settings.rate_company_per_second, settings.rate_company_burst),
+                per_token=BucketRule(settings.rate_token_per_second, settings.rate_token_burst),
+            ),
             balances=balances,
             api_keys=ApiKeyRing.from_spec(settings.api_keys),
             tokens=tokens,

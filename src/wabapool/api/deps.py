@@ -6,6 +6,7 @@ more than the work itself on the deduction hot path.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -13,6 +14,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from wabapool.api.context import AppContext
 from wabapool.api.errors import ApiError
+from wabapool.domain.rate import retry_after_header
 from wabapool.security import AuthenticationError, Permission, Principal, Scope, allowed
 
 api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False, description="Per-service internal API key.")
@@ -67,6 +69,15 @@ async def current_principal(
     except AuthenticationError as exc:
         raise ApiError(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
     request.state.company_id = principal.company_id
+    wait = await context.rate_limits.wait_seconds(principal.company_id, credentials.credentials)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "rate_limited",
+            "too many requests for this company or token; retry after the Retry-After",
+            {"retry_after_seconds": math.ceil(wait)},
+            headers={"Retry-After": retry_after_header(wait)},
+        )
     return principal
 
 

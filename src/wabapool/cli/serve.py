@@ -48,6 +48,7 @@ def serve(*, demo: bool, host: str, port: int, migrate: bool, workers: int, cons
     """Run the server; returns the exit code."""
     import uvicorn
 
+    from wabapool.api.slow_clients import HeaderTimeoutProtocol
     from wabapool.security import issue_token
     from wabapool.service.pii_keys import startup_refusal
     from wabapool.storage.migrate import upgrade
@@ -105,6 +106,7 @@ def serve(*, demo: bool, host: str, port: int, migrate: bool, workers: int, cons
             workers=workers,
             log_level="warning",
             access_log=False,
+            http=HeaderTimeoutProtocol,  # cuts off a client whose headers never end (api/slow_clients.py)
         )
     finally:
         if embedded is not None:

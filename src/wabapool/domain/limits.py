@@ -21,10 +21,6 @@ MAX_CATCH_UP_CYCLES = 120
 # requests. Past it a sender would wait longer than a retry costs: answer 503 with Retry-After
 # instead of queueing without bound and holding every caller's memory and connection.
 MAX_QUEUED_DEDUCTIONS_PER_POOL = 65_536
-# Transactions one group may take: again once when a unique_code turns out taken, again when a package it
-# locked was closed meanwhile (a backfill or rollback of the company, rare). Past this, something keeps
-# moving the company's packages: answer `unavailable` (nothing written) instead of spinning.
-GROUP_ATTEMPTS = 4
 # What a 503 asks the caller to wait before retrying (the Retry-After header).
 RETRY_AFTER_SECONDS = 1
 # Transactions the backfill (or its rollback) may take for one company: again when a lock wait timed out
@@ -58,3 +54,18 @@ EXPORT_BYTES_MAX = 4 * 1024**3
 # Memory for a webhook receiver's answer: bytes of it the worker reads at most (worker/delivery.py).
 # Standard Webhooks decides on the status; the body is only a hint kept for the dead letter.
 WEBHOOK_ANSWER_MAX_BYTES = 64 * 1024
+# The public API's rate limits (token buckets; WABAPOOL_RATE_COMPANY_PER_SECOND, …_BURST, WABAPOOL_RATE_TOKEN_…):
+# the page makes a handful of calls a view, an integration a few a second. A company's people share its
+# bucket (one company cannot take the server's time from the others); a token's is smaller, so one leaked or
+# runaway token cannot spend its whole company's. Past either, 429 `rate_limited` with Retry-After.
+RATE_COMPANY_PER_SECOND = 50.0
+RATE_COMPANY_BURST = 100
+RATE_TOKEN_PER_SECOND = 20.0
+RATE_TOKEN_BURST = 40
+# Slow clients (api/slow_clients.py): a request's line and headers must arrive within this many seconds of the
+# connection opening or its previous response ending (WABAPOOL_HEADER_TIMEOUT_SECONDS), its body within
+# BODY_READ_TIMEOUT_SECONDS of the app asking for it (WABAPOOL_BODY_TIMEOUT_SECONDS; 408 past it). A real client
+# sends its headers in one packet and its ≤ 2 MB body in well under a second; a client sending a byte a second
+# would otherwise hold a connection, and everything waiting on it, forever.
+HEADER_READ_TIMEOUT_SECONDS = 10.0
+BODY_READ_TIMEOUT_SECONDS = 30.0

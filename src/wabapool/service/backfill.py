@@ -10,7 +10,7 @@ Deductions arriving meanwhile: the backfill locks every open package of the
 company by id, in one statement, the way a deduction group locks the packages
 it charges, so the two never deadlock. A group that was waiting finds its
 package closed under the lock and asks again for the WABA's package, which is
-now the pool (`deductions.PackageMovedMeanwhile`): nothing is lost, nothing is
+now the pool (`unit_of_work.PackageMovedMeanwhile`): nothing is lost, nothing is
 charged to a closed package.
 
 Each company is verified inside its transaction, from the rows as written:
@@ -32,12 +32,12 @@ from wabapool.domain import limits, migration, operations
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Buckets, Move
 from wabapool.service.context import Clock, ServiceContext
-from wabapool.service.pool_changes import cycle_entries
+from wabapool.service.pool_changes import cycle_entries, write
 from wabapool.storage import backfill as backfill_store
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
-from wabapool.storage.changes import PoolChanges, write_changes
+from wabapool.storage.changes import PoolChanges
 from wabapool.storage.errors import StorageTimeout, StorageUnavailable
 
 
@@ -265,7 +265,7 @@ async def _move(connection: AsyncConnection, locked: _Locked) -> CompanyPlan:
             pool, moved.pool_moves, source=source, cycle_start=merged.pool.cycle_start, at=at
         )
     changes.append(PoolChanges(pool=pool, after=merged.pool, entries=pool_entries, events=pool_events))
-    await write_changes(connection, changes, at=at)
+    await write(connection, changes, at=at)
     await backfill_store.set_closed(connection, [source.package_id for source in locked.sources], closed_at=at, at=at)
     await company_store.point_wabas(
         connection, pool_start.company_id, {waba.waba_id: pool.package_id for waba in locked.wabas}

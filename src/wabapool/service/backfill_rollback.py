@@ -29,11 +29,11 @@ from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Buckets, Move, QuotaType
 from wabapool.service.backfill import BackfillBroken, Money, in_company_attempts, migration_entries
 from wabapool.service.context import Clock, ServiceContext
-from wabapool.service.pool_changes import cycle_entries
+from wabapool.service.pool_changes import cycle_entries, write
 from wabapool.storage import backfill as backfill_store
 from wabapool.storage import companies as company_store
 from wabapool.storage import pools as pool_store
-from wabapool.storage.changes import PoolChanges, write_changes
+from wabapool.storage.changes import PoolChanges
 from wabapool.storage.errors import StorageUnavailable
 
 
@@ -240,7 +240,7 @@ async def _roll_back(connection: AsyncConnection, moved: _Moved, plan: RollbackP
     # Closed first: the pool's open index then has room, whatever opens next.
     await backfill_store.set_closed(connection, [plan.pool_id], closed_at=at, at=at)
     await backfill_store.set_closed(connection, [part.package_id for part in plan.parts], closed_at=None, at=at)
-    await write_changes(connection, _give_back(moved, plan, at), at=at)
+    await write(connection, _give_back(moved, plan, at), at=at)
     await company_store.point_wabas(
         connection, company_id, {p.waba_id: p.package_id for p in moved.packages if p.waba_id is not None}
     )

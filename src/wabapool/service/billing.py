@@ -46,7 +46,6 @@ from wabapool.service.models import (
     check_deduction,
 )
 from wabapool.storage.database import Database
-from wabapool.storage.errors import StorageUnavailable, UniqueConflict
 
 
 class BillingService:
@@ -72,8 +71,10 @@ class BillingService:
             write_through,
             waba_save_organization_id,
         )
-        self._group_commit = GroupCommitter(self._apply_group, max_queued=max_queued_per_pool)
-        self._packages = deductions.WabaPackages()
+        # The deduction path: the queue groups concurrent deductions, each group is applied in one unit of work.
+        self._group_commit = GroupCommitter(
+            deductions.DeductionGroups(self.context).apply, max_queued=max_queued_per_pool
+        )
         self._spend_bases = forecasts.SpendBases(self.context)
 
     @property
@@ -174,49 +175,6 @@ class BillingService:
                 raise RuntimeError(f"batch item {index} was left without an outcome")
             answered.append(result)
         return answered
-
-    async def _apply_group(
-        self, company_id: int, items: Sequence[deductions.Prepared], service_name: str | None
-    ) -> list[BatchItemResult]:
-        """One transaction for checked deductions of one company (again if a code was taken or a package moved)."""
-        look_up_existing = False
-        for _ in range(limits.GROUP_ATTEMPTS):
-            try:
-                return await self._apply_group_once(company_id, items, service_name, look_up_existing=look_up_existing)
-            except (UniqueConflict, deductions.CodeAppliedMeanwhile):
-                look_up_existing = True
-            except deductions.PackageMovedMeanwhile:
-                continue
-        raise StorageUnavailable(f"the group could not settle on its packages in {limits.GROUP_ATTEMPTS} attempts")
-
-    async def _apply_group_once(
-        self,
-        company_id: int,
-        items: Sequence[deductions.Prepared],
-        service_name: str | None,
-        *,
-        look_up_existing: bool,
-    ) -> list[BatchItemResult]:
-        at = self.clock()
-        try:
-            async with self.database.transaction() as connection:
-                applied = await deductions.apply_group(
-                    connection,
-                    company_id,
-                    items,
-                    at=at,
-                    service_name=service_name,
-                    packages=self._packages,
-                    look_up_existing=look_up_existing,
-                )
-        except UniqueConflict as exc:
-            if look_up_existing:
-                # The pool lock serialises a company's deductions and the codes were looked up under it.
-                raise RuntimeError("a unique_code was applied concurrently despite the pool lock") from exc
-            raise
-        if applied.changed:
-            await self.context.changed(company_id, applied.written)
-        return applied.results()
 
     # -- refunds, payments, cycles, reads -----------------------------------
 

@@ -8,12 +8,11 @@ from wabapool.domain import operations
 from wabapool.service.balance_view import view_of
 from wabapool.service.context import ServiceContext
 from wabapool.service.models import BalanceView, WabaSpend
-from wabapool.service.pool_changes import missing_pool, pool_changes
+from wabapool.service.pool_changes import missing_pool, pool_changes, write
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import statements as statement_store
-from wabapool.storage.changes import write_changes
 from wabapool.storage.versions import Written
 
 
@@ -41,7 +40,7 @@ async def reset_cycles(context: ServiceContext, *, at: datetime | None = None) -
                 changes = pool_changes(
                     pool, caught_up, nothing, reference=f"cycle:{caught_up.state.cycle_label}", at=at
                 )
-                written = await write_changes(connection, [changes], at=at)
+                written = await write(connection, [changes], at=at)
                 cycles_reset = len(caught_up.events)
         if cycles_reset:
             reset[company_id] = reset.get(company_id, 0) + cycles_reset

@@ -1,34 +1,34 @@
-"""Group apply: many deductions of one company in one transaction, each with its own outcome.
+"""A group of one company's deductions, applied in one unit of work, each with its own outcome.
 
-Each package the group charges (the pool, or v2 WABAs' own) is locked once
-per group; every item is decided in memory by
-the pure decision step (`decide`, no I/O); what it decided is written by the
-one storage contract (`storage.changes.write_changes`). A rejected item takes
-nothing and never fails its neighbours.
+The use case between the queue (`group_commit`, step 1) and the pure decision
+(`domain.deduction.decide`, step 3): in a transaction opened by the unit of
+work (`unit_of_work.run`, step 2) it locks every package the group charges
+once, has the decision answer each item in memory, and hands what was decided
+to the one write (`pool_changes.write`). A rejected item takes nothing and
+never fails its neighbours.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from wabapool.domain import operations
+from wabapool.domain import deduction, operations
 from wabapool.domain.errors import BillingError, Rejection
-from wabapool.domain.events import DomainEvent
-from wabapool.domain.pricing import PriceBook, PriceEntry
+from wabapool.domain.pricing import PriceBook
 from wabapool.pii import PiiSealer
+from wabapool.service import unit_of_work
+from wabapool.service.context import ServiceContext
 from wabapool.service.models import Allocation, BatchItemResult, DeductionRequest, DeductionResult
-from wabapool.service.pool_changes import cycle_entries
+from wabapool.service.pool_changes import cycle_entries, write
+from wabapool.service.waba_packages import WabaPackages
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
-from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta, reserve_deduction_ids, write_changes
+from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta, reserve_deduction_ids
 from wabapool.storage.usage import local_day
 from wabapool.storage.versions import Written
 
@@ -37,7 +37,8 @@ class Prepared(NamedTuple):
     """A checked deduction with everything that does not depend on the pool.
 
     Computed when the deduction arrives, outside the group's transaction, so
-    the pool stays locked only for the money arithmetic and the writes.
+    the pool stays locked only for the money arithmetic and the writes. It is
+    what the decision reads of a request (`domain.deduction.Asked`).
     """
 
     request: DeductionRequest
@@ -56,88 +57,43 @@ class Prepared(NamedTuple):
             sealer.search_hash(request.phone_number),
         )
 
+    @property
+    def unique_code(self) -> str:
+        return self.request.unique_code
 
-@dataclass(slots=True)
-class _Applied:
-    """A deduction the group took; its result is built once the database has given it an id."""
+    @property
+    def waba_id(self) -> str:
+        return self.request.waba_id
 
-    item: Prepared
-    package_id: int
-    unit_price_minor: int
-    market: str | None
-    amount: int
-    value_before: int
-    value_after: int
-    charged: operations.Charged
+    @property
+    def deduction_code(self) -> str:
+        return self.request.deduction_code
 
-    def result(self, deduction_id: int, *, replayed: bool = False) -> DeductionResult:
-        portions = self.charged.portions
-        return DeductionResult(
-            deduction_id,
-            self.item.request.unique_code,
-            self.amount,
-            self.value_before,
-            self.value_after,
-            portions[0].credited_to if portions else None,
-            tuple([Allocation.of(p) for p in portions]),
-            replayed,
-        )
+    @property
+    def phone_number(self) -> str | None:
+        return self.request.phone_number
+
+    @property
+    def quantity(self) -> int:
+        return self.request.quantity
 
 
-@dataclass(frozen=True, slots=True)
-class _RepeatInGroup:
-    """A code repeated inside the group with the same payload: the first one's result, replayed."""
-
-    first: _Applied
+_Applied = deduction.Applied[Prepared]
+_Outcome = deduction.Outcome[Prepared]
 
 
-# What a group decides for one item: final, or waiting for the id of a row written by this group.
-_Outcome = BatchItemResult | _Applied | _RepeatInGroup
-
-
-@dataclass(slots=True)
-class Decided:
-    """What the decision step made of a group: an outcome per item in order, and what each package takes."""
-
-    outcomes: list[_Outcome]
-    states: dict[int, operations.PoolState]
-    applied: list[_Applied] = field(default_factory=list)
-    events: dict[int, list[DomainEvent]] = field(default_factory=lambda: defaultdict(list))
-
-
-class WabaPackages:
-    """The package each WABA charges, remembered per process.
-
-    Only a package is kept, never "no such WABA" (it may be provisioned since,
-    by any process). A WABA changes package only when its package is closed
-    (the backfill, or its rollback closing the pool), and a group that finds a
-    package closed under its lock forgets the company and asks again
-    (`PackageMovedMeanwhile`), so a remembered package is never charged stale.
-    """
-
-    def __init__(self, *, max_companies: int = 10_000) -> None:
-        self._known: OrderedDict[int, dict[str, int]] = OrderedDict()
-        self._max_companies = max_companies
-
-    async def packages(self, connection: AsyncConnection, company_id: int, waba_ids: set[str]) -> dict[str, int | None]:
-        """Each known WABA's package (None: it has none); WABAs of no such id in the company are left out."""
-        known = self._known.get(company_id)
-        if known is not None:
-            self._known.move_to_end(company_id)
-            if waba_ids <= known.keys():
-                return {waba_id: known[waba_id] for waba_id in waba_ids}
-        found = await company_store.waba_packages(connection, company_id, waba_ids - (known or {}).keys())
-        with_package = {waba_id: package_id for waba_id, package_id in found.items() if package_id is not None}
-        if with_package:
-            known = self._known.setdefault(company_id, {})
-            known.update(with_package)
-            while len(self._known) > self._max_companies:
-                self._known.popitem(last=False)
-        remembered = {waba_id: package_id for waba_id, package_id in (known or {}).items() if waba_id in waba_ids}
-        return {**found, **remembered}
-
-    def forget(self, company_id: int) -> None:
-        self._known.pop(company_id, None)
+def _result(applied: _Applied, deduction_id: int, *, replayed: bool = False) -> DeductionResult:
+    portions = applied.charged.portions
+    return DeductionResult(
+        deduction_id,
+        applied.item.request.unique_code,
+        applied.amount,
+        applied.value_before,
+        applied.value_after,
+        portions[0].credited_to if portions else None,
+        tuple([Allocation.of(p) for p in portions]),
+        replayed,
+    )
 
 
 def _replay(row: Any) -> DeductionResult:
@@ -154,49 +110,68 @@ def _replay(row: Any) -> DeductionResult:
     )
 
 
-def _reject_all(items: Sequence[Prepared], error: BillingError) -> list[_Outcome]:
-    return [BatchItemResult(i.request.unique_code, "rejected", error=error) for i in items]
-
-
 class GroupApplied(NamedTuple):
     """What a group's transaction decided and wrote; the answers are built after commit, outside the lock."""
 
-    outcomes: list[_Outcome]
+    outcomes: Sequence[_Outcome | BatchItemResult]
     ids: dict[str, int]
     changed: bool
     written: Sequence[Written] = ()  # what the packages became, for the balance cache
 
     def results(self) -> list[BatchItemResult]:
         """Every outcome final, with the ids the database gave the rows this group wrote."""
-        results = []
-        for outcome in self.outcomes:
-            if isinstance(outcome, _Applied):
-                code = outcome.item.request.unique_code
-                outcome = BatchItemResult(code, "applied", result=outcome.result(self.ids[code]))
-            elif isinstance(outcome, _RepeatInGroup):
-                code = outcome.first.item.request.unique_code
-                outcome = BatchItemResult(code, "replayed", result=outcome.first.result(self.ids[code], replayed=True))
-            results.append(outcome)
-        return results
+        return [_answer(outcome, self.ids) for outcome in self.outcomes]
 
 
-class CodeAppliedMeanwhile(Exception):
-    """A unique_code thought new was in the table: roll back and decide again, looking the codes up."""
+def _answer(outcome: _Outcome | BatchItemResult, ids: dict[str, int]) -> BatchItemResult:
+    """One item's answer: the decision's outcome with the id its row was given."""
+    if isinstance(outcome, BatchItemResult):
+        return outcome
+    if isinstance(outcome, deduction.Applied):
+        code = outcome.item.request.unique_code
+        return BatchItemResult(code, "applied", result=_result(outcome, ids[code]))
+    if isinstance(outcome, deduction.RepeatInGroup):
+        code = outcome.first.item.request.unique_code
+        return BatchItemResult(code, "replayed", result=_result(outcome.first, ids[code], replayed=True))
+    if isinstance(outcome, deduction.Replay):
+        row: Any = outcome.stored
+        return BatchItemResult(row.unique_code, "replayed", result=_replay(row))
+    return BatchItemResult(outcome.unique_code, "rejected", error=outcome.error)
 
 
-class PackageMovedMeanwhile(Exception):
-    """A package the group locked was closed (moved by the backfill): roll back and find the WABAs' packages again."""
+class DeductionGroups:
+    """Applies a group of one company's deductions in one unit of work; given to the queue as its `apply`."""
+
+    def __init__(self, context: ServiceContext, packages: WabaPackages | None = None) -> None:
+        self._context = context
+        self._packages = packages or WabaPackages()
+
+    async def apply(
+        self, company_id: int, items: Sequence[Prepared], service_name: str | None
+    ) -> list[BatchItemResult]:
+        """One result per item, in order, once the group's transaction has committed."""
+        at = self._context.clock()
+
+        async def body(unit: unit_of_work.UnitOfWork) -> GroupApplied:
+            applied = await apply_group(
+                unit, company_id, items, at=at, service_name=service_name, packages=self._packages
+            )
+            if applied.changed:
+                unit.after_commit(lambda: self._context.changed(company_id, applied.written))
+            return applied
+
+        applied = await unit_of_work.run(self._context.database, body)
+        return applied.results()
 
 
 async def apply_group(
-    connection: AsyncConnection,
+    unit: unit_of_work.UnitOfWork,
     company_id: int,
     items: Sequence[Prepared],
     *,
     at: datetime,
     service_name: str | None,
     packages: WabaPackages,
-    look_up_existing: bool,
 ) -> GroupApplied:
     """Apply valid deductions of one company: the outcomes in order, the new rows' ids, whether anything changed.
 
@@ -204,37 +179,34 @@ async def apply_group(
     WABA's own (v2). The group locks every package it charges in one
     statement, in id order, so groups and the backfill never deadlock.
 
-    Without `look_up_existing` the codes are taken to be new (the common case,
-    one query fewer); if the insert finds one taken (UniqueConflict from
-    storage), or a rejected one exists, the caller rolls back and retries with
-    the look-up. Everything that does not need the packages (WABAs, prices,
-    row ids) is fetched before their locks are taken.
+    Unless an earlier attempt found a code taken (`unit.codes_taken`), the
+    codes are taken to be new (the common case, one query fewer); a taken one
+    fails the insert (UniqueConflict) or shows among the rejected, and the unit
+    of work tries again with the look-up. Everything that does not need the
+    packages (WABAs, prices, row ids) is fetched before their locks are taken.
     """
+    connection = unit.connection
     package_of = await packages.packages(connection, company_id, {i.request.waba_id for i in items})
     if not package_of and await company_store.get_company(connection, company_id) is None:
-        return GroupApplied(_reject_all(items, BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")), {}, False)
+        error = BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
+        return GroupApplied([BatchItemResult(i.request.unique_code, "rejected", error=error) for i in items], {}, False)
     prices = await company_store.prices_for(connection, company_id, {i.request.deduction_code for i in items})
     reserved = await reserve_deduction_ids(connection, len(items))
     charged = {package_id for package_id in package_of.values() if package_id is not None}
     locked = await pool_store.load_packages(connection, charged, for_update=True)
     if any(pool.closed for pool in locked.values()) or len(locked) != len(charged):
         packages.forget(company_id)
-        raise PackageMovedMeanwhile
+        raise unit_of_work.PackageMovedMeanwhile
     caught_up = {package_id: operations.catch_up(pool.state, at) for package_id, pool in locked.items()}
-    existing = (
-        await request_store.find_deductions(connection, company_id, {i.request.unique_code for i in items})
-        if look_up_existing
-        else {}
-    )
+    codes = {i.request.unique_code for i in items}
+    stored = await request_store.find_deductions(connection, company_id, codes) if unit.codes_taken else {}
     states = {package_id: change.state for package_id, change in caught_up.items()}
-    decided = decide(items, states, existing, package_of, PriceBook(prices, company_id=company_id, at=at))
-    if not look_up_existing:
+    decided = deduction.decide(items, states, stored, package_of, PriceBook(prices, company_id=company_id, at=at))
+    if not unit.codes_taken:
         # A replay must not be answered with a rejection decided as if it were new.
-        rejected = {
-            o.unique_code for o in decided.outcomes if isinstance(o, BatchItemResult) and o.status == "rejected"
-        }
-        if rejected and await request_store.find_deductions(connection, company_id, rejected):
-            raise CodeAppliedMeanwhile
+        refused = {o.unique_code for o in decided.outcomes if isinstance(o, deduction.Refused)}
+        if refused and await request_store.find_deductions(connection, company_id, refused):
+            raise unit_of_work.CodeTakenMeanwhile
     ids = {a.item.request.unique_code: row_id for a, row_id in zip(decided.applied, reserved, strict=False)}
     charging = {a.package_id for a in decided.applied}
     changes = [
@@ -242,106 +214,8 @@ async def apply_group(
         for package_id, pool in locked.items()
         if package_id in charging or caught_up[package_id].moves or decided.states[package_id] != pool.state
     ]
-    written = await write_changes(connection, changes, at=at) if changes else []
+    written = await write(connection, changes, at=at) if changes else []
     return GroupApplied(decided.outcomes, ids, bool(changes), written)
-
-
-def decide(
-    items: Sequence[Prepared],
-    states: dict[int, operations.PoolState],
-    existing: dict[str, Any],
-    package_of: dict[str, int | None],
-    book: PriceBook,
-) -> Decided:
-    """Decide every item in order against the in-memory packages; no I/O.
-
-    Items that reach a package are charged in runs (`deduct_many`), one run per
-    package; the runs end early only where a code repeats one still waiting,
-    so the repeat sees whether the first was taken.
-    """
-    outcomes: list[_Outcome | None] = [None] * len(items)
-    decided = Decided([], dict(states))
-    in_group: dict[str, _Applied] = {}
-    waiting: dict[int, list[tuple[int, Prepared, PriceEntry, str | None, int]]] = defaultdict(list)
-    waiting_codes: set[str] = set()
-
-    def charge_waiting() -> None:
-        for package_id, run_items in waiting.items():
-            state = decided.states[package_id]
-            run = operations.deduct_many(state, [amount for *_, amount in run_items], at=book.at)
-            total = state.buckets.total
-            for (index, item, price, market, amount), outcome in zip(run_items, run.outcomes, strict=True):
-                if isinstance(outcome, BillingError):
-                    outcomes[index] = BatchItemResult(item.request.unique_code, "rejected", error=outcome)
-                    continue
-                before = total
-                if outcome.moves:
-                    total = outcome.moves[-1].total_after_minor
-                applied = _Applied(item, package_id, price.unit_price_minor, market, amount, before, total, outcome)
-                outcomes[index] = applied
-                in_group[item.request.unique_code] = applied
-                decided.applied.append(applied)
-            decided.events[package_id].extend(run.events)
-            decided.states[package_id] = run.state
-        waiting.clear()
-        waiting_codes.clear()
-
-    for index, item in enumerate(items):
-        request = item.request
-        code = request.unique_code
-        if code in waiting_codes:
-            charge_waiting()
-        earlier = existing.get(code) or in_group.get(code)
-        if earlier is not None:
-            outcomes[index] = _repeat(item, earlier)
-            continue
-        if request.waba_id not in package_of:
-            error = BillingError(Rejection.UNKNOWN_WABA, "no such WABA in this company", {"waba_id": request.waba_id})
-            outcomes[index] = BatchItemResult(code, "rejected", error=error)
-            continue
-        package_id = package_of[request.waba_id]
-        if package_id is None:
-            error = BillingError(
-                Rejection.NOT_SHARED_POOL,
-                "this WABA has no package to charge: provision the company's pool or the WABA's package",
-                {"waba_id": request.waba_id},
-            )
-            outcomes[index] = BatchItemResult(code, "rejected", error=error)
-            continue
-        price, market = book.price(request.deduction_code, request.phone_number)
-        if price is None:
-            error = BillingError(
-                Rejection.UNKNOWN_DEDUCTION_CODE,
-                "no price for this deduction_code",
-                {"deduction_code": request.deduction_code},
-            )
-            outcomes[index] = BatchItemResult(code, "rejected", error=error)
-            continue
-        waiting[package_id].append((index, item, price, market, request.quantity * price.unit_price_minor))
-        waiting_codes.add(code)
-    if waiting:
-        charge_waiting()
-    for index, outcome in enumerate(outcomes):
-        if outcome is None:
-            raise RuntimeError(f"item {index} of a group was left without an outcome")
-        decided.outcomes.append(outcome)
-    return decided
-
-
-def _repeat(item: Prepared, earlier: Any) -> _Outcome:
-    """A repeated unique_code: the original result if the payload matches, else a conflict."""
-    code = item.request.unique_code
-    first_hash = earlier.item.payload_hash if isinstance(earlier, _Applied) else earlier.payload_hash
-    if first_hash != item.payload_hash:
-        error = BillingError(
-            Rejection.IDEMPOTENCY_CONFLICT,
-            "unique_code was already used with a different payload",
-            {"unique_code": code},
-        )
-        return BatchItemResult(code, "rejected", error=error)
-    if isinstance(earlier, _Applied):
-        return _RepeatInGroup(earlier)
-    return BatchItemResult(code, "replayed", result=_replay(earlier))
 
 
 def _request_row(
@@ -382,7 +256,7 @@ def _request_row(
 def _changes(
     pool: pool_store.LockedPool,
     caught_up: operations.Change,
-    decided: Decided,
+    decided: deduction.Decision[Prepared],
     ids: dict[str, int],
     at: datetime,
     service_name: str | None,

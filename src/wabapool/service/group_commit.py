@@ -1,4 +1,11 @@
-"""Gather concurrent deductions of one pool into one transaction.
+"""The deduction queue: gather concurrent deductions of one pool into one transaction.
+
+Step 1 of the deduction path, and the only one that knows of concurrency:
+`BillingService.deduct_one` submits here; a drainer task per pool takes the
+queued deductions as groups and hands each to `apply` (in the engine,
+`deductions.DeductionGroups.apply`: step 2, the unit of work, which step 3,
+`domain.deduction.decide`, answers). The queue knows nothing of SQL; it is
+tested with an in-memory `apply`.
 
 While a company's group is being applied, new deductions for that company
 queue up; when the transaction commits, everything that queued meanwhile goes
@@ -131,7 +138,8 @@ class GroupCommitter:
         self._queues.setdefault(key, []).append(_Pending(items, future))
         self._queued_items[key] = queued + len(items)
         if key not in self._drainers:
-            self._drainers[key] = asyncio.create_task(self._drain(key))
+            # The trail goes on in `_drain`: one task per pool applies its groups one after another.
+            self._drainers[key] = asyncio.create_task(self._drain(key), name=f"deduction-queue-{key[0]}")
         return future
 
     def _take(self, key: GroupKey) -> list[_Pending]:

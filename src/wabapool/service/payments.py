@@ -15,9 +15,8 @@ from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Portion
 from wabapool.service.context import ServiceContext
 from wabapool.service.models import Allocation, FundingResult, allocation_json, check_amount, check_code
-from wabapool.service.pool_changes import lock_funded_package, pool_changes
+from wabapool.service.pool_changes import lock_funded_package, pool_changes, write
 from wabapool.storage import requests as request_store
-from wabapool.storage.changes import write_changes
 
 PaymentKind = Literal["top_up", "settlement"]
 Operation = Callable[..., operations.Change]
@@ -85,7 +84,7 @@ async def fund(
                 "created_at": at,
             },
         )
-        written = await write_changes(
+        written = await write(
             connection, [pool_changes(pool, caught_up, change, reference=payment_reference, at=at)], at=at
         )
     await context.changed(company_id, written)

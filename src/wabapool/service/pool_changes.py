@@ -1,4 +1,9 @@
-"""From domain changes to what storage writes: the pool, locked and caught up, and its `PoolChanges`."""
+"""From domain changes to what storage writes: the pool, locked and caught up, its `PoolChanges`, the write.
+
+Every use case writes through `write`: it decides the statements of the cycles a change closes
+(the domain's `statements.closed_by`, from what the stored cycle did) and hands everything to the
+one storage writer, `storage.changes.write_changes`, which only persists.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,37 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wabapool.domain import limits, operations
+from wabapool.domain import operations
+from wabapool.domain import statements as statement_rules
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
-from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta
+from wabapool.storage import statements as statement_store
+from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta, write_changes
 from wabapool.storage.errors import StorageUnavailable
+from wabapool.storage.versions import Written
+
+# Times a WABA's package is looked up again within one transaction when the one found was closed under its
+# lock (the backfill or its rollback just moved the WABA, rare). Past this, something keeps moving it:
+# answer `unavailable` (nothing written) instead of spinning.
+MOVED_PACKAGE_LOOKUPS = 4
+
+
+async def write(connection: AsyncConnection, changes: Sequence[PoolChanges], *, at: datetime) -> list[Written]:
+    """Every pool's changes in the caller's transaction, with the statements of the cycles they close."""
+    closing = [await _with_statements(connection, change) for change in changes]
+    return await write_changes(connection, closing, at=at)
+
+
+async def _with_statements(connection: AsyncConnection, change: PoolChanges) -> PoolChanges:
+    """The change with the statements of the cycles it closes (none, and no read, when its cycle stays)."""
+    stored = change.pool.state
+    if change.after.cycle_start == stored.cycle_start:
+        return change
+    # Read under the pool's lock, before this transaction writes: its own rows all belong to the new cycle.
+    activity = await statement_store.cycle_activity(connection, change.pool)
+    return change._replace(statements=statement_rules.closed_by(stored, change.after.cycle_start, activity))
 
 
 async def missing_pool(connection: AsyncConnection, company_id: int) -> BillingError:
@@ -31,7 +60,7 @@ async def lock_waba_package(
     A package found closed under its lock was just moved by the backfill (or its
     rollback): the WABA's new package is read again, after that commit.
     """
-    for _ in range(limits.GROUP_ATTEMPTS):
+    for _ in range(MOVED_PACKAGE_LOOKUPS):
         package_id = await company_store.waba_package_id(connection, company_id, waba_id)
         if package_id is None:
             if not await company_store.waba_exists(connection, company_id, waba_id):
@@ -40,7 +69,7 @@ async def lock_waba_package(
         pool = (await pool_store.load_packages(connection, [package_id], for_update=True)).get(package_id)
         if pool is not None and not pool.closed:
             return pool, operations.catch_up(pool.state, at)
-    raise StorageUnavailable(f"the WABA's package kept moving for {limits.GROUP_ATTEMPTS} attempts")
+    raise StorageUnavailable(f"the WABA's package kept moving for {MOVED_PACKAGE_LOOKUPS} look-ups")
 
 
 async def lock_funded_package(

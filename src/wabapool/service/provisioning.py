@@ -35,11 +35,10 @@ from wabapool.service.models import (
     check_amount,
     check_code,
 )
-from wabapool.service.pool_changes import pool_changes
+from wabapool.service.pool_changes import pool_changes, write
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
-from wabapool.storage.changes import write_changes
 from wabapool.storage.database import Database
 
 
@@ -206,7 +205,7 @@ async def _provision_package(
             connection, company_id=company_id, state=opened.state, threshold_percent=threshold, at=at
         )
         changes = pool_changes(pool, operations.Change(pool.state), opened, reference="provision", at=at)
-        await write_changes(connection, [changes], at=at)
+        await write(connection, [changes], at=at)
         return pool.package_id, opened.state
     caught_up = operations.catch_up(pool.state, at)
     state = caught_up.state
@@ -222,7 +221,7 @@ async def _provision_package(
     if package.cycle_anchor_day is not None:
         state = replace(state, anchor_day=package.cycle_anchor_day)
     changes = pool_changes(pool, caught_up, operations.Change(state, moves, events), reference="provision", at=at)
-    await write_changes(connection, [changes], at=at)
+    await write(connection, [changes], at=at)
     return pool.package_id, state
 
 

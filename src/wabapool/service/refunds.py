@@ -7,17 +7,21 @@ result; the same refund_code with another deduction or reason is
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain import limits, operations
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Portion, QuotaType
 from wabapool.service.context import ServiceContext
 from wabapool.service.models import Allocation, RefundRequest, RefundResult, allocation_json, check_code
-from wabapool.service.pool_changes import lock_waba_package, pool_changes
+from wabapool.service.pool_changes import lock_waba_package, pool_changes, write
 from wabapool.storage import companies as company_store
 from wabapool.storage import requests as request_store
-from wabapool.storage.changes import SpendDelta, UsageDelta, write_changes
+from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta
+from wabapool.storage.pools import LockedPool
 from wabapool.storage.usage import local_day
 
 
@@ -39,40 +43,61 @@ def _replayed(row: Any, request: RefundRequest) -> RefundResult:
     )
 
 
-async def refund(context: ServiceContext, request: RefundRequest, *, service_name: str | None) -> RefundResult:
-    """Give a deduction's portions back, last taken first; the WABA's spend in that cycle falls with it."""
+def _check(request: RefundRequest) -> None:
+    """Refuse malformed codes before any I/O."""
     error = check_code("unique_code", request.unique_code, max_length=limits.UNIQUE_CODE_MAX_LENGTH) or check_code(
         "refund_code", request.refund_code, max_length=limits.UNIQUE_CODE_MAX_LENGTH
     )
     if error:
         raise error
+
+
+async def _deduction_to_refund(connection: AsyncConnection, request: RefundRequest) -> Any:
+    """The stored deduction the refund gives back (it never changes: read before any lock)."""
+    deduction = await request_store.find_deduction_for_refund(connection, request.company_id, request.unique_code)
+    if deduction is not None:
+        return deduction
+    if await company_store.get_company(connection, request.company_id) is None:
+        raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
+    raise BillingError(
+        Rejection.UNKNOWN_DEDUCTION, "no deduction with this unique_code", {"unique_code": request.unique_code}
+    )
+
+
+async def _earlier_refund(
+    connection: AsyncConnection, request: RefundRequest, deduction: Any, reason: str | None
+) -> RefundResult | None:
+    """A replay's original result; a refund_code used otherwise, or a deduction already refunded, refused."""
+    company_id = request.company_id
+    earlier = await request_store.find_refund(connection, company_id, refund_code=request.refund_code)
+    if earlier is not None:
+        if earlier.deduction_request_id != deduction.id or earlier.reason != reason:
+            raise BillingError(
+                Rejection.IDEMPOTENCY_CONFLICT,
+                "refund_code was already used for another deduction or reason",
+                {"refund_code": request.refund_code},
+            )
+        return _replayed(earlier, request)
+    if await request_store.find_refund(connection, company_id, deduction_request_id=deduction.id) is not None:
+        raise BillingError(
+            Rejection.ALREADY_REFUNDED, "this deduction was already refunded", {"unique_code": request.unique_code}
+        )
+    return None
+
+
+async def refund(context: ServiceContext, request: RefundRequest, *, service_name: str | None) -> RefundResult:
+    """Give a deduction's portions back, last taken first; the WABA's spend in that cycle falls with it."""
+    _check(request)
     at = context.clock()
     company_id = request.company_id
     async with context.database.transaction() as connection:
-        # A stored deduction never changes: it is read before the lock of the package it gives back to.
-        deduction = await request_store.find_deduction_for_refund(connection, company_id, request.unique_code)
-        if deduction is None:
-            if await company_store.get_company(connection, company_id) is None:
-                raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
-            raise BillingError(
-                Rejection.UNKNOWN_DEDUCTION, "no deduction with this unique_code", {"unique_code": request.unique_code}
-            )
+        deduction = await _deduction_to_refund(connection, request)
         # Back to the package the WABA charges now: its own, or the pool it was moved into.
         pool, caught_up = await lock_waba_package(connection, company_id, deduction.waba_id, at)
         reason = _stored_reason(request.reason)
-        earlier = await request_store.find_refund(connection, company_id, refund_code=request.refund_code)
-        if earlier is not None:
-            if earlier.deduction_request_id != deduction.id or earlier.reason != reason:
-                raise BillingError(
-                    Rejection.IDEMPOTENCY_CONFLICT,
-                    "refund_code was already used for another deduction or reason",
-                    {"refund_code": request.refund_code},
-                )
-            return _replayed(earlier, request)
-        if await request_store.find_refund(connection, company_id, deduction_request_id=deduction.id) is not None:
-            raise BillingError(
-                Rejection.ALREADY_REFUNDED, "this deduction was already refunded", {"unique_code": request.unique_code}
-            )
+        replayed = await _earlier_refund(connection, request, deduction, reason)
+        if replayed is not None:
+            return replayed
         taken = [Portion(QuotaType(a["quota_type"]), a["amount"]) for a in deduction.allocations]
         change = operations.refund(caught_up.state, taken, taken_cycle_start=deduction.cycle_start)
         allocations = tuple(Allocation.of(p) for p in change.portions)
@@ -93,29 +118,8 @@ async def refund(context: ServiceContext, request: RefundRequest, *, service_nam
                 "created_at": at,
             },
         )
-        changes = pool_changes(
-            pool,
-            caught_up,
-            change,
-            reference=request.refund_code,
-            at=at,
-            waba_id=deduction.waba_id,
-            deduction_request_id=deduction.id,
-            # Spend of a closed cycle stays as its statement has it; this cycle's falls with the refund.
-            spend=[SpendDelta(deduction.waba_id, deduction.cycle_start, -deduction.amount_minor)]
-            if deduction.cycle_start == caught_up.state.cycle_start
-            else [],
-            # The day's usage falls on the refund's own day, as the ledger has it.
-            usage=[
-                UsageDelta(
-                    deduction.waba_id,
-                    local_day(at, caught_up.state.timezone),
-                    -deduction.amount_minor,
-                    -deduction.quantity,
-                )
-            ],
-        )
-        written = await write_changes(connection, [changes], at=at)
+        changes = _refund_changes(pool, caught_up, change, deduction, request.refund_code, at)
+        written = await write(connection, [changes], at=at)
     await context.changed(company_id, written)
     return RefundResult(
         refund_id=refund_id,
@@ -125,4 +129,37 @@ async def refund(context: ServiceContext, request: RefundRequest, *, service_nam
         value_before=caught_up.state.buckets.total,
         value_after=change.state.buckets.total,
         allocations=allocations,
+    )
+
+
+def _refund_changes(
+    pool: LockedPool,
+    caught_up: operations.Change,
+    change: operations.Change,
+    deduction: Any,
+    refund_code: str,
+    at: datetime,
+) -> PoolChanges:
+    """The refund's writes: its entries, the spend of the deduction's cycle if still open, the day's usage."""
+    return pool_changes(
+        pool,
+        caught_up,
+        change,
+        reference=refund_code,
+        at=at,
+        waba_id=deduction.waba_id,
+        deduction_request_id=deduction.id,
+        # Spend of a closed cycle stays as its statement has it; this cycle's falls with the refund.
+        spend=[SpendDelta(deduction.waba_id, deduction.cycle_start, -deduction.amount_minor)]
+        if deduction.cycle_start == caught_up.state.cycle_start
+        else [],
+        # The day's usage falls on the refund's own day, as the ledger has it.
+        usage=[
+            UsageDelta(
+                deduction.waba_id,
+                local_day(at, caught_up.state.timezone),
+                -deduction.amount_minor,
+                -deduction.quantity,
+            )
+        ],
     )

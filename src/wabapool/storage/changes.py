@@ -4,7 +4,7 @@ Every use case (deductions, refunds, payments, provisioning, cycle catch-up)
 decides its changes in memory with the domain rules and hands them here, one
 `PoolChanges` per pool, in the caller's transaction: the new deduction
 requests, the ledger entries, the buckets and pool state that changed, the
-per-WABA spend, the outbox events. A sequence of pools is one call, so a group
+per-WABA spend, the statements of the cycles it closed, the outbox events. A sequence of pools is one call, so a group
 that spans several pools writes each table once. It returns what each pool
 became (`versions.Written`: new state, version, WABAs with their cycle spend),
 which is what the balance cache is given after the commit.
@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain.events import DomainEvent
 from wabapool.domain.operations import PoolState
+from wabapool.domain.statements import Statement
 from wabapool.storage import pg, statements, usage
 from wabapool.storage.ledger import LedgerRow, emit_events
 from wabapool.storage.pools import SET_BUCKET, LockedPool, bucket_changes, save_pool_state
@@ -88,6 +89,8 @@ class PoolChanges(NamedTuple):
     spend: Sequence[SpendDelta] = ()
     usage: Sequence[UsageDelta] = ()
     events: Sequence[DomainEvent] = ()
+    # The cycles this change closes (decided by the service from the stored cycle's activity).
+    statements: Sequence[Statement] = ()
 
 
 async def reserve_deduction_ids(connection: AsyncConnection, count: int) -> list[int]:
@@ -129,17 +132,13 @@ async def write_changes(
         await _add_spend(connection, changes)
         await _add_usage(connection, changes)
     for change in changes:
-        if change.after.cycle_start != change.pool.state.cycle_start:
-            # A cycle closed in this transaction: its statement is written with it (after its entries).
-            await statements.record_closed_cycles(
-                connection, pool=change.pool, cycle_start=change.after.cycle_start, at=at
-            )
+        if change.statements:
+            await statements.insert_statements(connection, pool=change.pool, statements=change.statements, at=at)
         await save_pool_state(connection, change.pool, change.after, at=at)
         await emit_events(connection, company_id=change.after.company_id, events=change.events, at=at)
     written = [(change.pool, change.after) for change in changes]
     if chosen == "copy":
-        # The spend, the roll-up and the version bump in one round trip, last (the closed cycles' statements
-        # above read only the cycles before this call's spend).
+        # The spend, the roll-up and the version bump in one round trip, last.
         return await bump_versions(
             connection, written, at=at, statement=_BUMP_WITH_SPEND_PG, **_spend_and_usage_arguments(changes)
         )

@@ -16,8 +16,18 @@ from wabapool.storage.errors import OutcomeUnknown, StorageError, translate
 CommitHook = Callable[[Literal["before", "after"], AsyncConnection], Awaitable[None]]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Two pools on PostgreSQL, so that reads can never starve the writes (SPEC section 5, fair sharing): the write
+# pool serves every transaction (deductions, refunds, top-ups, provisioning); the read pool serves `read()`
+# (logs, the CSV export's pages, usage, events, balance loads). However many exports and reads run, and
+# however slowly their clients read, they wait on the read pool's connections, never on the write pool's.
 POSTGRES_POOL_SIZE = 20
 POSTGRES_MAX_OVERFLOW = 20
+# The read pool: ten connections (each read is one short statement or two; an export holds one for a page's
+# read at a time), ten more under a burst. A read that waits POSTGRES_READ_POOL_WAIT_SECONDS for one answers
+# 503 (`unavailable`, Retry-After) instead of queueing without bound.
+POSTGRES_READ_POOL_SIZE = 10
+POSTGRES_READ_MAX_OVERFLOW = 10
+POSTGRES_READ_POOL_WAIT_SECONDS = 5.0
 # How long a transaction waits for a row lock (a pool held by another process) before it gives up
 # and answers 503: a sender waits seconds at most, never minutes behind a stuck transaction.
 POSTGRES_LOCK_TIMEOUT_MS = 2_000
@@ -65,6 +75,7 @@ class Database:
         lock_timeout_ms: int = POSTGRES_LOCK_TIMEOUT_MS,
         statement_timeout_ms: int = POSTGRES_STATEMENT_TIMEOUT_MS,
         commit_hook: CommitHook | None = None,
+        read_pool_wait_seconds: float = POSTGRES_READ_POOL_WAIT_SECONDS,
     ) -> None:
         """`commit_hook` is the fault-injection seam of the tests: called with "before" and "after" around
         each commit, inside its failure handling (None in production)."""
@@ -76,8 +87,6 @@ class Database:
             # deduction group's ~330 µs bare transaction). A connection the server dropped fails
             # one attempt instead; SQLAlchemy then replaces every older connection of the pool.
             options |= {
-                "pool_size": POSTGRES_POOL_SIZE,
-                "max_overflow": POSTGRES_MAX_OVERFLOW,
                 "connect_args": {
                     "server_settings": {
                         "lock_timeout": str(lock_timeout_ms),
@@ -85,13 +94,29 @@ class Database:
                     }
                 },
             }
-        self.engine = create_async_engine(self.url, **options)
+            self.engine = create_async_engine(
+                self.url, pool_size=POSTGRES_POOL_SIZE, max_overflow=POSTGRES_MAX_OVERFLOW, **options
+            )
+            self.read_engine = create_async_engine(
+                self.url,
+                pool_size=POSTGRES_READ_POOL_SIZE,
+                max_overflow=POSTGRES_READ_MAX_OVERFLOW,
+                pool_timeout=read_pool_wait_seconds,
+                **options,
+            )
+        else:  # one file: readers never block its one writer (WAL), one engine serves both
+            self.engine = self.read_engine = create_async_engine(self.url, **options)
         self._commit_hook = commit_hook
         self.dialect = self.engine.dialect.name
         if is_sqlite:
             _configure_sqlite(self.engine)
         # SQLite has one writer: queue writers in-process instead of spinning on SQLITE_BUSY.
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if is_sqlite else None
+
+    @property
+    def engines(self) -> tuple[AsyncEngine, ...]:
+        """The write engine, then the read engine when it is another one."""
+        return (self.engine,) if self.read_engine is self.engine else (self.engine, self.read_engine)
 
     @property
     def is_sqlite(self) -> bool:
@@ -138,9 +163,10 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only connection (no write lock on SQLite); driver failures come out as storage errors."""
+        """A read-only connection from the read pool (no write lock on SQLite); driver failures, and a wait
+        for a connection past the pool's, come out as storage errors."""
         try:
-            connection = await self.engine.connect()
+            connection = await self.read_engine.connect()
         except Exception as exc:
             raise translate(exc) from exc
         try:
@@ -173,4 +199,5 @@ class Database:
         return True
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        for engine in self.engines:
+            await engine.dispose()

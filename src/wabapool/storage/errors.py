@@ -20,6 +20,7 @@ import asyncio
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 # PostgreSQL SQLSTATEs: lock_not_available (lock_timeout) and query_canceled (statement_timeout);
 # unique_violation; classes 08 "connection exception", 40 "transaction rollback", 53 "insufficient resources".
@@ -63,6 +64,8 @@ def translate(exc: BaseException) -> BaseException:
         return exc
     state = _sqlstate(exc)
     name = type(getattr(exc, "orig", None) or exc).__name__
+    if isinstance(exc, PoolTimeout):  # no pool connection came within the pool's wait: nothing was sent
+        return StorageTimeout(name)
     if isinstance(exc, IntegrityError) or state == _UNIQUE_VIOLATION:
         return UniqueConflict(name) if state in (None, _UNIQUE_VIOLATION) else exc
     if state in _TIMEOUT_STATES:

@@ -1,7 +1,8 @@
-"""Cycle statements: written in the transaction that closes a cycle, at most once per company and cycle.
+"""Cycle statements: what a closed cycle did (read), its statements (written), and the list (read).
 
-`record_closed_cycles` is called by `changes.write_changes` for every pool whose cycle moved; when
-nothing was closed (every write but the first of a cycle) it is not called at all.
+Which statements a closing cycle gets is decided by the service with the domain rules
+(`domain.statements.closed_by`, from `cycle_activity`); they are written by `changes.write_changes`
+with the rest of the transaction's changes (`insert_statements`), at most once per package and cycle.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from wabapool.storage.upsert import insert_for
 LIST_MAX_ROWS = 120
 
 
-async def _activity(connection: AsyncConnection, pool: LockedPool) -> statement_rules.CycleActivity:
+async def cycle_activity(connection: AsyncConnection, pool: LockedPool) -> statement_rules.CycleActivity:
+    """What the locked pool's stored cycle did: bucket changes, spend of its own WABAs, deductions."""
     start = pool.state.cycle_start
     company_id = pool.state.company_id
     e = ledger_entries
@@ -95,26 +97,15 @@ def _row(statement: statement_rules.Statement, pool: LockedPool, at: datetime) -
     }
 
 
-async def record_closed_cycles(
-    connection: AsyncConnection, *, pool: LockedPool, cycle_start: datetime, at: datetime
-) -> int:
-    """Statements of the cycles closed by moving the locked pool to `cycle_start`; returns how many were new.
-
-    Call it in the transaction that saves the caught-up pool, with the pool as it was loaded (under its
-    lock). The unique (company, cycle start) makes a second writer's statement a no-op.
-    """
-    if cycle_start == pool.state.cycle_start:
-        return 0
-    activity = await _activity(connection, pool)
-    statements = statement_rules.closed_by(pool.state, cycle_start, activity)
-    written = 0
+async def insert_statements(
+    connection: AsyncConnection, *, pool: LockedPool, statements: Sequence[statement_rules.Statement], at: datetime
+) -> None:
+    """Store the statements of cycles the locked pool closed; a second writer's (same package and cycle) is a no-op."""
     for statement in statements:
         insert = insert_for(connection, cycle_statements).values(_row(statement, pool, at))
-        result = await connection.execute(
+        await connection.execute(
             insert.on_conflict_do_nothing(index_elements=["organization_package_id", "cycle_start"])
         )
-        written += result.rowcount or 0
-    return written
 
 
 async def list_statements(

@@ -3,7 +3,8 @@
 What one export holds, and its bound (the constants are in `domain/limits.py`):
 
 - a slot of its company (`exports_per_company`) and of the process (`EXPORTS_OPEN_MAX`), taken before the
-  first byte and given back when its pipeline ends: past either, `too_many_exports` (429 with Retry-After);
+  first byte and given back when both the download and its pipeline are over: past either,
+  `too_many_exports` (429 with Retry-After);
 - event-loop time: only the awaits of its page reads; opening the personal data and formatting the rows run
   in a thread pool of `EXPORT_FORMAT_THREADS` shared by every export of the process, so ten exports cost
   the loop no more than one, and a deduction's turn on the loop never waits behind a page being formatted;
@@ -139,9 +140,10 @@ class Export:
             self.close()
 
     def close(self) -> None:
-        """The download is over (finished, failed or dropped): the pipeline ends at its next step."""
+        """The download is over (finished, failed or dropped): the pipeline ends at its next step, and the
+        export's slot is given back once both are over (a download still sending its last pages is running)."""
         self._closed.set()
-        if self._pipeline is None:
+        if self._pipeline is None or self._pipeline.done():
             self._end()
 
     @property
@@ -179,7 +181,8 @@ class Export:
         except Exception as exc:  # the response raises it: the stream is cut, never ended as if whole
             await self._put(exc)
         finally:
-            self._end()
+            if self._closed.is_set():  # else the response is still sending: its close gives the slot back
+                self._end()
 
     async def _put(self, item: bytes | BaseException | None) -> bool:
         """Wait for room in the queue (the client reading) or for the download to close; False if it closed."""
