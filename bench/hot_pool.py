@@ -1,6 +1,6 @@
 """The hot pool: many senders on one pool (and on 100), the RFC's design against wabapool.
 
-    python -m bench.hot_pool [--database-url URL] [--senders 1,8,32,64] [--pools 1,100]
+    python -m bench.hot_pool [--database-url URL] [--senders 1,8,32,64] [--pools 1,100] [--spread]
                              [--deductions N] [--processes P] [--quick] [--rounds N]
                              [--variants baseline,locking,single,batch,single-no-rollup,batch-no-rollup]
 
@@ -45,6 +45,9 @@ QUICK_DEDUCTIONS = 300
 QUICK_BATCH_DEDUCTIONS = 1_000
 QUICK_SENDERS = (8,)
 QUICK_POOLS = (1,)
+SPREAD_POOLS = (1, 10, 100, 1_000)
+SPREAD_SENDERS = (8, 64)
+SPREAD_VARIANTS = ("baseline", "locking", "single")
 TABLE_WIDTH = 180
 CONNECTION_MARGIN = 8
 
@@ -127,23 +130,32 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"{QUICK_DEDUCTIONS} deductions ({QUICK_BATCH_DEDUCTIONS} a batch cell), "
         f"{_listed(QUICK_SENDERS)} senders, {_listed(QUICK_POOLS)} pool, unless given explicitly",
     )
+    parser.add_argument(
+        "--spread",
+        action="store_true",
+        help=f"issue 23's spread matrix: pools {_listed(SPREAD_POOLS)}, senders {_listed(SPREAD_SENDERS)}, "
+        f"variants {','.join(SPREAD_VARIANTS)}, unless given explicitly",
+    )
     parser.add_argument("--no-json", action="store_true", help="do not write bench/results/hot_pool-*.json")
     return parser.parse_args(argv)
 
 
 def config_from(arguments: argparse.Namespace) -> BenchConfig:
     quick = arguments.quick
+    spread = arguments.spread
+    default_senders = SPREAD_SENDERS if spread else (QUICK_SENDERS if quick else DEFAULT_SENDERS)
+    default_pools = SPREAD_POOLS if spread else (QUICK_POOLS if quick else DEFAULT_POOLS)
     return BenchConfig(
         database_url=arguments.database_url,
-        senders=arguments.senders or (QUICK_SENDERS if quick else DEFAULT_SENDERS),
-        pools=arguments.pools or (QUICK_POOLS if quick else DEFAULT_POOLS),
+        senders=arguments.senders or default_senders,
+        pools=arguments.pools or default_pools,
         deductions=arguments.deductions or (QUICK_DEDUCTIONS if quick else DEFAULT_DEDUCTIONS),
         batch_deductions=arguments.batch_deductions or (QUICK_BATCH_DEDUCTIONS if quick else DEFAULT_BATCH_DEDUCTIONS),
         batch_sizes=arguments.batch_sizes,
         cell_seconds=arguments.cell_seconds if arguments.cell_seconds > 0 else None,
         processes=arguments.processes,
         seed=arguments.seed,
-        variants=arguments.variants,
+        variants=SPREAD_VARIANTS if spread and arguments.variants == VARIANTS else arguments.variants,
         rounds=arguments.rounds,
     )
 

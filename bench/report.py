@@ -99,6 +99,49 @@ def _row(result: CellResult) -> list[str]:
     ]
 
 
+SPREAD_VARIANTS = ("baseline", "locking", "single")
+
+
+def _median_rate(run: BenchRun, variant: str, pools: int, senders: int) -> float | None:
+    rates = [r.per_second for r in run.results if (r.variant, r.pools, r.senders) == (variant, pools, senders)]
+    return statistics.median(rates) if rates else None
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return numerator / denominator if numerator is not None and denominator else None
+
+
+def spread_matrix(run: BenchRun) -> Table | None:
+    """Deductions/s by pools (rows) and senders: the baselines, wabapool single, and single's ratios.
+
+    Issue 23's goals read off it: single at N pools ≥ 0.8× its own 1-pool figure, ≥ 3× the RFC baseline
+    and ≥ 2× the row-lock baseline. Medians over the rounds. None when the run has one pool count.
+    """
+    pools = sorted({r.pools for r in run.results})
+    senders = sorted({r.senders for r in run.results})
+    if len(pools) < 2:
+        return None
+    grid = Table(title="spread matrix — deductions/s (median of rounds); single's ratios: ×1 pool, ×base, ×lock")
+    grid.add_column("pools", justify="right")
+    for count in senders:
+        for name in (*SPREAD_VARIANTS, "×1 pool", "×base", "×lock"):
+            grid.add_column(f"{count} snd {name}", justify="right")
+    for pool_count in pools:
+        row = [str(pool_count)]
+        for count in senders:
+            rates = {variant: _median_rate(run, variant, pool_count, count) for variant in SPREAD_VARIANTS}
+            row += ["–" if rates[v] is None else _number(rates[v] or 0.0) for v in SPREAD_VARIANTS]
+            single = rates["single"]
+            one_pool = _median_rate(run, "single", pools[0], count)
+            row += [
+                _times(_ratio(single, one_pool)),
+                _times(_ratio(single, rates["baseline"])),
+                _times(_ratio(single, rates["locking"])),
+            ]
+        grid.add_row(*row)
+    return grid
+
+
 SQLITE_NOTE = (
     "SQLite has one writer: wabapool's Database queues writers in-process and takes BEGIN IMMEDIATE, "
     "so the baseline's read and write never interleave and it sees no conflicts"
@@ -111,6 +154,9 @@ def notes(run: BenchRun) -> list[str]:
 
 def print_run(run: BenchRun, console: Console) -> None:
     console.print(table(run))
+    matrix = spread_matrix(run)
+    if matrix is not None:
+        console.print(matrix)
     for note in notes(run):
         console.print(f"  · {note}", style="dim")
     for result in run.results:

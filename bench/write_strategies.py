@@ -51,6 +51,7 @@ async def _one_group(database: Database, size: int, strategy: Strategy, round_in
         Prepared.of(
             DeductionRequest(COMPANY_ID, "wa", "wa_bench_id", f"{strategy}-{size}-{round_index}-{i}", 1, WABA_ID),
             SEALER,
+            "bench",
         )
         for i in range(size)
     ]
@@ -64,8 +65,8 @@ async def _one_group(database: Database, size: int, strategy: Strategy, round_in
         caught_up = operations.catch_up(pool.state, at)
         book = PriceBook(prices, company_id=COMPANY_ID, at=at)
         decided = decide(items, {pool.package_id: caught_up.state}, {}, {WABA_ID: pool.package_id}, book)
-        ids = {a.item.request.unique_code: row_id for a, row_id in zip(decided.applied, reserved, strict=False)}
-        changes = _changes(pool, caught_up, decided, ids, at, "bench")
+        ids = {(COMPANY_ID, a.item.unique_code): row_id for a, row_id in zip(decided.applied, reserved, strict=False)}
+        changes = _changes(pool, caught_up, decided, ids, at)
         wall, cpu = time.perf_counter(), time.process_time()
         await write_changes(connection, [changes], at=at, strategy=strategy)
         return (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000

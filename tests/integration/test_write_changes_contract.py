@@ -51,7 +51,7 @@ def _items() -> list[Prepared]:
             COMPANY_ID, "wa", "wa_marketing_id", "pii", 3, WABA_IDS[0], customer_name="Siti", phone_number="+6281"
         )
     )
-    return [Prepared.of(request, SEALER) for request in requests]
+    return [Prepared.of(request, SEALER, "contract") for request in requests]
 
 
 async def _write_one_group(database: Database, strategy: Strategy) -> None:
@@ -70,8 +70,8 @@ async def _write_one_group(database: Database, strategy: Strategy) -> None:
             dict.fromkeys(WABA_IDS, pool.package_id),
             PriceBook(prices, company_id=COMPANY_ID, at=WRITTEN_AT),
         )
-        ids = {a.item.request.unique_code: row_id for a, row_id in zip(decided.applied, reserved, strict=False)}
-        changes = _changes(pool, caught_up, decided, ids, WRITTEN_AT, "contract")
+        ids = {(COMPANY_ID, a.item.unique_code): row_id for a, row_id in zip(decided.applied, reserved, strict=False)}
+        changes = _changes(pool, caught_up, decided, ids, WRITTEN_AT)
         await write_changes(connection, [changes], at=WRITTEN_AT, strategy=strategy)
 
 

@@ -17,7 +17,8 @@ from wabapool.api.errors import ApiError, error_responses
 from wabapool.metrics import ANALYTICS_EVENTS
 from wabapool.security import Permission, Principal
 
-router = APIRouter(tags=["public"])
+# Every route here takes a bearer token, and every token request passes the rate limits (api/deps.py).
+router = APIRouter(tags=["public"], responses=error_responses(429))
 
 # Everyone who may open the page may report what they did on it.
 PageUser = Annotated[Principal, Depends(require(Permission.VIEW_BILLING_INFO))]

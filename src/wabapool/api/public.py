@@ -23,7 +23,8 @@ from wabapool.security import Permission, Principal, allowed
 from wabapool.service.reports import Export, LogFilter, LogRow
 from wabapool.service.reports import csv as csv_format
 
-router = APIRouter(tags=["public"])
+# Every route here takes a bearer token, and every token request passes the rate limits (api/deps.py).
+router = APIRouter(tags=["public"], responses=error_responses(429))
 
 BalanceReader = Annotated[Principal, Depends(require(Permission.VIEW_BILLING_INFO))]
 LogReader = Annotated[Principal, Depends(require(Permission.VIEW_DEDUCTION_LOGS))]

@@ -15,7 +15,8 @@ from wabapool.domain.statements import Figures
 from wabapool.security import Permission, Principal
 from wabapool.service.statements import StatementView, list_statements
 
-router = APIRouter(tags=["public"])
+# Every route here takes a bearer token, and every token request passes the rate limits (api/deps.py).
+router = APIRouter(tags=["public"], responses=error_responses(429))
 # The same readers as the deduction logs (SPEC section 5: owner, admin, supervisor).
 StatementReader = Annotated[Principal, Depends(require(Permission.VIEW_DEDUCTION_LOGS))]
 STATEMENTS_MAX_PAGE = 120

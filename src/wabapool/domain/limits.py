@@ -21,6 +21,16 @@ MAX_CATCH_UP_CYCLES = 120
 # requests. Past it a sender would wait longer than a retry costs: answer 503 with Retry-After
 # instead of queueing without bound and holding every caller's memory and connection.
 MAX_QUEUED_DEDUCTIONS_PER_POOL = 65_536
+# Companies (each with its pool, or its WABAs' packages) one group commit may span. Every pool of a group
+# stays locked until the group commits, so a group over many pools makes each of them wait for the others'
+# rows; 100 keeps a group's transaction near one pool's (about 3 ms of decisions and one write) while a
+# spread load still forms full groups. On Citus each company is a shard: fewer companies, fewer shards in
+# the group's two-phase commit.
+MAX_POOLS_PER_GROUP = 100
+# Groups of one process applied at once (each with its own connection and transaction, over different
+# companies): while one group waits on the network another decides; more only adds lock waits between
+# processes and takes connections from the pool's other users.
+MAX_GROUPS_IN_FLIGHT = 4
 # What a 503 asks the caller to wait before retrying (the Retry-After header).
 RETRY_AFTER_SECONDS = 1
 # Transactions the backfill (or its rollback) may take for one company: again when a lock wait timed out
@@ -37,17 +47,19 @@ EXPORT_FORMAT_THREADS = 2
 # past it 429 `too_many_exports`. Ten, so that a company's people downloading at once are served, while the
 # pool of format threads above keeps them from costing other companies more than one export does.
 EXPORTS_PER_COMPANY = 10
-# Exports open at once in one process, every company: the bound on the memory they hold together
-# (EXPORTS_OPEN_MAX × EXPORT_QUEUE_PAGES × a page's text, ~0.4 MB: ~150 MB at worst).
-EXPORTS_OPEN_MAX = 128
+# Exports open at once in one process, every company: the bound on the memory they hold together (a stalled
+# export holds about three pages' text, its queue's, the one waiting for room, the socket's: ~2.5 MB, so
+# ~160 MB at worst).
+EXPORTS_OPEN_MAX = 64
 # What a `too_many_exports` asks the caller to wait: an export takes seconds, a retry sooner is wasted.
 EXPORT_RETRY_AFTER_SECONDS = 5
-# Rows per read of the CSV export: a read costs two statements and a pool connection, so a couple of thousand
-# rows make that negligible; a page of rows is ~2 MB while it is formatted, its text ~0.3 MB after.
-EXPORT_PAGE_ROWS = 2000
+# Rows per read of the CSV export: a read costs two statements and a round trip that a loaded database makes
+# slow, so a few thousand rows (2,000 took 1.5x the time of 5,000 for a million rows); a page of rows is
+# ~5 MB while it is formatted, its text ~0.9 MB after.
+EXPORT_PAGE_ROWS = 5000
 # Memory for a response: formatted pages of one export waiting for its client. A client that stops reading
-# holds at most these (and the socket's buffer); the pipeline waits for it (back-pressure).
-EXPORT_QUEUE_PAGES = 2
+# holds at most these (and one formatted page waiting for room); the pipeline waits for it (back-pressure).
+EXPORT_QUEUE_PAGES = 1
 # The response-size cap of one export: ~25 M rows, far past any real period (a million rows is ~160 MB).
 # Past it the stream is cut (no final chunk), never sent as if whole.
 EXPORT_BYTES_MAX = 4 * 1024**3

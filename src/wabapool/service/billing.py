@@ -148,7 +148,7 @@ class BillingService:
         error = check_deduction(request)
         if error is not None:
             return BatchItemResult(str(request.unique_code), "rejected", error=error)
-        return await self._group_commit.submit(deductions.Prepared.of(request, self.sealer), service_name)
+        return await self._group_commit.submit(deductions.Prepared.of(request, self.sealer, service_name))
 
     async def deduct_batch(
         self, requests: Sequence[DeductionRequest], *, service_name: str | None = None
@@ -165,8 +165,8 @@ class BillingService:
                 results[index] = BatchItemResult(str(request.unique_code), "rejected", error=error)
             else:
                 checked.append(index)
-                prepared.append(deductions.Prepared.of(request, self.sealer))
-        outcomes = await self._group_commit.submit_many(prepared, service_name)
+                prepared.append(deductions.Prepared.of(request, self.sealer, service_name))
+        outcomes = await self._group_commit.submit_many(prepared)
         for index, outcome in zip(checked, outcomes, strict=True):
             results[index] = outcome
         answered: list[BatchItemResult] = []

@@ -10,14 +10,17 @@ never fails its neighbours.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from wabapool.domain import deduction, operations
 from wabapool.domain.errors import BillingError, Rejection
-from wabapool.domain.pricing import PriceBook
+from wabapool.domain.pricing import PriceBook, PriceEntry
 from wabapool.pii import PiiSealer
 from wabapool.service import unit_of_work
 from wabapool.service.context import ServiceContext
@@ -46,15 +49,17 @@ class Prepared(NamedTuple):
     customer_name_enc: bytes | None
     phone_number_enc: bytes | None
     phone_number_hash: str | None
+    service_name: str | None = None  # the caller's service, stored with the row
 
     @classmethod
-    def of(cls, request: DeductionRequest, sealer: PiiSealer) -> Prepared:
+    def of(cls, request: DeductionRequest, sealer: PiiSealer, service_name: str | None = None) -> Prepared:
         return cls(
             request,
             sealer.payload_hash(request.payload_bytes()),
             sealer.seal(request.customer_name),
             sealer.seal(request.phone_number),
             sealer.search_hash(request.phone_number),
+            service_name,
         )
 
     @property
@@ -110,12 +115,15 @@ def _replay(row: Any) -> DeductionResult:
     )
 
 
+_Key = tuple[int, str]  # (company id, unique_code): a code is unique within its company
+
+
 class GroupApplied(NamedTuple):
     """What a group's transaction decided and wrote; the answers are built after commit, outside the lock."""
 
     outcomes: Sequence[_Outcome | BatchItemResult]
-    ids: dict[str, int]
-    changed: bool
+    ids: dict[_Key, int]
+    changed: frozenset[int]  # the companies whose packages the group wrote
     written: Sequence[Written] = ()  # what the packages became, for the balance cache
 
     def results(self) -> list[BatchItemResult]:
@@ -123,103 +131,207 @@ class GroupApplied(NamedTuple):
         return [_answer(outcome, self.ids) for outcome in self.outcomes]
 
 
-def _answer(outcome: _Outcome | BatchItemResult, ids: dict[str, int]) -> BatchItemResult:
+def _answer(outcome: _Outcome | BatchItemResult, ids: dict[_Key, int]) -> BatchItemResult:
     """One item's answer: the decision's outcome with the id its row was given."""
     if isinstance(outcome, BatchItemResult):
         return outcome
     if isinstance(outcome, deduction.Applied):
-        code = outcome.item.request.unique_code
-        return BatchItemResult(code, "applied", result=_result(outcome, ids[code]))
+        return BatchItemResult(outcome.item.unique_code, "applied", result=_result(outcome, ids[_key(outcome)]))
     if isinstance(outcome, deduction.RepeatInGroup):
-        code = outcome.first.item.request.unique_code
-        return BatchItemResult(code, "replayed", result=_result(outcome.first, ids[code], replayed=True))
+        first = outcome.first
+        return BatchItemResult(
+            first.item.unique_code, "replayed", result=_result(first, ids[_key(first)], replayed=True)
+        )
     if isinstance(outcome, deduction.Replay):
         row: Any = outcome.stored
         return BatchItemResult(row.unique_code, "replayed", result=_replay(row))
     return BatchItemResult(outcome.unique_code, "rejected", error=outcome.error)
 
 
+def _key(applied: _Applied) -> _Key:
+    request = applied.item.request
+    return request.company_id, request.unique_code
+
+
 class DeductionGroups:
-    """Applies a group of one company's deductions in one unit of work; given to the queue as its `apply`."""
+    """Applies a group of deductions (of one company or many) in one unit of work; the queue's `apply`."""
 
     def __init__(self, context: ServiceContext, packages: WabaPackages | None = None) -> None:
         self._context = context
         self._packages = packages or WabaPackages()
 
-    async def apply(
-        self, company_id: int, items: Sequence[Prepared], service_name: str | None
-    ) -> list[BatchItemResult]:
+    async def apply(self, items: Sequence[Prepared]) -> list[BatchItemResult]:
         """One result per item, in order, once the group's transaction has committed."""
         at = self._context.clock()
 
         async def body(unit: unit_of_work.UnitOfWork) -> GroupApplied:
-            applied = await apply_group(
-                unit, company_id, items, at=at, service_name=service_name, packages=self._packages
-            )
+            applied = await apply_group(unit, items, at=at, packages=self._packages)
             if applied.changed:
-                unit.after_commit(lambda: self._context.changed(company_id, applied.written))
+                unit.after_commit(lambda: self._tell_cache(applied))
             return applied
 
         applied = await unit_of_work.run(self._context.database, body)
         return applied.results()
 
+    async def _tell_cache(self, applied: GroupApplied) -> None:
+        """Every changed company's new balance to the cache, together (each answers for its own failure)."""
+        await asyncio.gather(*(self._context.changed(company_id, applied.written) for company_id in applied.changed))
+
+
+class _Part(NamedTuple):
+    """One company's share of a group: where its items stand in the group, and the packages its WABAs charge."""
+
+    company_id: int
+    positions: list[int]
+    package_of: dict[str, int | None]
+
 
 async def apply_group(
-    unit: unit_of_work.UnitOfWork,
-    company_id: int,
-    items: Sequence[Prepared],
-    *,
-    at: datetime,
-    service_name: str | None,
-    packages: WabaPackages,
+    unit: unit_of_work.UnitOfWork, items: Sequence[Prepared], *, at: datetime, packages: WabaPackages
 ) -> GroupApplied:
-    """Apply valid deductions of one company: the outcomes in order, the new rows' ids, whether anything changed.
+    """Apply valid deductions of one or more companies: the outcomes in order, the rows' ids, who changed.
 
-    Each deduction charges the package of its WABA: the company's pool, or the
+    Each deduction charges the package of its WABA: its company's pool, or the
     WABA's own (v2). The group locks every package it charges in one
-    statement, in id order, so groups and the backfill never deadlock.
+    statement, in (company, package id) order, so groups of different
+    processes and the backfill never deadlock. Each company's items are decided
+    with the same pure rules as alone (`domain.deduction.decide`); every
+    package's rows go in one write.
 
     Unless an earlier attempt found a code taken (`unit.codes_taken`), the
     codes are taken to be new (the common case, one query fewer); a taken one
-    fails the insert (UniqueConflict) or shows among the rejected, and the unit
+    fails the insert (UniqueConflict) or shows among the refused, and the unit
     of work tries again with the look-up. Everything that does not need the
     packages (WABAs, prices, row ids) is fetched before their locks are taken.
     """
     connection = unit.connection
-    package_of = await packages.packages(connection, company_id, {i.request.waba_id for i in items})
-    if not package_of and await company_store.get_company(connection, company_id) is None:
-        error = BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
-        return GroupApplied([BatchItemResult(i.request.unique_code, "rejected", error=error) for i in items], {}, False)
-    prices = await company_store.prices_for(connection, company_id, {i.request.deduction_code for i in items})
-    reserved = await reserve_deduction_ids(connection, len(items))
-    charged = {package_id for package_id in package_of.values() if package_id is not None}
+    outcomes: list[_Outcome | BatchItemResult | None] = [None] * len(items)
+    parts = await _parts(connection, items, packages, outcomes)
+    codes = {items[i].request.deduction_code for part in parts for i in part.positions}
+    prices = await company_store.prices_for_companies(connection, [part.company_id for part in parts], codes)
+    reserved = await reserve_deduction_ids(connection, sum(len(part.positions) for part in parts))
+    charged = {package_id for part in parts for package_id in part.package_of.values() if package_id is not None}
     locked = await pool_store.load_packages(connection, charged, for_update=True)
-    if any(pool.closed for pool in locked.values()) or len(locked) != len(charged):
-        packages.forget(company_id)
-        raise unit_of_work.PackageMovedMeanwhile
+    _check_packages(parts, locked, charged, packages)
     caught_up = {package_id: operations.catch_up(pool.state, at) for package_id, pool in locked.items()}
-    codes = {i.request.unique_code for i in items}
-    stored = await request_store.find_deductions(connection, company_id, codes) if unit.codes_taken else {}
     states = {package_id: change.state for package_id, change in caught_up.items()}
-    decided = deduction.decide(items, states, stored, package_of, PriceBook(prices, company_id=company_id, at=at))
+    stored = await _stored(connection, items, parts) if unit.codes_taken else {}
+    decisions = [_decide_part(items, part, states, stored, prices, at, outcomes) for part in parts]
     if not unit.codes_taken:
-        # A replay must not be answered with a rejection decided as if it were new.
-        refused = {o.unique_code for o in decided.outcomes if isinstance(o, deduction.Refused)}
-        if refused and await request_store.find_deductions(connection, company_id, refused):
-            raise unit_of_work.CodeTakenMeanwhile
-    ids = {a.item.request.unique_code: row_id for a, row_id in zip(decided.applied, reserved, strict=False)}
-    charging = {a.package_id for a in decided.applied}
+        await _check_refused_are_new(connection, parts, decisions)
+    applied = [one for decision in decisions for one in decision.applied]
+    ids = {_key(one): row_id for one, row_id in zip(applied, reserved, strict=False)}
     changes = [
-        _changes(pool, caught_up[package_id], decided, ids, at, service_name)
-        for package_id, pool in locked.items()
-        if package_id in charging or caught_up[package_id].moves or decided.states[package_id] != pool.state
+        _changes(locked[package_id], caught_up[package_id], decision, ids, at)
+        for decision in decisions
+        for package_id in _written_packages(decision, locked, caught_up)
     ]
     written = await write(connection, changes, at=at) if changes else []
-    return GroupApplied(decided.outcomes, ids, bool(changes), written)
+    changed = frozenset(change.after.company_id for change in changes)
+    return GroupApplied(_answered(outcomes), ids, changed, written)
+
+
+async def _parts(
+    connection: AsyncConnection,
+    items: Sequence[Prepared],
+    packages: WabaPackages,
+    outcomes: list[_Outcome | BatchItemResult | None],
+) -> list[_Part]:
+    """The group split by company, in (company id) order; an unknown company's items are refused here."""
+    positions: dict[int, list[int]] = defaultdict(list)
+    for index, item in enumerate(items):
+        positions[item.request.company_id].append(index)
+    parts = []
+    for company_id in sorted(positions):
+        mine = positions[company_id]
+        package_of = await packages.packages(connection, company_id, {items[i].request.waba_id for i in mine})
+        if not package_of and await company_store.get_company(connection, company_id) is None:
+            error = BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
+            for index in mine:
+                outcomes[index] = BatchItemResult(items[index].request.unique_code, "rejected", error=error)
+            continue
+        parts.append(_Part(company_id, mine, package_of))
+    return parts
+
+
+def _check_packages(
+    parts: Sequence[_Part], locked: dict[int, pool_store.LockedPool], charged: set[int], packages: WabaPackages
+) -> None:
+    """Every package the group charges was found open under its lock; else forget the companies and retry."""
+    if len(locked) == len(charged) and not any(pool.closed for pool in locked.values()):
+        return
+    for part in parts:
+        ids = {package_id for package_id in part.package_of.values() if package_id is not None}
+        if any(package_id not in locked or locked[package_id].closed for package_id in ids):
+            packages.forget(part.company_id)
+    raise unit_of_work.PackageMovedMeanwhile
+
+
+async def _stored(connection: AsyncConnection, items: Sequence[Prepared], parts: Sequence[_Part]) -> dict[_Key, Any]:
+    """The group's codes already applied, by (company, code)."""
+    codes = {part.company_id: {items[i].request.unique_code for i in part.positions} for part in parts}
+    return await request_store.find_deductions_of(connection, codes)
+
+
+def _decide_part(
+    items: Sequence[Prepared],
+    part: _Part,
+    states: dict[int, operations.PoolState],
+    stored: dict[_Key, Any],
+    prices: Sequence[PriceEntry],
+    at: datetime,
+    outcomes: list[_Outcome | BatchItemResult | None],
+) -> deduction.Decision[Prepared]:
+    """One company's items decided against its own packages, exactly as a group of that company alone."""
+    company_id = part.company_id
+    mine = [items[i] for i in part.positions]
+    own = {package_id: states[package_id] for package_id in part.package_of.values() if package_id in states}
+    stored_codes = {code: row for (company, code), row in stored.items() if company == company_id}
+    book = PriceBook([p for p in prices if p.company_id in (None, company_id)], company_id=company_id, at=at)
+    decision = deduction.decide(mine, own, stored_codes, part.package_of, book)
+    for index, outcome in zip(part.positions, decision.outcomes, strict=True):
+        outcomes[index] = outcome
+    return decision
+
+
+async def _check_refused_are_new(
+    connection: AsyncConnection, parts: Sequence[_Part], decisions: Sequence[deduction.Decision[Prepared]]
+) -> None:
+    """A replay must not be answered with a refusal decided as if it were new: retry with the codes looked up."""
+    refused = {
+        part.company_id: codes
+        for part, decision in zip(parts, decisions, strict=True)
+        if (codes := {o.unique_code for o in decision.outcomes if isinstance(o, deduction.Refused)})
+    }
+    if refused and await request_store.find_deductions_of(connection, refused):
+        raise unit_of_work.CodeTakenMeanwhile
+
+
+def _written_packages(
+    decision: deduction.Decision[Prepared],
+    locked: dict[int, pool_store.LockedPool],
+    caught_up: dict[int, operations.Change],
+) -> list[int]:
+    """The company's packages the group changes: charged, caught up to a new cycle, or otherwise moved."""
+    charging = {one.package_id for one in decision.applied}
+    return [
+        package_id
+        for package_id, state in decision.states.items()
+        if package_id in charging or caught_up[package_id].moves or state != locked[package_id].state
+    ]
+
+
+def _answered(outcomes: Sequence[_Outcome | BatchItemResult | None]) -> list[_Outcome | BatchItemResult]:
+    answered = []
+    for index, outcome in enumerate(outcomes):
+        if outcome is None:
+            raise RuntimeError(f"item {index} of a group was left without an outcome")
+        answered.append(outcome)
+    return answered
 
 
 def _request_row(
-    applied: _Applied, pool: pool_store.LockedPool, cycle_start: datetime, at: datetime, service_name: str | None
+    applied: _Applied, pool: pool_store.LockedPool, cycle_start: datetime, at: datetime
 ) -> request_store.DeductionRow:
     item = applied.item
     request = item.request
@@ -240,7 +352,7 @@ def _request_row(
         portions[0].credited_to if portions else None,
         item.payload_hash,
         cycle_start,
-        service_name,
+        item.service_name,
         request.broadcast_id,
         request.message_id,
         request.category,
@@ -257,9 +369,8 @@ def _changes(
     pool: pool_store.LockedPool,
     caught_up: operations.Change,
     decided: deduction.Decision[Prepared],
-    ids: dict[str, int],
+    ids: dict[_Key, int],
     at: datetime,
-    service_name: str | None,
 ) -> PoolChanges:
     """One package's writes: its catch-up's entries, then each of its deductions' request row and entries."""
     state = decided.states[pool.package_id]
@@ -275,7 +386,7 @@ def _changes(
             reference=request.unique_code,
             cycle_start=cycle_start,
             waba_id=request.waba_id,
-            deduction_request_id=ids[request.unique_code],
+            deduction_request_id=ids[_key(one)],
         )
         entries += ledger_store.entry_rows(
             company_id=state.company_id, package_id=pool.package_id, moves=one.charged.moves, context=context, at=at
@@ -284,8 +395,8 @@ def _changes(
         pool=pool,
         after=state,
         entries=entries,
-        deductions=[_request_row(a, pool, cycle_start, at, service_name) for a in applied],
-        deduction_ids=[ids[a.item.request.unique_code] for a in applied],
+        deductions=[_request_row(a, pool, cycle_start, at) for a in applied],
+        deduction_ids=[ids[_key(a)] for a in applied],
         spend=[SpendDelta(waba_id, cycle_start, amount) for waba_id, amount in spend.items()],
         usage=[UsageDelta(a.item.request.waba_id, day, a.amount, a.item.request.quantity) for a in applied],
         events=[*caught_up.events, *decided.events.get(pool.package_id, [])],

@@ -1,17 +1,19 @@
-"""The deduction queue: gather concurrent deductions of one pool into one transaction.
+"""The deduction queue: gather concurrent deductions, of one pool or of many, into shared transactions.
 
 Step 1 of the deduction path, and the only one that knows of concurrency:
-`BillingService.deduct_one` submits here; a drainer task per pool takes the
-queued deductions as groups and hands each to `apply` (in the engine,
-`deductions.DeductionGroups.apply`: step 2, the unit of work, which step 3,
-`domain.deduction.decide`, answers). The queue knows nothing of SQL; it is
-tested with an in-memory `apply`.
+`BillingService.deduct_one` submits here; the queue takes what is waiting as
+groups and hands each to `apply` (in the engine, `deductions.DeductionGroups.apply`:
+step 2, the unit of work, in which step 3, `domain.deduction.decide`, answers).
+The queue knows nothing of SQL; it is tested with an in-memory `apply`.
 
-While a company's group is being applied, new deductions for that company
-queue up; when the transaction commits, everything that queued meanwhile goes
-in the next one. No timer and no added latency at low load (a lone deduction
-is a group of one), and under contention the pool row is locked once per
-group instead of once per message. Each caller still gets its own result.
+A group spans pools: deductions waiting for different companies share one
+transaction (the unit of work locks their pools in a fixed order, so two
+processes never deadlock). While a company is in a group being applied, its
+later deductions wait for the next group, so one company's deductions are
+applied in the order they came; other companies' may start at once, in
+another group, up to `MAX_GROUPS_IN_FLIGHT`. No timer and no added latency at
+low load (a lone deduction is a group of one). Each caller still gets its own
+result.
 
 A caller's deductions of one company queue as one entry with one future, so
 a batch of a thousand costs one wake-up, not a thousand.
@@ -20,7 +22,8 @@ What a caller is told when a group fails, by when it failed:
 - before commit (the database unreachable, a lock or statement timeout):
   `unavailable`, nothing was written, a retry is safe;
 - a bug or a poisoned item before commit: the group rolled back, so each
-  caller's items are applied again on their own and a bad one fails alone;
+  caller's entry (one company's items) is applied again on its own and a bad
+  one fails alone, never another company's;
 - during or after commit, or cancelled while the transaction was open:
   `outcome_unknown`; a retry with the same unique_code answers the original
   result if it was applied, or applies it once.
@@ -30,23 +33,29 @@ Every future is settled, whatever happens, cancellation included.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from wabapool.domain.errors import BillingError, Rejection
-from wabapool.domain.limits import BATCH_MAX_ITEMS, MAX_QUEUED_DEDUCTIONS_PER_POOL
+from wabapool.domain.limits import (
+    BATCH_MAX_ITEMS,
+    MAX_GROUPS_IN_FLIGHT,
+    MAX_POOLS_PER_GROUP,
+    MAX_QUEUED_DEDUCTIONS_PER_POOL,
+)
 from wabapool.service.deductions import Prepared
 from wabapool.service.models import BatchItemResult
 from wabapool.storage.errors import OutcomeUnknown, StorageTimeout, StorageUnavailable
 
-ApplyGroup = Callable[[int, Sequence[Prepared], str | None], Awaitable[list[BatchItemResult]]]
-GroupKey = tuple[int, str | None]
+ApplyGroup = Callable[[Sequence[Prepared]], Awaitable[list[BatchItemResult]]]
 
 
 @dataclass(slots=True)
 class _Pending:
     """One caller's deductions of one company, answered together."""
 
+    company_id: int
     items: list[Prepared]
     future: asyncio.Future[list[BatchItemResult]]
 
@@ -78,29 +87,37 @@ def overloaded(queued: int) -> BillingError:
 
 
 class GroupCommitter:
+    """The queue of one process: groups of waiting deductions, applied a few at a time, company-disjoint."""
+
     def __init__(
         self,
         apply: ApplyGroup,
         *,
         max_group: int = BATCH_MAX_ITEMS,
+        max_pools: int = MAX_POOLS_PER_GROUP,
         max_queued: int = MAX_QUEUED_DEDUCTIONS_PER_POOL,
+        max_in_flight: int = MAX_GROUPS_IN_FLIGHT,
     ) -> None:
         self._apply = apply
         self._max_group = max_group
+        self._max_pools = max_pools
         self._max_queued = max_queued
-        self._queues: dict[GroupKey, list[_Pending]] = {}
-        self._queued_items: dict[GroupKey, int] = {}
-        self._drainers: dict[GroupKey, asyncio.Task[None]] = {}
+        self._max_in_flight = max_in_flight
+        self._queue: deque[_Pending] = deque()
+        self._queued_items: dict[int, int] = {}  # per company, for the overload bound
+        self._busy: set[int] = set()  # companies in a group being applied
+        self._groups: dict[asyncio.Task[None], list[_Pending]] = {}
+        self._start_scheduled = False
 
-    async def submit(self, item: Prepared, service_name: str | None) -> BatchItemResult:
-        (result,) = await self._enqueue((item.request.company_id, service_name), [item])
+    async def submit(self, item: Prepared) -> BatchItemResult:
+        (result,) = await self._enqueue(item.request.company_id, [item])
         return result
 
-    async def submit_many(self, items: Sequence[Prepared], service_name: str | None) -> list[BatchItemResult]:
+    async def submit_many(self, items: Sequence[Prepared]) -> list[BatchItemResult]:
         """Several deductions (of one company or many); one result per item, in order.
 
-        The items join whatever else is queued for their pool, so concurrent
-        batches share transactions too; each item keeps its own outcome.
+        The items join whatever else is queued, so concurrent batches share
+        transactions too; each item keeps its own outcome.
         """
         by_company: dict[int, list[int]] = {}
         for index, item in enumerate(items):
@@ -111,7 +128,7 @@ class GroupCommitter:
             for start in range(0, len(indexes), self._max_group):
                 chunk = indexes[start : start + self._max_group]
                 chunks.append(chunk)
-                futures.append(self._enqueue((company_id, service_name), [items[i] for i in chunk]))
+                futures.append(self._enqueue(company_id, [items[i] for i in chunk]))
         answers = await asyncio.gather(*futures, return_exceptions=True)
         results: list[BatchItemResult | None] = [None] * len(items)
         for chunk, answer in zip(chunks, answers, strict=True):
@@ -129,56 +146,86 @@ class GroupCommitter:
             answered.append(result)
         return answered
 
-    def _enqueue(self, key: GroupKey, items: list[Prepared]) -> asyncio.Future[list[BatchItemResult]]:
+    def _enqueue(self, company_id: int, items: list[Prepared]) -> asyncio.Future[list[BatchItemResult]]:
         future: asyncio.Future[list[BatchItemResult]] = asyncio.get_running_loop().create_future()
-        queued = self._queued_items.get(key, 0)
+        queued = self._queued_items.get(company_id, 0)
         if queued + len(items) > self._max_queued:
             future.set_result(_rejected(items, overloaded(queued)))
             return future
-        self._queues.setdefault(key, []).append(_Pending(items, future))
-        self._queued_items[key] = queued + len(items)
-        if key not in self._drainers:
-            # The trail goes on in `_drain`: one task per pool applies its groups one after another.
-            self._drainers[key] = asyncio.create_task(self._drain(key), name=f"deduction-queue-{key[0]}")
+        self._queue.append(_Pending(company_id, items, future))
+        self._queued_items[company_id] = queued + len(items)
+        if not self._start_scheduled:
+            # Groups start on the loop's next turn, so deductions submitted in the same turn share one.
+            self._start_scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_groups)
         return future
 
-    def _take(self, key: GroupKey) -> list[_Pending]:
-        """The next group: whole callers' entries, up to the group size (at least one entry)."""
-        queue = self._queues[key]
-        taken, size = 0, 0
-        while taken < len(queue) and (taken == 0 or size + len(queue[taken].items) <= self._max_group):
-            size += len(queue[taken].items)
-            taken += 1
-        group = queue[:taken]
-        del queue[:taken]
-        self._queued_items[key] -= size
-        if not queue:
-            del self._queues[key]
-            del self._queued_items[key]
+    def _start_groups(self) -> None:
+        """Start a group for what is waiting, while fewer than `max_in_flight` run and something can go."""
+        self._start_scheduled = False
+        while self._queue and len(self._groups) < self._max_in_flight:
+            if self._queued_items.keys() <= self._busy:
+                return  # everything waiting belongs to a company being applied: its group's end starts the next
+            group = self._take()
+            if not group:
+                return
+            # The trail goes on in `_run`: each group is applied by a task of its own.
+            task = asyncio.create_task(self._run(group), name=f"deduction-group-{group[0].company_id}")
+            self._groups[task] = group
+
+    def _take(self) -> list[_Pending]:
+        """The next group, in arrival order: whole entries of companies not being applied, within the limits.
+
+        An entry of a company already in a group waits for it (so a company's
+        deductions apply in order); an entry past the limits waits for the next group.
+        """
+        group: list[_Pending] = []
+        companies: set[int] = set()
+        size = 0
+        kept: list[_Pending] = []
+        while self._queue:
+            pending = self._queue.popleft()
+            company_id = pending.company_id
+            fits = size + len(pending.items) <= self._max_group or not group
+            new_company = company_id not in companies
+            if company_id in self._busy or not fits or (new_company and len(companies) >= self._max_pools):
+                kept.append(pending)
+                if size >= self._max_group:
+                    break
+                continue
+            group.append(pending)
+            companies.add(company_id)
+            size += len(pending.items)
+        self._queue.extendleft(reversed(kept))
+        for pending in group:
+            left = self._queued_items[pending.company_id] - len(pending.items)
+            if left:
+                self._queued_items[pending.company_id] = left
+            else:
+                del self._queued_items[pending.company_id]
+        self._busy |= companies
         return group
 
-    async def _drain(self, key: GroupKey) -> None:
-        group: list[_Pending] = []
+    async def _run(self, group: list[_Pending]) -> None:
         try:
-            while self._queues.get(key):
-                group = self._take(key)
-                await self._apply_group(key, group)
-                group = []
+            await self._apply_group(group)
         except asyncio.CancelledError:
             # The group in flight may have committed; what still queued never reached the database.
             _settle(group, outcome_unknown("cancelled"))
-            _settle(self._queues.pop(key, []), unavailable("cancelled"))
-            self._queued_items.pop(key, None)
+            _settle(list(self._queue), unavailable("cancelled"))
+            self._queue.clear()
+            self._queued_items.clear()
             raise
         finally:
-            # No await between the empty-queue check and here, so no submit can slip in unseen.
-            del self._drainers[key]
+            # No await between here and the next start, so no submit can slip in unseen.
+            self._busy -= {pending.company_id for pending in group}
+            del self._groups[asyncio.current_task()]  # type: ignore[arg-type]
+            self._start_groups()
 
-    async def _apply_group(self, key: GroupKey, group: list[_Pending]) -> None:
-        company_id, service_name = key
+    async def _apply_group(self, group: list[_Pending]) -> None:
         items = [item for pending in group for item in pending.items]
         try:
-            results = await self._apply(company_id, items, service_name)
+            results = await self._apply(items)
         except OutcomeUnknown as exc:
             _settle(group, outcome_unknown(str(exc) or type(exc).__name__))
             return
@@ -192,7 +239,7 @@ class GroupCommitter:
                 _settle_error(group[0], exc)
                 return
             for pending in group:
-                await self._apply_each_alone(key, pending)
+                await self._apply_each_alone(pending)
             return
         if len(results) != len(items):
             # Committed, but the answers do not line up: no caller can be told which is theirs.
@@ -205,12 +252,11 @@ class GroupCommitter:
                 pending.future.set_result(results[start:end])
             start = end
 
-    async def _apply_each_alone(self, key: GroupKey, pending: _Pending) -> None:
-        company_id, service_name = key
+    async def _apply_each_alone(self, pending: _Pending) -> None:
         results: list[BatchItemResult] = []
         for item in pending.items:
             try:
-                (result,) = await self._apply(company_id, [item], service_name)
+                (result,) = await self._apply([item])
             except OutcomeUnknown as exc:
                 result = _rejected([item], outcome_unknown(type(exc).__name__))[0]
             except Exception as exc:

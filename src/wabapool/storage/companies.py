@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, any_, bindparam, or_, select, update
+from sqlalchemy import BigInteger, String, and_, any_, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -139,7 +139,10 @@ _PRICES_FOR_PG = pg.compile_statement(
     select(price_list).where(
         and_(
             price_list.c.deduction_code == any_(bindparam("codes", type_=ARRAY(String))),
-            or_(price_list.c.company_id.is_(None), price_list.c.company_id == bindparam("company_id")),
+            or_(
+                price_list.c.company_id.is_(None),
+                price_list.c.company_id == any_(bindparam("company_ids", type_=ARRAY(BigInteger))),
+            ),
         )
     )
 )
@@ -147,14 +150,21 @@ _PRICES_FOR_PG = pg.compile_statement(
 
 async def prices_for(connection: AsyncConnection, company_id: int, codes: Collection[str]) -> list[PriceEntry]:
     """Every entry (default and the company's) for these deduction codes."""
+    return await prices_for_companies(connection, [company_id], codes)
+
+
+async def prices_for_companies(
+    connection: AsyncConnection, company_ids: Collection[int], codes: Collection[str]
+) -> list[PriceEntry]:
+    """Every entry for these deduction codes, the defaults and these companies' own, in one statement."""
     rows: Sequence[Mapping[str, Any]]
     if pg.is_postgresql(connection):
-        rows = await pg.fetch(connection, _PRICES_FOR_PG, codes=list(codes), company_id=company_id)
+        rows = await pg.fetch(connection, _PRICES_FOR_PG, codes=list(codes), company_ids=list(company_ids))
     else:
         query = select(price_list).where(
             and_(
                 price_list.c.deduction_code.in_(list(codes)),
-                or_(price_list.c.company_id.is_(None), price_list.c.company_id == company_id),
+                or_(price_list.c.company_id.is_(None), price_list.c.company_id.in_(list(company_ids))),
             )
         )
         rows = (await connection.execute(query)).mappings().all()

@@ -64,6 +64,20 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.info.get("write", True) else "BEGIN")
 
 
+def _share_disconnects(*engines: AsyncEngine) -> None:
+    """A connection found dead in one pool means the server dropped them all (a restart, a failover): the
+    failing pool replaces its older connections itself, and the other pools are replaced too, so each pool
+    costs one failed attempt after a restart, not one per pool (or per pooled connection without a ping)."""
+    for engine in engines:
+
+        @event.listens_for(engine.sync_engine, "handle_error")
+        def _on_error(context: Any, failing: AsyncEngine = engine) -> None:
+            if context.is_disconnect:
+                for other in engines:
+                    if other is not failing:
+                        other.sync_engine.dispose(close=False)  # a fresh pool; checked-out connections finish
+
+
 class Database:
     """One engine and the transaction boundary every use case goes through."""
 
@@ -104,6 +118,7 @@ class Database:
                 pool_timeout=read_pool_wait_seconds,
                 **options,
             )
+            _share_disconnects(self.engine, self.read_engine)
         else:  # one file: readers never block its one writer (WAL), one engine serves both
             self.engine = self.read_engine = create_async_engine(self.url, **options)
         self._commit_hook = commit_hook

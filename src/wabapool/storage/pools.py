@@ -101,8 +101,14 @@ def _pool_query(company_id: Any):  # type: ignore[no-untyped-def]
 
 
 def _packages_query(where: Any):  # type: ignore[no-untyped-def]
-    # Ordered by package id: every transaction that locks several packages takes them in the same order.
-    return select(*_POOL_COLUMNS).select_from(_PACKAGE_ROWS).where(where).order_by(organization_packages.c.id)
+    # Ordered by company, then package id: every transaction that locks several packages (of one company or,
+    # in a group commit, of many) takes them in the same order, so two of them never deadlock.
+    return (
+        select(*_POOL_COLUMNS)
+        .select_from(_PACKAGE_ROWS)
+        .where(where)
+        .order_by(organization_packages.c.company_id, organization_packages.c.id)
+    )
 
 
 _LOCK_POOL_PG = pg.compile_statement(_pool_query(bindparam("company_id")).with_for_update(of=_LOCKED_TABLES))
@@ -132,7 +138,7 @@ async def load_pool(connection: AsyncConnection, company_id: int, *, for_update:
 async def load_packages(
     connection: AsyncConnection, package_ids: Collection[int], *, for_update: bool
 ) -> dict[int, LockedPool]:
-    """These packages by id, open or closed (the caller checks); locked in id order with `for_update`."""
+    """These packages by id, open or closed (the caller checks); locked in (company, id) order with `for_update`."""
     if not package_ids:
         return {}
     rows: Sequence[Mapping[str, Any]]

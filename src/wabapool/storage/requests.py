@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import String, and_, any_, bindparam, select
+from sqlalchemy import BigInteger, String, and_, any_, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -39,6 +39,29 @@ async def find_deductions(
         select(*REPLAY_COLUMNS).where(and_(deduction_requests.c.company_id == company_id, codes))
     )
     return {row.unique_code: row for row in rows}
+
+
+async def find_deductions_of(
+    connection: AsyncConnection, codes_by_company: Mapping[int, Collection[str]]
+) -> dict[tuple[int, str], Any]:
+    """Already-applied deductions among these codes of several companies, in one statement, by (company, code)."""
+    pairs = [(company_id, code) for company_id, codes in codes_by_company.items() for code in codes]
+    if not pairs:
+        return {}
+    d = deduction_requests
+    if connection.dialect.name == "postgresql":
+        # Arrays unnested side by side: one statement whatever the number of companies and codes.
+        wanted = select(
+            func.unnest(bindparam("company_ids", [p[0] for p in pairs], type_=ARRAY(BigInteger))).label("company_id"),
+            func.unnest(bindparam("codes", [p[1] for p in pairs], type_=ARRAY(String))).label("unique_code"),
+        ).subquery()
+        query = select(d.c.company_id, *REPLAY_COLUMNS).join(
+            wanted, and_(d.c.company_id == wanted.c.company_id, d.c.unique_code == wanted.c.unique_code)
+        )
+    else:
+        query = select(d.c.company_id, *REPLAY_COLUMNS).where(tuple_(d.c.company_id, d.c.unique_code).in_(pairs))
+    rows = await connection.execute(query)
+    return {(row.company_id, row.unique_code): row for row in rows}
 
 
 class DeductionRow(NamedTuple):

@@ -158,18 +158,20 @@ class Export:
 
     async def _produce(self) -> None:
         loop = asyncio.get_running_loop()
-        after: log_store.Position | None = None
         written = 0
+        ahead: asyncio.Future[Sequence[Sequence[Any]]] | None = None
         try:
+            rows = await self._read_page(None)  # on the loop: it waits on the database, it does not work
             while not self._closed.is_set():
-                rows = await self._read_page(after)  # on the loop: it waits on the database, it does not work
-                if self._closed.is_set():
-                    return
                 full = len(rows) == self._page_rows
+                after = log_store.export_position(rows[-1]) if rows else None
+                if full and not self._queue.full():
+                    # The client keeps up: the next page is read while this one is formatted. One that does
+                    # not gets no read ahead, so a stalled export holds no rows, only its pages' text.
+                    ahead = asyncio.ensure_future(self._read_page(after))
                 if rows:
-                    after = log_store.export_position(rows[-1])
                     text = await loop.run_in_executor(self._executor, self._format_page, rows)
-                    del rows  # only the page's text is held while it waits for the client
+                    del rows
                     written += len(text)
                     if written > self._bytes_max:
                         raise ExportTooLarge(f"the export passed {self._bytes_max} bytes")
@@ -177,10 +179,16 @@ class Export:
                         return
                 if not full:
                     break
+                rows = await ahead if ahead is not None else await self._read_page(after)
+                ahead = None
             await self._put(None)
         except Exception as exc:  # the response raises it: the stream is cut, never ended as if whole
             await self._put(exc)
         finally:
+            if ahead is not None:  # a read in flight is let finish (see the module docstring), its rows dropped
+                await asyncio.wait([ahead])
+                if not ahead.cancelled():
+                    ahead.exception()
             if self._closed.is_set():  # else the response is still sending: its close gives the slot back
                 self._end()
 

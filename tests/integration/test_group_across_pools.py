@@ -1,0 +1,150 @@
+"""A group commit across pools answers every item exactly as one-at-a-time application would.
+
+Hypothesis draws a group mixing companies, fresh deductions, replays of codes
+stored before the group and of codes taken earlier in it, idempotency
+conflicts, unknown WABAs and pools running dry into `quota_exceeded`. The same
+items go once as ONE group (`DeductionGroups.apply`, one transaction over every
+company's pool) and once one at a time against twin companies in the same
+state; every answer (status, rejection code, amount, figures before and after,
+allocations) and every pool's final balance must be the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
+from wabapool.service.deductions import DeductionGroups, Prepared
+from wabapool.service.models import BatchItemResult
+from wabapool.storage.database import Database
+from wabapool.storage.migrate import upgrade
+
+NOW = datetime(2026, 11, 10, 3, 0, tzinfo=UTC)
+COMPANIES = 3
+TWIN_OFFSET = 50  # the one-at-a-time side's company ids: the group side's plus this
+UNIT_PRICE_MINOR = 10
+# Small pools so that a group of a few dozen items runs some of them dry (allowance, then postpaid, then refused).
+ALLOWANCE_MINOR = 100
+POSTPAID_LIMIT_MINOR = 50
+_next_base = itertools.count(1)
+
+Drawn = tuple[int, str, int, bool]  # company index, code, quantity, a WABA of the company (else an unknown one)
+
+items_strategy = st.tuples(
+    st.integers(0, COMPANIES - 1),
+    st.sampled_from([f"c{i}" for i in range(8)]),
+    st.integers(1, 6),
+    st.sampled_from([True, True, True, False]),  # now and then a WABA the company does not have
+)
+
+
+def _waba(company_id: int) -> str:
+    return f"{company_id}0001"
+
+
+def _request(company_id: int, code: str, quantity: int, known_waba: bool) -> DeductionRequest:
+    waba_id = _waba(company_id) if known_waba else "999999"
+    return DeductionRequest(company_id, "wa", "wa_marketing_id", code, quantity, waba_id)
+
+
+def _shape(result: BatchItemResult) -> tuple[Any, ...]:
+    """An answer without the row id (the two sides' rows have different ids)."""
+    if result.error is not None:
+        return (result.unique_code, result.status, result.error.code.value, result.error.details)
+    outcome = result.result
+    assert outcome is not None
+    return (
+        result.unique_code,
+        result.status,
+        outcome.amount,
+        outcome.value_before,
+        outcome.value_after,
+        outcome.credited_to,
+        outcome.allocations,
+        outcome.replayed,
+    )
+
+
+async def _provision(service: BillingService, company_id: int) -> None:
+    await service.provision_company(
+        company_id,
+        CompanyTerms(
+            package=PackageTerms(allowance=ALLOWANCE_MINOR, postpaid_limit=POSTPAID_LIMIT_MINOR, cycle_anchor_day=1)
+        ),
+    )
+    await service.provision_waba(company_id, _waba(company_id), name="WABA")
+
+
+async def _check_one_group_equals_one_at_a_time(url: str, stored: list[Drawn], group: list[Drawn]) -> None:
+    database = Database(url)
+    try:
+        service = BillingService(database, clock=lambda: NOW)
+        await service.set_price("wa_marketing_id", unit_price_minor=UNIT_PRICE_MINOR, effective_from=NOW)
+        base = next(_next_base) * 100 * TWIN_OFFSET
+        grouped = [base + index for index in range(COMPANIES)]
+        alone = [company_id + TWIN_OFFSET for company_id in grouped]
+        for company_id in grouped + alone:
+            await _provision(service, company_id)
+        for index, code, quantity, known in stored:  # the same history on both sides, one at a time
+            for side in (grouped, alone):
+                await service.deduct_one(_request(side[index], code, quantity, known))
+
+        items = [
+            Prepared.of(_request(grouped[index], code, quantity, known), service.sealer)
+            for index, code, quantity, known in group
+        ]
+        in_one = await DeductionGroups(service.context).apply(items)
+        one_by_one = [
+            await service.deduct_one(_request(alone[index], code, quantity, known))
+            for index, code, quantity, known in group
+        ]
+
+        assert [_shape(r) for r in in_one] == [_shape(r) for r in one_by_one]
+        for group_company, alone_company in zip(grouped, alone, strict=True):
+            assert _figures(await service.balance(group_company)) == _figures(await service.balance(alone_company))
+    finally:
+        await database.dispose()
+
+
+def _figures(view: Any) -> tuple[Any, ...]:
+    return (
+        view.total,
+        view.available,
+        view.initial_remaining,
+        view.additional_remaining,
+        view.postpaid_used,
+        view.below_zero,
+        view.low_balance,
+    )
+
+
+@pytest.fixture(scope="module")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('groups') / 'wabapool.db'}"
+    upgrade(url)
+    yield url
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stored=st.lists(items_strategy, max_size=6), group=st.lists(items_strategy, min_size=1, max_size=30))
+def test_a_group_across_companies_answers_each_item_as_one_at_a_time_on_sqlite(
+    sqlite_url: str, stored: list[Drawn], group: list[Drawn]
+) -> None:
+    asyncio.run(_check_one_group_equals_one_at_a_time(sqlite_url, stored, group))
+
+
+@pytest.mark.postgres
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stored=st.lists(items_strategy, max_size=6), group=st.lists(items_strategy, min_size=1, max_size=30))
+def test_a_group_across_companies_answers_each_item_as_one_at_a_time_on_postgres(
+    postgres_url: str, stored: list[Drawn], group: list[Drawn]
+) -> None:
+    asyncio.run(_check_one_group_equals_one_at_a_time(postgres_url, stored, group))
