@@ -100,10 +100,13 @@ def _row(result: CellResult) -> list[str]:
 
 
 SPREAD_VARIANTS = ("baseline", "locking", "single")
+# How the runner labels each variant's cells (`Cell.label`).
+SPREAD_LABELS = {"baseline": "baseline (RFC)", "locking": "baseline (row lock)", "single": "wabapool single"}
 
 
 def _median_rate(run: BenchRun, variant: str, pools: int, senders: int) -> float | None:
-    rates = [r.per_second for r in run.results if (r.variant, r.pools, r.senders) == (variant, pools, senders)]
+    label = SPREAD_LABELS[variant]
+    rates = [r.per_second for r in run.results if (r.variant, r.pools, r.senders) == (label, pools, senders)]
     return statistics.median(rates) if rates else None
 
 

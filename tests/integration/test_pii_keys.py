@@ -24,6 +24,7 @@ from wabapool.config import Settings
 from wabapool.pii import DEVELOPMENT_KEYS, PiiKeyError, PiiSealer
 from wabapool.service import pii_keys
 from wabapool.storage.database import Database
+from wabapool.storage.migrate import upgrade
 from wabapool.storage.tables import deduction_requests
 
 NAME = "Rahasia Kusumawardhani"
@@ -66,6 +67,24 @@ def test_without_keys_outside_demo_the_start_up_check_names_the_variable(tmp_pat
     with pytest.raises(PiiKeyError, match="WABAPOOL_PII_KEYS"):
         pii_keys.require_keys(Settings(database_url=url))
     assert pii_keys.require_keys(Settings(database_url=url), demo=True).active_key_id == "dev"
+
+
+def test_the_public_development_key_set_explicitly_is_refused_outside_demo(tmp_path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'dev.db'}", pii_keys=DEVELOPMENT_KEYS)
+    upgrade(settings.database_url)
+    message = pii_keys.startup_refusal(settings)
+    assert message is not None and "WABAPOOL_PII_KEYS" in message and "development key" in message
+    assert "\n" not in message  # one line
+    assert pii_keys.startup_refusal(settings, demo=True) is None
+    assert pii_keys.require_keys(settings, demo=True).active_key_id == "dev"
+    # Beside a key of one's own it only reads what it sealed (until `wabapool pii rotate`): allowed.
+    assert pii_keys.require_keys(Settings(database_url=settings.database_url, pii_keys=f"{DEVELOPMENT_KEYS},{NEW}"))
+
+
+def test_serve_refuses_the_public_development_key_outside_demo(tmp_path) -> None:
+    env = {"WABAPOOL_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}", "WABAPOOL_PII_KEYS": DEVELOPMENT_KEYS}
+    result = CliRunner().invoke(cli, ["serve", "--no-migrate"], env=env)
+    assert result.exit_code == 2 and "WABAPOOL_PII_KEYS" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(

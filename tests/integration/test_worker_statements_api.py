@@ -81,3 +81,22 @@ async def test_statements_page_by_cursor(sqlite_url: str) -> None:
         assert starts == sorted(starts, reverse=True) and len(set(starts)) == len(starts) >= 3
         bad = await client.get(f"{PUBLIC}/statements?cursor=yesterday", headers=bearer(COMPANY))
         assert bad.status_code == 400 and bad.json()["error"]["details"] == {"field": "cursor"}
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["0001-01-01T00:00:00+14:00~1", "9999-12-31T23:59:59-14:00~1", "9999-12-31T23:59:59-14:00", "2026-01-01~0"],
+)
+async def test_statements_cursor_at_the_edge_of_the_calendar_is_a_400(sqlite_url: str, cursor: str) -> None:
+    async with api_client(settings_for(sqlite_url)) as (client, _):
+        await provision(client, COMPANY)
+        response = await client.get(f"{PUBLIC}/statements", params={"cursor": cursor}, headers=bearer(COMPANY))
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["details"] == {"field": "cursor"}
+
+
+async def test_statements_of_an_unknown_company_is_a_404_like_every_other_endpoint(sqlite_url: str) -> None:
+    async with api_client(settings_for(sqlite_url)) as (client, _):
+        response = await client.get(f"{PUBLIC}/statements", headers=bearer(424242))
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == "unknown_company"

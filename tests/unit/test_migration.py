@@ -81,3 +81,16 @@ def test_unmerge_refuses_a_pool_that_no_longer_holds_what_was_brought() -> None:
     assert migration.unmerge(Buckets(0, 0, 700), brought) == Buckets(0, 0, 200)
     with pytest.raises(ValueError):
         migration.unmerge(Buckets(0, 0, 400), brought)
+
+
+def test_merge_refuses_packages_whose_sum_passes_the_ceiling_on_money() -> None:
+    from wabapool.domain.errors import BillingError, Rejection
+    from wabapool.domain.limits import AMOUNT_MAX_MINOR
+
+    half = AMOUNT_MAX_MINOR // 2 + 1
+    sources = [state(Buckets(0, 0, half, 0, 0)), state(Buckets(0, 0, half, 0, 0))]
+    with pytest.raises(BillingError) as refused:
+        migration.merge(state(Buckets(), waba_id=None), sources)
+    assert refused.value.code is Rejection.AMOUNT_TOO_LARGE and "nothing was moved" in refused.value.message
+    exact = [state(Buckets(0, 0, half, 0, 0)), state(Buckets(0, 0, AMOUNT_MAX_MINOR - half, 0, 0))]
+    assert migration.merge(state(Buckets(), waba_id=None), exact).pool.buckets.available == AMOUNT_MAX_MINOR

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wabapool.domain.money import currency_exponent, format_major, to_major
+from wabapool.domain.money import UnknownCurrency, currency_exponent, format_major, is_money_code, to_major
 
 
 @pytest.mark.parametrize(
@@ -24,8 +24,12 @@ from wabapool.domain.money import currency_exponent, format_major, to_major
         (1234, "JPY", "1234"),
         (-1234, "JPY", "-1234"),
         (0, "JPY", "0"),
-        (12345, "XYZ", "123.45"),  # unknown currency: two digits
         (12345, "idr", "123.45"),  # the code is case-insensitive
+        (1234567, "BHD", "1234.567"),  # three decimals (ISO 4217 minor unit 3)
+        (-1, "KWD", "-0.001"),
+        (12345, "CLF", "1.2345"),  # four decimals
+        (25000, "VND", "25000"),  # no minor unit: 25,000 dong, not 250.00
+        (1000, "KRW", "1000"),
         (9_223_372_036_854_775_807, "IDR", "92233720368547758.07"),  # largest BIGINT, no float rounding
         (10**15 + 1, "IDR", "10000000000000.01"),
     ],
@@ -37,7 +41,26 @@ def test_format_major_gives_exactly_the_currency_digits_without_rounding(amount:
 def test_currency_exponents_follow_iso_4217_for_billed_currencies() -> None:
     assert currency_exponent("IDR") == 2
     assert currency_exponent("jpy") == 0
-    assert currency_exponent("ZZZ") == 2
+    assert (currency_exponent("BHD"), currency_exponent("CLF"), currency_exponent("VND")) == (3, 4, 0)
+
+
+@pytest.mark.parametrize("code", ["IDR", "USD", "JPY", "KRW", "VND", "BHD", "KWD", "CLF", "EUR", "SGD"])
+def test_active_iso_4217_money_codes_are_currencies(code: str) -> None:
+    assert is_money_code(code)
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["ZZZ", "XAU", "XAG", "XDR", "XTS", "XXX", "idr", "", "US", "USDX", "DEM", "IDR ", "ＩＤＲ"],
+)
+def test_codes_that_are_not_active_money_are_not_currencies(code: str) -> None:
+    # ZZZ is no code, XAU/XAG/XDR/XTS/XXX have no minor unit (metals, units of account, tests), DEM is withdrawn.
+    assert not is_money_code(code)
+
+
+def test_formatting_an_unknown_currency_is_refused_not_guessed() -> None:
+    with pytest.raises(UnknownCurrency):
+        format_major(100, "ZZZ")
 
 
 def test_to_major_is_an_exact_decimal() -> None:
@@ -49,7 +72,7 @@ def test_to_major_is_an_exact_decimal() -> None:
 
 @given(
     amount=st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    currency=st.sampled_from(["IDR", "USD", "JPY", "EUR", "XYZ"]),
+    currency=st.sampled_from(["IDR", "USD", "JPY", "EUR", "BHD", "CLF", "VND"]),
 )
 def test_format_major_round_trips_to_the_same_minor_amount(amount: int, currency: str) -> None:
     text = format_major(amount, currency)

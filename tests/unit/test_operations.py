@@ -549,3 +549,33 @@ def test_no_sequence_of_allowance_changes_grants_more_in_a_cycle_than_the_highes
         assert buckets.initial_used == used
         assert buckets.initial_remaining == max(buckets.initial_allowance - used, 0)
         assert buckets.initial_remaining + used <= highest
+
+
+def test_a_refund_after_a_top_up_to_the_ceiling_is_refused_and_changes_nothing() -> None:
+    from wabapool.domain.limits import AMOUNT_MAX_MINOR
+
+    state = pool_state(initial_allowance=0, initial=0, postpaid_limit=0)
+    state = operations.top_up(state, 1_000, payment_reference="pay-1").state
+    charged = operations.deduct(state, 400)
+    # Topped up so that available is exactly the ceiling: giving the 400 back would pass it.
+    full = operations.top_up(charged.state, AMOUNT_MAX_MINOR - 600, payment_reference="pay-2").state
+    assert full.buckets.available == AMOUNT_MAX_MINOR
+    with pytest.raises(BillingError) as refused:
+        operations.refund(full, charged.portions, taken_cycle_start=full.cycle_start)
+    assert refused.value.code is Rejection.AMOUNT_TOO_LARGE
+
+
+def test_a_company_whose_packages_sum_past_the_ceiling_is_refused() -> None:
+    from wabapool.domain.limits import AMOUNT_MAX_MINOR
+    from wabapool.domain.pool import Buckets
+
+    half = AMOUNT_MAX_MINOR // 2
+    operations.check_company_ceiling([Buckets(0, 0, half), Buckets(0, 0, AMOUNT_MAX_MINOR - half)])  # exactly at it
+    for parts in (
+        [Buckets(0, 0, half), Buckets(0, 0, half + 2)],  # available
+        [Buckets(half + 1, 0, 0), Buckets(half + 1, 0, 0)],  # allowance
+        [Buckets(postpaid_limit=half + 1), Buckets(postpaid_limit=half + 1)],  # credit line
+    ):
+        with pytest.raises(BillingError) as refused:
+            operations.check_company_ceiling(parts)
+        assert refused.value.code is Rejection.AMOUNT_TOO_LARGE

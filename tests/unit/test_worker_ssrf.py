@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from wabapool.service.ssrf import UnsafeUrl, UrlGuard
@@ -102,3 +104,43 @@ async def test_a_name_that_does_not_resolve_is_refused() -> None:
 async def test_a_host_that_is_not_a_valid_hostname_is_refused_as_unsafe_not_an_error() -> None:
     with pytest.raises(UnsafeUrl, match="not a valid hostname"):
         await UrlGuard(allow_private=False).check("https://\u0080")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:a9fe:a9fe::",  # 6to4 of 169.254.169.254 (metadata)
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:0a00:0001::1",  # 6to4 of 10.0.0.1
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1 (obfuscated 80ff:fffe)
+        "2001:0:7f00:1:8000:63bf:f7f7:f7f7",  # Teredo, server 127.0.0.1, public client 8.8.8.8
+        "64:ff9b::a9fe:a9fe",  # NAT64 well-known prefix of the metadata address
+        "64:ff9b::7f00:1",
+        "64:ff9b::c0a8:101",  # NAT64 of 192.168.1.1
+        "64:ff9b:1::a9fe:a9fe",  # local-use NAT64, /96 placement
+        "64:ff9b:1:a9fe:a9:fe00::",  # local-use NAT64, /48 placement (the u octet skipped)
+        "::ffff:169.254.169.254",  # IPv4-mapped
+        "::169.254.169.254",  # IPv4-compatible
+        "::127.0.0.1",
+        "::10.0.0.1",
+    ],
+)
+async def test_an_ipv6_form_embedding_a_private_ipv4_is_judged_by_that_ipv4(address: str) -> None:
+    with pytest.raises(UnsafeUrl, match="(6to4|Teredo|NAT64|IPv4-mapped|IPv4-compatible) .*address"):
+        await PUBLIC.check(f"https://[{address}]/latest/meta-data")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["2002:808:808::1", "64:ff9b::808:808", "::ffff:8.8.8.8", "2001:0:808:808:8000:63bf:f7f7:f7f7"],
+)
+async def test_an_ipv6_form_embedding_a_public_ipv4_is_accepted(address: str) -> None:
+    target = await PUBLIC.check(f"https://[{address}]/hook")
+    assert ipaddress.ip_address(target.address) == ipaddress.ip_address(address)
+
+
+async def test_a_hostname_resolving_to_a_6to4_metadata_address_is_refused() -> None:
+    # The delivery checks each attempt's resolution through this same guard (worker/relay.py).
+    guard = UrlGuard(resolver=resolver({"rebind.example.com": ["2002:a9fe:a9fe::1"]}))
+    with pytest.raises(UnsafeUrl, match="6to4 link-local"):
+        await guard.check("https://rebind.example.com/")

@@ -58,7 +58,8 @@ async def record_event(body: AnalyticsEventIn, principal: PageUser) -> JSONRespo
     """Count one analytics event from the page (allow-listed name, closed properties)."""
     model = ALLOWED_EVENTS.get(body.name)
     if model is None:
-        raise ApiError(400, "unknown_event", "this analytics event name is not allowed", {"name": body.name[:64]})
+        # The name is not echoed: it is the browser's free text (it could carry anything, personal data too).
+        raise ApiError(400, "unknown_event", "this analytics event name is not allowed", {"field": "name"})
     try:
         properties = model.model_validate(body.properties)
     except ValidationError as exc:

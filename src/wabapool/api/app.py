@@ -18,6 +18,7 @@ from wabapool.api.context import AppContext
 from wabapool.api.errors import error_response, install_error_handlers
 from wabapool.api.middleware import RequestContextMiddleware
 from wabapool.api.observability import observe_request
+from wabapool.api.request_rules import RequestRules
 from wabapool.api.schemas import ErrorEnvelope, HealthOut
 from wabapool.api.slow_clients import BodyReadTimeout
 from wabapool.config import Settings
@@ -70,6 +71,8 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         version="1.0.0",
         description="Shared balance pool billing for companies with several WhatsApp Business Accounts.",
         lifespan=lifespan,
+        # A path with a trailing slash is a 404 in the envelope, never a redirect built from the request's Host.
+        redirect_slashes=False,
     )
     app.state.context = app_context
     install_error_handlers(app)
@@ -89,6 +92,9 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         app.include_router(demo_webhooks.router)
     _add_operations(app, app_context)
     _document_validation_as_400(app)
+    # Innermost first: RequestRules reads the body through the read timeout, inside the request context
+    # (a bounded body, the request id on refusals).
+    app.add_middleware(RequestRules)
     app.add_middleware(BodyReadTimeout, body_timeout_seconds=settings.body_timeout_seconds)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, observe=observe_request)
     web.install_page(app, WEB_DIST)

@@ -7,6 +7,7 @@ from typing import Any
 
 from wabapool.domain import forecast
 from wabapool.domain.forecast import SpendBasis
+from wabapool.domain.money import currency_exponent
 from wabapool.service.models import BalanceView, PackageFigures, WabaSpend
 
 
@@ -30,6 +31,7 @@ def billing_info(view: BalanceView) -> dict[str, Any]:
     return {
         "billing_version": view.billing_version,
         "currency": view.currency,
+        "currency_exponent": currency_exponent(view.currency),
         "balance": balance_object(view),
         "threshold_percent": str(view.threshold_percent),
         "low_balance": view.low_balance,

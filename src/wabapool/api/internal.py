@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -28,8 +27,9 @@ from wabapool.service.ssrf import UnsafeUrl, UrlGuard
 router = APIRouter(tags=["internal"])
 BodyModel = TypeVar("BodyModel", bound=schemas.Strict)
 CompanyPath = Path(gt=0, le=2**63 - 1)
-WabaPath = Path(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")
-CodePath = Path(min_length=1, max_length=limits.CODE_MAX_LENGTH)
+WabaPath = Path(min_length=1, max_length=32, pattern=schemas.WABA_ID_PATTERN)
+# A deduction code reaches the CSV: the same rule as in bodies (`domain.identifiers`).
+CodePath = Annotated[str, Path(min_length=1, max_length=limits.CODE_MAX_LENGTH), schemas.Identifier]
 
 
 def _internal_caller(request: Request, scope: Scope) -> tuple[AppContext, str]:
@@ -243,11 +243,6 @@ async def put_company(
     body: schemas.CompanyIn, context: Context, _: Provisioner, company_id: int = CompanyPath
 ) -> dict[str, Any]:
     """Create or update a company and its pool (idempotent); a field left out keeps its value."""
-    if body.timezone is not None:
-        try:
-            ZoneInfo(body.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise BillingError(Rejection.INVALID_REQUEST, "unknown timezone", {"field": "timezone"}) from exc
     terms = CompanyTerms(
         billing_version=body.billing_version,
         currency=body.currency,
@@ -311,7 +306,7 @@ async def put_waba(
     "/price-list/{deduction_code}", response_model=schemas.PriceOut, responses=error_responses(400, 401, 403, 404, 503)
 )
 async def put_price(
-    body: schemas.PriceIn, context: Context, _: Provisioner, deduction_code: str = CodePath
+    body: schemas.PriceIn, context: Context, _: Provisioner, deduction_code: CodePath
 ) -> dict[str, Any]:
     """Create or update one price-list entry (a new effective_from is a new row)."""
     effective_from = body.effective_from or context.service.clock()

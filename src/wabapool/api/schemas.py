@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
 from wabapool.domain import limits
+from wabapool.domain.identifiers import identifier_problem
 
 
 def _no_nul(value: str) -> str:
@@ -28,7 +29,16 @@ def _utc_representable(value: datetime) -> datetime:
     return value
 
 
+def _identifier(value: str) -> str:
+    """An id other systems generate: no formula-leading character, no separator or control character."""
+    problem = identifier_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 NoNul = AfterValidator(_no_nul)
+Identifier = AfterValidator(_identifier)
 Timestamp = Annotated[datetime, AfterValidator(_utc_representable)]
 # The ceiling on money is the service's check (400 `amount_too_large`, not a validation error); the
 # document still states it.
@@ -37,10 +47,14 @@ AmountMinor = Annotated[
     StrictInt, Field(gt=0, description="Minor units (integer), at most 2^53 - 1.", json_schema_extra=_CEILING)
 ]
 NonNegativeMinor = Annotated[StrictInt, Field(ge=0, json_schema_extra=_CEILING)]
-Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.CODE_MAX_LENGTH)]
-Key = Annotated[str, StringConstraints(min_length=1, max_length=limits.UNIQUE_CODE_MAX_LENGTH)]
+Code = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.CODE_MAX_LENGTH), Identifier
+]
+Key = Annotated[str, StringConstraints(min_length=1, max_length=limits.UNIQUE_CODE_MAX_LENGTH), Identifier]
 CompanyId = Annotated[StrictInt, Field(gt=0, le=2**63 - 1)]
-WabaId = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")]
+# Meta's WABA ids are digits; letters, `_` and `-` are kept for other systems' ids, never `-` first.
+WABA_ID_PATTERN = r"^[0-9A-Za-z_][0-9A-Za-z_-]*$"
+WabaId = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=WABA_ID_PATTERN)]
 ShortText = Annotated[str, StringConstraints(max_length=200), NoNul]
 
 
@@ -63,9 +77,9 @@ class ExtraAttrs(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     waba_id: WabaId
-    broadcast_id: Annotated[str, StringConstraints(max_length=64), NoNul] | None = None
-    message_id: Annotated[str, StringConstraints(max_length=128), NoNul] | None = None
-    category: Annotated[str, StringConstraints(max_length=48), NoNul] | None = None
+    broadcast_id: Annotated[str, StringConstraints(max_length=64), NoNul, Identifier] | None = None
+    message_id: Annotated[str, StringConstraints(max_length=128), NoNul, Identifier] | None = None
+    category: Annotated[str, StringConstraints(max_length=48), NoNul, Identifier] | None = None
     customer_name: ShortText | None = None
     phone_number: Annotated[str, StringConstraints(max_length=32), NoNul] | None = None
 
@@ -342,6 +356,9 @@ class TopUpRequestOut(BaseModel):
 class BillingInfoOut(BaseModel):
     billing_version: str
     currency: str
+    currency_exponent: int | None = Field(
+        default=None, description="ISO 4217 minor unit of the currency: amounts are divided by 10**exponent."
+    )
     balance: BalanceOut
     threshold_percent: Decimal
     low_balance: bool

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -84,19 +84,28 @@ def _statement(view: StatementView) -> dict[str, Any]:
 
 def _position(cursor: str) -> tuple[datetime, int | None]:
     """Where a page ended: `{cycle start}~{statement id}` (a v2 company has a statement per WABA and cycle);
-    a cycle start alone, as earlier cursors were, still pages past that cycle."""
+    a cycle start alone, as earlier cursors were, still pages past that cycle.
+
+    A time whose UTC form leaves the calendar (`0001-01-01T00:00:00+14:00`, `9999-12-31T23:59:59-14:00`)
+    is a tampered cursor like any other: 400, never a driver's overflow.
+    """
+    invalid = BillingError(Rejection.INVALID_REQUEST, "cursor is not valid", {"field": "cursor"})
     start, _, last_id = cursor.partition("~")
     try:
         at = datetime.fromisoformat(start)
         position = int(last_id) if last_id else None
     except ValueError as exc:
-        raise BillingError(Rejection.INVALID_REQUEST, "cursor is not valid", {"field": "cursor"}) from exc
+        raise invalid from exc
     if at.tzinfo is None or (position is not None and not 0 < position < 2**63):
-        raise BillingError(Rejection.INVALID_REQUEST, "cursor is not valid", {"field": "cursor"})
+        raise invalid
+    try:
+        at = at.astimezone(UTC)
+    except OverflowError as exc:
+        raise invalid from exc
     return at, position
 
 
-@router.get("/statements", response_model=StatementPageOut, responses=error_responses(400, 401, 403))
+@router.get("/statements", response_model=StatementPageOut, responses=error_responses(400, 401, 403, 404))
 async def statements(
     principal: StatementReader,
     context: Context,

@@ -21,11 +21,14 @@ HTML_HEADERS = {
     "Cache-Control": "no-cache, no-store, must-revalidate",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-    # Everything the page loads and calls is same-origin; the CSV download is a blob: URL.
+    # Everything the page loads and calls is same-origin; the CSV download is a blob: URL. No site may frame
+    # the page (clickjacking the download or the preferences): `frame-ancestors`, and X-Frame-Options for
+    # browsers that predate it.
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-        "connect-src 'self'; object-src 'none'; base-uri 'none'"
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
     ),
+    "X-Frame-Options": "DENY",
 }
 
 

@@ -15,9 +15,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from wabapool.cli.errors import COMPANY_ID_MAX
 from wabapool.config import Settings
 from wabapool.domain.errors import BillingError
 from wabapool.domain.pool import Buckets
@@ -178,7 +180,9 @@ async def run_rollback(context: ServiceContext, company_id: int, *, dry_run: boo
 
 
 def backfill_command(
-    company_id: Annotated[int | None, typer.Option("--company-id", help="The company to move.")] = None,
+    company_id: Annotated[
+        int | None, typer.Option("--company-id", min=1, max=COMPANY_ID_MAX, help="The company to move.")
+    ] = None,
     all_companies: Annotated[
         bool, typer.Option("--all", help="Every company with a WABA on a package of its own.")
     ] = False,
@@ -208,7 +212,7 @@ async def _run(company_id: int | None, *, dry_run: bool, rollback: bool, confirm
             return await run_rollback(context, company_id, dry_run=dry_run, confirm=confirm)
         return await run_backfill(context, None if company_id is None else [company_id], dry_run=dry_run)
     except BillingError as error:
-        console.print(f"[red]{error.code}:[/] {error}")
+        console.print(f"[red]{error.code}:[/] {escape(str(error))}", soft_wrap=True)
         return False
     finally:
         if cache is not None:

@@ -8,14 +8,19 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from wabapool.cli.errors import COMPANY_ID_MAX
 from wabapool.config import Settings
 
 events_app = typer.Typer(help="Outbox events and their webhook delivery: list, dead letters, replay.")
 console = Console()
 
-CompanyOption = Annotated[int | None, typer.Option("--company-id", help="Only this company's events.")]
+CompanyOption = Annotated[
+    int | None, typer.Option("--company-id", min=1, max=COMPANY_ID_MAX, help="Only this company's events.")
+]
 LimitOption = Annotated[int, typer.Option(min=1, max=1000, help="Newest first, at most this many.")]
 
 
@@ -40,12 +45,13 @@ async def _rows(*, company_id: int | None, state: str | None, limit: int) -> lis
 
 
 def _table(title: str, rows: list[Any]) -> Table:
+    """Every cell as literal Text: a receiver's answer (`[/]`, `[bold red]…[/blue]`) is never read as markup."""
     table = Table(title=title)
     table.add_column("event id", no_wrap=True, min_width=36)
     for column in ("company", "type", "created (UTC)", "state", "attempts", "status", "last error"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(
+        cells = (
             row.event_id,
             str(row.company_id),
             row.event_type,
@@ -55,6 +61,7 @@ def _table(title: str, rows: list[Any]) -> Table:
             "" if row.last_status is None else str(row.last_status),
             (row.last_error or "")[:80],
         )
+        table.add_row(*(Text(cell) for cell in cells))
     return table
 
 
@@ -97,12 +104,12 @@ def replay(event_id: Annotated[str, typer.Argument(help="The event id (the webho
     """Queue a dead (or skipped) event again, with its original id; the worker sends it on its next round."""
     replayed, row = asyncio.run(_replay(event_id))
     if row is None:
-        console.print(f"[red]no event {event_id}[/]")
+        console.print(f"[red]no event {escape(event_id)}[/]")
         raise typer.Exit(1)
     if not replayed:
-        console.print(f"[red]event {event_id} is not a dead letter[/] (it is {_state(row)})")
+        console.print(f"[red]event {escape(event_id)} is not a dead letter[/] (it is {_state(row)})")
         raise typer.Exit(1)
-    console.print(f"[green]queued again[/] {event_id} ({row.event_type}, company {row.company_id})")
+    console.print(f"[green]queued again[/] {escape(event_id)} ({row.event_type}, company {row.company_id})")
 
 
 def _state(row: Any) -> str:

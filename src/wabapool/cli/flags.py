@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 
+from wabapool.cli.errors import COMPANY_ID_MAX
 from wabapool.config import Settings
 
 flags_app = typer.Typer(help="Feature flags of a company.", no_args_is_help=True)
@@ -43,7 +44,9 @@ async def _flag(company_id: int, value: bool | None, *, change: bool) -> str:
 
 
 @flags_app.command("show")
-def show(company_id: Annotated[int, typer.Option("--company-id", help="The company.")]) -> None:
+def show(
+    company_id: Annotated[int, typer.Option("--company-id", min=1, max=COMPANY_ID_MAX, help="The company.")],
+) -> None:
     """The company's `waba_save_organization_id`: its override, and where its new WABAs go."""
     console.print(asyncio.run(_flag(company_id, None, change=False)))
 
@@ -51,7 +54,7 @@ def show(company_id: Annotated[int, typer.Option("--company-id", help="The compa
 @flags_app.command("set")
 def set_flag(
     value: Annotated[Literal["on", "off", "default"], typer.Argument(help="on, off, or default (clear the override).")],
-    company_id: Annotated[int, typer.Option("--company-id", help="The company.")],
+    company_id: Annotated[int, typer.Option("--company-id", min=1, max=COMPANY_ID_MAX, help="The company.")],
 ) -> None:
     """Set the company's `waba_save_organization_id` override (new WABAs only)."""
     console.print(asyncio.run(_flag(company_id, _VALUES[value], change=True)))

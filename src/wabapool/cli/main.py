@@ -11,6 +11,7 @@ from rich.console import Console
 
 from wabapool.cli.backfill import backfill_command
 from wabapool.cli.bench import bench_app
+from wabapool.cli.errors import COMPANY_ID_MAX, OperatorErrors
 from wabapool.cli.events import events_app
 from wabapool.cli.flags import flags_app
 from wabapool.cli.pii import pii_app
@@ -18,7 +19,9 @@ from wabapool.cli.statements import statements_command
 from wabapool.cli.worker import worker_command
 from wabapool.config import Settings
 
-app = typer.Typer(help="wabapool: one shared balance pool for every WABA of a company.", no_args_is_help=True)
+app = typer.Typer(
+    help="wabapool: one shared balance pool for every WABA of a company.", no_args_is_help=True, cls=OperatorErrors
+)
 console = Console()
 app.add_typer(bench_app, name="bench")
 app.add_typer(pii_app, name="pii")
@@ -88,7 +91,9 @@ def serve(
 
 @app.command()
 def token(
-    company_id: Annotated[int, typer.Option("--company-id", help="The company the token speaks for.")],
+    company_id: Annotated[
+        int, typer.Option("--company-id", min=1, max=COMPANY_ID_MAX, help="The company the token speaks for.")
+    ],
     role: Annotated[str, typer.Option(help="owner, admin, supervisor, agent or member.")] = "owner",
     ttl_seconds: Annotated[int, typer.Option(help="Lifetime of the token.")] = 3600,
 ) -> None:

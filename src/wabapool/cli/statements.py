@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from wabapool.cli.errors import COMPANY_ID_MAX
 from wabapool.config import Settings
 
 console = Console()
@@ -29,7 +30,7 @@ async def _statements(company_id: int, limit: int) -> tuple[list[Any], str]:
 
 
 def statements_command(
-    company_id: Annotated[int, typer.Option("--company-id", help="The company.")],
+    company_id: Annotated[int, typer.Option("--company-id", min=1, max=COMPANY_ID_MAX, help="The company.")],
     limit: Annotated[int, typer.Option(min=1, max=120, help="Newest cycles first, at most this many.")] = 12,
 ) -> None:
     """Statements of closed cycles: opening and closing per bucket, spend, deductions (minor units)."""

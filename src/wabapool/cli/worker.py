@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -46,6 +47,7 @@ async def run_worker(settings: Settings, *, once: bool = False) -> int:
     service = BillingService(database, sealer=sealer, after_commit=invalidate)
     worker = build_worker(settings, database=database, sealer=sealer, service=service)
     try:
+        await _preflight(service, once=once)
         if once:
             return await worker.run_once()
         stop = asyncio.Event()
@@ -59,6 +61,19 @@ async def run_worker(settings: Settings, *, once: bool = False) -> int:
         if cache is not None:
             await cache.close()
         await database.dispose()
+
+
+async def _preflight(service: Any, *, once: bool) -> None:
+    """One read that needs the schema, before the rounds (which log and retry every failure): a missing
+    schema or database, bad credentials or a malformed URL end the command with one line (cli/errors.py).
+    A database that is only unreachable now is waited for, like any outage, unless this is one round."""
+    from wabapool.cli.errors import unreachable
+
+    try:
+        await service.any_cycle_due(at=datetime.now(UTC))
+    except Exception as exc:
+        if once or not unreachable(exc):
+            raise
 
 
 def worker_command(

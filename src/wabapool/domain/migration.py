@@ -31,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.limits import AMOUNT_MAX_MINOR
 from wabapool.domain.operations import PoolState
 from wabapool.domain.pool import Buckets, Move, MoveKind, QuotaType, move
 
@@ -92,6 +94,13 @@ def merge(pool: PoolState, sources: Sequence[PoolState]) -> Merge:
     by a move, so its ledger entries explain every unit of the new figures.
     """
     target = summed([pool.buckets, *(source.buckets for source in sources)])
+    if target.largest_figure > AMOUNT_MAX_MINOR:
+        raise BillingError(
+            Rejection.AMOUNT_TOO_LARGE,
+            f"company {pool.company_id}: its packages summed into one pool would pass the ceiling on money "
+            f"({AMOUNT_MAX_MINOR} minor units); it stays on its packages, nothing was moved",
+            {"company_id": pool.company_id, "max_minor": AMOUNT_MAX_MINOR},
+        )
     buckets = terms_only(target)._replace(
         initial_remaining=pool.buckets.initial_remaining,
         additional_remaining=pool.buckets.additional_remaining,

@@ -228,6 +228,26 @@ def check_ceiling(buckets: Buckets) -> None:
         )
 
 
+def check_company_ceiling(packages: Sequence[Buckets]) -> None:
+    """Refuse a change that would take a company's summed figures past the ceiling on money.
+
+    A company with several packages (v2: one per WABA) shows their sum in `billings/info`; each figure of
+    that sum (total, available, allowance, the credit line) must stay exact in a browser too.
+    """
+    summed = max(
+        sum(b.available for b in packages),
+        sum(b.initial_allowance for b in packages),
+        sum(b.initial_used for b in packages),
+        sum(b.postpaid_limit for b in packages),
+    )
+    if summed > AMOUNT_MAX_MINOR:
+        raise BillingError(
+            Rejection.AMOUNT_TOO_LARGE,
+            f"the company's figures, summed over its packages, must stay at or under {AMOUNT_MAX_MINOR} minor units",
+            {"max_minor": AMOUNT_MAX_MINOR},
+        )
+
+
 def _warnings(before: PoolState, after: PoolState) -> tuple[PoolState, list[DomainEvent]]:
     """Low and below-zero warnings for a change other than a deduction (a lowered allowance, say).
 
@@ -308,6 +328,7 @@ def refund(state: PoolState, taken: Sequence[Portion], *, taken_cycle_start: dat
         buckets, entry = move(buckets, MoveKind.REFUND, portion.quota_type, amount_minor)
         moves.append(entry)
         credited.append(Portion(portion.quota_type, amount_minor))
+    check_ceiling(buckets)  # a pool topped up to the ceiling since the deduction cannot take it back
     return Change(replace(state, buckets=buckets), moves, [], tuple(credited))
 
 

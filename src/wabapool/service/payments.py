@@ -15,7 +15,7 @@ from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Portion
 from wabapool.service.context import ServiceContext
 from wabapool.service.models import Allocation, FundingResult, allocation_json, check_amount, check_code
-from wabapool.service.pool_changes import lock_funded_package, pool_changes, write
+from wabapool.service.pool_changes import check_company_sum, lock_funded_package, pool_changes, write
 from wabapool.storage import requests as request_store
 
 PaymentKind = Literal["top_up", "settlement"]
@@ -69,6 +69,7 @@ async def fund(
                 replayed=True,
             )
         change = _OPERATIONS[kind](caught_up.state, amount_minor, payment_reference=payment_reference)
+        await check_company_sum(connection, company_id, pool.package_id, change.state)
         allocations = tuple(Allocation.of(Portion(m.quota_type, abs(m.amount_minor))) for m in change.moves)
         payment_id = await request_store.insert_payment(
             connection,

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.config import Settings
-from wabapool.pii import DEVELOPMENT_KEYS, PiiKeyError, PiiSealer
+from wabapool.pii import DEVELOPMENT_KEY_ID, DEVELOPMENT_KEYS, PiiKeyError, PiiSealer
 from wabapool.service.models import DeductionRequest
 from wabapool.storage.database import Database
 from wabapool.storage.tables import deduction_requests, pii_keys_in_use, pii_rotations
@@ -41,7 +41,8 @@ Clock = Callable[[], datetime]
 
 
 def require_keys(settings: Settings, *, demo: bool = False) -> PiiSealer:
-    """The sealer of the configured key set; outside demo mode a missing `WABAPOOL_PII_KEYS` is refused."""
+    """The sealer of the configured key set; outside demo mode a missing `WABAPOOL_PII_KEYS`, or one that would
+    seal with the public development key, is refused."""
     if not settings.pii_keys:
         if not demo:
             raise PiiKeyError(
@@ -49,7 +50,15 @@ def require_keys(settings: Settings, *, demo: bool = False) -> PiiSealer:
                 "(set kid:base64-of-32-bytes, e.g. k1:$(openssl rand -base64 32))"
             )
         return PiiSealer(DEVELOPMENT_KEYS)
-    return PiiSealer(settings.pii_keys)
+    sealer = PiiSealer(settings.pii_keys)
+    if not demo and sealer.active_key_id == DEVELOPMENT_KEY_ID:
+        # The built-in key is public (it is in the source): set explicitly it would seal real people's data
+        # under a key anyone can read. Listed beside a key of one's own it only reads (its rows until rotated).
+        raise PiiKeyError(
+            "WABAPOOL_PII_KEYS holds only the public development key 'dev': set a key of your own "
+            "(k1:$(openssl rand -base64 32)), or run with --demo"
+        )
+    return sealer
 
 
 async def keys_in_use(connection: AsyncConnection) -> dict[str, set[str]]:

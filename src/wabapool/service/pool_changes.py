@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wabapool.domain import operations
 from wabapool.domain import statements as statement_rules
 from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.operations import PoolState
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
@@ -100,6 +101,25 @@ async def lock_pool(
     if pool is None:
         raise await missing_pool(connection, company_id)
     return pool, operations.catch_up(pool.state, at)
+
+
+async def check_company_sum(
+    connection: AsyncConnection, company_id: int, package_id: int | None, after: PoolState
+) -> None:
+    """Refuse a change of one package (`package_id`, None for one being opened) that would take the company's
+    summed figures past the ceiling on money.
+
+    The other open packages are read without their locks: a change racing on another package of the same
+    company (rare: payments and provisioning) could pass the sum by its own amount at most, and every
+    package stays within the ceiling on its own.
+    """
+    others = [
+        package.state.buckets
+        for package in await pool_store.company_packages(connection, company_id, for_update=False)
+        if package.package_id != package_id
+    ]
+    if others:
+        operations.check_company_ceiling([after.buckets, *others])
 
 
 def cycle_entries(

@@ -19,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wabapool.domain import limits, operations
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.events import DomainEvent
+from wabapool.domain.money import is_money_code
 from wabapool.domain.pool import Move
+from wabapool.domain.zones import UnknownZone, canonical_zone
 from wabapool.service import alert_settings
 from wabapool.service.context import ServiceContext
 from wabapool.service.flags import joins_pool
@@ -35,7 +37,7 @@ from wabapool.service.models import (
     check_amount,
     check_code,
 )
-from wabapool.service.pool_changes import pool_changes, write
+from wabapool.service.pool_changes import check_company_sum, pool_changes, write
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
@@ -53,6 +55,20 @@ def _check_package(package: PackageTerms) -> BillingError | None:
         return BillingError(
             Rejection.INVALID_REQUEST, "cycle_anchor_day is 1..31", {"field": "package.cycle_anchor_day"}
         )
+    return None
+
+
+def _check_place(terms: CompanyTerms) -> BillingError | None:
+    """The currency an active ISO 4217 money code, the timezone a canonical IANA name (`domain.zones`)."""
+    if terms.currency is not None and not is_money_code(terms.currency):
+        return BillingError(
+            Rejection.INVALID_REQUEST, "currency is not an active ISO 4217 money code", {"field": "currency"}
+        )
+    if terms.timezone is not None:
+        try:
+            canonical_zone(terms.timezone)
+        except UnknownZone as exc:
+            return BillingError(Rejection.INVALID_REQUEST, f"timezone: {exc}", {"field": "timezone"})
     return None
 
 
@@ -77,10 +93,9 @@ async def _locked_terms(connection: AsyncConnection, existing: Any, terms: Compa
 
 async def provision_company(context: ServiceContext, company_id: int, terms: CompanyTerms) -> ProvisionedCompany:
     """Idempotent upsert of a company and, for v3, its pool; a term not given keeps its value."""
-    if terms.package is not None:
-        error = _check_package(terms.package)
-        if error is not None:
-            raise error
+    error = _check_place(terms) or (None if terms.package is None else _check_package(terms.package))
+    if error is not None:
+        raise error
     alerting = alert_settings.settings_values(
         balance_alerts=terms.balance_alerts,
         auto_recharge=terms.auto_recharge,
@@ -201,6 +216,7 @@ async def _provision_package(
             at=at,
             waba_id=waba_id,
         )
+        await check_company_sum(connection, company_id, None, opened.state)
         pool = await pool_store.create_pool(
             connection, company_id=company_id, state=opened.state, threshold_percent=threshold, at=at
         )
@@ -220,6 +236,7 @@ async def _provision_package(
         state, moves, events = adjusted.state, adjusted.moves, adjusted.events
     if package.cycle_anchor_day is not None:
         state = replace(state, anchor_day=package.cycle_anchor_day)
+    await check_company_sum(connection, company_id, pool.package_id, state)
     changes = pool_changes(pool, caught_up, operations.Change(state, moves, events), reference="provision", at=at)
     await write(connection, [changes], at=at)
     return pool.package_id, state

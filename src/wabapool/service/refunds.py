@@ -17,7 +17,7 @@ from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Portion, QuotaType
 from wabapool.service.context import ServiceContext
 from wabapool.service.models import Allocation, RefundRequest, RefundResult, allocation_json, check_code
-from wabapool.service.pool_changes import lock_waba_package, pool_changes, write
+from wabapool.service.pool_changes import check_company_sum, lock_waba_package, pool_changes, write
 from wabapool.storage import companies as company_store
 from wabapool.storage import requests as request_store
 from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta
@@ -100,6 +100,7 @@ async def refund(context: ServiceContext, request: RefundRequest, *, service_nam
             return replayed
         taken = [Portion(QuotaType(a["quota_type"]), a["amount"]) for a in deduction.allocations]
         change = operations.refund(caught_up.state, taken, taken_cycle_start=deduction.cycle_start)
+        await check_company_sum(connection, company_id, pool.package_id, change.state)
         allocations = tuple(Allocation.of(p) for p in change.portions)
         # What the pool got back: less than the deduction only for allowance a lowered plan no longer covers.
         refunded_minor = sum(p.amount_minor for p in change.portions)

@@ -16,6 +16,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# IPv6 forms that carry an IPv4 address and reach it (through a relay, a translator or the host's own
+# IPv4 stack): each is judged by the IPv4 it embeds, so 6to4 `2002:a9fe:a9fe::` is the metadata address.
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the IPv4 in the last 32 bits
+NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: an operator's own prefix, /48 to /96
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d (RFC 4291), :: and ::1 excepted
+# RFC 6052 prefix lengths a local-use NAT64 prefix may have; bits 64-71 (the "u" octet) never carry IPv4.
+NAT64_LOCAL_PREFIX_LENGTHS = (48, 56, 64, 96)
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 # A hostname resolving to more addresses than this is refused rather than checked at length.
 MAX_ADDRESSES = 32
@@ -38,11 +45,47 @@ async def resolve_host(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def _rfc6052_ipv4(address: ipaddress.IPv6Address, prefix_length: int) -> ipaddress.IPv4Address:
+    """The IPv4 address an RFC 6052 translator of this prefix length reaches (the u octet skipped)."""
+    bits = f"{int(address):0128b}"
+    without_u = bits[:64] + bits[72:]
+    start = 88 if prefix_length == 96 else prefix_length
+    return ipaddress.IPv4Address(int(without_u[start : start + 32], 2))
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[str, tuple[ipaddress.IPv4Address, ...]] | None:
+    """(form, the IPv4 addresses it reaches) for an IPv6 address that embeds IPv4, else None."""
+    if address.ipv4_mapped is not None:
+        return "IPv4-mapped", (address.ipv4_mapped,)
+    if address.sixtofour is not None:
+        return "6to4", (address.sixtofour,)
+    if address.teredo is not None:
+        return "Teredo", address.teredo  # (server, client): the client is reached through the server
+    if address in NAT64_WELL_KNOWN:
+        return "NAT64", (_rfc6052_ipv4(address, 96),)
+    if address in NAT64_LOCAL_USE:
+        # The prefix length is the operator's choice: every placement it could mean must be public.
+        return "NAT64", tuple(_rfc6052_ipv4(address, length) for length in NAT64_LOCAL_PREFIX_LENGTHS)
+    if address in IPV4_COMPATIBLE and int(address) > 1:
+        return "IPv4-compatible", (ipaddress.IPv4Address(int(address) & 0xFFFFFFFF),)
+    return None
+
+
 def refusal(address: IpAddress) -> str | None:
-    """Why an address is not public, or None when it is."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        mapped = refusal(address.ipv4_mapped)
-        return f"IPv4-mapped {mapped}" if mapped else None
+    """Why an address is not public, or None when it is.
+
+    An IPv6 address embedding IPv4 (mapped, compatible, 6to4, Teredo, NAT64) is judged by what it embeds:
+    refused when any embedded address is not public, accepted when all are.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = embedded_ipv4(address)
+        if embedded is not None:
+            form, addresses = embedded
+            for ipv4 in addresses:
+                reason = refusal(ipv4)
+                if reason is not None:
+                    return f"{form} {reason} ({ipv4})"
+            return None
     checks = (
         ("loopback", address.is_loopback),
         ("unspecified", address.is_unspecified),

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.statements import Figures
+from wabapool.storage import companies as company_store
 from wabapool.storage import statements as statement_store
 from wabapool.storage.database import Database
 
@@ -47,7 +49,12 @@ def _view(row: Any) -> StatementView:
 async def list_statements(
     database: Database, company_id: int, *, limit: int, before: tuple[datetime, int | None] | None = None
 ) -> list[StatementView]:
-    """The company's closed cycles, newest first; `before` pages on (cycle start, statement id)."""
+    """The company's closed cycles, newest first; `before` pages on (cycle start, statement id).
+
+    An unknown company is `unknown_company` (404), as on every other endpoint, not an empty list.
+    """
     async with database.read() as connection:
         rows = await statement_store.list_statements(connection, company_id, limit=limit, before=before)
+        if not rows and await company_store.get_company(connection, company_id) is None:
+            raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
     return [_view(row) for row in rows]

@@ -23,9 +23,19 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 # PostgreSQL SQLSTATEs: lock_not_available (lock_timeout) and query_canceled (statement_timeout);
-# unique_violation; classes 08 "connection exception", 40 "transaction rollback", 53 "insufficient resources".
+# unique_violation; classes 08 "connection exception", 40 "transaction rollback", 53 "insufficient resources",
+# 57 "operator intervention" (a server shutting down or starting up, a backend terminated by an administrator).
 _TIMEOUT_STATES = {"55P03", "57014"}
 _UNIQUE_VIOLATION = "23505"
+# The connection is gone or unusable before anything was sent to commit: asyncpg's InterfaceError ("connection is
+# closed"), and InternalClientError (the connection found mid-way through an operation a drop left unfinished).
+_LOST_CONNECTION = (
+    OSError,
+    ConnectionError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 class StorageError(Exception):
@@ -50,12 +60,19 @@ class OutcomeUnknown(StorageError):
 
 def _sqlstate(exc: BaseException) -> str | None:
     """The SQLSTATE of a driver error, wrapped by SQLAlchemy or raw (statements run on asyncpg itself)."""
-    holders = (exc, getattr(exc, "orig", None), getattr(getattr(exc, "orig", None), "__cause__", None))
-    for holder in holders:
+    for holder in _driver_errors(exc):
         state = getattr(holder, "sqlstate", None) or getattr(holder, "pgcode", None)
         if isinstance(state, str):
             return state
     return None
+
+
+def _driver_errors(exc: BaseException) -> tuple[BaseException, ...]:
+    """The error and what it wraps: SQLAlchemy's `orig`, or the asyncpg error its adapter re-raised (statements
+    run on the asyncpg connection itself, `storage.pg`, meet the adapter's errors unwrapped)."""
+    orig = getattr(exc, "orig", None)
+    candidates = (exc, orig, exc.__cause__, getattr(orig, "__cause__", None))
+    return tuple(error for error in candidates if isinstance(error, BaseException))
 
 
 def translate(exc: BaseException) -> BaseException:
@@ -70,14 +87,15 @@ def translate(exc: BaseException) -> BaseException:
         return UniqueConflict(name) if state in (None, _UNIQUE_VIOLATION) else exc
     if state in _TIMEOUT_STATES:
         return StorageTimeout(name)
-    if state is not None and state[:2] in ("08", "40", "53"):
-        # A lost connection, a transaction the server rolled back (deadlock, serialization), or a
-        # server out of resources (too many connections): nothing was written, and a retry is safe.
+    if state is not None and state[:2] in ("08", "40", "53", "57"):
+        # A lost connection, a transaction the server rolled back (deadlock, serialization), a server
+        # out of resources (too many connections), restarting or terminating the session (the fault
+        # run's pg_terminate_backend and restarts): nothing was written, and a retry is safe.
         return StorageUnavailable(name)
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
-            return StorageUnavailable(name)
-        return exc
-    if isinstance(exc, (OSError, ConnectionError, asyncio.TimeoutError, asyncpg.InterfaceError)):
+    if any(isinstance(error, _LOST_CONNECTION) for error in _driver_errors(exc)):
+        return StorageUnavailable(name)
+    if isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    ):
         return StorageUnavailable(name)
     return exc

@@ -108,9 +108,11 @@ export function toBillingInfo(raw: unknown): BillingInfo {
   const cycle = obj(body.cycle, 'cycle')
   const startsAt = str(cycle.starts_at, 'cycle.starts_at')
   const zone = optStr(body.timezone)
+  const exponent = body.currency_exponent
   return {
     billingVersion: toBillingVersion(body.billing_version),
     currency: str(body.currency, 'currency'),
+    currencyExponent: typeof exponent === 'number' && Number.isInteger(exponent) ? exponent : null,
     timezone: zone && isValidTimeZone(zone) ? zone : zoneFromCycleStart(startsAt),
     balance: toBalance(body.balance),
     thresholdPercent: String(body.threshold_percent ?? '40'),

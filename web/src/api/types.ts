@@ -61,6 +61,8 @@ export interface AlertSettings {
 export interface BillingInfo {
   billingVersion: BillingVersion
   currency: string
+  /** ISO 4217 minor unit of `currency` as the API states it (optional in the API; lib/format.ts uses it). */
+  currencyExponent: number | null
   /** IANA zone; from the API's optional `timezone`, else derived from the cycle start (see lib/time.ts). */
   timezone: string
   balance: BalanceFigures

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { currencyExponent, formatMoney, minorToDecimal, percentOf } from './format'
+import { currencyExponent, formatMoney, minorToDecimal, percentOf, setCurrencyExponent } from './format'
 
 const NBSP = /\u00a0/g
 
 describe('money', () => {
+  setCurrencyExponent('JPY', 0)
   it('turns minor units into an exact decimal string with the currency exponent', () => {
     expect(minorToDecimal(123_456_789, 'IDR')).toBe('1234567.89')
     expect(minorToDecimal(5, 'IDR')).toBe('0.05')
@@ -29,6 +30,27 @@ describe('money', () => {
 
   it('keeps the exact digits of amounts beyond float precision', () => {
     expect(formatMoney(Number.MAX_SAFE_INTEGER, 'IDR').replace(NBSP, ' ')).toBe('Rp 90.071.992.547.409,91')
+  })
+
+  it('takes each currency\'s minor unit from the API, not from a table of its own', () => {
+    setCurrencyExponent('BHD', 3)
+    setCurrencyExponent('clf', 4)
+    setCurrencyExponent('VND', 0)
+    expect(minorToDecimal(1_234_567, 'BHD')).toBe('1234.567')
+    expect(minorToDecimal(12_345, 'CLF')).toBe('1.2345')
+    expect(minorToDecimal(25_000, 'VND')).toBe('25000')
+    expect(formatMoney(25_000, 'VND')).toContain('25')
+    expect(formatMoney(25_000, 'VND')).not.toContain('250,00')
+    expect(currencyExponent('KRW')).toBe(2) // not stated yet: ISO 4217's common 2
+    setCurrencyExponent('KRW', 0)
+    expect(minorToDecimal(1000, 'KRW')).toBe('1000')
+  })
+
+  it('ignores an exponent that is not a small whole number', () => {
+    setCurrencyExponent('USD', 2)
+    setCurrencyExponent('USD', 1.5)
+    setCurrencyExponent('USD', -1)
+    expect(currencyExponent('USD')).toBe(2)
   })
 
   it('computes whole percentages with integers', () => {

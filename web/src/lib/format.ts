@@ -2,8 +2,15 @@
 
 import { messages } from './messages'
 
-/** ISO 4217 exponents, the same table as the backend (src/wabapool/domain/money.py); others default to 2. */
-const CURRENCY_EXPONENTS: Record<string, number> = { IDR: 2, USD: 2, SGD: 2, MYR: 2, EUR: 2, JPY: 0 }
+/**
+ * ISO 4217 minor units as the API states them (`currency_exponent` of billings/info, from the backend's
+ * ISO 4217 package): never a table of our own. Intl's currency data is CLDR's, which differs from ISO 4217
+ * for some codes (IDR has 2 minor digits in ISO, 0 in CLDR), so it is not asked. Until the API has spoken
+ * about a currency its amounts read with 2 digits, ISO 4217's most common minor unit.
+ */
+const currencyExponents = new Map<string, number>()
+const DEFAULT_EXPONENT = 2
+const moneyFormats = new Map<string, Intl.NumberFormat>()
 /** The locale amounts are written in, per currency (SPEC: IDR in id-ID, "Rp 1.234.567"). */
 const CURRENCY_LOCALES: Record<string, string> = {
   IDR: 'id-ID',
@@ -15,8 +22,17 @@ const CURRENCY_LOCALES: Record<string, string> = {
 }
 const MINUS = '\u2212'
 
+/** Record the API's minor unit of `currency` (an integer 0..9; anything else is ignored). */
+export function setCurrencyExponent(currency: string, exponent: number): void {
+  if (!Number.isInteger(exponent) || exponent < 0 || exponent > 9) return
+  const code = currency.toUpperCase()
+  if (currencyExponents.get(code) === exponent) return
+  currencyExponents.set(code, exponent)
+  moneyFormats.delete(code)
+}
+
 export function currencyExponent(currency: string): number {
-  return CURRENCY_EXPONENTS[currency.toUpperCase()] ?? 2
+  return currencyExponents.get(currency.toUpperCase()) ?? DEFAULT_EXPONENT
 }
 
 /** Minor units as an exact decimal string in major units: 123456 (IDR) -> "1234.56". */
@@ -29,10 +45,9 @@ export function minorToDecimal(amountMinor: number, currency: string): string {
   return `${amountMinor < 0 ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`
 }
 
-const moneyFormats = new Map<string, Intl.NumberFormat>()
-
 function moneyFormat(currency: string): Intl.NumberFormat {
-  let format = moneyFormats.get(currency)
+  const code = currency.toUpperCase()
+  let format = moneyFormats.get(code)
   if (!format) {
     format = new Intl.NumberFormat(CURRENCY_LOCALES[currency] ?? 'id-ID', {
       style: 'currency',
@@ -41,7 +56,7 @@ function moneyFormat(currency: string): Intl.NumberFormat {
       minimumFractionDigits: 0,
       maximumFractionDigits: currencyExponent(currency),
     })
-    moneyFormats.set(currency, format)
+    moneyFormats.set(code, format)
   }
   return format
 }

@@ -5,6 +5,7 @@ import { computed, ref, shallowRef } from 'vue'
 import { ApiError } from '../api/client'
 import { apiClient } from '../api/instance'
 import type { BillingEvent, BillingInfo, Usage } from '../api/types'
+import { setCurrencyExponent } from '../lib/format'
 import { type MoreState, type SurfaceState, describeError } from '../lib/state'
 import { DEFAULT_TIMEZONE } from '../lib/time'
 
@@ -32,7 +33,9 @@ export const useBillingStore = defineStore('billing', () => {
   async function loadInfo(): Promise<void> {
     infoStatus.value = 'loading'
     try {
-      info.value = await apiClient().billingInfo()
+      const loaded = await apiClient().billingInfo()
+      if (loaded.currencyExponent !== null) setCurrencyExponent(loaded.currency, loaded.currencyExponent)
+      info.value = loaded
       noPackage.value = false
       infoError.value = null
       infoStatus.value = 'ready'

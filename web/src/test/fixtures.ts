@@ -12,6 +12,7 @@ export function wireInfo(overrides: Record<string, unknown> = {}): Record<string
   return {
     billing_version: 'v3',
     currency: 'IDR',
+    currency_exponent: 2,
     timezone: 'Asia/Jakarta',
     balance: {
       total: 62_331_600,
