@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select, text
 
+from bench import product
 from bench.prepare import ensure_postgres_database, shown_url
 from bench.report import RESULTS_DIRECTORY
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
@@ -86,7 +87,7 @@ async def run(url: str, count: int, wabas: int) -> dict[str, Any]:
     database = Database(url)
     try:
         await _empty(database)
-        service = BillingService(database)
+        service = product.service(database)
         started = time.perf_counter()
         await _provision(service, count, wabas)
         provision_s = time.perf_counter() - started

@@ -2,7 +2,8 @@
 
     python -m bench.hot_pool [--database-url URL] [--senders 1,8,32,64] [--pools 1,100] [--spread]
                              [--deductions N] [--processes P] [--quick] [--rounds N]
-                             [--variants baseline,locking,single,batch,single-no-rollup,batch-no-rollup]
+                             [--variants baseline,locking,single,batch,single-no-rollup,batch-no-rollup,
+                                         single-capped,batch-capped]
 
 Each cell (pools × senders × variant) starts from empty tables, runs the
 senders in P spawned processes, and ends with a correctness check; the run
@@ -13,7 +14,8 @@ The `-no-rollup` variants run single and batch with the daily usage roll-up
 left out of the write (in the sender processes only): alternated with their
 twins over `--rounds`, they price the roll-up on the hot path, e.g.
 `--pools 1 --senders 64 --variants single,single-no-rollup,batch,batch-no-rollup
---batch-sizes 1000 --rounds 5`.
+--batch-sizes 1000 --rounds 5`. The `-capped` variants give every WABA a spending cap that never refuses:
+alternated with their twins they price the cap rule (`--variants single,single-capped --rounds 3`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import sys
 from rich.console import Console
 
 from bench.prepare import ForeignDataError, default_database_url, free_connections, shown_url
-from bench.report import print_rollup_costs, print_run, write_json
+from bench.report import print_cap_costs, print_rollup_costs, print_run, write_json
 from bench.runner import (
     DEFAULT_BATCH_DEDUCTIONS,
     DEFAULT_BATCH_SIZES,
@@ -193,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print_run(run, console)
     print_rollup_costs(run, console)
+    print_cap_costs(run, console)
     if not arguments.no_json:
         console.print(f"wrote {write_json(run)}")
     return 0 if run.ok else 1

@@ -60,13 +60,13 @@ class Counted:
 
     def __init__(self, context: Any) -> None:
         self.loads = 0
-        self.load = context.balances._load  # noqa: SLF001 - the bench counts what the cache falls back to
+        self.load = context.balances.cached._load  # noqa: SLF001 - the bench counts what the cache falls back to
 
         async def counted_load(company_id: int) -> Any:
             self.loads += 1
             return await self.load(company_id)
 
-        context.balances._load = counted_load  # noqa: SLF001
+        context.balances.cached._load = counted_load  # noqa: SLF001
 
 
 async def _provision(client: httpx.AsyncClient, company_id: int, internal: dict[str, str]) -> str:
@@ -155,8 +155,7 @@ def _summary(rounds: list[dict[str, Any]], statements_per_load: int) -> dict[str
 
 
 async def run(url: str, redis_url: str | None, rounds: int, seconds: float, senders: int) -> dict[str, Any]:
-    from wabapool.api.app import create_app
-    from wabapool.api.context import AppContext
+    from wabapool import bootstrap
     from wabapool.config import Settings
     from wabapool.storage.database import Database
 
@@ -182,8 +181,8 @@ async def run(url: str, redis_url: str | None, rounds: int, seconds: float, send
     clients = []
     try:
         for mode in MODES:
-            context = AppContext.build(settings, database=database, write_through=mode == "on")
-            app = create_app(settings, context=context)
+            context = bootstrap.app_context(settings, database=database, write_through=mode == "on")
+            app = bootstrap.create_app(settings, context=context)
             client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
             clients.append((mode, client, context, Counted(context)))
         price = {"unit_price": 100, "effective_from": "2025-07-01T00:00:00Z"}

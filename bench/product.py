@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select, text
 
@@ -19,7 +21,11 @@ from bench.workload import (
     company_id_of,
     waba_id_of,
 )
+from wabapool import bootstrap
+from wabapool.domain.caps import SpendCap
+from wabapool.pii import PiiSealer
 from wabapool.service import BatchItemResult, BillingService, CompanyTerms, DeductionRequest, PackageTerms
+from wabapool.service.models import KEEP
 from wabapool.service.reconcile import reconcile
 from wabapool.storage import audit
 from wabapool.storage.database import Database
@@ -29,6 +35,15 @@ SERVICE_NAME = "bench"
 PRICE_EFFECTIVE_FROM = datetime(2025, 7, 1, tzinfo=UTC)
 # Pools provisioned at once: enough to overlap round trips, few enough to leave connections to others.
 PROVISION_CONCURRENCY = 8
+
+
+# The bench's own PII key (its databases are throwaway); the built-in development key is only --demo's.
+BENCH_PII_KEYS = "bench:" + base64.b64encode(b"wabapool bench pii key, 32 bytes").decode()
+
+
+def service(database: Database, **options: Any) -> BillingService:
+    """A service wired by the bootstrap on `database`, sealing with the bench key (`clock=` and the rest as given)."""
+    return bootstrap.billing_service(database, sealer=PiiSealer(BENCH_PII_KEYS), **options)
 
 
 class FixedClock:
@@ -63,8 +78,12 @@ async def reset(database: Database) -> None:
             await connection.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
 
 
-async def provision(service: BillingService, fundings: list[Funding]) -> None:
-    """Each pool: a v3 company with its allowance and postpaid limit, its WABAs, and a top-up."""
+async def provision(service: BillingService, fundings: list[Funding], *, capped: bool = False) -> None:
+    """Each pool: a v3 company with its allowance and postpaid limit, its WABAs, and a top-up.
+
+    With `capped`, every WABA gets a spending cap of the pool's whole funding: the cap rule runs on every
+    deduction and never refuses one, so the cell's check is the uncapped one's.
+    """
     await service.set_price(DEDUCTION_CODE, unit_price_minor=UNIT_PRICE_MINOR, effective_from=PRICE_EFFECTIVE_FROM)
     gate = asyncio.Semaphore(PROVISION_CONCURRENCY)
 
@@ -73,9 +92,13 @@ async def provision(service: BillingService, fundings: list[Funding]) -> None:
         async with gate:
             package = PackageTerms(allowance=funding.initial_minor, postpaid_limit=funding.postpaid_limit_minor)
             await service.provision_company(company_id, CompanyTerms(package=package))
+            funded = funding.initial_minor + funding.additional_minor + funding.postpaid_limit_minor
             for waba_index in range(WABAS_PER_POOL):
                 await service.provision_waba(
-                    company_id, waba_id_of(pool_index, waba_index), name=f"Bench WABA {waba_index + 1}"
+                    company_id,
+                    waba_id_of(pool_index, waba_index),
+                    name=f"Bench WABA {waba_index + 1}",
+                    spend_cap=SpendCap(funded) if capped else KEEP,
                 )
             if funding.additional_minor:
                 await service.top_up(

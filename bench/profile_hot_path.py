@@ -20,16 +20,16 @@ import httpx
 from pyinstrument import Profiler
 
 from bench.http_load import API_KEY, COMPANY_ID, DEFAULT_PG, JWT_SECRET, WABAS, _prepare_database
-from wabapool.api.app import create_app
-from wabapool.api.context import AppContext
+from bench.product import BENCH_PII_KEYS
+from wabapool import bootstrap
 from wabapool.config import Settings
 
 
 async def profile(url: str, requests: int, senders: int, batch: int) -> None:
     await asyncio.to_thread(lambda: asyncio.run(_prepare_database(url)))
-    settings = Settings(database_url=url, api_keys=f"bench:{API_KEY}", jwt_secret=JWT_SECRET)
-    context = AppContext.build(settings)
-    transport = httpx.ASGITransport(app=create_app(settings, context=context))
+    settings = Settings(database_url=url, api_keys=f"bench:{API_KEY}", jwt_secret=JWT_SECRET, pii_keys=BENCH_PII_KEYS)
+    context = bootstrap.app_context(settings)
+    transport = httpx.ASGITransport(app=bootstrap.create_app(settings, context=context))
     headers = {"X-Api-Key": API_KEY}
     async with httpx.AsyncClient(transport=transport, base_url="http://bench", headers=headers) as client:
         package = {"allowance": 10**13, "postpaid_limit": 0, "cycle_anchor_day": 1}
@@ -70,7 +70,7 @@ async def profile(url: str, requests: int, senders: int, batch: int) -> None:
         await asyncio.gather(*(sender() for _ in range(senders)))
         seconds = time.perf_counter() - started
         profiler.stop()
-    await context.database.dispose()
+    await context.service.database.dispose()
     unit = f"items/s in batches of {batch}" if batch else "req/s"
     print(f"{requests / seconds:,.0f} {unit} in-process ({senders} senders; includes the client's own cost)")
     print(profiler.output_text(unicode=False, color=False))

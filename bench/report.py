@@ -174,7 +174,7 @@ def rollup_costs(run: BenchRun) -> list[dict[str, Any]]:
     """Each wabapool cell run with and without the usage roll-up: medians over the rounds, and the cost."""
     rounds: dict[tuple[int, int, str], dict[bool, list[CellResult]]] = {}
     for result in run.results:
-        if result.variant.startswith("baseline"):
+        if result.variant.startswith("baseline") or result.variant.endswith(CAPPED_LABEL):
             continue
         variant = result.variant.removesuffix(ROLLUP_OFF_LABEL)
         rollup = variant == result.variant
@@ -201,6 +201,50 @@ def rollup_costs(run: BenchRun) -> list[dict[str, Any]]:
             }
         )
     return costs
+
+
+CAPPED_LABEL = " (caps)"
+
+
+def cap_costs(run: BenchRun) -> list[dict[str, Any]]:
+    """Each wabapool cell run with a spending cap on every WABA and without: medians over the rounds, the cost."""
+    rounds: dict[tuple[int, int, str], dict[bool, list[CellResult]]] = {}
+    for result in run.results:
+        if result.variant.startswith("baseline") or result.variant.endswith(ROLLUP_OFF_LABEL):
+            continue
+        variant = result.variant.removesuffix(CAPPED_LABEL)
+        capped = variant != result.variant
+        rounds.setdefault((result.pools, result.senders, variant), {True: [], False: []})[capped].append(result)
+    costs = []
+    for (pools, senders, variant), by_cap in rounds.items():
+        on, off = by_cap[True], by_cap[False]
+        if not on or not off:
+            continue
+        on_rate = statistics.median(result.per_second for result in on)
+        off_rate = statistics.median(result.per_second for result in off)
+        costs.append(
+            {
+                "pools": pools,
+                "senders": senders,
+                "variant": variant,
+                "per_second_with_caps": [round(result.per_second) for result in on],
+                "per_second_without_caps": [round(result.per_second) for result in off],
+                "median_with_caps": round(on_rate),
+                "median_without_caps": round(off_rate),
+                "cap_cost_percent": round((off_rate - on_rate) / off_rate * 100, 1) if off_rate else None,
+            }
+        )
+    return costs
+
+
+def print_cap_costs(run: BenchRun, console: Console) -> None:
+    for cost in cap_costs(run):
+        console.print(
+            f"  cap cost, {cost['pools']} pools {cost['senders']} senders {cost['variant']}: "
+            f"median {cost['median_with_caps']:,}/s with caps, {cost['median_without_caps']:,}/s without "
+            f"({cost['cap_cost_percent']}%); rounds with {cost['per_second_with_caps']}, "
+            f"without {cost['per_second_without_caps']}"
+        )
 
 
 def print_rollup_costs(run: BenchRun, console: Console) -> None:
@@ -230,6 +274,7 @@ def as_json(run: BenchRun) -> dict[str, Any]:
         "notes": notes(run),
         "cells": [result.as_json() for result in run.results],
         "rollup_costs": rollup_costs(run),
+        "cap_costs": cap_costs(run),
     }
 
 

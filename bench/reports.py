@@ -46,6 +46,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.http_load import _free_port
+from wabapool import bootstrap
 from wabapool.pii import PiiSealer
 from wabapool.security import issue_token
 from wabapool.service.cursors import CursorSigner
@@ -185,11 +186,11 @@ GROUP BY 1, 2, 3
 
 async def _provision(url: str) -> None:
     """Companies, pools and WABAs through the service (what the reads check and join)."""
-    from wabapool.service import BillingService, CompanyTerms, PackageTerms
+    from wabapool.service import CompanyTerms, PackageTerms
     from wabapool.storage.database import Database
 
     database = Database(url)
-    service = BillingService(database, sealer=PiiSealer(PII_KEYS))
+    service = bootstrap.billing_service(database, sealer=PiiSealer(PII_KEYS))
     try:
         terms = CompanyTerms(package=PackageTerms(allowance=10**12, postpaid_limit=0, cycle_anchor_day=1))
         for company_id in range(1, COMPANIES + 1):

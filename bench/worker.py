@@ -29,9 +29,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, insert, select, text
 
+from bench import product
 from bench.prepare import ensure_postgres_database, git_state, shown_url
 from bench.stats import percentile
-from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
@@ -86,7 +86,7 @@ def start_worker(url: str, poll_seconds: float) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "WABAPOOL_DATABASE_URL": url,
-        "WABAPOOL_PII_KEYS": DEVELOPMENT_KEYS,
+        "WABAPOOL_PII_KEYS": product.BENCH_PII_KEYS,
         "WABAPOOL_WEBHOOK_ALLOW_PRIVATE": "true",
         "WABAPOOL_WORKER_POLL_SECONDS": str(poll_seconds),
         "WABAPOOL_LOG_LEVEL": "WARNING",
@@ -227,7 +227,7 @@ async def latency_under_load(
 async def run(arguments: argparse.Namespace, receiver_url: str) -> dict[str, Any]:
     await reset_database(arguments.database_url)
     database = Database(arguments.database_url)
-    service = BillingService(database, sealer=PiiSealer(DEVELOPMENT_KEYS))
+    service = product.service(database)
     worker = None
     try:
         await provision(service, max(arguments.companies), receiver_url)

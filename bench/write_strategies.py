@@ -20,12 +20,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench import product
 from bench.report import RESULTS_DIRECTORY
 from wabapool.domain import operations
 from wabapool.domain.deduction import decide
 from wabapool.domain.pricing import PriceBook
-from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
-from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
+from wabapool.pii import PiiSealer
+from wabapool.service import CompanyTerms, DeductionRequest, PackageTerms
 from wabapool.service.deductions import Prepared, _changes
 from wabapool.storage import companies as company_store
 from wabapool.storage import pools as pool_store
@@ -35,11 +36,11 @@ from wabapool.storage.migrate import upgrade
 
 COMPANY_ID = 777_001
 WABA_ID = "777001001"
-SEALER = PiiSealer(DEVELOPMENT_KEYS)
+SEALER = PiiSealer(product.BENCH_PII_KEYS)
 
 
 async def _prepare(database: Database) -> None:
-    service = BillingService(database)
+    service = product.service(database)
     await service.provision_company(COMPANY_ID, CompanyTerms(package=PackageTerms(allowance=10**14)))
     await service.provision_waba(COMPANY_ID, WABA_ID, name="bench")
     await service.set_price("wa_bench_id", unit_price_minor=1, effective_from=datetime(2025, 1, 1, tzinfo=UTC))

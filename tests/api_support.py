@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 
-from wabapool.api.app import create_app
+from tests.conftest import TEST_PII_KEYS
+from wabapool import bootstrap
 from wabapool.api.context import AppContext
 from wabapool.config import Settings
 from wabapool.security import issue_token
@@ -25,6 +26,7 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
         "database_url": database_url,
         "api_keys": f"pipeline:{API_KEY},payments:{PAYMENT_KEY}",
         "jwt_secret": JWT_SECRET,
+        "pii_keys": TEST_PII_KEYS,
         # Tests call the public API faster than any page does: the rate limits have their own tests.
         "rate_company_per_second": 1e6,
         "rate_company_burst": 10**6,
@@ -44,14 +46,14 @@ INTERNAL_HEADERS = {"X-Api-Key": API_KEY}
 
 @asynccontextmanager
 async def api_client(settings: Settings, **context_options: Any) -> AsyncIterator[tuple[httpx.AsyncClient, AppContext]]:
-    context = AppContext.build(settings, **context_options)
-    app = create_app(settings, context=context)
+    context = bootstrap.app_context(settings, **context_options)
+    app = bootstrap.create_app(settings, context=context)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://wabapool.test") as client:
         try:
             yield client, context
         finally:
-            await context.database.dispose()
+            await context.service.database.dispose()
 
 
 async def provision(

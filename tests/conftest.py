@@ -1,17 +1,32 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import base64
+import hashlib
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from tests import router
 from tests.services import prepare_postgres
+from wabapool import bootstrap
+from wabapool.config import Settings
 from wabapool.service import BillingService, CompanyTerms, PackageTerms
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
 from wabapool.storage.tables import metadata
+
+# The tests' own PII key set, named explicitly (the built-in development key is the --demo wiring's only).
+TEST_PII_KEYS = "test:" + base64.b64encode(hashlib.sha256(b"wabapool test pii key").digest()).decode()
+TEST_SETTINGS = Settings(pii_keys=TEST_PII_KEYS)
+
+
+def service_for(database: Database, **options: Any) -> BillingService:
+    """A service on `database` wired by the bootstrap, sealing with the test keys (`clock=` and the rest as given)."""
+    return bootstrap.billing_service(database, sealer=bootstrap.sealer(TEST_SETTINGS), **options)
 
 
 class FakeClock:
@@ -58,7 +73,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def service(database: Database, clock: FakeClock) -> BillingService:
-    return BillingService(database, clock=clock)
+    return service_for(database, clock=clock)
 
 
 COMPANY_ID = 1001
@@ -98,3 +113,24 @@ async def provision_demo_pool(
     await service.set_price(
         "wa_marketing_id", unit_price_minor=unit_price, effective_from=datetime(2025, 7, 1, tzinfo=UTC)
     )
+
+
+@pytest.fixture(scope="session")
+def statement_recorder() -> router.Recorder:
+    """Every PostgreSQL statement of the session, recorded (tests/router.py); checked after each test."""
+    recorder = router.Recorder()
+    router.install(recorder)
+    return recorder
+
+
+@pytest.fixture(autouse=True)
+def statements_pin_one_company(statement_recorder: router.Recorder) -> Iterator[None]:
+    """The router check: a product statement on a company's table that does not pin one company fails the
+    test that made it (unless `router.ALLOWED` names its sender, with the reason and how it runs on Citus)."""
+    statement_recorder.clear()
+    yield
+    problems = statement_recorder.violations()
+    statement_recorder.clear()
+    if problems:
+        listed = "\n".join(sorted(set(problems))[:20])
+        pytest.fail(f"{len(problems)} statement(s) do not pin one company_id:\n{listed}", pytrace=False)

@@ -29,6 +29,9 @@ def _number_text(value: float) -> str:
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
+    # The server itself when `database_url` goes through PgBouncer in transaction pooling: LISTEN/NOTIFY
+    # needs a session of its own (docs/scale-out.md). Unset there, the worker polls only.
+    database_direct_url: str | None = field(default=None, repr=False)
     redis_url: str | None = None
     api_keys: str = field(default="", repr=False)
     jwt_secret: str | None = field(default=None, repr=False)
@@ -62,6 +65,7 @@ class Settings:
 
         return cls(
             database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            database_direct_url=get("DATABASE_DIRECT_URL"),
             redis_url=get("REDIS_URL"),
             api_keys=get("API_KEYS") or "",
             jwt_secret=get("JWT_SECRET"),
@@ -90,6 +94,7 @@ class Settings:
         """The `WABAPOOL_*` variables that `from_env` reads back as these settings (for worker processes)."""
         values = {
             "DATABASE_URL": self.database_url,
+            "DATABASE_DIRECT_URL": self.database_direct_url,
             "REDIS_URL": self.redis_url,
             "API_KEYS": self.api_keys,
             "JWT_SECRET": self.jwt_secret,

@@ -1,4 +1,6 @@
-"""Process settings for a long-running server process.
+"""Process settings for a long-running process: its log format and its garbage collector.
+
+Logs are JSON lines on stdout at `WABAPOOL_LOG_LEVEL`, the same in the API and the worker.
 
 A deduction allocates a dozen short-lived objects; with CPython's default
 collector thresholds (700 allocations) a busy server runs a young-generation
@@ -12,6 +14,10 @@ leaked: cycles are still collected, only less often.
 from __future__ import annotations
 
 import gc
+import logging
+import os
+
+import structlog
 
 # Young-generation threshold: objects allocated (minus freed) between young collections.
 YOUNG_THRESHOLD = 50_000
@@ -23,3 +29,26 @@ def tune_gc() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+
+
+def _add_pid(_: object, __: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
+    """Which process wrote the line: `serve --workers N` runs N server processes."""
+    event["pid"] = os.getpid()
+    return event
+
+
+def configure_logging(level: str | None = None) -> None:
+    """JSON lines on stdout, each with its process id; secrets never reach a log call."""
+    name = (level or os.environ.get("WABAPOOL_LOG_LEVEL") or "INFO").upper()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            _add_pid,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, name, logging.INFO)),
+        cache_logger_on_first_use=True,
+    )

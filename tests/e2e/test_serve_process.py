@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import json
 import os
 import socket
 import subprocess
@@ -19,6 +20,9 @@ from tests.services import require_redis
 API_KEY = "e2e-key-0123456789abcdef"
 SECRET = "e2e-secret-0123456789abcdef0123456789"
 PII_KEYS = "e2e:" + base64.b64encode(b"e2e pii key, 32 bytes long.....!").decode()
+# A server process imports the whole app before it answers; two of them on a loaded 2-core CI machine were
+# seen to take 28 s, so the bound leaves room (it only ends a wait that is already a failure).
+SERVER_START_SECONDS = 90
 
 
 def _free_port() -> int:
@@ -27,7 +31,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_until_up(base: str, server: subprocess.Popen[bytes], deadline_seconds: float = 30) -> None:
+def _wait_until_up(base: str, server: subprocess.Popen[bytes], deadline_seconds: float = SERVER_START_SECONDS) -> None:
     deadline = time.monotonic() + deadline_seconds
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -40,18 +44,42 @@ def _wait_until_up(base: str, server: subprocess.Popen[bytes], deadline_seconds:
     raise AssertionError("server did not come up")
 
 
+def _pids_serving(log: Path, route: str) -> set[int]:
+    """The processes that logged a request to `route`."""
+    pids = set()
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("event") == "request" and entry.get("route") == route:
+                pids.add(entry["pid"])
+    return pids
+
+
+def _wait_until_both_serve(base: str, log: Path) -> None:
+    """Health checks on fresh connections until both server processes have answered one."""
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while len(_pids_serving(log, "/healthz")) < 2:
+        assert time.monotonic() < deadline, "the second server process never answered"
+        httpx.get(f"{base}/healthz", timeout=5)
+
+
 def _serve(tmp_path: Path, *arguments: str, **variables: str) -> tuple[str, dict[str, str], subprocess.Popen[bytes]]:
-    """`wabapool serve` on a fresh SQLite file in tmp_path: its base URL, environment and process."""
+    """`wabapool serve` on a fresh SQLite file in tmp_path: its base URL, environment and process.
+
+    Its log lines (JSON, one per request, with the serving process's pid) go to tmp_path/server.log.
+    """
     port = _free_port()
     env = {
         **os.environ,
         "WABAPOOL_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}",
         "WABAPOOL_API_KEYS": f"pipeline:{API_KEY}",
         "WABAPOOL_PII_KEYS": PII_KEYS,
+        "PYTHONUNBUFFERED": "1",
         **{f"WABAPOOL_{name}": value for name, value in variables.items()},
     }
     command = [sys.executable, "-m", "wabapool.cli.main", "serve", "--port", str(port), *arguments]
-    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with (tmp_path / "server.log").open("ab") as log:
+        server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.PIPE)
     return f"http://127.0.0.1:{port}", env, server
 
 
@@ -133,6 +161,7 @@ def test_two_workers_share_one_pool_and_charge_each_deduction_once(tmp_path: Pat
             # A fresh connection per request, so the kernel spreads them over both workers.
             return httpx.post(f"{base}/iag/v1/quota-managements/deduction", json=body, headers=headers).status_code
 
+        _wait_until_both_serve(base, tmp_path / "server.log")
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             assert set(pool.map(send, range(200))) == {200}
         balance = httpx.get(f"{base}/iag/v1/quota-managements/78/balance", headers=headers).json()
@@ -140,3 +169,5 @@ def test_two_workers_share_one_pool_and_charge_each_deduction_once(tmp_path: Pat
     finally:
         server.terminate()
         server.wait(timeout=15)
+    # Both processes charged deductions (a server that ignored --workers 2 would show one pid).
+    assert len(_pids_serving(tmp_path / "server.log", "/iag/v1/quota-managements/deduction")) == 2

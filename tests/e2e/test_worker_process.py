@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import FakeClock, truncate_all
+from tests.conftest import TEST_PII_KEYS, FakeClock, service_for, truncate_all
 from tests.worker_receiver import Receiver
-from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
-from wabapool.service import BillingService, CompanyTerms, PackageTerms
+from wabapool.pii import PiiSealer
+from wabapool.service import CompanyTerms, PackageTerms
 from wabapool.service.webhooks import generate_secret
 from wabapool.storage.database import Database
 from wabapool.storage.tables import outbox_events
@@ -40,7 +40,7 @@ def start_worker(postgres_url: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "WABAPOOL_DATABASE_URL": postgres_url,
-        "WABAPOOL_PII_KEYS": DEVELOPMENT_KEYS,
+        "WABAPOOL_PII_KEYS": TEST_PII_KEYS,
         "WABAPOOL_WEBHOOK_ALLOW_PRIVATE": "true",
         "WABAPOOL_WEBHOOK_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
         "WABAPOOL_WORKER_POLL_SECONDS": "0.1",
@@ -61,7 +61,7 @@ async def wait_for(condition, deadline_seconds: float) -> None:  # type: ignore[
 async def test_a_worker_killed_mid_delivery_is_taken_over_with_the_same_webhook_id(
     postgres: Database, postgres_url: str
 ) -> None:
-    service = BillingService(postgres, clock=FakeClock(datetime(2026, 11, 10, 3, 0, tzinfo=UTC)))
+    service = service_for(postgres, clock=FakeClock(datetime(2026, 11, 10, 3, 0, tzinfo=UTC)))
     with Receiver(secret=generate_secret(), hold_seconds=3 * TIMEOUT_SECONDS) as receiver:
         for company_id in COMPANIES:
             await service.provision_company(company_id, CompanyTerms(package=PackageTerms(allowance=0)))
@@ -81,7 +81,7 @@ async def test_a_worker_killed_mid_delivery_is_taken_over_with_the_same_webhook_
         assert worker.returncode == -signal.SIGKILL
 
         options = RelayOptions(retry=RetrySchedule.of((0, 0)), timeout_seconds=TIMEOUT_SECONDS, allow_private=True)
-        survivor = Relay(postgres, PiiSealer(DEVELOPMENT_KEYS), options=options)
+        survivor = Relay(postgres, PiiSealer(TEST_PII_KEYS), options=options)
         try:
 
             async def drain() -> None:

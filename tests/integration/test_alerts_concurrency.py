@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import FakeClock, provision_demo_pool, truncate_all, waba_ids_of
+from tests.conftest import FakeClock, provision_demo_pool, service_for, truncate_all, waba_ids_of
 from wabapool.domain.errors import BillingError
 from wabapool.service import BillingService, DeductionRequest
 from wabapool.storage.database import Database
@@ -27,7 +27,7 @@ async def test_a_concurrent_burst_raises_one_request_and_each_alert_once(postgre
     databases = [Database(postgres_url) for _ in range(SERVICES)]
     await truncate_all(databases[0])
     clock = FakeClock(datetime(2026, 11, 10, 3, 0, tzinfo=UTC))
-    services = [BillingService(database, clock=clock) for database in databases]
+    services = [service_for(database, clock=clock) for database in databases]
     try:
         await provision_demo_pool(
             services[0], company_id=COMPANY_ID, allowance=24_000, postpaid_limit=0, unit_price=100

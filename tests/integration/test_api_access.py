@@ -36,10 +36,11 @@ ALLOWED = {
 
 @pytest.fixture
 async def client(tmp_path) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(settings_for(f"sqlite:///{tmp_path / 'api.db'}")) as (http, context):
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    async with api_client(settings_for(url)) as (http, context):
         from wabapool.storage.migrate import upgrade
 
-        upgrade(context.settings.database_url)
+        upgrade(url)
         await provision(http, 1, wabas=("111",))
         await provision(http, 2, wabas=("222",))
         http.context = context  # type: ignore[attr-defined]
@@ -163,25 +164,36 @@ async def test_the_gateway_path_serves_the_same_internal_api(client: httpx.Async
     assert response.json()["total"] == 100_000
 
 
+INVALID = (400, "validation_error")
 BAD_BODIES = [
-    pytest.param(b"{not json", id="not-json"),
-    pytest.param({**deduction_body(1, "b1", waba_id="111"), "quantity": "1"}, id="quantity-string"),
-    pytest.param({**deduction_body(1, "b2", waba_id="111"), "quantity": 1.5}, id="quantity-float"),
-    pytest.param({**deduction_body(1, "b3", waba_id="111"), "quantity": -1}, id="quantity-negative"),
-    pytest.param({**deduction_body(1, "b4", waba_id="111"), "quantity": 0}, id="quantity-zero"),
-    pytest.param({**deduction_body(1, "b5", waba_id="111"), "quantity": 10**30}, id="quantity-huge"),
-    pytest.param({**deduction_body(1, "", waba_id="111")}, id="unique-code-empty"),
-    pytest.param({**deduction_body(1, "x" * 129)}, id="unique-code-too-long"),
-    pytest.param({**deduction_body(1, "b6", waba_id="111"), "surprise": 1}, id="unknown-field"),
-    pytest.param({**deduction_body(1, "b7", waba_id="111"), "extra_attrs": {}}, id="waba-missing"),
-    pytest.param({**deduction_body(1, "b8", waba_id="111"), "deduction_code": "wa_nope"}, id="unknown-deduction-code"),
-    pytest.param({**deduction_body(1, "b9", waba_id="111"), "company_id": 424242}, id="unknown-company"),
-    pytest.param({**deduction_body(1, "b10", waba_id="111"), "quantity": 10**6}, id="quota-exceeded"),
+    pytest.param(b"{not json", INVALID, id="not-json"),
+    pytest.param({**deduction_body(1, "b1", waba_id="111"), "quantity": "1"}, INVALID, id="quantity-string"),
+    pytest.param({**deduction_body(1, "b2", waba_id="111"), "quantity": 1.5}, INVALID, id="quantity-float"),
+    pytest.param({**deduction_body(1, "b3", waba_id="111"), "quantity": -1}, INVALID, id="quantity-negative"),
+    pytest.param({**deduction_body(1, "b4", waba_id="111"), "quantity": 0}, INVALID, id="quantity-zero"),
+    pytest.param({**deduction_body(1, "b5", waba_id="111"), "quantity": 10**30}, INVALID, id="quantity-huge"),
+    pytest.param({**deduction_body(1, "", waba_id="111")}, INVALID, id="unique-code-empty"),
+    pytest.param({**deduction_body(1, "x" * 129)}, INVALID, id="unique-code-too-long"),
+    pytest.param({**deduction_body(1, "b6", waba_id="111"), "surprise": 1}, INVALID, id="unknown-field"),
+    pytest.param({**deduction_body(1, "b7", waba_id="111"), "extra_attrs": {}}, INVALID, id="waba-missing"),
+    pytest.param(
+        {**deduction_body(1, "b8", waba_id="111"), "deduction_code": "wa_nope"},
+        (400, "unknown_deduction_code"),
+        id="unknown-deduction-code",
+    ),
+    pytest.param(
+        {**deduction_body(1, "b9", waba_id="111"), "company_id": 424242}, (404, "unknown_company"), id="unknown-company"
+    ),
+    pytest.param(
+        {**deduction_body(1, "b10", waba_id="111"), "quantity": 10**6}, (400, "quota_exceeded"), id="quota-exceeded"
+    ),
 ]
 
 
-@pytest.mark.parametrize("body", BAD_BODIES)
-async def test_bad_deductions_get_a_4xx_envelope_and_write_nothing(client: httpx.AsyncClient, body) -> None:
+@pytest.mark.parametrize(("body", "refusal"), BAD_BODIES)
+async def test_bad_deductions_get_their_code_in_the_envelope_and_write_nothing(
+    client: httpx.AsyncClient, body, refusal: tuple[int, str]
+) -> None:
     kwargs = (
         {"content": body, "headers": {**INTERNAL_HEADERS, "Content-Type": "application/json"}}
         if isinstance(body, bytes)
@@ -189,35 +201,42 @@ async def test_bad_deductions_get_a_4xx_envelope_and_write_nothing(client: httpx
     )
     before = (await client.get(f"{INTERNAL}/quota-managements/1/balance", headers=INTERNAL_HEADERS)).json()
     response = await client.post(f"{INTERNAL}/quota-managements/deduction", **kwargs)
-    assert 400 <= response.status_code < 500, response.text
     error = response.json()["error"]
-    assert set(error) == {"code", "message", "details"} and error["code"]
+    assert (response.status_code, error["code"]) == refusal, response.text
+    assert set(error) == {"code", "message", "details"} and error["message"]
     after = (await client.get(f"{INTERNAL}/quota-managements/1/balance", headers=INTERNAL_HEADERS)).json()
     assert after == before
     logs = (await client.get(f"{PUBLIC}/mcc_logs", headers=bearer(1))).json()
     assert logs["data"] == []
-    report = await reconcile(client.context.database)  # type: ignore[attr-defined]
+    report = await reconcile(client.context.service.database)  # type: ignore[attr-defined]
     assert report.ok and report.checks["deductions"] == 0
 
 
 @pytest.mark.parametrize(
-    ("path", "body"),
+    ("path", "body", "refusal"),
     [
-        ("/quota-managements/top-up", {"company_id": 1, "amount": -5, "payment_reference": "p"}),
-        ("/quota-managements/top-up", {"company_id": 1, "amount": 10.5, "payment_reference": "p"}),
-        ("/quota-managements/top-up", {"company_id": 1, "amount": 10**20, "payment_reference": "p"}),
-        ("/quota-managements/top-up", {"company_id": 1, "amount": 5}),
-        ("/quota-managements/refund", {"company_id": 1, "unique_code": "never-sent", "refund_code": "r"}),
-        ("/quota-managements/settle-postpaid", {"company_id": 1, "amount": 0, "payment_reference": "p"}),
+        ("/quota-managements/top-up", {"company_id": 1, "amount": -5, "payment_reference": "p"}, INVALID),
+        ("/quota-managements/top-up", {"company_id": 1, "amount": 10.5, "payment_reference": "p"}, INVALID),
+        (
+            "/quota-managements/top-up",
+            {"company_id": 1, "amount": 10**20, "payment_reference": "p"},
+            (400, "amount_too_large"),
+        ),
+        ("/quota-managements/top-up", {"company_id": 1, "amount": 5}, INVALID),
+        (
+            "/quota-managements/refund",
+            {"company_id": 1, "unique_code": "never-sent", "refund_code": "r"},
+            (404, "unknown_deduction"),
+        ),
+        ("/quota-managements/settle-postpaid", {"company_id": 1, "amount": 0, "payment_reference": "p"}, INVALID),
     ],
 )
-async def test_bad_payments_and_refunds_are_refused_and_write_nothing(
-    client: httpx.AsyncClient, path: str, body: dict
+async def test_bad_payments_and_refunds_are_refused_with_their_code_and_write_nothing(
+    client: httpx.AsyncClient, path: str, body: dict, refusal: tuple[int, str]
 ) -> None:
     before = (await client.get(f"{INTERNAL}/quota-managements/1/balance", headers=INTERNAL_HEADERS)).json()
     response = await client.post(INTERNAL + path, json=body, headers=INTERNAL_HEADERS)
-    assert 400 <= response.status_code < 500
-    assert "error" in response.json()
+    assert (response.status_code, response.json()["error"]["code"]) == refusal, response.text
     assert (await client.get(f"{INTERNAL}/quota-managements/1/balance", headers=INTERNAL_HEADERS)).json() == before
 
 

@@ -125,7 +125,7 @@ class Statements:
 
     def __init__(self, context: AppContext) -> None:
         self.count = 0
-        for engine in context.database.engines:
+        for engine in context.service.database.engines:
             event.listen(engine.sync_engine, "before_cursor_execute", self._seen)
 
     def _seen(self, *_: Any) -> None:
@@ -149,14 +149,32 @@ async def short_fence_cache(request: pytest.FixtureRequest) -> AsyncIterator[Bal
         await cache.close()
 
 
+# A bound on waiting for a fence to lift (a failure past it, never the expected path).
+FENCE_WAIT_SECONDS = 10.0
+
+
+async def _read_until_cached(client: httpx.AsyncClient, cache: BalanceCache, company_id: int) -> None:
+    """Read the balance until a read has filled the cache (while a change's fence stands, reads do not)."""
+    async with asyncio.timeout(FENCE_WAIT_SECONDS):
+        while True:
+            response = await client.get(f"{PUBLIC}/billings/info", headers=bearer(company_id))
+            assert response.status_code == 200, response.text
+            if await cache.get(company_id) is not None:
+                return
+            await asyncio.sleep(0.02)
+
+
 async def _provisioned(
-    client: httpx.AsyncClient, company_id: int, wabas: tuple[str, ...], *, allowance: int = 10_000
+    client: httpx.AsyncClient,
+    cache: BalanceCache,
+    company_id: int,
+    wabas: tuple[str, ...],
+    *,
+    allowance: int = 10_000,
 ) -> None:
-    """A pool with its WABAs, then past the fence its provisioning raised, then one read fills the cache."""
+    """A pool with its WABAs, then, once the fence its provisioning raised has lifted, a read fills the cache."""
     await provision(client, company_id, allowance=allowance, postpaid_limit=5_000, wabas=wabas)
-    await asyncio.sleep(SHORT_FENCE_SECONDS + 0.1)
-    response = await client.get(f"{PUBLIC}/billings/info", headers=bearer(company_id))
-    assert response.status_code == 200, response.text
+    await _read_until_cached(client, cache, company_id)
 
 
 async def _deduct(client: httpx.AsyncClient, company_id: int, code: str, waba_id: str, quantity: int = 1) -> None:
@@ -175,7 +193,7 @@ async def test_after_a_deduction_the_next_read_is_served_from_the_cache_with_the
     upgrade(url)
     settings = settings_for(url, db_timeout_seconds=SHORT_DB_TIMEOUT_SECONDS)
     async with api_client(settings, cache=short_fence_cache) as (client, context):
-        await _provisioned(client, 41, ("4101", "4102"))
+        await _provisioned(client, short_fence_cache, 41, ("4101", "4102"))
         statements = Statements(context)
         await _deduct(client, 41, "m1", "4101", quantity=3)  # 3,000 of the allowance
         await _deduct(client, 41, "m2", "4102", quantity=8)  # the last 7,000 of it, then 1,000 of postpaid
@@ -199,7 +217,7 @@ async def test_refunds_and_top_ups_are_written_through_with_this_cycles_spend(
     upgrade(url)
     settings = settings_for(url, db_timeout_seconds=SHORT_DB_TIMEOUT_SECONDS)
     async with api_client(settings, cache=short_fence_cache) as (client, context):
-        await _provisioned(client, 42, ("4201",))
+        await _provisioned(client, short_fence_cache, 42, ("4201",))
         await _deduct(client, 42, "m1", "4201", quantity=2)
         await client.post(
             f"{INTERNAL}/quota-managements/refund",
@@ -226,10 +244,8 @@ async def test_a_failed_write_through_falls_back_to_invalidation(tmp_path: Path)
     settings = settings_for(url, db_timeout_seconds=SHORT_DB_TIMEOUT_SECONDS)
     async with api_client(settings, cache=cache) as (client, context):
         await provision(client, 43, allowance=10_000)
-        await asyncio.sleep(SHORT_FENCE_SECONDS + 0.1)
         cache.failing = False
-        await client.get(f"{PUBLIC}/billings/info", headers=bearer(43))
-        assert await cache.get(43) is not None
+        await _read_until_cached(client, cache, 43)
         cache.failing = True
         errors = REGISTRY.get_sample_value("wabapool_cache_errors_total", {"operation": "write_through"}) or 0
         await _deduct(client, 43, "m1", "1001001")
@@ -270,17 +286,43 @@ class FailingSets:
 CONCURRENT_DEDUCTIONS = 32
 
 
+class RecordingRedisCache(RedisCache):
+    """A Redis cache that remembers each value it was handed (its pool version, what `set` did with it).
+
+    With `hold` given, a `set` waits for it once it is called (`entered`): a write-through held in flight.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sets: list[tuple[int | None, SetOutcome]] = []
+        self.hold: asyncio.Event | None = None
+        self.entered = asyncio.Event()
+
+    async def set(self, company_id: int, value: dict[str, Any], *, version: int | None) -> SetOutcome:
+        if self.hold is not None:
+            self.entered.set()
+            async with asyncio.timeout(30):
+                await self.hold.wait()
+        outcome = await super().set(company_id, value, version=version)
+        self.sets.append((version, outcome))
+        return outcome
+
+
 @pytest.mark.postgres
 @pytest.mark.redis
-async def test_concurrent_deductions_from_two_processes_then_a_read_show_the_final_figures(postgres_url: str) -> None:
-    # Two apps (two API processes) on one PostgreSQL and one Redis: their groups commit in turn on the pool
-    # lock, and their write-throughs race to Redis; the version decides which value stays.
+async def test_two_apps_racing_write_throughs_keep_the_newest_and_a_read_shows_the_final_figures(
+    postgres_url: str,
+) -> None:
+    # Two apps (each its own engine and Redis client, as two API processes have) on one PostgreSQL and one
+    # Redis: their groups commit in turn on the pool lock, and their write-throughs race to Redis; the version
+    # decides which value stays.
     database = Database(postgres_url)
     await truncate_all(database)
     await database.dispose()
     prefix = f"wabapool:test:{uuid.uuid4().hex}:"
     caches = [
-        RedisCache(require_redis(), key_prefix=prefix, invalidation_fence_seconds=SHORT_FENCE_SECONDS) for _ in range(2)
+        RecordingRedisCache(require_redis(), key_prefix=prefix, invalidation_fence_seconds=SHORT_FENCE_SECONDS)
+        for _ in range(2)
     ]
     settings = settings_for(postgres_url, db_timeout_seconds=SHORT_DB_TIMEOUT_SECONDS)
     wabas = ("4401", "4402")
@@ -288,7 +330,20 @@ async def test_concurrent_deductions_from_two_processes_then_a_read_show_the_fin
         api_client(settings, cache=caches[0]) as (first, first_context),
         api_client(settings, cache=caches[1]) as (second, _),
     ):
-        await _provisioned(first, 44, wabas, allowance=100_000)
+        await _provisioned(first, caches[0], 44, wabas, allowance=100_000)
+        # The race, made to happen: the first app's write-through is still on its way when the second app's
+        # newer change commits and writes through; arriving last, the older value is refused.
+        caches[0].hold = asyncio.Event()
+        late = asyncio.create_task(_deduct(first, 44, "race-first", wabas[0]))
+        async with asyncio.timeout(30):
+            await caches[0].entered.wait()  # the first app's change committed; its write-through waits
+        await _deduct(second, 44, "race-second", wabas[1])
+        caches[0].hold.set()
+        await late
+        caches[0].hold = None
+        (first_version, first_outcome), (second_version, second_outcome) = caches[0].sets[-1], caches[1].sets[-1]
+        assert first_version is not None and second_version is not None and first_version < second_version
+        assert (first_outcome, second_outcome) == ("superseded", "stored")
         await asyncio.gather(
             *(
                 _deduct((first, second)[index % 2], 44, f"c{index}", wabas[index // 2 % 2], quantity=1 + index % 3)
@@ -301,7 +356,7 @@ async def test_concurrent_deductions_from_two_processes_then_a_read_show_the_fin
         authoritative = (await second.get(f"{INTERNAL}/quota-managements/44/balance", headers=INTERNAL_HEADERS)).json()
     for cache in caches:
         await cache.close()
-    charged = {waba: 0 for waba in wabas}
+    charged = {waba: 1_000 for waba in wabas}  # the two racing deductions, one on each WABA
     for index in range(CONCURRENT_DEDUCTIONS):
         charged[wabas[index // 2 % 2]] += 1_000 * (1 + index % 3)
     assert body["balance"] == authoritative

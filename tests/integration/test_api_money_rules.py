@@ -174,7 +174,7 @@ async def test_concurrent_top_ups_near_the_ceiling_answer_4xx_or_200_never_5xx_a
         assert set(statuses) <= {200, 400}, statuses
         assert statuses.count(200) == CEILING // amount  # as many as fit under the ceiling, then refusals
         assert (await balance(http))["total"] == amount * statuses.count(200)
-        report = await reconcile(context.database)
+        report = await reconcile(context.service.database)
         assert report.ok, report.violations
 
 

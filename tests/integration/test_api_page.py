@@ -22,8 +22,9 @@ TOOLTIP_EVENT = "billing_shared_balance_tooltip_opened"
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(settings(f"sqlite:///{tmp_path / 'api.db'}")) as (http, context):
-        upgrade(context.settings.database_url)
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    async with api_client(settings(url)) as (http, _):
+        upgrade(url)
         await provision(http, 1, wabas=("111", "222"))
         yield http
 

@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer, deduction_body, provision
-from wabapool.api.app import create_app
+from tests.conftest import TEST_PII_KEYS
+from wabapool.bootstrap import create_app
 from wabapool.config import Settings
 
 COMPANY, OTHER = 101, 102
@@ -15,7 +16,7 @@ JSON = {"Content-Type": "application/json"}
 
 def _body_routes() -> list[tuple[str, str]]:
     """(method, path) of every operation of the OpenAPI document that takes a request body, the ids filled in."""
-    document = create_app(Settings(database_url="sqlite:///unused.db")).openapi()
+    document = create_app(Settings(database_url="sqlite:///unused.db", pii_keys=TEST_PII_KEYS)).openapi()
     found = []
     for template, operations in document["paths"].items():
         path = template.replace("{company_id}", str(COMPANY)).replace("{waba_id}", "1001001")

@@ -9,12 +9,13 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from tests.conftest import FakeClock
+from tests.conftest import TEST_PII_KEYS, FakeClock, service_for
 from wabapool.cli.main import app
 from wabapool.domain.pool import Buckets, MoveKind
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms, backfill_rollback
 from wabapool.service import backfill as backfill_service
 from wabapool.service.reconcile import reconcile
+from wabapool.storage import companies as company_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage.database import Database
 from wabapool.storage.tables import companies, ledger_entries, metadata, organization_packages, whatsapp_packages
@@ -116,22 +117,43 @@ async def test_backfill_twice_is_a_no_op(service: BillingService, database: Data
     assert await table_rows(database) == rows
 
 
-async def test_a_crash_after_some_companies_leaves_each_moved_or_untouched_and_a_rerun_completes(
-    service: BillingService, database: Database
+async def company_rows(database: Database, company_ids: list[int]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of these companies in every table that has a company_id, sorted."""
+    async with database.read() as connection:
+        return {
+            table.name: sorted(
+                map(tuple, await connection.execute(select(table).where(table.c.company_id.in_(company_ids)))),
+                key=repr,
+            )
+            for table in metadata.sorted_tables
+            if "company_id" in table.c
+        }
+
+
+async def test_a_crash_inside_a_company_s_move_leaves_it_untouched_the_earlier_moved_and_a_rerun_completes(
+    service: BillingService, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = [41, 42, 43, 44]
     for company_id in ids:
         await provision_v2(service, company_id)
+    untouched = await company_rows(database, [43, 44])
+    point_wabas = company_store.point_wabas
 
-    def crash_after_two(plan: backfill_service.CompanyPlan) -> None:
-        if plan.company_id == 42:
+    async def crash_in_43(connection: Any, company_id: int, *args: Any, **kwargs: Any) -> Any:
+        # Inside company 43's transaction, after its pool and ledger entries were written.
+        if company_id == 43:
             raise KeyboardInterrupt("operator pressed Ctrl-C")
+        return await point_wabas(connection, company_id, *args, **kwargs)
 
+    monkeypatch.setattr(company_store, "point_wabas", crash_in_43)
     with pytest.raises(KeyboardInterrupt):
-        await backfill_service.backfill_all(service.context, ids, on_company=crash_after_two)
+        await backfill_service.backfill_all(service.context, ids)
+    monkeypatch.setattr(company_store, "point_wabas", point_wabas)
     assert await backfill_service.companies_to_move(service.context) == [43, 44]
-    for company_id in (43, 44):
-        assert {p.waba_id is None for p in await packages_of(database, company_id)} == {False}
+    assert await company_rows(database, [43, 44]) == untouched  # 43's half-done move rolled back whole
+    for company_id in (41, 42):
+        (pool,) = await packages_of(database, company_id)
+        assert pool.waba_id is None
     assert (await reconcile(database)).ok
 
     plans = await backfill_service.backfill_all(
@@ -237,11 +259,12 @@ def test_backfill_cli_dry_run_then_move_then_rollback(tmp_path, monkeypatch) -> 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     upgrade(url)
     monkeypatch.setenv("WABAPOOL_DATABASE_URL", url)
+    monkeypatch.setenv("WABAPOOL_PII_KEYS", TEST_PII_KEYS)  # the CLI's service seals with the configured keys
 
     async def seed() -> None:
         database = Database(url)
         try:
-            await provision_v2(BillingService(database))
+            await provision_v2(service_for(database))
         finally:
             await database.dispose()
 
@@ -279,7 +302,7 @@ async def test_deductions_during_the_backfill_are_charged_once_each_to_a_package
 
     from wabapool.storage.tables import deduction_requests
 
-    service = BillingService(pg_database)
+    service = service_for(pg_database)
     big = {waba: (1_000_000, 100_000, 0, 0) for waba in WABAS}
     await provision_v2(service, wabas=big)
     wabas = [f"{V2}{waba}" for waba in WABAS]
@@ -331,7 +354,7 @@ async def test_deductions_during_the_backfill_are_charged_once_each_to_a_package
                 select(organization_packages.c.id).where(organization_packages.c.closed_at.is_not(None))
             )
         ).scalars()
-        closed = await pool_store.load_packages(connection, list(closed_ids), for_update=False)
+        closed = await pool_store.load_packages(connection, V2, list(closed_ids), for_update=False)
     assert len(closed) == 3 and all(p.state.buckets.total == 0 for p in closed.values())
     (pool,) = await packages_of(pg_database, V2)
     assert pool.state.buckets.total == money_before - sum(row.amount_minor for row in charged)

@@ -21,9 +21,10 @@ from rich.console import Console
 from sqlalchemy import func, select
 
 import wabapool
+from tests.conftest import service_for
 from tests.services import prepare_postgres
 from wabapool.cli import bench as bench_cli
-from wabapool.service import BillingService, CompanyTerms, PackageTerms
+from wabapool.service import CompanyTerms, PackageTerms
 from wabapool.storage.database import Database
 from wabapool.storage.tables import deduction_requests, waba_daily_usage
 
@@ -107,7 +108,7 @@ async def test_check_catches_lost_updates_of_a_baseline_without_the_lock_version
 async def test_bench_refuses_a_database_holding_companies_it_did_not_create(postgres_bench_url: str) -> None:
     database = Database(postgres_bench_url)
     try:
-        await BillingService(database).provision_company(1001, CompanyTerms(package=PackageTerms(allowance=1_000)))
+        await service_for(database).provision_company(1001, CompanyTerms(package=PackageTerms(allowance=1_000)))
     finally:
         await database.dispose()
 

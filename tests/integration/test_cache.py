@@ -20,6 +20,9 @@ CLOSED_REDIS_URL = "redis://127.0.0.1:6390/14"
 BALANCE = {"total": 1_000, "available": 1_500, "currency": "IDR", "wabas": [{"waba_id": "1022", "spent": 0}]}
 SLOW_DB_TIMEOUT_SECONDS = 0.05
 
+# A bound on waiting for Redis to expire a key (a failure, never the expected path).
+WAIT_SECONDS = 10.0
+
 
 class FakeMonotonic:
     """An injected monotonic clock the tests move by hand."""
@@ -182,8 +185,9 @@ async def test_redis_cache_expires_the_value_after_the_ttl_but_keeps_the_last_kn
     cache = RedisCache(CACHE_REDIS_URL, ttl_seconds=0.1, key_prefix=redis_prefix)
     try:
         await cache.set(1001, BALANCE, version=1)
-        await asyncio.sleep(0.2)
-        assert await cache.get(1001) is None
+        async with asyncio.timeout(WAIT_SECONDS):  # Redis expires it after 0.1 s: wait for that, not a guess
+            while await cache.get(1001) is not None:
+                await asyncio.sleep(0.01)
         assert await cache.last_known(1001) == BALANCE
     finally:
         await cache.close()
@@ -205,8 +209,11 @@ async def test_redis_cache_refills_only_the_last_known_value_while_fenced_after_
         await cache.set(1001, {"total": 2}, version=2)
         assert await cache.get(1001) is None
         assert await cache.last_known(1001) == {"total": 2}
-        await asyncio.sleep(0.2)
-        await cache.set(1001, {"total": 3}, version=3)
+        async with asyncio.timeout(WAIT_SECONDS):  # the fence lifts after 0.1 s; until then a set only refreshes
+            while (outcome := await cache.set(1001, {"total": 3}, version=3)) == "fenced":
+                assert await cache.get(1001) is None
+                await asyncio.sleep(0.01)
+        assert outcome == "stored"
         assert await cache.get(1001) == {"total": 3}
     finally:
         await cache.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import COMPANY_ID, provision_demo_pool
+from tests.conftest import COMPANY_ID, provision_demo_pool, service_for
 from wabapool.cli.main import app
 from wabapool.storage.migrate import upgrade
 
@@ -108,12 +108,11 @@ MARKUP = ["[/]", "[bold red]receiver down[/blue]", "[link=x]y", "\\[x]"]
 
 async def _events(url: str) -> None:
     """A pool with a webhook and one top-up event per markup text."""
-    from wabapool.service import BillingService
     from wabapool.storage.database import Database
 
     database = Database(url)
     try:
-        service = BillingService(database)
+        service = service_for(database)
         await provision_demo_pool(service)
         await service.set_webhook(COMPANY_ID, url="http://127.0.0.1:9/hook")
         for index, _ in enumerate(MARKUP):

@@ -6,8 +6,7 @@ import httpx
 import pytest
 
 from tests.api_support import API_KEY, settings_for
-from wabapool.api.app import create_app
-from wabapool.api.context import AppContext
+from wabapool import bootstrap
 from wabapool.client import (
     AsyncWabapoolClient,
     IdempotencyConflict,
@@ -23,8 +22,8 @@ async def test_the_async_client_deducts_replays_and_raises_typed_errors(tmp_path
     url = f"sqlite:///{tmp_path / 'sdk.db'}"
     upgrade(url)
     settings = settings_for(url)
-    context = AppContext.build(settings)
-    transport = httpx.ASGITransport(app=create_app(settings, context=context))
+    context = bootstrap.app_context(settings)
+    transport = httpx.ASGITransport(app=bootstrap.create_app(settings, context=context))
     try:
         async with AsyncWabapoolClient("http://wabapool.test", API_KEY, transport=transport) as client:
             await client.put_company(42, package=PackageTerms(allowance=1_000, postpaid_limit=500))
@@ -49,4 +48,4 @@ async def test_the_async_client_deducts_replays_and_raises_typed_errors(tmp_path
             with pytest.raises(Unauthorized):
                 await bad.balance(42)
     finally:
-        await context.database.dispose()
+        await context.service.database.dispose()

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from tests.conftest import service_for
 from wabapool.domain.errors import BillingError
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
 from wabapool.service.reconcile import reconcile
@@ -131,7 +132,7 @@ async def _run_sender(
     url: str, plan: list[Send], mode: str, ready: Any, go: Any, index: int
 ) -> tuple[list[tuple[Any, ...]], float]:
     database = Database(url)
-    service = BillingService(database, clock=_fixed_clock)
+    service = service_for(database, clock=_fixed_clock)
     try:
 
         async def warm_up() -> None:
@@ -171,7 +172,7 @@ async def _provision(url: str) -> None:
     database = Database(url)
     try:
         await truncate_all(database)
-        service = BillingService(database, clock=_fixed_clock)
+        service = service_for(database, clock=_fixed_clock)
         await service.provision_company(
             COMPANY_ID,
             CompanyTerms(package=PackageTerms(allowance=ALLOWANCE_MINOR, postpaid_limit=POSTPAID_LIMIT_MINOR)),
@@ -225,7 +226,7 @@ async def _read_back(url: str) -> Stored:
                     .where(outbox_events.c.event_type == "balance_below_zero")
                 )
             ).scalar_one()
-        view = await BillingService(database, clock=_fixed_clock).balance(COMPANY_ID)
+        view = await service_for(database, clock=_fixed_clock).balance(COMPANY_ID)
         report = await reconcile(database)
     finally:
         await database.dispose()
@@ -357,7 +358,8 @@ async def _blocked_lock_reads_committed_buckets(url: str) -> tuple[int, int]:
             await holder.execute(
                 quota_buckets.update()
                 .where(
-                    (quota_buckets.c.billing_component_id == held.component_id)
+                    (quota_buckets.c.company_id == held.state.company_id)
+                    & (quota_buckets.c.billing_component_id == held.component_id)
                     & (quota_buckets.c.quota_type == "initial")
                 )
                 .values(balance_minor=quota_buckets.c.balance_minor - 10)
@@ -375,7 +377,7 @@ async def _blocked_lock_reads_committed_buckets(url: str) -> tuple[int, int]:
 
 
 async def _provision_small(database: Database) -> None:
-    service = BillingService(database, clock=_fixed_clock)
+    service = service_for(database, clock=_fixed_clock)
     await service.provision_company(COMPANY_ID, CompanyTerms(package=PackageTerms(allowance=1_000)))
 
 

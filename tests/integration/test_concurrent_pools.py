@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from tests.conftest import service_for
 from wabapool.domain.errors import BillingError
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
 from wabapool.service.reconcile import reconcile
@@ -143,7 +144,7 @@ async def _send_batches(service: BillingService, plan: list[Send], outcomes: lis
 
 async def _run_sender(url: str, plan: list[Send], mode: str, ready: Any, go: Any, index: int) -> list[Outcome]:
     database = Database(url)
-    service = BillingService(database, clock=_fixed_clock)
+    service = service_for(database, clock=_fixed_clock)
     try:
 
         async def warm_up() -> None:
@@ -211,7 +212,7 @@ async def _provision(url: str) -> None:
     database = Database(url)
     try:
         await truncate_all(database)
-        service = BillingService(database, clock=_fixed_clock)
+        service = service_for(database, clock=_fixed_clock)
         await service.set_price(
             "wa_marketing_id", unit_price_minor=UNIT_PRICE_MINOR, effective_from=datetime(2025, 7, 1, tzinfo=UTC)
         )

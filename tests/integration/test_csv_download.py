@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer
-from tests.conftest import FakeClock
+from tests.conftest import TEST_PII_KEYS, FakeClock
 from tests.reports_support import database_url, deduct, provision, refund, report_app
 from wabapool.domain import limits
-from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
+from wabapool.pii import PiiSealer
 from wabapool.service import DeductionRequest
 from wabapool.service.reports import LogFilter
 from wabapool.storage import logs as log_store
@@ -165,7 +165,7 @@ async def test_a_filtered_export_has_exactly_its_rows_across_a_key_rotation(app)
     await refund(client, 1, "m1", "r1")
     # A key appended: the phone is searched under both keys' hashes, and the old values open with the old key.
     new_key = "k2:" + base64.b64encode(b"k" * 32).decode()
-    client.context.reports.sealer = PiiSealer(f"{DEVELOPMENT_KEYS},{new_key}")
+    client.context.reports.sealer = PiiSealer(f"{TEST_PII_KEYS},{new_key}")
 
     def kinds(rows: list[dict[str, str]]) -> list[tuple[str, str]]:
         return [(row["Message ID"], row["Type"]) for row in rows]
@@ -267,7 +267,7 @@ async def test_export_rows_come_with_the_columns_in_the_order_the_csv_reads_them
     client, _clock = app
     await deduct(client, 1, "m1", waba_id=WABA)
     await refund(client, 1, "m1", "r1")
-    async with client.context.database.read() as connection:
+    async with client.context.service.database.read() as connection:
         rows = await log_store.export_page(connection, 1, log_store.LogQuery(), after=None, limit=2)
     for row in rows:
         names = tuple(row.keys()) if hasattr(row, "keys") else tuple(row._fields)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from tests.conftest import service_for
+from wabapool import bootstrap
 from wabapool.cli.demo import DEMO_COMPANY_ID, DEMO_WABAS, PAGE_DEMO_DAYS, seed_page_demo
 from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
-from wabapool.service import BillingService
 from wabapool.service.reconcile import reconcile
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
@@ -20,7 +21,7 @@ async def _seeded(tmp_path: Path, now: datetime) -> Database:
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     upgrade(url)
     database = Database(url)
-    await seed_page_demo(database, sealer=PiiSealer(DEVELOPMENT_KEYS), now=now)
+    await seed_page_demo(bootstrap.billing_service(database, sealer=PiiSealer(DEVELOPMENT_KEYS)), now=now)
     return database
 
 
@@ -28,7 +29,7 @@ async def test_the_demo_history_spreads_over_the_cycle_and_leaves_the_pool_low(t
     now = datetime(2026, 12, 1, 19, 30, tzinfo=UTC)
     database = await _seeded(tmp_path, now)
     try:
-        view = await BillingService(database, clock=lambda: now).balance(DEMO_COMPANY_ID)
+        view = await service_for(database, clock=lambda: now).balance(DEMO_COMPANY_ID)
         async with database.read() as connection:
             rows = list(await connection.execute(select(deduction_requests)))
             events = [row.event_type for row in await connection.execute(select(outbox_events))]
@@ -43,7 +44,8 @@ async def test_the_demo_history_spreads_over_the_cycle_and_leaves_the_pool_low(t
     assert max(row.created_at.replace(tzinfo=UTC) for row in rows) < now
     assert {row.waba_id for row in this_cycle} == {waba_id for waba_id, _ in DEMO_WABAS}
     assert all(spend.spent_this_cycle > 0 for spend in view.wabas)
-    assert events == ["cycle_reset", "balance_topped_up", "balance_low"]
+    # Promo's marketing cap, close to full: the next message warns, the one after is refused.
+    assert events == ["cycle_reset", "balance_topped_up", "balance_low", "waba_cap_warning", "waba_cap_reached"]
     assert report.ok, report.violations
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, deduction_body, provision, settings_for
 from tests.conftest import truncate_all
-from wabapool.api.context import AppContext
+from wabapool import bootstrap
 from wabapool.service.reconcile import reconcile
 from wabapool.storage.database import Database
 
@@ -54,14 +54,50 @@ class Fault:
 @asynccontextmanager
 async def _http(postgres_url: str, database: Database, **context: Any) -> AsyncIterator[httpx.AsyncClient]:
     settings = settings_for(postgres_url)
-    app_context = AppContext.build(settings, database=database, **context)
-    from wabapool.api.app import create_app
+    app_context = bootstrap.app_context(settings, database=database, **context)
 
-    transport = httpx.ASGITransport(app=create_app(settings, context=app_context))
+    transport = httpx.ASGITransport(app=bootstrap.create_app(settings, context=app_context))
     async with httpx.AsyncClient(transport=transport, base_url="http://wabapool.test") as client:
         client.context = app_context  # type: ignore[attr-defined]
         yield client
     await database.dispose()
+
+
+# How long a test waits for a state it brought about (a lock wait, a queued deduction): a bound on a failure.
+WAIT_SECONDS = 30.0
+
+
+async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
+    """Poll `condition` until it holds (the state, not the clock, decides when the test goes on)."""
+    async with asyncio.timeout(WAIT_SECONDS):
+        while not await condition():
+            await asyncio.sleep(0.01)
+
+
+def _lock_waiters(postgres_url: str) -> Callable[[], Awaitable[bool]]:
+    """Whether some backend of the test database waits for a lock (a group blocked on the held pool row)."""
+
+    async def waiting() -> bool:
+        connection = await asyncpg.connect(postgres_url)
+        try:
+            count = await connection.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        finally:
+            await connection.close()
+        return bool(count)
+
+    return waiting
+
+
+def _queued(http: httpx.AsyncClient, count: int) -> Callable[[], Awaitable[bool]]:
+    """Whether `count` deductions wait in the app's queue (behind the group that holds the pool)."""
+    committer = http.context.service._group_commit  # type: ignore[attr-defined]  # noqa: SLF001
+
+    async def queued() -> bool:
+        return sum(committer._queued_items.values()) == count  # noqa: SLF001 - the queue's own count
+
+    return queued
 
 
 async def _deduct(http: httpx.AsyncClient, code: str) -> httpx.Response:
@@ -92,10 +128,10 @@ async def test_a_commit_that_fails_tells_every_caller_of_the_group_outcome_unkno
                 # While a first group waits for the pool, a batch and a single queue into the next group.
                 await holder.execute("SELECT id FROM organization_packages WHERE company_id = $1 FOR UPDATE", COMPANY)
                 first = asyncio.ensure_future(_deduct(http, "w0"))
-                await asyncio.sleep(0.3)
+                await _until(_lock_waiters(postgres_url))
                 batch = asyncio.ensure_future(_batch(http, ["b1", "b2", "b3"]))
                 single = asyncio.ensure_future(_deduct(http, "s1"))
-                await asyncio.sleep(0.3)
+                await _until(_queued(http, 4))
                 fault.skip = 1  # the first group commits; the second one's commit breaks
         finally:
             await holder.close()
@@ -113,7 +149,7 @@ async def test_a_commit_that_fails_tells_every_caller_of_the_group_outcome_unkno
         assert [r["status"] for r in retried_batch.json()["results"]] == [expected] * 3
         info = (await http.get(f"{INTERNAL}/quota-managements/{COMPANY}/balance", headers=INTERNAL_HEADERS)).json()
         assert info["total"] == 100_000 - 5 * 1_000
-        report = await reconcile(http.context.database)  # type: ignore[attr-defined]
+        report = await reconcile(http.context.service.database)  # type: ignore[attr-defined]
         assert report.ok and report.checks["deductions"] == 5, report.violations
 
 
@@ -145,9 +181,9 @@ async def test_a_full_queue_answers_503_with_retry_after_and_writes_nothing_for_
             async with holder.transaction():
                 await holder.execute("SELECT id FROM organization_packages WHERE company_id = $1 FOR UPDATE", COMPANY)
                 first = asyncio.ensure_future(_deduct(http, "q0"))  # its group waits for the lock
-                await asyncio.sleep(0.3)
+                await _until(_lock_waiters(postgres_url))
                 queued = [asyncio.ensure_future(_deduct(http, f"q{i}")) for i in range(1, 3)]
-                await asyncio.sleep(0.1)
+                await _until(_queued(http, 2))
                 refused = await _deduct(http, "q3")
             assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
             assert refused.json()["error"]["code"] == "overloaded"

@@ -21,10 +21,10 @@ import pytest
 import uvicorn
 
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer, deduction_body, provision, settings_for
-from tests.conftest import provision_demo_pool, truncate_all
-from wabapool.api.app import create_app
+from tests.conftest import provision_demo_pool, service_for, truncate_all
+from wabapool.bootstrap import create_app
 from wabapool.domain import limits
-from wabapool.service import BillingService, DeductionRequest
+from wabapool.service import DeductionRequest
 from wabapool.storage import database as database_module
 from wabapool.storage.database import Database
 from wabapool.storage.errors import StorageTimeout
@@ -40,15 +40,18 @@ SAMPLES = 150
 # for the whole measurement.
 SLOW_READ_BYTES = 4096
 SLOW_READ_PAUSE_SECONDS = 0.1
-# The bound: p99 during the exports within 3× the idle p99 plus a fixed margin for a shared, noisy machine.
+# The bound: p99 during the exports within 3× the idle p99 plus a fixed margin. The margin is set by what the
+# test must catch and what it must not: exports on the event loop stalled other companies' deductions for
+# 3–11 s (issue 20), while a loaded 2-core CI machine shows p99 hiccups of ~0.4 s with no export at all
+# (0.15 s failed there three times, at 424 ms against a 179 ms bound). Half a second separates the two.
 LATENCY_FACTOR = 3
-LATENCY_MARGIN_SECONDS = 0.15
+LATENCY_MARGIN_SECONDS = 0.5
 
 
 async def test_reads_holding_every_read_connection_leave_deductions_their_own_pool(postgres_url: str) -> None:
     database = Database(postgres_url, read_pool_wait_seconds=0.5)
     await truncate_all(database)
-    service = BillingService(database)
+    service = service_for(database)
     await provision_demo_pool(service, allowance=10**6)
     readers = database_module.POSTGRES_READ_POOL_SIZE + database_module.POSTGRES_READ_MAX_OVERFLOW
     async with contextlib.AsyncExitStack() as held:

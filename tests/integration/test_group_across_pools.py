@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import service_for
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
 from wabapool.service.deductions import DeductionGroups, Prepared
 from wabapool.service.models import BatchItemResult
@@ -86,7 +87,7 @@ async def _provision(service: BillingService, company_id: int) -> None:
 async def _check_one_group_equals_one_at_a_time(url: str, stored: list[Drawn], group: list[Drawn]) -> None:
     database = Database(url)
     try:
-        service = BillingService(database, clock=lambda: NOW)
+        service = service_for(database, clock=lambda: NOW)
         await service.set_price("wa_marketing_id", unit_price_minor=UNIT_PRICE_MINOR, effective_from=NOW)
         base = next(_next_base) * 100 * TWIN_OFFSET
         grouped = [base + index for index in range(COMPANIES)]

@@ -888,7 +888,7 @@ async def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     keys = f"pipeline:{API_KEY},payments:{PAYMENT_KEY},reader:{READER_KEY}:read"
     async with api_client(settings_for(url, api_keys=keys)) as (client, context):
         seeded = await _seed(client)
-        yield Service(client, context.database, seeded)
+        yield Service(client, context.service.database, seeded)
 
 
 async def _seed(client: httpx.AsyncClient) -> dict[str, str]:

@@ -34,11 +34,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from sqlalchemy import func, select
 
-from tests.conftest import FakeClock, truncate_all
+from tests.conftest import FakeClock, service_for, truncate_all
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.service import (
     BatchItemResult,
-    BillingService,
     CompanyTerms,
     DeductionRequest,
     PackageTerms,
@@ -383,7 +382,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if self.backend == "postgres":
             self.run(truncate_all(self.database))
         self.clock = FakeClock(START)
-        self.service = BillingService(self.database, clock=self.clock)
+        self.service = service_for(self.database, clock=self.clock)
         self.pools: dict[int, ModelPool] = {}
         self.prices: dict[Price, int] = {}
         self.codes = itertools.count()

@@ -40,7 +40,7 @@ from tests.api_support import (
     settings_for,
 )
 from tests.conftest import truncate_all
-from wabapool.api.app import create_app
+from wabapool.bootstrap import create_app
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
 

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer, deduction_body
 from tests.conftest import FakeClock
 from tests.reports_support import database_url, deduct, provision, report_app
+from wabapool import bootstrap
 from wabapool.cli.main import app as cli
 from wabapool.config import Settings
 from wabapool.pii import DEVELOPMENT_KEYS, PiiKeyError, PiiSealer
@@ -35,16 +36,17 @@ NEWER = "k2:" + base64.b64encode(os.urandom(32)).decode()
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def sealed_with_dev(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:
-    """A database whose personal data a demo sealed with the built-in key (the app's fallback)."""
+    """A database whose personal data a demo sealed with the built-in key (what `--demo` wires in)."""
     postgres = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
     url = database_url(request.param, tmp_path, postgres)
     clock = FakeClock(datetime(2026, 11, 10, 3, 0, tzinfo=UTC))
-    async with report_app(url, clock) as (client, _context):
+    demo = bootstrap.demo_settings(Settings(), database_url=url)
+    async with report_app(url, clock, pii_keys=demo.pii_keys) as (client, _context):
         await provision(client, 1, wabas=("4440001",))
         for index in range(7):
             await deduct(client, 1, f"m{index}", waba_id="4440001", customer_name=NAME, phone_number=PHONE)
         await deduct(client, 1, "no-pii", waba_id="4440001")
-    assert pii_keys.startup_refusal(Settings(database_url=url), demo=True) is None  # the demo recorded `dev`
+    assert bootstrap.startup_refusal(Settings(database_url=url), demo=True) is None  # the demo recorded `dev`
     yield url
 
 
@@ -62,23 +64,23 @@ async def stored_values(url: str) -> list[tuple[bytes | None, bytes | None]]:
 
 def test_without_keys_outside_demo_the_start_up_check_names_the_variable(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'none.db'}"
-    message = pii_keys.startup_refusal(Settings(database_url=url))
+    message = bootstrap.startup_refusal(Settings(database_url=url))
     assert message is not None and "WABAPOOL_PII_KEYS" in message
     with pytest.raises(PiiKeyError, match="WABAPOOL_PII_KEYS"):
-        pii_keys.require_keys(Settings(database_url=url))
-    assert pii_keys.require_keys(Settings(database_url=url), demo=True).active_key_id == "dev"
+        bootstrap.sealer(Settings(database_url=url))
+    assert bootstrap.sealer(Settings(database_url=url), demo=True).active_key_id == "dev"
 
 
 def test_the_public_development_key_set_explicitly_is_refused_outside_demo(tmp_path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'dev.db'}", pii_keys=DEVELOPMENT_KEYS)
     upgrade(settings.database_url)
-    message = pii_keys.startup_refusal(settings)
+    message = bootstrap.startup_refusal(settings)
     assert message is not None and "WABAPOOL_PII_KEYS" in message and "development key" in message
     assert "\n" not in message  # one line
-    assert pii_keys.startup_refusal(settings, demo=True) is None
-    assert pii_keys.require_keys(settings, demo=True).active_key_id == "dev"
+    assert bootstrap.startup_refusal(settings, demo=True) is None
+    assert bootstrap.sealer(settings, demo=True).active_key_id == "dev"
     # Beside a key of one's own it only reads what it sealed (until `wabapool pii rotate`): allowed.
-    assert pii_keys.require_keys(Settings(database_url=settings.database_url, pii_keys=f"{DEVELOPMENT_KEYS},{NEW}"))
+    assert bootstrap.sealer(Settings(database_url=settings.database_url, pii_keys=f"{DEVELOPMENT_KEYS},{NEW}"))
 
 
 def test_serve_refuses_the_public_development_key_outside_demo(tmp_path) -> None:
@@ -110,7 +112,7 @@ async def test_serve_refuses_a_key_set_that_lacks_the_key_stored_data_is_sealed_
     assert "'dev'" in result.output and "refusing to start" in result.output
     # With the old key listed for reading it starts (the check passes), and new data is sealed with k1.
     assert (
-        pii_keys.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=f"{DEVELOPMENT_KEYS},{NEW}")) is None
+        bootstrap.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=f"{DEVELOPMENT_KEYS},{NEW}")) is None
     )
 
 
@@ -122,7 +124,7 @@ async def test_rotation_re_seals_everything_keeps_it_readable_and_resumes_after_
         stopped = await pii_keys.rotate(database, both, page_rows=3, stop_after_pages=1)
         assert stopped.rows_seen == 3
         # Stopped half way: the old key is still needed.
-        assert "'dev'" in (pii_keys.startup_refusal(Settings(database_url=url, pii_keys=NEW)) or "")
+        assert "'dev'" in (bootstrap.startup_refusal(Settings(database_url=url, pii_keys=NEW)) or "")
         resumed = await pii_keys.rotate(database, both, page_rows=3)
         assert resumed.resumed_after_id > 0 and resumed.rows_seen == 8 - 3
     finally:
@@ -134,7 +136,7 @@ async def test_rotation_re_seals_everything_keeps_it_readable_and_resumes_after_
         for sealed in (name_enc, phone_enc):
             assert sealed is None or bytes(sealed).startswith(b"k1.")
     assert {(new_only.open(n), new_only.open(p)) for n, p in values} == {(NAME, PHONE), (None, None)}
-    assert pii_keys.startup_refusal(Settings(database_url=url, pii_keys=NEW)) is None
+    assert bootstrap.startup_refusal(Settings(database_url=url, pii_keys=NEW)) is None
     # The app on the new key alone: the phone search finds the re-keyed rows, a retry is still a replay.
     clock = FakeClock(datetime(2026, 11, 10, 4, 0, tzinfo=UTC))
     from tests.api_support import api_client, settings_for
@@ -162,8 +164,8 @@ async def test_a_second_rotation_moves_on_to_the_newest_key(sealed_with_dev: str
         await database.dispose()
     newest = PiiSealer(f"{NEW},{NEWER}")
     assert {newest.open(n) for n, _ in await stored_values(sealed_with_dev)} == {NAME, None}
-    assert pii_keys.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=f"{NEW},{NEWER}")) is None
-    assert "'k2'" in (pii_keys.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=NEW)) or "")
+    assert bootstrap.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=f"{NEW},{NEWER}")) is None
+    assert "'k2'" in (bootstrap.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=NEW)) or "")
 
 
 async def test_pii_rotate_command_shows_progress_and_finishes(sealed_with_dev: str) -> None:

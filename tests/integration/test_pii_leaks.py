@@ -52,7 +52,7 @@ async def test_a_run_writes_no_name_or_phone_number_outside_the_sealed_columns(
             await client.get(f"{PUBLIC}/mcc_logs", params={"phone_number": PHONE}, headers=bearer(1))
         ).status_code == 200
         written.append((await client.get("/metrics")).text)
-        async with context.database.read() as connection:
+        async with context.service.database.read() as connection:
             events = list(await connection.execute(select(outbox_events)))
         assert events, "the run raised events"
         written += [repr(tuple(event)) for event in events]

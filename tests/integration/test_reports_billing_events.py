@@ -70,7 +70,7 @@ async def test_the_delivery_state_follows_the_outbox_columns(app) -> None:
     await raise_events(client, clock)
     newest, middle, oldest = [e["id"] for e in (await events(client)).json()["data"]]
     now = clock.now
-    async with context.database.transaction() as connection:
+    async with context.service.database.transaction() as connection:
         table = outbox_events
         await connection.execute(
             update(table).where(table.c.event_id == oldest).values(delivered_at=now, attempts=1, next_attempt_at=None)

@@ -176,7 +176,7 @@ async def test_both_kinds_of_row_come_with_the_columns_in_the_order_rows_are_rea
     client, _clock = app
     await deduct(client, 1, "m1", waba_id=A)
     await refund(client, 1, "m1", "r1")
-    async with client.context.database.read() as connection:
+    async with client.context.service.database.read() as connection:
         for page in (log_store.deduction_page, log_store.refund_page):
             rows = await page(connection, 1, log_store.LogQuery(), after=None, limit=1)
             assert tuple(rows[0]._fields) == log_store.ROW_COLUMNS, page.__name__

@@ -13,7 +13,14 @@ from wabapool.storage.tables import metadata
 
 
 def _ours(name: str | None, type_: str, parent_names: Any) -> bool:
-    """Only the product's tables: the test database also holds the benchmark's own."""
+    """Only the product's tables: the test database also holds the benchmark's own.
+
+    SQLite's `rowid_key_<table>` indexes are left out: there `id` stays the rowid primary key (the only
+    column SQLite auto-increments) and these `(company_id, id)` keys are what its composite foreign keys
+    point at; PostgreSQL's primary key is `(company_id, id)` itself (migration 0008).
+    """
+    if type_ == "index" and name is not None and name.startswith("rowid_key_"):
+        return False
     return type_ != "table" or name in metadata.tables
 
 

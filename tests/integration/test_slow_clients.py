@@ -12,8 +12,8 @@ from typing import Any
 import uvicorn
 
 from tests.api_support import API_KEY, settings_for
-from wabapool.api.app import create_app
 from wabapool.api.slow_clients import HeaderTimeoutProtocol
+from wabapool.bootstrap import create_app
 
 HEADER_TIMEOUT_SECONDS = 0.5
 BODY_TIMEOUT_SECONDS = 0.5

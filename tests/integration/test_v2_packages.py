@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer, deduction_body
-from tests.conftest import truncate_all
+from tests.conftest import TEST_PII_KEYS, service_for, truncate_all
 from wabapool.service.reconcile import reconcile
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
@@ -79,7 +79,7 @@ async def test_a_v2_deduction_charges_the_package_of_its_waba_and_no_other(http:
     assert shown["balance"]["available"] == 5_000 + 1_000 + 0
     assert shown["balance"]["postpaid"] == {"limit": 3_000, "used": 2_000}
     assert shown["below_zero"] is True
-    assert (await reconcile(http.context.database)).ok  # type: ignore[attr-defined]
+    assert (await reconcile(http.context.service.database)).ok  # type: ignore[attr-defined]
 
 
 async def test_a_v2_top_up_and_settlement_fund_the_package_of_their_waba(http: httpx.AsyncClient) -> None:
@@ -109,7 +109,7 @@ async def test_a_v2_top_up_and_settlement_fund_the_package_of_their_waba(http: h
     refund = {"company_id": V2, "unique_code": "m4", "refund_code": "r4", "reason": "failed"}
     assert (await post(http, "refund", refund)).status_code == 200
     assert {w["waba_id"]: w["balance"] for w in (await info(http))["wabas"]}["2103"]["total"] == 700
-    assert (await reconcile(http.context.database)).ok  # type: ignore[attr-defined]
+    assert (await reconcile(http.context.service.database)).ok  # type: ignore[attr-defined]
 
 
 async def test_a_v2_companys_package_is_what_each_new_waba_starts_with_unless_it_brings_its_own(
@@ -181,7 +181,6 @@ def test_the_flag_set_through_the_cli_shapes_the_next_new_waba_only(tmp_path) ->
     from typer.testing import CliRunner
 
     from wabapool.cli.main import app
-    from wabapool.service import BillingService
     from wabapool.service.models import CompanyTerms, PackageTerms, ProvisionedWaba
 
     url = f"sqlite:///{tmp_path / 'flags.db'}"
@@ -190,7 +189,7 @@ def test_the_flag_set_through_the_cli_shapes_the_next_new_waba_only(tmp_path) ->
     async def waba(waba_id: str, package: PackageTerms | None = None) -> ProvisionedWaba:
         database = Database(url)
         try:
-            service = BillingService(database)
+            service = service_for(database)
             if waba_id == "2201" and package is None:
                 await service.provision_company(V3, CompanyTerms(package=PackageTerms(allowance=10)))
             return await service.provision_waba(V3, waba_id, name=f"WABA {waba_id}", package=package)
@@ -198,7 +197,7 @@ def test_the_flag_set_through_the_cli_shapes_the_next_new_waba_only(tmp_path) ->
             await database.dispose()
 
     assert asyncio.run(waba("2201")).package is None
-    environment = {"WABAPOOL_DATABASE_URL": url}
+    environment = {"WABAPOOL_DATABASE_URL": url, "WABAPOOL_PII_KEYS": TEST_PII_KEYS}
     result = CliRunner().invoke(app, ["flags", "set", "off", "--company-id", str(V3)], env=environment)
     assert result.exit_code == 0, result.output
     assert "waba_save_organization_id = off; new WABAs get their own package" in " ".join(result.output.split())
@@ -221,12 +220,12 @@ async def test_concurrent_batches_across_three_packages_never_deadlock_and_charg
 
     from sqlalchemy import func, select
 
-    from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
+    from wabapool.service import CompanyTerms, DeductionRequest, PackageTerms
     from wabapool.storage.tables import deduction_requests
 
     setup = Database(postgres_url)
     await truncate_all(setup)
-    service = BillingService(setup)
+    service = service_for(setup)
     await service.provision_company(V2, CompanyTerms(billing_version="v2"))
     for waba_id, (allowance, limit) in PACKAGES.items():
         await service.provision_waba(
@@ -235,7 +234,7 @@ async def test_concurrent_batches_across_three_packages_never_deadlock_and_charg
     await service.set_price("wa_marketing_id", unit_price_minor=PRICE)
     await setup.dispose()
     databases = [Database(postgres_url), Database(postgres_url)]
-    services = [BillingService(database) for database in databases]
+    services = [service_for(database) for database in databases]
     rng = random.Random(14)
     batches = []
     for batch_index in range(12):
@@ -250,10 +249,21 @@ async def test_concurrent_batches_across_three_packages_never_deadlock_and_charg
     assert {o.status for o in outcomes} <= {"applied", "rejected"}
     assert {o.error.code.value for o in outcomes if o.error is not None} <= {"quota_exceeded"}
     applied = {o.unique_code: o.result.amount for o in outcomes if o.status == "applied" and o.result}
+    sent = {item.unique_code: item for items in batches for item in items}
+    assert all(amount == sent[code].quantity * PRICE for code, amount in applied.items())
     by_waba = {waba_id: 0 for waba_id in PACKAGES}
-    for items in batches:
-        for item in items:
-            by_waba[item.waba_id] += applied.get(item.unique_code, 0)
+    refused: dict[str, list[int]] = {waba_id: [] for waba_id in PACKAGES}
+    for code, item in sent.items():
+        if code in applied:
+            by_waba[item.waba_id] += applied[code]
+        else:
+            refused[item.waba_id].append(item.quantity * PRICE)
+    for waba_id, (allowance, limit) in PACKAGES.items():
+        # Every package was asked for more than it holds: it took deductions until what was left was less than
+        # every deduction it refused (a build refusing everything, or charging past the package, fails here).
+        capacity = (allowance + limit) * 10
+        assert refused[waba_id], waba_id
+        assert 0 <= capacity - by_waba[waba_id] < min(refused[waba_id]), (waba_id, by_waba[waba_id])
     view = await services[0].balance(V2)
     shown = {w.waba_id: w for w in view.wabas}
     for waba_id, (allowance, limit) in PACKAGES.items():

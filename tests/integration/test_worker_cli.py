@@ -9,11 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import COMPANY_ID, FakeClock, provision_demo_pool
+from tests.conftest import COMPANY_ID, TEST_PII_KEYS, FakeClock, provision_demo_pool, service_for
 from tests.worker_receiver import Receiver
 from wabapool.cli.main import app
-from wabapool.pii import DEVELOPMENT_KEYS
-from wabapool.service import BillingService
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
 
@@ -24,7 +22,7 @@ def environment(tmp_path: Path) -> dict[str, str]:
     upgrade(url)
     return {
         "WABAPOOL_DATABASE_URL": url,
-        "WABAPOOL_PII_KEYS": DEVELOPMENT_KEYS,
+        "WABAPOOL_PII_KEYS": TEST_PII_KEYS,
         "WABAPOOL_WEBHOOK_ALLOW_PRIVATE": "true",
         "WABAPOOL_WEBHOOK_RETRY_SECONDS": "0,0",
         "WABAPOOL_WEBHOOK_TIMEOUT_SECONDS": "5",
@@ -41,7 +39,7 @@ def run(environment: dict[str, str], *arguments: str) -> str:
 async def _prepare(url: str, receiver_url: str) -> tuple[str, str]:
     """A pool, a webhook and one top-up event; returns (the secret, the event id)."""
     database = Database(url)
-    service = BillingService(database)  # the real clock: the worker process reads it too
+    service = service_for(database)  # the real clock: the worker process reads it too
     try:
         await provision_demo_pool(service)
         secret = await service.set_webhook(COMPANY_ID, url=receiver_url)
@@ -91,7 +89,7 @@ def test_statements_lists_closed_cycles(environment: dict[str, str]) -> None:
     async def close_a_cycle() -> None:
         database = Database(environment["WABAPOOL_DATABASE_URL"])
         clock = FakeClock(datetime(2026, 11, 10, 3, 0, tzinfo=UTC))
-        service = BillingService(database, clock=clock)
+        service = service_for(database, clock=clock)
         try:
             await provision_demo_pool(service)
             clock.now = datetime(2026, 12, 3, tzinfo=UTC)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, service_for
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms, RefundRequest
 from wabapool.storage.database import Database
 from wabapool.storage.tables import cycle_statements, deduction_requests, ledger_entries, outbox_events
@@ -25,8 +25,8 @@ IDLE_COMPANY = 3102
 WABAS = ("201", "202")
 
 
-def local(year: int, month: int, day: int, hour: int = 0, second: int = 0) -> datetime:
-    return datetime(year, month, day, hour, 0, second, tzinfo=JAKARTA).astimezone(UTC)
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=JAKARTA).astimezone(UTC)
 
 
 async def provision(service: BillingService, company_id: int, *, wabas: tuple[str, ...] = WABAS) -> None:
@@ -56,7 +56,7 @@ async def rows(database: Database, table, *where) -> list:  # type: ignore[no-un
 def racer(url: str, at: datetime) -> tuple[CycleScheduler, Database]:
     """A worker of its own (own engine, own service) whose clock reads `at`."""
     database = Database(url)
-    return CycleScheduler(BillingService(database, clock=FakeClock(at))), database
+    return CycleScheduler(service_for(database, clock=FakeClock(at))), database
 
 
 async def race(url: str, at: datetime, *extra) -> list[dict[int, int]]:  # type: ignore[no-untyped-def]
@@ -115,17 +115,17 @@ async def test_racing_workers_reset_each_cycle_once_through_a_leap_february_with
     database: Database,
 ) -> None:
     clock = FakeClock(local(2028, 1, 15, 10))
-    service = BillingService(database, clock=clock)
+    service = service_for(database, clock=clock)
     await provision(service, COMPANY)
     await provision(service, IDLE_COMPANY, wabas=("209",))
     for index, (quantity, waba) in enumerate(((30, WABAS[0]), (25, WABAS[1]), (80, WABAS[0]))):
         clock.advance(hours=1)
         await service.deduct(deduction(COMPANY, f"jan-{index}", quantity, waba))
-    clock.now = local(2028, 1, 30, 23, 59)  # one second to midnight of the 31st, Jakarta
+    clock.now = local(2028, 1, 30, 23, 59, 59)  # one second to midnight of the 31st, Jakarta
     await service.deduct(deduction(COMPANY, "just-before", 1))
 
     boundary = local(2028, 1, 31)
-    at_boundary = BillingService(Database(url_of(database)), clock=FakeClock(boundary))
+    at_boundary = service_for(Database(url_of(database)), clock=FakeClock(boundary))
     results = await race(
         url_of(database), boundary + timedelta(seconds=1), at_boundary.deduct(deduction(COMPANY, "at-boundary", 7))
     )
@@ -172,24 +172,24 @@ async def test_a_deduction_after_the_boundary_resets_lazily_and_writes_the_state
     database: Database,
 ) -> None:
     clock = FakeClock(local(2028, 2, 10))
-    service = BillingService(database, clock=clock)
+    service = service_for(database, clock=clock)
     await provision(service, COMPANY)
     await service.deduct(deduction(COMPANY, "feb", 5))
-    clock.now = local(2028, 2, 29, 0, 1)  # the leap day: a cycle starts (anchor 31 → the month's last day)
+    clock.now = local(2028, 2, 29, 0, 0, 1)  # the leap day: a cycle starts (anchor 31 → the month's last day)
     result = await service.deduct(deduction(COMPANY, "leap-day", 3))
     assert result.value_before == 1_000  # charged to the new cycle, after its reset
     (statement,) = await rows(database, cycle_statements)
     assert (statement.cycle_start, statement.cycle_end) == (local(2028, 1, 31), local(2028, 2, 29))
     assert statement.spent_minor == 50 and statement.closing_initial_minor == 950
     # The worker, arriving later, finds the cycle already reset and writes nothing twice.
-    assert await CycleScheduler(BillingService(database, clock=FakeClock(local(2028, 2, 29, 1)))).run_due() == {}
+    assert await CycleScheduler(service_for(database, clock=FakeClock(local(2028, 2, 29, 1)))).run_due() == {}
     assert len(await rows(database, cycle_statements)) == 1
     assert len(await rows(database, outbox_events, outbox_events.c.event_type == "cycle_reset")) == 1
 
 
 async def test_a_refund_after_the_boundary_closes_the_cycle_too(database: Database) -> None:
     clock = FakeClock(local(2028, 3, 5))
-    service = BillingService(database, clock=clock)
+    service = service_for(database, clock=clock)
     await provision(service, COMPANY)
     await service.deduct(deduction(COMPANY, "mar", 20))
     clock.now = local(2028, 3, 31, 9)
@@ -201,8 +201,8 @@ async def test_a_refund_after_the_boundary_closes_the_cycle_too(database: Databa
 
 async def test_the_scheduler_does_nothing_while_no_cycle_has_ended(database: Database) -> None:
     clock = FakeClock(local(2028, 1, 15))
-    service = BillingService(database, clock=clock)
+    service = service_for(database, clock=clock)
     await provision(service, COMPANY)
-    clock.now = local(2028, 1, 30, 23, 59)
+    clock.now = local(2028, 1, 30, 23, 59, 59)  # one second before the cycle ends
     assert await CycleScheduler(service).run_due() == {}
     assert await rows(database, cycle_statements) == []

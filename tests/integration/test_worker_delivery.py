@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from tests.conftest import COMPANY_ID, WABA_IDS, FakeClock, provision_demo_pool
+from tests.conftest import COMPANY_ID, TEST_PII_KEYS, WABA_IDS, FakeClock, provision_demo_pool
 from tests.worker_receiver import Receiver
-from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
+from wabapool.pii import PiiSealer
 from wabapool.service import BillingService, DeductionRequest
 from wabapool.storage import outbox as outbox_store
 from wabapool.storage.database import Database
@@ -16,7 +16,7 @@ from wabapool.storage.tables import companies, outbox_events
 from wabapool.worker.relay import Relay, RelayOptions
 from wabapool.worker.retry import RetrySchedule
 
-SEALER = PiiSealer(DEVELOPMENT_KEYS)
+SEALER = PiiSealer(TEST_PII_KEYS)
 
 
 def relay_for(database: Database, *, retry: tuple[float, ...] = (0, 0), timeout_seconds: float = 5.0) -> Relay:

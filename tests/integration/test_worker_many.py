@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import FakeClock, truncate_all
+from tests.conftest import TEST_PII_KEYS, FakeClock, service_for, truncate_all
 from tests.worker_receiver import Receiver
-from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
-from wabapool.service import BillingService, CompanyTerms, PackageTerms
+from wabapool.pii import PiiSealer
+from wabapool.service import CompanyTerms, PackageTerms
 from wabapool.service.webhooks import generate_secret
 from wabapool.storage.database import Database
 from wabapool.storage.tables import outbox_events
@@ -62,7 +62,7 @@ async def until_drained(database: Database, relays: list[Relay], *, deadline_sec
 async def test_two_workers_deliver_every_event_exactly_once_in_each_companys_order(
     postgres: Database, postgres_url: str
 ) -> None:
-    service = BillingService(postgres, clock=FakeClock(datetime(2026, 11, 10, 3, 0, tzinfo=UTC)))
+    service = service_for(postgres, clock=FakeClock(datetime(2026, 11, 10, 3, 0, tzinfo=UTC)))
     with Receiver() as receiver, Receiver(script=[500, 500, 503]) as flaky:
         for company_id in (*COMPANIES, FLAKY):
             await service.provision_company(company_id, CompanyTerms(package=PackageTerms(allowance=0)))
@@ -76,7 +76,7 @@ async def test_two_workers_deliver_every_event_exactly_once_in_each_companys_ord
 
         options = RelayOptions(retry=RetrySchedule.of((0, 0, 0, 0)), timeout_seconds=5, allow_private=True)
         databases = [Database(postgres_url) for _ in range(2)]
-        relays = [Relay(database, PiiSealer(DEVELOPMENT_KEYS), options=options) for database in databases]
+        relays = [Relay(database, PiiSealer(TEST_PII_KEYS), options=options) for database in databases]
         try:
             handled = await until_drained(postgres, relays)
         finally:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
-from tests.conftest import COMPANY_ID, FakeClock, provision_demo_pool
+import pytest
+
+from tests.conftest import COMPANY_ID, TEST_PII_KEYS, FakeClock, provision_demo_pool
 from tests.worker_receiver import Receiver
 from wabapool import metrics
-from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
+from wabapool.pii import PiiSealer
 from wabapool.service import BillingService
 from wabapool.storage.database import Database
 from wabapool.worker.relay import Relay, RelayOptions
@@ -30,14 +33,24 @@ def sample(name: str, **labels: str) -> float:
     return value or 0.0
 
 
+# Only PostgreSQL notifies: on SQLite the worker polls, and a prompt delivery would prove nothing.
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
 async def test_the_worker_wakes_on_a_new_event_sooner_than_its_poll(
     database: Database, service: BillingService, clock: FakeClock
 ) -> None:
     await provision_demo_pool(service)
-    # PostgreSQL: a 30 s poll, so only the NOTIFY can explain a prompt delivery. SQLite: polling, 0.1 s.
-    poll_seconds = 0.1 if database.is_sqlite else 30.0
+    poll_seconds = 30.0  # a 30 s poll, so only the NOTIFY can explain a delivery within 5 s
     options = RelayOptions(retry=RetrySchedule.of((0,)), timeout_seconds=5, allow_private=True)
-    relay = Relay(database, PiiSealer(DEVELOPMENT_KEYS), options=options)
+    relay = Relay(database, PiiSealer(TEST_PII_KEYS), options=options)
+    rounds: list[int] = []
+    deliver_due = relay.deliver_due
+
+    async def counted_deliver_due() -> list[Any]:
+        delivered = await deliver_due()
+        rounds.append(len(delivered))
+        return delivered
+
+    relay.deliver_due = counted_deliver_due  # type: ignore[method-assign]
     worker = Worker(relay, None, poll_seconds=poll_seconds)
     delivered_before = sample("wabapool_webhook_deliveries_total", result="delivered", status_class="2xx")
     stop = asyncio.Event()
@@ -45,7 +58,8 @@ async def test_the_worker_wakes_on_a_new_event_sooner_than_its_poll(
         receiver.secret = await service.set_webhook(COMPANY_ID, url=receiver.url)
         running = asyncio.create_task(worker.run(stop))
         try:
-            await asyncio.sleep(0.3)  # the worker has done its first round and sleeps
+            # The first round found nothing due and the worker now sleeps until a notification or the poll.
+            await wait_for(lambda: bool(rounds) and rounds[-1] == 0, 10)
             await service.top_up(COMPANY_ID, amount=100, payment_reference="pay-1")
             waited = await wait_for(lambda: len(receiver.received) == 1, 10)
             assert waited < 5
@@ -65,7 +79,7 @@ async def test_outbox_lag_is_the_age_of_the_oldest_event_still_waiting(
     options = RelayOptions(
         retry=RetrySchedule.of((3600,), lambda low, high: high), timeout_seconds=5, allow_private=True
     )
-    relay = Relay(database, PiiSealer(DEVELOPMENT_KEYS), options=options, clock=lambda: clock.now)
+    relay = Relay(database, PiiSealer(TEST_PII_KEYS), options=options, clock=lambda: clock.now)
     worker = Worker(relay, None, clock=lambda: clock.now)
     with Receiver(default_status=500) as receiver:
         receiver.secret = await service.set_webhook(COMPANY_ID, url=receiver.url)

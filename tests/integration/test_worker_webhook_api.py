@@ -31,7 +31,7 @@ async def test_put_without_a_secret_generates_one_returns_it_once_and_stores_it_
         assert response.status_code == 200, response.text
         secret = response.json()["secret"]
         assert len(secret_bytes(secret)) == 32
-        async with context.database.read() as connection:
+        async with context.service.database.read() as connection:
             row = (await connection.execute(select(companies).where(companies.c.company_id == COMPANY))).one()
         assert secret not in row.webhook_secret and open_secret(context.service.sealer, row.webhook_secret) == secret
 
@@ -95,7 +95,7 @@ async def test_delete_removes_the_webhook_and_an_unknown_company_is_404(sqlite_u
         assert (
             await client.delete(f"{INTERNAL}/companies/{COMPANY}/webhook", headers=INTERNAL_HEADERS)
         ).status_code == 204
-        async with context.database.read() as connection:
+        async with context.service.database.read() as connection:
             row = (await connection.execute(select(companies).where(companies.c.company_id == COMPANY))).one()
         assert row.webhook_url is None and row.webhook_secret is None
         assert (await client.delete(f"{INTERNAL}/companies/999/webhook", headers=INTERNAL_HEADERS)).status_code == 404

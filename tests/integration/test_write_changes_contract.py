@@ -8,12 +8,20 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import COMPANY_ID, WABA_IDS, FakeClock, provision_demo_pool, truncate_all
+from tests.conftest import (
+    COMPANY_ID,
+    TEST_PII_KEYS,
+    WABA_IDS,
+    FakeClock,
+    provision_demo_pool,
+    service_for,
+    truncate_all,
+)
 from wabapool.domain import operations
 from wabapool.domain.deduction import decide
 from wabapool.domain.pricing import PriceBook
-from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
-from wabapool.service import BillingService, DeductionRequest
+from wabapool.pii import PiiSealer
+from wabapool.service import DeductionRequest
 from wabapool.service.deductions import Prepared, _changes
 from wabapool.storage import companies as company_store
 from wabapool.storage import pools as pool_store
@@ -35,7 +43,7 @@ from wabapool.storage.tables import (
 # Inside November 2026's cycle, and a clock past its end so the write carries a cycle reset too.
 PROVISIONED_AT = datetime(2026, 11, 10, 3, 0, tzinfo=UTC)
 WRITTEN_AT = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
-SEALER = PiiSealer(DEVELOPMENT_KEYS)
+SEALER = PiiSealer(TEST_PII_KEYS)
 
 
 def _items() -> list[Prepared]:
@@ -103,7 +111,7 @@ def _opened(row: Any) -> list[Any]:
 
 
 async def _written_by(database: Database, strategy: Strategy) -> dict[str, list[tuple[Any, ...]]]:
-    service = BillingService(database, clock=FakeClock(PROVISIONED_AT))
+    service = service_for(database, clock=FakeClock(PROVISIONED_AT))
     await provision_demo_pool(service, allowance=100, postpaid_limit=200, unit_price=1)
     await service.top_up(COMPANY_ID, amount=50, payment_reference="p1")
     await _write_one_group(database, strategy)
@@ -145,7 +153,7 @@ async def test_a_unique_code_already_taken_is_a_unique_conflict_and_nothing_of_t
     database = Database(postgres_url)
     try:
         await truncate_all(database)
-        service = BillingService(database, clock=FakeClock(PROVISIONED_AT))
+        service = service_for(database, clock=FakeClock(PROVISIONED_AT))
         await provision_demo_pool(service, allowance=100, postpaid_limit=200, unit_price=1)
         await service.deduct(DeductionRequest(COMPANY_ID, "wa", "wa_marketing_id", "m3", 1, WABA_IDS[0]))
         before = await _rows(database)

@@ -93,9 +93,7 @@ async def test_a_group_spans_at_most_the_pool_limit_and_the_rest_wait_for_the_ne
 async def test_an_item_that_breaks_its_group_does_not_fail_its_neighbours() -> None:
     apply = RecordingApply(poison="m3")
     committer = GroupCommitter(apply)
-    outcomes = await asyncio.gather(
-        *(committer.submit(request(f"m{i}")) for i in range(8)), return_exceptions=True
-    )
+    outcomes = await asyncio.gather(*(committer.submit(request(f"m{i}")) for i in range(8)), return_exceptions=True)
     failed = [o for o in outcomes if isinstance(o, BaseException)]
     assert len(failed) == 1 and isinstance(failed[0], ValueError)
     assert [o.unique_code for o in outcomes if isinstance(o, BatchItemResult)] == [f"m{i}" for i in range(8) if i != 3]

@@ -152,6 +152,9 @@ ROLE_TABLE = {
     Permission.VIEW_PERSONAL_DATA: {"owner", "admin"},
     Permission.READ_BALANCE_ALERTS: {"owner", "admin", "supervisor"},
     Permission.WRITE_BALANCE_ALERTS: {"owner", "admin"},
+    # Rule 3.11 / issue 24: supervisors read the WABAs' caps, only owners and admins set them.
+    Permission.READ_SPEND_CAPS: {"owner", "admin", "supervisor"},
+    Permission.WRITE_SPEND_CAPS: {"owner", "admin"},
 }
 
 

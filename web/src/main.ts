@@ -8,6 +8,7 @@ import App from './App.vue'
 import { ApiClient } from './api/client'
 import { setApiClient } from './api/instance'
 import { ANALYTICS, type AnalyticsSink, apiSink } from './lib/analytics'
+import { roleOf } from './lib/token'
 import './styles.css'
 
 const TOKEN_KEY = 'wabapool.token'
@@ -50,7 +51,11 @@ const token = (): string | null => window.wabapoolToken ?? fragmentToken ?? stor
 const client = new ApiClient({ token })
 setApiClient(client)
 
-const app = createApp(App, { signedIn: token() !== null, topUpHref: window.wabapoolTopUpUrl ?? null })
+const app = createApp(App, {
+  signedIn: token() !== null,
+  topUpHref: window.wabapoolTopUpUrl ?? null,
+  role: roleOf(token()),
+})
 app.use(createPinia())
 app.provide(ANALYTICS, window.wabapoolAnalytics ?? apiSink(client))
 app.mount('#app')

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import structlog
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 
-from wabapool.api import alerts, analytics, demo_webhooks, internal, public, statements, web
+from wabapool.api import alerts, analytics, demo_webhooks, internal, public, spend_caps, statements, web
 from wabapool.api.context import AppContext
 from wabapool.api.errors import error_response, install_error_handlers
 from wabapool.api.middleware import RequestContextMiddleware
@@ -21,50 +18,22 @@ from wabapool.api.observability import observe_request
 from wabapool.api.request_rules import RequestRules
 from wabapool.api.schemas import ErrorEnvelope, HealthOut
 from wabapool.api.slow_clients import BodyReadTimeout
-from wabapool.config import Settings
 from wabapool.metrics import render
-from wabapool.runtime import tune_gc
+from wabapool.runtime import configure_logging
 
 INTERNAL_PREFIXES = ("/iag/v1", "/internal/qontak/billing/v1")
 PUBLIC_PREFIX = "/api/core/v1"
 WEB_DIST = Path(__file__).resolve().parent.parent / "web_dist"
 
 
-def configure_logging(level: str | None = None) -> None:
-    """JSON lines on stdout; secrets never reach a log call."""
-    name = (level or os.environ.get("WABAPOOL_LOG_LEVEL") or "INFO").upper()
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, name, logging.INFO)),
-        cache_logger_on_first_use=True,
-    )
-
-
-def serving_app() -> FastAPI:
-    """The app as `wabapool serve` runs it in each worker: settings from the environment, collector tuned."""
-    app = create_app()
-    tune_gc()
-    return app
-
-
-def create_app(settings: Settings | None = None, *, context: AppContext | None = None) -> FastAPI:
-    settings = settings or Settings.from_env()
+def create_app(app_context: AppContext) -> FastAPI:
+    """The app around its wired parts (`wabapool.bootstrap.create_app` builds them from the settings)."""
     configure_logging()
-    app_context = context or AppContext.build(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        app_context.reports.close()
-        await app_context.rate_limits.buckets.close()
-        await app_context.balances.cache.close()
-        await app_context.database.dispose()
+        await app_context.close()
 
     app = FastAPI(
         title="wabapool",
@@ -86,17 +55,18 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     )
     app.include_router(public.router, prefix=PUBLIC_PREFIX)
     app.include_router(alerts.router, prefix=PUBLIC_PREFIX)
+    app.include_router(spend_caps.router, prefix=PUBLIC_PREFIX)
     app.include_router(statements.router, prefix=PUBLIC_PREFIX)
     app.include_router(analytics.router, prefix=PUBLIC_PREFIX)
-    if demo_webhooks.enabled():
+    if app_context.demo_receiver:
         app.include_router(demo_webhooks.router)
     _add_operations(app, app_context)
     _document_validation_as_400(app)
     # Innermost first: RequestRules reads the body through the read timeout, inside the request context
     # (a bounded body, the request id on refusals).
     app.add_middleware(RequestRules)
-    app.add_middleware(BodyReadTimeout, body_timeout_seconds=settings.body_timeout_seconds)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, observe=observe_request)
+    app.add_middleware(BodyReadTimeout, body_timeout_seconds=app_context.body_timeout_seconds)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=app_context.max_body_bytes, observe=observe_request)
     web.install_page(app, WEB_DIST)
     return app
 

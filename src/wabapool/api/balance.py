@@ -1,4 +1,4 @@
-"""The billings/info body, built from the service's BalanceView (cached as plain JSON)."""
+"""The billings/info body, built from the service's BalanceView (read from the cache or the database)."""
 
 from __future__ import annotations
 
@@ -83,7 +83,13 @@ def with_forecast(body: dict[str, Any], basis: SpendBasis) -> dict[str, Any]:
 
 
 def _waba(waba: WabaSpend) -> dict[str, Any]:
-    entry: dict[str, Any] = {"waba_id": waba.waba_id, "name": waba.name, "spent_this_cycle": waba.spent_this_cycle}
+    entry: dict[str, Any] = {
+        "waba_id": waba.waba_id,
+        "name": waba.name,
+        "spent_this_cycle": waba.spent_this_cycle,
+        "spend_cap": None if waba.spend_cap is None else waba.spend_cap.as_json(),
+        "cap_spent": waba.cap_spent,
+    }
     if waba.balance is not None:
         entry["balance"] = balance_object(waba.balance)
     return entry

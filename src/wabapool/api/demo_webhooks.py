@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import time
 from collections import deque
 from typing import Any
@@ -18,21 +17,13 @@ from fastapi import APIRouter, Request, Response
 
 from wabapool.api.deps import Context
 from wabapool.domain.webhooks import secret_bytes, sign
-from wabapool.service.webhooks import open_secret
-from wabapool.storage import companies as company_store
 
-ENABLE_VARIABLE = "WABAPOOL_DEMO_RECEIVER"
 KEPT_DELIVERIES = 100
 # Standard Webhooks receivers refuse timestamps further than this from their clock (replays).
 TOLERANCE_SECONDS = 5 * 60
 
 router = APIRouter(prefix="/demo", tags=["demo"], include_in_schema=False)
 _received: deque[dict[str, Any]] = deque(maxlen=KEPT_DELIVERIES)
-
-
-def enabled() -> bool:
-    """Whether this process serves the demo (set by `serve --demo` for its server processes)."""
-    return os.environ.get(ENABLE_VARIABLE) == "true"
 
 
 def _verified(key: bytes, headers: Any, body: bytes) -> bool:
@@ -51,11 +42,10 @@ async def receive(request: Request, context: Context) -> Response:
         company_id = int(json.loads(body)["company_id"])
     except (ValueError, KeyError, TypeError):
         return Response(status_code=400)
-    async with context.database.read() as connection:
-        company = await company_store.get_company(connection, company_id)
-    if company is None or company.webhook_secret is None:
+    secret = await context.service.webhook_secret(company_id)
+    if secret is None:
         return Response(status_code=401)
-    key = secret_bytes(open_secret(context.service.sealer, company.webhook_secret))
+    key = secret_bytes(secret)
     if not _verified(key, request.headers, body):
         return Response(status_code=401)
     event = json.loads(body)

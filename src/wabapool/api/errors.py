@@ -1,4 +1,9 @@
-"""The one error envelope, and the one place errors become HTTP statuses."""
+"""The one error envelope, and the one place errors become HTTP statuses.
+
+Only the product's errors are mapped here: `BillingError` (the service has already turned every storage
+failure into one, see `wabapool.service.errors`), `ApiError` (auth, size), and the framework's own
+validation and HTTP errors. Anything else is a bug: 500, logged, nothing half-written.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from wabapool.api.schemas import ErrorEnvelope
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.limits import RETRY_AFTER_SECONDS
-from wabapool.storage.errors import OutcomeUnknown, StorageError, UniqueConflict
 
 log = structlog.get_logger("wabapool.api")
 
@@ -22,6 +26,7 @@ REJECTION_STATUS: dict[Rejection, int] = {
     Rejection.AMOUNT_TOO_LARGE: 400,
     Rejection.SETTLEMENT_EXCEEDS_USED: 400,
     Rejection.QUOTA_EXCEEDED: 400,
+    Rejection.WABA_CAP_EXCEEDED: 400,
     Rejection.UNKNOWN_DEDUCTION_CODE: 400,
     Rejection.UNKNOWN_COMPANY: 404,
     Rejection.UNKNOWN_WABA: 404,
@@ -31,6 +36,7 @@ REJECTION_STATUS: dict[Rejection, int] = {
     Rejection.CURRENCY_LOCKED: 409,
     Rejection.BILLING_VERSION_LOCKED: 409,
     Rejection.ALREADY_REFUNDED: 409,
+    Rejection.CONFLICT: 409,
     Rejection.NOT_SHARED_POOL: 422,
     Rejection.UNAVAILABLE: 503,
     Rejection.OVERLOADED: 503,
@@ -123,22 +129,6 @@ def install_error_handlers(app: FastAPI) -> None:
         code = HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code
         return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(StorageError)
-    async def _storage(_: Request, exc: StorageError) -> JSONResponse:
-        log.warning("storage_error", error_type=type(exc).__name__, reason=str(exc))
-        if isinstance(exc, OutcomeUnknown):
-            return error_response(
-                503,
-                "outcome_unknown",
-                "the request may or may not have been applied; retry it with the same idempotency key",
-                headers=RETRY_AFTER,
-            )
-        if isinstance(exc, UniqueConflict):
-            return error_response(409, "conflict", "a concurrent request took the same key; nothing was written")
-        return error_response(
-            503, "unavailable", "the database did not answer in time; nothing was written", headers=RETRY_AFTER
-        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

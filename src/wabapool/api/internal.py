@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from pydantic_core import to_json  # 3-4x json.dumps on these bodies (measured), and already here
 
-from wabapool.api import schemas
+from wabapool.api import schemas, spend_caps
 from wabapool.api.alerts import alert_fields, settings_body
 from wabapool.api.balance import balance_object
 from wabapool.api.context import AppContext
@@ -293,13 +293,31 @@ def _package_body(terms: PackageTerms | None) -> dict[str, Any] | None:
     responses=error_responses(400, 401, 403, 404, 409, 503),
 )
 async def put_waba(
-    body: schemas.WabaIn, context: Context, _: Provisioner, company_id: int = CompanyPath, waba_id: str = WabaPath
+    body: schemas.WabaIn,
+    context: Context,
+    service_name: Provisioner,
+    company_id: int = CompanyPath,
+    waba_id: str = WabaPath,
 ) -> dict[str, Any]:
-    """Create or rename a WABA: it joins the company's shared pool, or (v2, or the flag off) has its own package."""
+    """Create or rename a WABA: it joins the company's shared pool, or (v2, or the flag off) has its own package.
+
+    `spend_cap` sets its spending cap (null removes it, left out keeps it), audited as the calling service's.
+    """
     waba = await context.service.provision_waba(
-        company_id, waba_id, name=body.name, package=_package_terms(body.package)
+        company_id,
+        waba_id,
+        name=body.name,
+        package=_package_terms(body.package),
+        spend_cap=spend_caps.cap_from(body.spend_cap) if "spend_cap" in body.model_fields_set else KEEP,
+        changed_by=f"service:{service_name}",
     )
-    return {"company_id": company_id, "waba_id": waba_id, "name": waba.name, "package": _package_body(waba.package)}
+    return {
+        "company_id": company_id,
+        "waba_id": waba_id,
+        "name": waba.name,
+        "package": _package_body(waba.package),
+        "spend_cap": spend_caps.cap_body(waba.spend_cap),
+    }
 
 
 @router.put(
@@ -341,7 +359,7 @@ async def put_webhook(
     Without `secret` a Standard Webhooks secret (`whsec_…`) is generated and returned, this once.
     """
     try:
-        await UrlGuard(allow_private=context.settings.webhook_allow_private).check(body.url)
+        await UrlGuard(allow_private=context.webhook_allow_private).check(body.url)
     except UnsafeUrl as exc:
         raise ApiError(400, "invalid_request", str(exc), {"field": "url"}) from exc
     secret = await context.service.set_webhook(company_id, url=body.url, secret=body.secret)

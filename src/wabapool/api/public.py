@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import StringConstraints
 
 from wabapool.api import schemas
+from wabapool.api.balance import billing_info as balance_json
 from wabapool.api.balance import with_forecast
 from wabapool.api.context import AppContext
 from wabapool.api.deps import Context, require
@@ -39,11 +40,14 @@ WabaQuery = Annotated[str | None, Query(min_length=1, max_length=32, pattern=r"^
 async def billing_info(principal: BalanceReader, context: Context) -> JSONResponse:
     """The shared pool with its buckets, thresholds, cycle and per-WABA spend (cached, see `stale`)."""
     try:
-        body, stale = await context.balances.get(principal.company_id)
+        view, stale = await context.balances.get(principal.company_id)
     except TimeoutError as exc:
         raise ApiError(
             503, "unavailable", "the balance could not be read in time; retry shortly", headers={"Retry-After": "1"}
         ) from exc
+    body = balance_json(view)
+    if not allowed(principal.role, Permission.READ_SPEND_CAPS):
+        body = {**body, "wabas": [_without_cap(waba) for waba in body.get("wabas", [])]}
     return JSONResponse({**await _with_forecast(context, principal.company_id, body), "stale": stale})
 
 
@@ -53,6 +57,11 @@ async def _with_forecast(context: AppContext, company_id: int, body: dict[str, A
     body = {**body, "as_of": as_of.isoformat()}
     today = forecast.local_today(as_of, body.get("timezone") or "UTC")
     return with_forecast(body, await context.service.spend_basis(company_id, today=today))
+
+
+def _without_cap(waba: dict[str, Any]) -> dict[str, Any]:
+    """A WABA entry as agents and members see it: without its spending cap."""
+    return {key: value for key, value in waba.items() if key not in ("spend_cap", "cap_spent")}
 
 
 def _day_or_time(name: str, value: str | None) -> date | datetime | None:

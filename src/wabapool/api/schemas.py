@@ -251,10 +251,34 @@ class CompanyOut(BaseModel):
     forecast_warning_days: int
 
 
+CapCategory = Literal["marketing", "utility", "authentication", "authentication_international", "service"]
+
+
+class SpendCapIn(Strict):
+    """A WABA's spending cap per billing cycle (rule 3.11)."""
+
+    amount: NonNegativeMinor = Field(description="Minor units per cycle; 0 stops all capped spend.")
+    categories: list[CapCategory] | None = Field(
+        default=None, min_length=1, description="The message categories it covers; absent or null: every category."
+    )
+    warn_percent: Annotated[StrictInt, Field(ge=1, le=100)] | None = Field(
+        default=None, description="waba_cap_warning when the capped spend reaches this share of the cap (80)."
+    )
+
+
+class SpendCapOut(BaseModel):
+    amount: int
+    categories: list[str] | None
+    warn_percent: int
+
+
 class WabaIn(Strict):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     # The WABA's own package (v2, or a v3 company with waba_save_organization_id off); a field left out is kept.
     package: PackageIn | None = None
+    spend_cap: SpendCapIn | None = Field(
+        default=None, description="The WABA's spending cap; null removes it, left out keeps it."
+    )
 
 
 class WabaOut(BaseModel):
@@ -263,6 +287,15 @@ class WabaOut(BaseModel):
     name: str
     # The WABA's own package's terms; null when it spends from the company's shared pool.
     package: PackageOut | None
+    spend_cap: SpendCapOut | None = None
+
+
+class WabaCapOut(BaseModel):
+    """A WABA's cap after a change, and what it has spent against it this cycle (null without a cap)."""
+
+    waba_id: str
+    spend_cap: SpendCapOut | None
+    cap_spent: int | None
 
 
 class PriceIn(Strict):
@@ -332,6 +365,9 @@ class WabaUsageOut(BaseModel):
     waba_id: str
     name: str
     spent_this_cycle: int
+    # Shown to owners, admins and supervisors only (left out for agents and members).
+    spend_cap: SpendCapOut | None = Field(default=None, description="The WABA's spending cap; null: none.")
+    cap_spent: int | None = Field(default=None, description="Capped spend this cycle; null without a cap.")
     daily_spend: int = Field(default=0, description="Mean daily spend of the forecast's basis days (minor units).")
     balance: BalanceOut | None = Field(default=None, description="The WABA's own package (v2), else absent.")
 

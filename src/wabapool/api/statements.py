@@ -13,7 +13,7 @@ from wabapool.api.errors import error_responses
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.statements import Figures
 from wabapool.security import Permission, Principal
-from wabapool.service.statements import StatementView, list_statements
+from wabapool.service.statements import StatementView
 
 # Every route here takes a bearer token, and every token request passes the rate limits (api/deps.py).
 router = APIRouter(tags=["public"], responses=error_responses(429))
@@ -114,7 +114,7 @@ async def statements(
 ) -> dict[str, Any]:
     """Closed billing cycles, newest first: opening and closing per bucket, spend per WABA, deductions."""
     before = None if cursor is None else _position(cursor)
-    views = await list_statements(context.database, principal.company_id, limit=limit, before=before)
+    views = await context.service.statements(principal.company_id, limit=limit, before=before)
     last = views[-1] if len(views) == limit else None
     next_cursor = None if last is None else f"{last.cycle_start.isoformat()}~{last.statement_id}"
     return {"data": [_statement(v) for v in views], "next_cursor": next_cursor}

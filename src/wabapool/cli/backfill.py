@@ -19,8 +19,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from wabapool import bootstrap
+from wabapool.cli._checks import require_pii_keys
 from wabapool.cli.errors import COMPANY_ID_MAX
-from wabapool.config import Settings
 from wabapool.domain.errors import BillingError
 from wabapool.domain.pool import Buckets
 from wabapool.service.backfill import CompanyPlan, Money, Verification
@@ -194,27 +195,17 @@ def backfill_command(
     if (company_id is None) == (not all_companies) or (rollback and company_id is None):
         console.print("[red]say --company-id N or --all (--rollback takes --company-id)[/]")
         raise typer.Exit(2)
+    require_pii_keys(console)
     if not asyncio.run(_run(company_id, dry_run=dry_run, rollback=rollback, confirm=confirm)):
         raise typer.Exit(1)
 
 
 async def _run(company_id: int | None, *, dry_run: bool, rollback: bool, confirm: bool) -> bool:
-    from wabapool.cli.worker import _invalidator
-    from wabapool.service import BillingService
-    from wabapool.storage.database import Database
-
-    settings = Settings.from_env()
-    database = Database(settings.database_url)
-    cache, invalidate = _invalidator(settings)
-    context = BillingService(database, after_commit=invalidate).context
-    try:
-        if rollback and company_id is not None:
-            return await run_rollback(context, company_id, dry_run=dry_run, confirm=confirm)
-        return await run_backfill(context, None if company_id is None else [company_id], dry_run=dry_run)
-    except BillingError as error:
-        console.print(f"[red]{error.code}:[/] {escape(str(error))}", soft_wrap=True)
-        return False
-    finally:
-        if cache is not None:
-            await cache.close()
-        await database.dispose()
+    async with bootstrap.opened_service() as service:
+        try:
+            if rollback and company_id is not None:
+                return await run_rollback(service.context, company_id, dry_run=dry_run, confirm=confirm)
+            return await run_backfill(service.context, None if company_id is None else [company_id], dry_run=dry_run)
+        except BillingError as error:
+            console.print(f"[red]{error.code}:[/] {escape(str(error))}", soft_wrap=True)
+            return False

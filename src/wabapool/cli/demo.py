@@ -13,12 +13,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from wabapool import bootstrap
+from wabapool.domain.caps import SpendCap
 from wabapool.domain.money import format_major
-from wabapool.pii import PiiSealer
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms, RefundRequest, events
 from wabapool.service.reconcile import reconcile
-from wabapool.storage.database import Database
-from wabapool.storage.migrate import upgrade
 
 DEMO_COMPANY_ID = 10001
 DEMO_TIMEZONE = "Asia/Jakarta"
@@ -165,7 +164,7 @@ def _page_day_requests(day: date, budget_minor: int, at: datetime, rng: random.R
     return requests
 
 
-async def seed_page_demo(database: Database, *, sealer: PiiSealer, now: datetime | None = None) -> None:
+async def seed_page_demo(service: BillingService, *, now: datetime | None = None) -> None:
     """The demo company as the page shows it: two weeks of spend over three WABAs, a top-up, refunds, a low pool.
 
     The service's injected clock walks through the past days of the current cycle, so every row, ledger entry
@@ -174,7 +173,7 @@ async def seed_page_demo(database: Database, *, sealer: PiiSealer, now: datetime
     now = now or datetime.now(UTC)
     zone = ZoneInfo(DEMO_TIMEZONE)
     clock = DemoClock(now)
-    service = BillingService(database, clock=clock, sealer=sealer)
+    service = bootstrap.billing_service(service.database, sealer=service.sealer, clock=clock)
     today = now.astimezone(zone).date()
     first = today - timedelta(days=PAGE_DEMO_DAYS - 1)
     # The package is anchored on `first` (days past the 28th would drift) and was set up in the cycle before, so
@@ -210,16 +209,35 @@ async def seed_page_demo(database: Database, *, sealer: PiiSealer, now: datetime
     clock.now = now - timedelta(minutes=5)
     for code in applied[-PAGE_DEMO_REFUNDS:]:
         await service.refund(RefundRequest(DEMO_COMPANY_ID, code, f"refund-{code}", reason="message failed"))
+    await _cap_promo_marketing(service, rng, broadcast_id=f"bc-{today:%m%d}-3")
+
+
+async def _cap_promo_marketing(service: BillingService, rng: random.Random, *, broadcast_id: str) -> None:
+    """Promo's marketing gets a cap close to full: one more message warns, the one after is refused.
+
+    The cap is what Promo's marketing spent this cycle plus one and a half messages, so the page shows a
+    nearly full bar, and the alert history a `waba_cap_warning` and a `waba_cap_reached`.
+    """
+    waba_id = DEMO_WABAS[2][0]
+    cap = SpendCap(0, frozenset({"marketing"}))
+    spent = (await service.set_spend_cap(DEMO_COMPANY_ID, waba_id, cap, changed_by="service:demo")).cap_spent or 0
+    price = DEMO_PRICES["wa_marketing_id"]
+    amount = spent + price * 3 // 2
+    # The warning mark the next message reaches (the event is raised by a charge that gets there).
+    warn_percent = min(100, max(1, (spent + price) * 100 // amount))
+    cap = SpendCap(amount, frozenset({"marketing"}), warn_percent)
+    await service.set_spend_cap(DEMO_COMPANY_ID, waba_id, cap, changed_by="service:demo")
+    for index in range(2):
+        request = _message(rng, "wa_marketing_id", waba_id, f"wamid.page.capped.{index}", broadcast_id)
+        await service.deduct_batch([request], service_name="demo")
 
 
 async def run_demo(path: Path, console: Console) -> bool:
     if path.exists():
         path.unlink()
-    url = f"sqlite:///{path}"
-    upgrade(url)
-    database = Database(url)
-    service = BillingService(database)
-    try:
+    settings = bootstrap.demo_settings(bootstrap.settings(), database_url=f"sqlite:///{path}")
+    bootstrap.migrate(settings)
+    async with bootstrap.opened_service(settings, demo=True) as service:
         await provision_demo(service)
         console.print(f"[bold]Provisioned[/] company {DEMO_COMPANY_ID} with {len(DEMO_WABAS)} WABAs on {path}")
         outcomes = await _broadcast(service, console)
@@ -232,14 +250,12 @@ async def run_demo(path: Path, console: Console) -> bool:
             await service.refund(RefundRequest(DEMO_COMPANY_ID, code, f"refund-{code}", reason="message failed"))
         console.print(f"Refunded {len(failed)} failed messages")
         await _print_balance(service, console)
-        await _print_events(database, console)
-        report = await reconcile(database)
+        await _print_events(service, console)
+        report = await reconcile(service.database)
         console.print(f"reconcile: {'[green]ok[/]' if report.ok else '[red]VIOLATIONS[/]'} {report.checks}")
         for violation in report.violations:
             console.print(f"  [red]{violation}[/]")
         return report.ok
-    finally:
-        await database.dispose()
 
 
 async def _broadcast(service: BillingService, console: Console) -> list[tuple[str, str]]:
@@ -289,8 +305,8 @@ async def _print_balance(service: BillingService, console: Console) -> None:
     console.print(spend)
 
 
-async def _print_events(database: Database, console: Console) -> None:
-    rows = list(reversed(await events.list_events(database, limit=200)))  # oldest first
+async def _print_events(service: BillingService, console: Console) -> None:
+    rows = list(reversed(await events.list_events(service.database, limit=200)))  # oldest first
     table = Table(title="Events raised (outbox)")
     table.add_column("event")
     table.add_column("dedup key")

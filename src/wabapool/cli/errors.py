@@ -105,9 +105,9 @@ def operator_message(exc: BaseException) -> str | None:
         return f"Redis ({_where('WABAPOOL_REDIS_URL')}) cannot be reached: start it or fix WABAPOOL_REDIS_URL"
     if any(isinstance(link, (OSError, socket.gaierror, sqlite3.OperationalError, TimeoutError)) for link in chain):
         return f"{database} cannot be reached: start it or fix WABAPOOL_DATABASE_URL"
-    from wabapool.storage.errors import StorageError
+    from wabapool.service.errors import storage_failed
 
-    if any(isinstance(link, StorageError) for link in chain):
+    if any(storage_failed(link) for link in chain):
         return f"{database} did not answer: check that it is up, then run the command again"
     return None
 

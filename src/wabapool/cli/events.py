@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -12,8 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from wabapool import bootstrap
 from wabapool.cli.errors import COMPANY_ID_MAX
-from wabapool.config import Settings
+from wabapool.service.events import EventView
 
 events_app = typer.Typer(help="Outbox events and their webhook delivery: list, dead letters, replay.")
 console = Console()
@@ -28,23 +29,18 @@ def _stamp(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
-async def _rows(*, company_id: int | None, state: str | None, limit: int) -> list[Any]:
+async def _rows(*, company_id: int | None, state: str | None, limit: int) -> list[EventView]:
     from wabapool.service import events
-    from wabapool.storage.database import Database
-    from wabapool.storage.outbox import DeliveryState
 
-    database = Database(Settings.from_env().database_url)
-    try:
+    async with bootstrap.opened_database() as database:
         return list(
             await events.list_events(
-                database, company_id=company_id, state=DeliveryState(state) if state else None, limit=limit
+                database, company_id=company_id, state=events.DeliveryState(state) if state else None, limit=limit
             )
         )
-    finally:
-        await database.dispose()
 
 
-def _table(title: str, rows: list[Any]) -> Table:
+def _table(title: str, rows: list[EventView]) -> Table:
     """Every cell as literal Text: a receiver's answer (`[/]`, `[bold red]…[/blue]`) is never read as markup."""
     table = Table(title=title)
     table.add_column("event id", no_wrap=True, min_width=36)
@@ -88,15 +84,11 @@ def dead(company_id: CompanyOption = None, limit: LimitOption = 50) -> None:
     console.print(_table(f"{len(rows)} dead letters", rows))
 
 
-async def _replay(event_id: str) -> tuple[bool, Any]:
+async def _replay(event_id: str) -> tuple[bool, EventView | None]:
     from wabapool.service import events
-    from wabapool.storage.database import Database
 
-    database = Database(Settings.from_env().database_url)
-    try:
+    async with bootstrap.opened_database() as database:
         return await events.replay(database, event_id, at=datetime.now(UTC))
-    finally:
-        await database.dispose()
 
 
 @events_app.command("replay")
@@ -112,5 +104,5 @@ def replay(event_id: Annotated[str, typer.Argument(help="The event id (the webho
     console.print(f"[green]queued again[/] {escape(event_id)} ({row.event_type}, company {row.company_id})")
 
 
-def _state(row: Any) -> str:
+def _state(row: EventView) -> str:
     return str(row.state.value)

@@ -15,8 +15,9 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 
+from wabapool import bootstrap
+from wabapool.cli._checks import require_pii_keys
 from wabapool.cli.errors import COMPANY_ID_MAX
-from wabapool.config import Settings
 
 flags_app = typer.Typer(help="Feature flags of a company.", no_args_is_help=True)
 console = Console()
@@ -25,19 +26,15 @@ _VALUES: dict[str, bool | None] = {"on": True, "off": False, "default": None}
 
 async def _flag(company_id: int, value: bool | None, *, change: bool) -> str:
     from wabapool.domain.errors import BillingError
-    from wabapool.service import BillingService
-    from wabapool.storage.database import Database
 
-    settings = Settings.from_env()
-    database = Database(settings.database_url)
-    service = BillingService(database, waba_save_organization_id=settings.waba_save_organization_id)
-    try:
-        flag = await (service.set_waba_save_flag(company_id, value) if change else service.waba_save_flag(company_id))
-    except BillingError as error:
-        console.print(f"[red]{error.message}[/red] (company {company_id})")
-        raise typer.Exit(code=1) from error
-    finally:
-        await database.dispose()
+    async with bootstrap.opened_service() as service:
+        try:
+            flag = await (
+                service.set_waba_save_flag(company_id, value) if change else service.waba_save_flag(company_id)
+            )
+        except BillingError as error:
+            console.print(f"[red]{error.message}[/red] (company {company_id})")
+            raise typer.Exit(code=1) from error
     override = "default" if flag.override is None else ("on" if flag.override else "off")
     where = "join the pool" if flag.effective else "get their own package"
     return f"company {company_id} ({flag.billing_version}): waba_save_organization_id = {override}; new WABAs {where}"
@@ -48,6 +45,7 @@ def show(
     company_id: Annotated[int, typer.Option("--company-id", min=1, max=COMPANY_ID_MAX, help="The company.")],
 ) -> None:
     """The company's `waba_save_organization_id`: its override, and where its new WABAs go."""
+    require_pii_keys(console)
     console.print(asyncio.run(_flag(company_id, None, change=False)))
 
 
@@ -57,4 +55,5 @@ def set_flag(
     company_id: Annotated[int, typer.Option("--company-id", min=1, max=COMPANY_ID_MAX, help="The company.")],
 ) -> None:
     """Set the company's `waba_save_organization_id` override (new WABAs only)."""
+    require_pii_keys(console)
     console.print(asyncio.run(_flag(company_id, _VALUES[value], change=True)))

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from wabapool import bootstrap
 from wabapool.cli.backfill import backfill_command
 from wabapool.cli.bench import bench_app
 from wabapool.cli.errors import COMPANY_ID_MAX, OperatorErrors
@@ -17,7 +18,6 @@ from wabapool.cli.flags import flags_app
 from wabapool.cli.pii import pii_app
 from wabapool.cli.statements import statements_command
 from wabapool.cli.worker import worker_command
-from wabapool.config import Settings
 
 app = typer.Typer(
     help="wabapool: one shared balance pool for every WABA of a company.", no_args_is_help=True, cls=OperatorErrors
@@ -30,10 +30,7 @@ app.add_typer(pii_app, name="pii")
 @app.command()
 def migrate(revision: Annotated[str, typer.Option(help="Alembic revision to upgrade to.")] = "head") -> None:
     """Bring the configured database (WABAPOOL_DATABASE_URL) to the latest schema."""
-    from wabapool.storage.migrate import upgrade
-
-    settings = Settings.from_env()
-    upgrade(settings.database_url, revision)
+    bootstrap.migrate(bootstrap.settings(), revision)
     console.print(f"[green]migrated[/] to {revision}")
 
 
@@ -52,14 +49,10 @@ def demo(
 def reconcile() -> None:
     """Check every company's buckets against its ledger; exit 1 on any violation."""
     from wabapool.service.reconcile import reconcile as run
-    from wabapool.storage.database import Database
 
     async def check() -> bool:
-        database = Database(Settings.from_env().database_url)
-        try:
+        async with bootstrap.opened_database() as database:
             report = await run(database)
-        finally:
-            await database.dispose()
         for name, count in report.checks.items():
             console.print(f"checked {count} {name}")
         for violation in report.violations:
@@ -102,7 +95,7 @@ def token(
 
     from wabapool.security import issue_token
 
-    settings = Settings.from_env()
+    settings = bootstrap.settings()
     private_key = os.environ.get("WABAPOOL_JWT_PRIVATE_KEY")
     if not settings.jwt_secret and not private_key:
         console.print("[red]set WABAPOOL_JWT_SECRET (HS256) or WABAPOOL_JWT_PRIVATE_KEY (RS256)[/]")

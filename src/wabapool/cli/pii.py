@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from wabapool.config import Settings
+from wabapool import bootstrap
 
 pii_app = typer.Typer(help="Personal data at rest: key rotation.", no_args_is_help=True)
 console = Console()
@@ -21,21 +21,18 @@ def rotate(
 ) -> None:
     """Re-seal every value under the last key of WABAPOOL_PII_KEYS and re-key the hashes; resumable."""
     from wabapool.pii import PiiKeyError
-    from wabapool.service.pii_keys import require_keys
     from wabapool.service.pii_keys import rotate as run
-    from wabapool.storage.database import Database
 
-    settings = Settings.from_env()
+    settings = bootstrap.settings()
     try:
-        sealer = require_keys(settings)
+        sealer = bootstrap.sealer(settings)
     except PiiKeyError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
 
     async def go() -> None:
-        database = Database(settings.database_url)
         columns = (TextColumn("re-sealing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        try:
+        async with bootstrap.opened_database(settings) as database:
             with Progress(*columns, console=console) as progress:
                 task = progress.add_task("rows", total=None)
                 report = await run(
@@ -45,8 +42,6 @@ def rotate(
                     on_start=lambda total: progress.update(task, total=total),
                     on_page=lambda rows: progress.advance(task, rows),
                 )
-        finally:
-            await database.dispose()
         resumed = f" (resumed after row {report.resumed_after_id})" if report.resumed_after_id else ""
         console.print(
             f"[green]rotated[/]{resumed}: {report.rows_seen} rows read, {report.rows_changed} re-sealed or re-keyed; "

@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from wabapool import bootstrap
 from wabapool.cli.errors import COMPANY_ID_MAX
-from wabapool.config import Settings
+from wabapool.service.statements import StatementView
 
 console = Console()
 
 
-async def _statements(company_id: int, limit: int) -> tuple[list[Any], str]:
+async def _statements(company_id: int, limit: int) -> tuple[list[StatementView], str]:
     from wabapool.service import statements
     from wabapool.service.provisioning import company_timezone
-    from wabapool.storage.database import Database
 
-    database = Database(Settings.from_env().database_url)
-    try:
+    async with bootstrap.opened_database() as database:
         rows = await statements.list_statements(database, company_id, limit=limit)
         return rows, await company_timezone(database, company_id) or "UTC"
-    finally:
-        await database.dispose()
 
 
 def statements_command(

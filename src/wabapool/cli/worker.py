@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -11,43 +10,16 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from wabapool import bootstrap
 from wabapool.config import Settings
 
 console = Console(stderr=True)
 
 
-def _invalidator(settings: Settings):  # type: ignore[no-untyped-def]
-    """After a reset, drop the company's cached balance in Redis (the in-process cache is the API's own)."""
-    if not settings.redis_url:
-        return None, None
-    from wabapool.cache import CacheUnavailable, RedisCache
-
-    cache = RedisCache(settings.redis_url, ttl_seconds=settings.cache_ttl_seconds)
-
-    async def invalidate(company_id: int) -> None:
-        # If Redis is down the TTL bounds how stale the balance page gets.
-        with contextlib.suppress(CacheUnavailable):
-            await cache.delete(company_id)
-
-    return cache, invalidate
-
-
 async def run_worker(settings: Settings, *, once: bool = False) -> int:
     """Run until a signal (or one round with `once`); returns how many events the rounds handled."""
-    from wabapool.pii import PiiSealer
-    from wabapool.service import BillingService
-    from wabapool.storage.database import Database
-    from wabapool.worker.runner import build_worker
-
-    if not settings.pii_keys:
-        raise RuntimeError("WABAPOOL_PII_KEYS is not set")
-    database = Database(settings.database_url)
-    sealer = PiiSealer(settings.pii_keys)
-    cache, invalidate = _invalidator(settings)
-    service = BillingService(database, sealer=sealer, after_commit=invalidate)
-    worker = build_worker(settings, database=database, sealer=sealer, service=service)
-    try:
-        await _preflight(service, once=once)
+    async with bootstrap.opened_worker(settings) as worker:
+        await _preflight(worker.scheduler.service if worker.scheduler else None, once=once)
         if once:
             return await worker.run_once()
         stop = asyncio.Event()
@@ -56,11 +28,6 @@ async def run_worker(settings: Settings, *, once: bool = False) -> int:
             loop.add_signal_handler(signum, stop.set)
         await worker.run(stop)
         return 0
-    finally:
-        await worker.relay.close()
-        if cache is not None:
-            await cache.close()
-        await database.dispose()
 
 
 async def _preflight(service: Any, *, once: bool) -> None:
@@ -80,10 +47,10 @@ def worker_command(
     once: Annotated[bool, typer.Option("--once", help="One round (due events, due resets), then exit.")] = False,
 ) -> None:
     """Deliver outbox events as Standard Webhooks (retries, dead letters) and run the monthly cycle resets."""
-    from wabapool.api.app import configure_logging
+    from wabapool.runtime import configure_logging
 
     configure_logging()  # JSON lines, WABAPOOL_LOG_LEVEL, as the API logs
-    settings = Settings.from_env()
+    settings = bootstrap.settings()
     if not settings.pii_keys:
         # Webhook secrets are sealed with these keys; a built-in key would open nothing real.
         console.print("[red]WABAPOOL_PII_KEYS is required:[/] the worker opens sealed webhook secrets with it")

@@ -29,6 +29,7 @@ from wabapool.client._exceptions import (
     Unauthorized,
     UnknownDeductionCode,
     ValidationError,
+    WabaCapExceeded,
     WabapoolError,
 )
 from wabapool.client._models import (
@@ -62,6 +63,7 @@ __all__ = [
     "PayloadTooLarge",
     "Payment",
     "QuotaExceeded",
+    "WabaCapExceeded",
     "RateLimited",
     "Refund",
     "ServiceUnavailable",

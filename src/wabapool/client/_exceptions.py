@@ -9,6 +9,7 @@ refused connections) are translated once, here, into `TransportError`.
     WabapoolError                  code, message, details, status_code
     ├── ValidationError            400 validation_error, invalid_request (also unknown 400 / 422)
     ├── QuotaExceeded              400 quota_exceeded
+    ├── WabaCapExceeded            400 waba_cap_exceeded
     ├── UnknownDeductionCode       400 unknown_deduction_code
     ├── Unauthorized               401
     ├── Forbidden                  403
@@ -50,6 +51,7 @@ __all__ = [
     "Unauthorized",
     "UnknownDeductionCode",
     "ValidationError",
+    "WabaCapExceeded",
     "WabapoolError",
 ]
 
@@ -80,6 +82,10 @@ class ValidationError(WabapoolError):
 
 class QuotaExceeded(WabapoolError):
     """The pool cannot pay the amount, even with the postpaid line; nothing was written."""
+
+
+class WabaCapExceeded(WabapoolError):
+    """The WABA's spending cap for this cycle would be passed (details: waba_id, cap, spent); nothing was written."""
 
 
 class UnknownDeductionCode(WabapoolError):
@@ -138,6 +144,7 @@ _BY_CODE: dict[str, type[WabapoolError]] = {
     "validation_error": ValidationError,
     "invalid_request": ValidationError,
     "quota_exceeded": QuotaExceeded,
+    "waba_cap_exceeded": WabaCapExceeded,
     "unknown_deduction_code": UnknownDeductionCode,
     "unauthorized": Unauthorized,
     "forbidden": Forbidden,

@@ -10,8 +10,9 @@ plain data.
 Each request gets exactly one outcome, in this order of precedence:
 a code already stored or taken earlier in the group is a replay (same
 payload) or `idempotency_conflict`; then `unknown_waba`, `not_shared_pool`,
-`unknown_deduction_code`; then the money rules (`quota_exceeded`), which a
-refused request leaves untouched.
+`unknown_deduction_code`; then the money rules: the WABA's spending cap
+(`waba_cap_exceeded`, `domain.caps`), then the pool (`quota_exceeded`); a
+refused request leaves both untouched.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import datetime
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from wabapool.domain import operations
+from wabapool.domain.caps import CapRun, CapState, capped_part
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.events import DomainEvent
 from wabapool.domain.pricing import PriceBook
@@ -43,6 +45,8 @@ class Asked(Protocol):
     def phone_number(self) -> str | None: ...
     @property
     def quantity(self) -> int: ...
+    @property
+    def category(self) -> str | None: ...
 
 
 class Stored(Protocol):
@@ -67,6 +71,7 @@ class Applied(Generic[A]):
     value_before: int
     value_after: int
     charged: operations.Charged
+    capped_minor: int = 0  # the part its WABA's spending cap counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,7 @@ class Decision(Generic[A]):
     states: dict[int, operations.PoolState]
     applied: list[Applied[A]] = field(default_factory=list)
     events: dict[int, list[DomainEvent]] = field(default_factory=lambda: defaultdict(list))
+    caps: dict[int, CapRun] = field(default_factory=dict)  # per package, its WABAs that have a cap
 
 
 class _Priced(NamedTuple):
@@ -120,8 +126,10 @@ def decide(
     stored: Mapping[str, Stored],
     package_of: Mapping[str, int | None],
     book: PriceBook,
+    *,
+    caps: Mapping[str, CapState] | None = None,
 ) -> Decision[A]:
-    """Decide every request in order against the packages in memory.
+    """Decide every request in order against the packages in memory (and the WABAs' spending `caps`).
 
     Requests that reach a package are charged in runs (`deduct_many`), one run
     per package; a run ends early only where a code repeats one still waiting,
@@ -129,6 +137,10 @@ def decide(
     """
     outcomes: list[Outcome[A] | None] = [None] * len(items)
     decision: Decision[A] = Decision([], dict(states))
+    for package_id, state in states.items():
+        mine = {waba: cap for waba, cap in (caps or {}).items() if package_of.get(waba) == package_id}
+        if mine:
+            decision.caps[package_id] = CapRun(mine, company_id=state.company_id, cycle_label=state.cycle_label)
     taken: dict[str, Applied[A]] = {}
     waiting: dict[int, list[_Priced]] = defaultdict(list)
     waiting_codes: set[str] = set()
@@ -148,6 +160,8 @@ def decide(
             waiting[priced.package_id].append(priced)
             waiting_codes.add(code)
     _charge(items, waiting, decision, outcomes, taken, at=book.at)
+    for package_id, cap_run in decision.caps.items():
+        decision.events[package_id].extend(cap_run.events)
     for index, outcome in enumerate(outcomes):
         if outcome is None:
             raise RuntimeError(f"item {index} of a group was left without an outcome")
@@ -195,7 +209,11 @@ def _charge(
     """
     for package_id, run_items in waiting.items():
         state = decision.states[package_id]
-        run = operations.deduct_many(state, [priced.amount for priced in run_items], at=at)
+        cap_run = decision.caps.get(package_id)
+        spenders = [(items[p.position].waba_id, items[p.position].category) for p in run_items] if cap_run else []
+        run = operations.deduct_many(
+            state, [priced.amount for priced in run_items], caps=cap_run, spenders=spenders, at=at
+        )
         total = state.buckets.total
         for priced, charged in zip(run_items, run.outcomes, strict=True):
             item = items[priced.position]
@@ -205,8 +223,10 @@ def _charge(
             before = total
             if charged.moves:
                 total = charged.moves[-1].total_after_minor
+            cap = cap_run.states.get(item.waba_id) if cap_run is not None else None
+            capped = capped_part(cap.cap if cap is not None else None, item.category, priced.amount)
             applied = Applied(
-                item, package_id, priced.unit_price_minor, priced.market, priced.amount, before, total, charged
+                item, package_id, priced.unit_price_minor, priced.market, priced.amount, before, total, charged, capped
             )
             outcomes[priced.position] = applied
             taken[item.unique_code] = applied

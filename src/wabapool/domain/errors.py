@@ -27,7 +27,12 @@ class Rejection(StrEnum):
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     ALREADY_REFUNDED = "already_refunded"
     SETTLEMENT_EXCEEDS_USED = "settlement_exceeds_used"
+    # The WABA's spending cap for this cycle (domain.caps): checked before the pool, so a capped WABA is told
+    # that its own budget is spent, which no top-up of the pool would change.
+    WABA_CAP_EXCEEDED = "waba_cap_exceeded"
     QUOTA_EXCEEDED = "quota_exceeded"
+    # Not the request's fault: a concurrent request took the same unique key first; nothing was written.
+    CONFLICT = "conflict"
     # Not the request's fault: the store failed before commit; nothing was written and a retry is safe.
     UNAVAILABLE = "unavailable"
     # Too many deductions queued for the pool; nothing was written, retry after the Retry-After.

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from wabapool.domain import alerts, cycle, thresholds
+from wabapool.domain.caps import CapRun
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.events import DomainEvent, EventType
 from wabapool.domain.limits import AMOUNT_MAX_MINOR, MAX_CATCH_UP_CYCLES
@@ -157,7 +158,14 @@ def _watched(state: PoolState, watch: alerts.Watch, after: Buckets, at: datetime
     return events
 
 
-def deduct_many(state: PoolState, amounts: Sequence[int], *, at: datetime | None = None) -> Run:
+def deduct_many(
+    state: PoolState,
+    amounts: Sequence[int],
+    *,
+    caps: CapRun | None = None,
+    spenders: Sequence[tuple[str, str | None]] = (),
+    at: datetime | None = None,
+) -> Run:
     """Charge each amount in turn, exactly as repeated `deduct` would; a refused one changes nothing.
 
     `balance_low` is raised once per crossing and `balance_below_zero` once
@@ -165,7 +173,14 @@ def deduct_many(state: PoolState, amounts: Sequence[int], *, at: datetime | None
     request as its guards allow (`domain.alerts`; `at` is the requests' time).
     Deductions never change the funded base or the threshold, so the bounds
     are computed once for the whole run.
+
+    With `caps`, each amount's (WABA, category) in `spenders` is checked
+    against its WABA's spending cap before the pool (`waba_cap_exceeded`
+    first, then `quota_exceeded`), and counted against it once charged; the
+    caps' events are the CapRun's to give.
     """
+    if caps is not None and len(spenders) != len(amounts):
+        raise ValueError("with caps, every amount needs its (waba_id, category)")
     bound = thresholds.low_bound(funded_base_minor=state.funded_base_minor, threshold_percent=state.threshold_percent)
     watch = _watch(state)
     buckets = state.buckets
@@ -173,16 +188,23 @@ def deduct_many(state: PoolState, amounts: Sequence[int], *, at: datetime | None
     below_zero_cycle_start = state.below_zero_cycle_start
     outcomes: list[Charged | BillingError] = []
     events: list[DomainEvent] = []
-    for amount_minor in amounts:
+    for index, amount_minor in enumerate(amounts):
         if amount_minor == 0:
             outcomes.append(Charged((), []))
             continue
+        if caps is not None:
+            refused = caps.admit(*spenders[index], amount_minor)
+            if refused is not None:
+                outcomes.append(refused)
+                continue
         try:
             after, portions, moves = charge(buckets, amount_minor)
         except BillingError as error:
             outcomes.append(error)
             continue
         outcomes.append(Charged(portions, moves))
+        if caps is not None:
+            caps.spent(*spenders[index], amount_minor)
         if armed and after.spendable <= bound:
             armed = False
             now = replace(state, buckets=after, low_balance_armed=False)

@@ -136,7 +136,7 @@ async def _read_company(connection: AsyncConnection, company_id: int, clock: Clo
     if company is None:
         raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
     ids = await backfill_store.open_package_ids(connection, company_id)
-    packages = await pool_store.load_packages(connection, ids, for_update=lock)
+    packages = await pool_store.load_packages(connection, company_id, ids, for_update=lock)
     if any(package.closed for package in packages.values()) or len(packages) != len(ids):
         # Moved or rolled back between the read of the ids and the lock: the caller tries again.
         raise StorageUnavailable("the company's packages changed while they were being locked")
@@ -266,7 +266,9 @@ async def _move(connection: AsyncConnection, locked: _Locked) -> CompanyPlan:
         )
     changes.append(PoolChanges(pool=pool, after=merged.pool, entries=pool_entries, events=pool_events))
     await write(connection, changes, at=at)
-    await backfill_store.set_closed(connection, [source.package_id for source in locked.sources], closed_at=at, at=at)
+    await backfill_store.set_closed(
+        connection, pool_start.company_id, [source.package_id for source in locked.sources], closed_at=at, at=at
+    )
     await company_store.point_wabas(
         connection, pool_start.company_id, {waba.waba_id: pool.package_id for waba in locked.wabas}
     )

@@ -93,13 +93,15 @@ async def _read(connection: AsyncConnection, company_id: int, clock: Clock, *, l
     if moved is None or open_pool is None:
         raise RollbackRefused(f"company {company_id} has no backfill to roll back")
     backfilled_at, package_ids = moved
-    locked = await pool_store.load_packages(connection, [open_pool.package_id, *package_ids], for_update=lock)
+    locked = await pool_store.load_packages(
+        connection, company_id, [open_pool.package_id, *package_ids], for_update=lock
+    )
     pool = locked.get(open_pool.package_id)
     if pool is None or pool.closed or any(not locked[package_id].closed for package_id in package_ids):
         raise StorageUnavailable("the company's packages changed while they were being locked")
     # A pool the backfill opened was created at its instant, after every package it moved (ids only grow).
     created = pool.package_id > max(package_ids) and (
-        await backfill_store.package_created_at(connection, pool.package_id) == backfilled_at
+        await backfill_store.package_created_at(connection, company_id, pool.package_id) == backfilled_at
     )
     if not created:
         raise RollbackRefused(
@@ -238,15 +240,17 @@ async def _roll_back(connection: AsyncConnection, moved: _Moved, plan: RollbackP
     """Close the pool, reopen the packages with their shares, point the WABAs back, the company v2 again."""
     company_id = plan.company_id
     # Closed first: the pool's open index then has room, whatever opens next.
-    await backfill_store.set_closed(connection, [plan.pool_id], closed_at=at, at=at)
-    await backfill_store.set_closed(connection, [part.package_id for part in plan.parts], closed_at=None, at=at)
+    await backfill_store.set_closed(connection, company_id, [plan.pool_id], closed_at=at, at=at)
+    await backfill_store.set_closed(
+        connection, company_id, [part.package_id for part in plan.parts], closed_at=None, at=at
+    )
     await write(connection, _give_back(moved, plan, at), at=at)
     await company_store.point_wabas(
         connection, company_id, {p.waba_id: p.package_id for p in moved.packages if p.waba_id is not None}
     )
     await company_store.update_company(connection, company_id, billing_version="v2", updated_at=at)
     involved = [plan.pool_id, *(part.package_id for part in plan.parts)]
-    after = await pool_store.load_packages(connection, involved, for_update=False)
+    after = await pool_store.load_packages(connection, company_id, involved, for_update=False)
     if Money.of([package.state.buckets for package in after.values()]) != Money.of([plan.pool_before]):
         raise BackfillBroken(f"company {company_id}: the rollback did not conserve money")
 

@@ -99,5 +99,15 @@ def written_view(company_id: int, written: Sequence[Written]) -> BalanceView | N
         return None
     if any(w.package_id != pool.package_id for w in item.wabas):
         return None
-    wabas = [WabaSpend(w.waba_id, w.name, w.spent_this_cycle_minor, package_id=w.package_id) for w in item.wabas]
+    wabas = [
+        WabaSpend(
+            w.waba_id,
+            w.name,
+            w.spent_this_cycle_minor,
+            package_id=w.package_id,
+            spend_cap=w.spend_cap,
+            cap_spent=None if w.spend_cap is None else w.cap_spent_minor,
+        )
+        for w in item.wabas
+    ]
     return view_of([(pool, item.after)], wabas, at=item.at, version=item.version)

@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from datetime import date, datetime
 
 from wabapool.domain import limits
+from wabapool.domain.caps import SpendCap
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.forecast import SpendBasis
-from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
+from wabapool.pii import PiiSealer
 from wabapool.service import (
     alert_settings,
+    caps,
     cycles,
     deductions,
     flags,
@@ -27,6 +29,7 @@ from wabapool.service import (
     webhooks,
 )
 from wabapool.service.context import AfterCommit, Clock, ServiceContext, WriteThrough, utc_now
+from wabapool.service.errors import translates_storage_errors
 from wabapool.service.group_commit import GroupCommitter
 from wabapool.service.models import (
     KEEP,
@@ -43,11 +46,14 @@ from wabapool.service.models import (
     ProvisionedWaba,
     RefundRequest,
     RefundResult,
+    WabaCap,
     check_deduction,
 )
+from wabapool.service.statements import StatementView, list_statements
 from wabapool.storage.database import Database
 
 
+@translates_storage_errors
 class BillingService:
     """The engine's operations, atomic and safe under concurrent callers and processes."""
 
@@ -55,18 +61,21 @@ class BillingService:
         self,
         database: Database,
         *,
+        sealer: PiiSealer,
         clock: Clock = utc_now,
-        sealer: PiiSealer | None = None,
         after_commit: AfterCommit | None = None,
         write_through: WriteThrough | None = None,
         max_queued_per_pool: int = limits.MAX_QUEUED_DEDUCTIONS_PER_POOL,
         waba_save_organization_id: bool = True,
     ) -> None:
-        """`after_commit` drops a company's cached balance; `write_through`, when given, is handed the new one."""
+        """Built by `wabapool.bootstrap` only; no default sealer (the development key is the --demo wiring's).
+
+        `after_commit` drops a company's cached balance; `write_through`, when given, is handed the new one.
+        """
         self.context = ServiceContext(
             database,
             clock,
-            sealer or PiiSealer(DEVELOPMENT_KEYS),
+            sealer,
             after_commit,
             write_through,
             waba_save_organization_id,
@@ -96,10 +105,23 @@ class BillingService:
         return await provisioning.provision_company(self.context, company_id, terms)
 
     async def provision_waba(
-        self, company_id: int, waba_id: str, *, name: str, package: PackageTerms | None = None
+        self,
+        company_id: int,
+        waba_id: str,
+        *,
+        name: str,
+        package: PackageTerms | None = None,
+        spend_cap: SpendCap | None | Keep = KEEP,
+        changed_by: str = "service:provisioning",
     ) -> ProvisionedWaba:
         """Idempotent: the WABA joins the company's pool, or has its own package (v2, or the flag off)."""
-        return await provisioning.provision_waba(self.context, company_id, waba_id, name=name, package=package)
+        return await provisioning.provision_waba(
+            self.context, company_id, waba_id, name=name, package=package, spend_cap=spend_cap, changed_by=changed_by
+        )
+
+    async def set_spend_cap(self, company_id: int, waba_id: str, cap: SpendCap | None, *, changed_by: str) -> WabaCap:
+        """Set or remove (None) a WABA's spending cap; audited as `changed_by`."""
+        return await caps.set_spend_cap(self.context, company_id, waba_id, cap, changed_by=changed_by)
 
     async def set_waba_save_flag(self, company_id: int, value: bool | None) -> flags.WabaSaveFlag:
         """The company's override of `waba_save_organization_id` (None: back to the global default)."""
@@ -135,6 +157,10 @@ class BillingService:
     async def delete_webhook(self, company_id: int) -> None:
         """No webhook any more: the company's later events are kept as skipped."""
         await webhooks.delete_webhook(self.database, company_id)
+
+    async def webhook_secret(self, company_id: int) -> str | None:
+        """The company's signing secret, opened (the demo's own receiver verifies with it); None without one."""
+        return await webhooks.webhook_secret(self.database, self.sealer, company_id)
 
     # -- deductions ---------------------------------------------------------
 
@@ -268,6 +294,12 @@ class BillingService:
     async def warn_forecast_low(self, *, at: datetime | None = None) -> int:
         """Raise `balance_forecast_low` where the money runs out too early (once per package and cycle)."""
         return await forecasts.warn_forecast_low(self.context, at=at or self.clock())
+
+    async def statements(
+        self, company_id: int, *, limit: int, before: tuple[datetime, int | None] | None = None
+    ) -> list[StatementView]:
+        """The company's closed cycles, newest first; `before` pages on (cycle start, statement id)."""
+        return await list_statements(self.database, company_id, limit=limit, before=before)
 
     async def balance(self, company_id: int) -> BalanceView:
         """The aggregated pool as of now (a due reset is shown as if it had run)."""

@@ -12,6 +12,7 @@ from wabapool.service.models import BalanceView
 from wabapool.storage.database import Database
 from wabapool.storage.versions import Written
 
+# The one clock type: every use case, the worker and the reports take the time from an injected clock.
 Clock = Callable[[], datetime]
 AfterCommit = Callable[[int], Awaitable[None]]
 # Given the company's balance as a write left it; answers for its own failures (it falls back to AfterCommit's work).
@@ -19,6 +20,7 @@ WriteThrough = Callable[[int, BalanceView], Awaitable[None]]
 
 
 def utc_now() -> datetime:
+    """The production clock."""
     return datetime.now(UTC)
 
 

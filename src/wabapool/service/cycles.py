@@ -9,6 +9,7 @@ from wabapool.service.balance_view import view_of
 from wabapool.service.context import ServiceContext
 from wabapool.service.models import BalanceView, WabaSpend
 from wabapool.service.pool_changes import missing_pool, pool_changes, write
+from wabapool.storage import caps as cap_store
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
@@ -31,7 +32,9 @@ async def reset_cycles(context: ServiceContext, *, at: datetime | None = None) -
         cycles_reset = 0
         written: list[Written] = []
         async with context.database.transaction() as connection:
-            pool = (await pool_store.load_packages(connection, [package_id], for_update=True)).get(package_id)
+            pool = (await pool_store.load_packages(connection, company_id, [package_id], for_update=True)).get(
+                package_id
+            )
             if pool is None or pool.closed:
                 continue  # moved into the pool by the backfill since the list was read
             caught_up = operations.catch_up(pool.state, at)
@@ -63,6 +66,7 @@ async def balance(context: ServiceContext, company_id: int) -> BalanceView:
             raise await missing_pool(connection, company_id)
         states = [operations.catch_up(p.state, at).state for p in packages]
         wabas = await company_store.list_wabas(connection, company_id)
+        caps = await cap_store.company_caps(connection, company_id)
         spend: dict[datetime, dict[str, int]] = {}
         for cycle_start in {state.cycle_start for state in states}:
             spend[cycle_start] = await ledger_store.waba_spend(
@@ -73,7 +77,17 @@ async def balance(context: ServiceContext, company_id: int) -> BalanceView:
     for waba in wabas:
         state = package_states.get(waba.organization_package_id)
         amount = 0 if state is None else spend[state.cycle_start].get(waba.waba_id, 0)
-        spent.append(WabaSpend(waba.waba_id, waba.name, amount, package_id=waba.organization_package_id))
+        cap, capped = caps.get(waba.waba_id, (None, {}))
+        spent.append(
+            WabaSpend(
+                waba.waba_id,
+                waba.name,
+                amount,
+                package_id=waba.organization_package_id,
+                spend_cap=cap,
+                cap_spent=None if cap is None else (0 if state is None else capped.get(state.cycle_start, 0)),
+            )
+        )
     # One package tells the whole view and orders it in the cache; a sum of several is ordered by the fence.
     version = packages[0].version if len(packages) == 1 else None
     return view_of(list(zip(packages, states, strict=True)), spent, at=at, version=version)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain import deduction, operations
+from wabapool.domain.caps import CapState
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pricing import PriceBook, PriceEntry
 from wabapool.pii import PiiSealer
@@ -27,6 +28,7 @@ from wabapool.service.context import ServiceContext
 from wabapool.service.models import Allocation, BatchItemResult, DeductionRequest, DeductionResult
 from wabapool.service.pool_changes import cycle_entries, write
 from wabapool.service.waba_packages import WabaPackages
+from wabapool.storage import caps as cap_store
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
@@ -81,6 +83,10 @@ class Prepared(NamedTuple):
     @property
     def quantity(self) -> int:
         return self.request.quantity
+
+    @property
+    def category(self) -> str | None:
+        return self.request.category
 
 
 _Applied = deduction.Applied[Prepared]
@@ -211,12 +217,13 @@ async def apply_group(
     prices = await company_store.prices_for_companies(connection, [part.company_id for part in parts], codes)
     reserved = await reserve_deduction_ids(connection, sum(len(part.positions) for part in parts))
     charged = {package_id for part in parts for package_id in part.package_of.values() if package_id is not None}
-    locked = await pool_store.load_packages(connection, charged, for_update=True)
+    locked = await pool_store.load_packages(connection, [part.company_id for part in parts], charged, for_update=True)
     _check_packages(parts, locked, charged, packages)
     caught_up = {package_id: operations.catch_up(pool.state, at) for package_id, pool in locked.items()}
     states = {package_id: change.state for package_id, change in caught_up.items()}
     stored = await _stored(connection, items, parts) if unit.codes_taken else {}
-    decisions = [_decide_part(items, part, states, stored, prices, at, outcomes) for part in parts]
+    caps = await _caps_of(connection, parts, states)
+    decisions = [_decide_part(items, part, states, stored, prices, at, outcomes, caps) for part in parts]
     if not unit.codes_taken:
         await _check_refused_are_new(connection, parts, decisions)
     applied = [one for decision in decisions for one in decision.applied]
@@ -227,6 +234,8 @@ async def apply_group(
         for package_id in _written_packages(decision, locked, caught_up)
     ]
     written = await write(connection, changes, at=at) if changes else []
+    for part, decision in zip(parts, decisions, strict=True):
+        await _remember_cap_events(connection, part.company_id, decision)
     changed = frozenset(change.after.company_id for change in changes)
     return GroupApplied(_answered(outcomes), ids, changed, written)
 
@@ -281,14 +290,16 @@ def _decide_part(
     prices: Sequence[PriceEntry],
     at: datetime,
     outcomes: list[_Outcome | BatchItemResult | None],
+    caps: Mapping[tuple[int, str], CapState],
 ) -> deduction.Decision[Prepared]:
-    """One company's items decided against its own packages, exactly as a group of that company alone."""
+    """One company's items decided against its own packages (and its WABAs' caps), as a group of it alone."""
     company_id = part.company_id
     mine = [items[i] for i in part.positions]
     own = {package_id: states[package_id] for package_id in part.package_of.values() if package_id in states}
     stored_codes = {code: row for (company, code), row in stored.items() if company == company_id}
     book = PriceBook([p for p in prices if p.company_id in (None, company_id)], company_id=company_id, at=at)
-    decision = deduction.decide(mine, own, stored_codes, part.package_of, book)
+    own_caps = {waba: cap for (company, waba), cap in caps.items() if company == company_id}
+    decision = deduction.decide(mine, own, stored_codes, part.package_of, book, caps=own_caps)
     for index, outcome in zip(part.positions, decision.outcomes, strict=True):
         outcomes[index] = outcome
     return decision
@@ -317,8 +328,37 @@ def _written_packages(
     return [
         package_id
         for package_id, state in decision.states.items()
-        if package_id in charging or caught_up[package_id].moves or state != locked[package_id].state
+        if package_id in charging
+        or caught_up[package_id].moves
+        or state != locked[package_id].state
+        or decision.events.get(package_id)  # a cap's first refusal raises an event and charges nothing
     ]
+
+
+async def _caps_of(
+    connection: AsyncConnection, parts: Sequence[_Part], states: Mapping[int, operations.PoolState]
+) -> dict[tuple[int, str], CapState]:
+    """The spending caps of the group's WABAs, in one read under the packages' locks, in their packages' cycles."""
+    cycle_of = {
+        (part.company_id, waba_id): states[package_id].cycle_start
+        for part in parts
+        for waba_id, package_id in part.package_of.items()
+        if package_id is not None and package_id in states
+    }
+    return await cap_store.caps_in_cycles(connection, cycle_of)
+
+
+async def _remember_cap_events(
+    connection: AsyncConnection, company_id: int, decided: deduction.Decision[Prepared]
+) -> None:
+    """The caps whose warning or reach the group raised keep it for the cycle (at most twice a cycle each)."""
+    flags = []
+    for package_id, run in decided.caps.items():
+        cycle_start = decided.states[package_id].cycle_start
+        for state in run.raised():
+            warned = cycle_start if state.warned else None
+            flags.append(cap_store.CapFlags(state.waba_id, warned, cycle_start if state.reached else None))
+    await cap_store.save_flags(connection, company_id, flags)
 
 
 def _answered(outcomes: Sequence[_Outcome | BatchItemResult | None]) -> list[_Outcome | BatchItemResult]:
@@ -379,9 +419,11 @@ def _changes(
     day = local_day(at, state.timezone)  # the group's one day in the company's timezone (the usage roll-up)
     entries = cycle_entries(pool, caught_up, at=at)
     spend: dict[str, int] = defaultdict(int)
+    capped: dict[str, int] = defaultdict(int)
     for one in applied:
         request = one.item.request
         spend[request.waba_id] += one.amount
+        capped[request.waba_id] += one.capped_minor
         context = ledger_store.EntryContext(
             reference=request.unique_code,
             cycle_start=cycle_start,
@@ -397,7 +439,7 @@ def _changes(
         entries=entries,
         deductions=[_request_row(a, pool, cycle_start, at) for a in applied],
         deduction_ids=[ids[_key(a)] for a in applied],
-        spend=[SpendDelta(waba_id, cycle_start, amount) for waba_id, amount in spend.items()],
+        spend=[SpendDelta(waba_id, cycle_start, amount, capped[waba_id]) for waba_id, amount in spend.items()],
         usage=[UsageDelta(a.item.request.waba_id, day, a.amount, a.item.request.quantity) for a in applied],
         events=[*caught_up.events, *decided.events.get(pool.package_id, [])],
     )

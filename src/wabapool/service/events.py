@@ -8,7 +8,7 @@ from typing import Any
 
 from wabapool.storage import outbox as outbox_store
 from wabapool.storage.database import Database
-from wabapool.storage.outbox import DeliveryState
+from wabapool.storage.outbox import DeliveryState as DeliveryState
 
 
 @dataclass(frozen=True, slots=True)

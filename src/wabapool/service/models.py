@@ -15,6 +15,7 @@ from typing import Any, Literal, NamedTuple
 
 from wabapool.domain import limits
 from wabapool.domain.alerts import AutoRecharge, BalanceAlert, TopUpRequest
+from wabapool.domain.caps import SpendCap
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.forecast import DEFAULT_WARNING_DAYS as DEFAULT_FORECAST_WARNING_DAYS
 from wabapool.domain.pool import Portion
@@ -202,6 +203,16 @@ class ProvisionedWaba:
     waba_id: str
     name: str
     package: PackageTerms | None
+    spend_cap: SpendCap | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WabaCap:
+    """A WABA's spending cap after a change (None: none) and its capped spend this cycle (None without a cap)."""
+
+    waba_id: str
+    spend_cap: SpendCap | None
+    cap_spent: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +237,8 @@ class WabaSpend:
     # The WABA's own package (v2, or the flag off); None when it spends from the company's pool.
     balance: PackageFigures | None = None
     package_id: int | None = None  # the package it charges (what the view is built from; not shown)
+    spend_cap: SpendCap | None = None
+    cap_spent: int | None = None  # the capped spend this cycle; None without a cap
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,21 +1,18 @@
 """The PII key set against the stored data: the start-up check and `wabapool pii rotate`.
 
-`startup_refusal(settings, demo=...)` is what `serve` and `worker` call before
-they take any request or job: outside demo mode it refuses a missing or
-malformed `WABAPOOL_PII_KEYS`, and in every mode it refuses a key set that
-lacks a key stored data needs (named by key id), so no request meets a
-sealed value it cannot open. Then it records the keys this process will
-write with. `rotate` re-seals every value under the newest key and re-keys
+`check_stored_keys` is what `serve` and `worker` run (through
+`wabapool.bootstrap.startup_refusal`) before they take any request or job: it
+refuses a key set that lacks a key stored data needs (named by key id), so no
+request meets a sealed value it cannot open. Then it records the keys this
+process will write with. `rotate` re-seals every value under the newest key and re-keys
 the phone and payload hashes, page by page, resumable.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -23,8 +20,8 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wabapool.config import Settings
-from wabapool.pii import DEVELOPMENT_KEY_ID, DEVELOPMENT_KEYS, PiiKeyError, PiiSealer
+from wabapool.pii import PiiKeyError, PiiSealer
+from wabapool.service.context import Clock, utc_now
 from wabapool.service.models import DeductionRequest
 from wabapool.storage.database import Database
 from wabapool.storage.tables import deduction_requests, pii_keys_in_use, pii_rotations
@@ -36,29 +33,6 @@ SEAL = "seal"
 HASH = "hash"
 # Rows re-sealed per transaction: short transactions, a checkpoint after each.
 ROTATE_PAGE_ROWS = 500
-
-Clock = Callable[[], datetime]
-
-
-def require_keys(settings: Settings, *, demo: bool = False) -> PiiSealer:
-    """The sealer of the configured key set; outside demo mode a missing `WABAPOOL_PII_KEYS`, or one that would
-    seal with the public development key, is refused."""
-    if not settings.pii_keys:
-        if not demo:
-            raise PiiKeyError(
-                "WABAPOOL_PII_KEYS is not set: personal data is never sealed with the built-in key outside --demo "
-                "(set kid:base64-of-32-bytes, e.g. k1:$(openssl rand -base64 32))"
-            )
-        return PiiSealer(DEVELOPMENT_KEYS)
-    sealer = PiiSealer(settings.pii_keys)
-    if not demo and sealer.active_key_id == DEVELOPMENT_KEY_ID:
-        # The built-in key is public (it is in the source): set explicitly it would seal real people's data
-        # under a key anyone can read. Listed beside a key of one's own it only reads (its rows until rotated).
-        raise PiiKeyError(
-            "WABAPOOL_PII_KEYS holds only the public development key 'dev': set a key of your own "
-            "(k1:$(openssl rand -base64 32)), or run with --demo"
-        )
-    return sealer
 
 
 async def keys_in_use(connection: AsyncConnection) -> dict[str, set[str]]:
@@ -112,38 +86,6 @@ async def check_stored_keys(database: Database, sealer: PiiSealer, *, at: dateti
             )
         # A hash key recorded by nobody yet is ours from now on; a seal key is added beside the others.
         await record_keys(connection, sealer, at=at)
-
-
-def startup_refusal(settings: Settings, *, demo: bool = False) -> str | None:
-    """For `serve` and `worker`: None when they may start, else the message to print (exit code 2)."""
-    try:
-        sealer = require_keys(settings, demo=demo)
-    except PiiKeyError as exc:
-        return str(exc)
-    database = Database(settings.database_url)
-
-    async def check() -> None:
-        try:
-            await check_stored_keys(database, sealer, at=datetime.now(UTC))
-        finally:
-            await database.dispose()
-
-    try:
-        _run(check)
-    except PiiKeyError as exc:
-        return str(exc)
-    return None
-
-
-def _run(step: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """asyncio.run, in a thread of its own when the caller already runs an event loop (tests, notebooks)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(step())
-        return
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, step()).result()
 
 
 # --- rotation ------------------------------------------------------------------------------------------
@@ -239,7 +181,7 @@ async def rotate(
     database: Database,
     sealer: PiiSealer,
     *,
-    clock: Clock = lambda: datetime.now(UTC),
+    clock: Clock = utc_now,
     page_rows: int = ROTATE_PAGE_ROWS,
     on_start: Callable[[int], None] = lambda total: None,
     on_page: Callable[[int], None] = lambda rows: None,

@@ -67,7 +67,7 @@ async def lock_waba_package(
             if not await company_store.waba_exists(connection, company_id, waba_id):
                 raise BillingError(Rejection.UNKNOWN_WABA, "no such WABA in this company", {"waba_id": waba_id})
             raise BillingError(Rejection.NOT_SHARED_POOL, "this WABA has no package", {"waba_id": waba_id})
-        pool = (await pool_store.load_packages(connection, [package_id], for_update=True)).get(package_id)
+        pool = (await pool_store.load_packages(connection, company_id, [package_id], for_update=True)).get(package_id)
         if pool is not None and not pool.closed:
             return pool, operations.catch_up(pool.state, at)
     raise StorageUnavailable(f"the WABA's package kept moving for {MOVED_PACKAGE_LOOKUPS} look-ups")

@@ -17,12 +17,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain import limits, operations
+from wabapool.domain.caps import SpendCap
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.events import DomainEvent
 from wabapool.domain.money import is_money_code
 from wabapool.domain.pool import Move
 from wabapool.domain.zones import UnknownZone, canonical_zone
-from wabapool.service import alert_settings
+from wabapool.service import alert_settings, caps
 from wabapool.service.context import ServiceContext
 from wabapool.service.flags import joins_pool
 from wabapool.service.models import (
@@ -31,6 +32,7 @@ from wabapool.service.models import (
     DEFAULT_TIMEZONE,
     KEEP,
     CompanyTerms,
+    Keep,
     PackageTerms,
     ProvisionedCompany,
     ProvisionedWaba,
@@ -243,7 +245,14 @@ async def _provision_package(
 
 
 async def provision_waba(
-    context: ServiceContext, company_id: int, waba_id: str, *, name: str, package: PackageTerms | None = None
+    context: ServiceContext,
+    company_id: int,
+    waba_id: str,
+    *,
+    name: str,
+    package: PackageTerms | None = None,
+    spend_cap: SpendCap | None | Keep = KEEP,
+    changed_by: str = "service:provisioning",
 ) -> ProvisionedWaba:
     """Idempotent upsert of a WABA; one company owns a WABA id.
 
@@ -262,16 +271,18 @@ async def provision_waba(
         company = await company_store.get_company(connection, company_id)
         if company is None:
             raise BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
-        owner = await company_store.waba_owner(connection, waba_id)
-        if owner is not None and owner != company_id:
+        owner, claimed_now = await company_store.claim_waba(connection, company_id, waba_id, at=at)
+        if owner != company_id:
             # Meta's WABA id is global: say it is taken, not by whom.
             raise BillingError(
                 Rejection.WABA_OWNED_ELSEWHERE, "this WABA belongs to another company", {"waba_id": waba_id}
             )
-        package_id = await company_store.waba_package_id(connection, company_id, waba_id) if owner else None
+        package_id = None if claimed_now else await company_store.waba_package_id(connection, company_id, waba_id)
         current = None
         if package_id is not None:
-            current = (await pool_store.load_packages(connection, [package_id], for_update=True)).get(package_id)
+            current = (await pool_store.load_packages(connection, company_id, [package_id], for_update=True)).get(
+                package_id
+            )
         state = None
         in_pool = (
             current.waba_id is None
@@ -303,8 +314,14 @@ async def provision_waba(
         await company_store.upsert_waba(
             connection, company_id=company_id, waba_id=waba_id, name=name, package_id=package_id, at=at
         )
+        if isinstance(spend_cap, Keep):
+            cap = await caps.current_cap(connection, company_id, waba_id)
+        else:
+            cap = (
+                await caps.apply_spend_cap(connection, company_id, waba_id, spend_cap, changed_by=changed_by, at=at)
+            ).spend_cap
     await context.changed(company_id)
-    return ProvisionedWaba(company_id, waba_id, name, None if state is None else _terms_of(state))
+    return ProvisionedWaba(company_id, waba_id, name, None if state is None else _terms_of(state), cap)
 
 
 async def set_price(

@@ -23,13 +23,15 @@ SWEEP_MAX_REQUESTS = 1_000
 async def expire_top_up_requests(context: ServiceContext, *, at: datetime) -> int:
     """Close every request open for 24 h or more with `top_up_request_expired`; returns how many."""
     async with context.database.read() as connection:
-        package_ids = await pool_store.expired_top_up_requests(
+        due = await pool_store.expired_top_up_requests(
             connection, requested_by=at - TOP_UP_REQUEST_OPEN_FOR, limit=SWEEP_MAX_REQUESTS
         )
     expired = 0
-    for package_id in package_ids:
+    for company_id, package_id in due:
         async with context.database.transaction() as connection:
-            pool = (await pool_store.load_packages(connection, [package_id], for_update=True)).get(package_id)
+            pool = (await pool_store.load_packages(connection, company_id, [package_id], for_update=True)).get(
+                package_id
+            )
             if pool is None or pool.closed:
                 continue
             caught_up = operations.catch_up(pool.state, at)

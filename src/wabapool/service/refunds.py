@@ -13,11 +13,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain import limits, operations
+from wabapool.domain.caps import capped_part
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pool import Portion, QuotaType
 from wabapool.service.context import ServiceContext
 from wabapool.service.models import Allocation, RefundRequest, RefundResult, allocation_json, check_code
 from wabapool.service.pool_changes import check_company_sum, lock_waba_package, pool_changes, write
+from wabapool.storage import caps as cap_store
 from wabapool.storage import companies as company_store
 from wabapool.storage import requests as request_store
 from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta
@@ -119,7 +121,8 @@ async def refund(context: ServiceContext, request: RefundRequest, *, service_nam
                 "created_at": at,
             },
         )
-        changes = _refund_changes(pool, caught_up, change, deduction, request.refund_code, at)
+        capped = await _capped_part(connection, deduction, caught_up.state.cycle_start)
+        changes = _refund_changes(pool, caught_up, change, deduction, request.refund_code, at, capped)
         written = await write(connection, [changes], at=at)
     await context.changed(company_id, written)
     return RefundResult(
@@ -133,6 +136,14 @@ async def refund(context: ServiceContext, request: RefundRequest, *, service_nam
     )
 
 
+async def _capped_part(connection: AsyncConnection, deduction: Any, cycle_start: datetime) -> int:
+    """What the WABA's spending cap counted of the deduction: by the cap in force (setting one recounts the cycle)."""
+    if deduction.cycle_start != cycle_start:
+        return 0
+    cap = await cap_store.get_cap(connection, deduction.company_id, deduction.waba_id)
+    return capped_part(cap, deduction.category, deduction.amount_minor)
+
+
 def _refund_changes(
     pool: LockedPool,
     caught_up: operations.Change,
@@ -140,6 +151,7 @@ def _refund_changes(
     deduction: Any,
     refund_code: str,
     at: datetime,
+    capped_minor: int,
 ) -> PoolChanges:
     """The refund's writes: its entries, the spend of the deduction's cycle if still open, the day's usage."""
     return pool_changes(
@@ -150,8 +162,8 @@ def _refund_changes(
         at=at,
         waba_id=deduction.waba_id,
         deduction_request_id=deduction.id,
-        # Spend of a closed cycle stays as its statement has it; this cycle's falls with the refund.
-        spend=[SpendDelta(deduction.waba_id, deduction.cycle_start, -deduction.amount_minor)]
+        # Spend of a closed cycle stays as its statement has it; this cycle's (and its capped part) falls.
+        spend=[SpendDelta(deduction.waba_id, deduction.cycle_start, -deduction.amount_minor, -capped_minor)]
         if deduction.cycle_start == caught_up.state.cycle_start
         else [],
         # The day's usage falls on the refund's own day, as the ledger has it.

@@ -65,3 +65,12 @@ async def delete_webhook(database: Database, company_id: int) -> None:
         await company_store.update_company(
             connection, company_id, webhook_url=None, webhook_secret=None, webhook_disabled_at=None
         )
+
+
+async def webhook_secret(database: Database, sealer: PiiSealer, company_id: int) -> str | None:
+    """The company's signing secret, opened; None when it has no webhook (or no such company)."""
+    async with database.read() as connection:
+        company = await company_store.get_company(connection, company_id)
+    if company is None or company.webhook_secret is None:
+        return None
+    return open_secret(sealer, company.webhook_secret)

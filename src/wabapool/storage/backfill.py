@@ -24,7 +24,10 @@ def migration_reference(package_id: int) -> str:
 
 
 async def companies_to_move(connection: AsyncConnection) -> list[int]:
-    """Companies with a WABA on a package of its own (v2, or v3 with the flag off), in id order."""
+    """Companies with a WABA on a package of its own (v2, or v3 with the flag off), in id order.
+
+    An operator's scan of every company (`wabapool backfill --all`; the router test allows it by name).
+    """
     p = organization_packages
     rows = await connection.execute(
         select(p.c.company_id)
@@ -45,13 +48,20 @@ async def open_package_ids(connection: AsyncConnection, company_id: int) -> list
 
 
 async def set_closed(
-    connection: AsyncConnection, package_ids: Collection[int], *, closed_at: datetime | None, at: datetime
+    connection: AsyncConnection,
+    company_id: int,
+    package_ids: Collection[int],
+    *,
+    closed_at: datetime | None,
+    at: datetime,
 ) -> None:
-    """Close these packages at `closed_at` (never charged again), or reopen them with None."""
+    """Close these packages of the company at `closed_at` (never charged again), or reopen them with None."""
     if package_ids:
         await connection.execute(
             update(organization_packages)
-            .where(organization_packages.c.id.in_(sorted(package_ids)))
+            .where(
+                (organization_packages.c.company_id == company_id) & organization_packages.c.id.in_(sorted(package_ids))
+            )
             .values(closed_at=closed_at, updated_at=at)
         )
 
@@ -76,11 +86,10 @@ async def last_moved(connection: AsyncConnection, company_id: int) -> tuple[date
     return closed_at, [row.id for row in rows]
 
 
-async def package_created_at(connection: AsyncConnection, package_id: int) -> datetime:
+async def package_created_at(connection: AsyncConnection, company_id: int, package_id: int) -> datetime:
+    p = organization_packages
     return (  # type: ignore[no-any-return]
-        await connection.execute(
-            select(organization_packages.c.created_at).where(organization_packages.c.id == package_id)
-        )
+        await connection.execute(select(p.c.created_at).where((p.c.company_id == company_id) & (p.c.id == package_id)))
     ).scalar_one()
 
 
@@ -119,7 +128,12 @@ async def changed_since(connection: AsyncConnection, company_id: int, pool_id: i
     bound = e.c.created_at >= at if last_id is None else e.c.id > last_id
     query = (
         select(e.c.id)
-        .where((e.c.organization_package_id == pool_id) & (e.c.kind != MoveKind.MIGRATION.value) & bound)
+        .where(
+            (e.c.company_id == company_id)
+            & (e.c.organization_package_id == pool_id)
+            & (e.c.kind != MoveKind.MIGRATION.value)
+            & bound
+        )
         .limit(1)
     )
     return (await connection.execute(query)).first() is not None

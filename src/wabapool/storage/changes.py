@@ -62,11 +62,12 @@ LEDGER_COLUMNS = LedgerRow._fields
 
 
 class SpendDelta(NamedTuple):
-    """A change of one WABA's spend in one cycle (negative for a refund)."""
+    """A change of one WABA's spend in one cycle (negative for a refund), and of the part its cap covers."""
 
     waba_id: str
     cycle_start: datetime
     amount_minor: int
+    capped_minor: int = 0
 
 
 class UsageDelta(NamedTuple):
@@ -179,6 +180,7 @@ _SET_BUCKET_PG = pg.compile_statement(SET_BUCKET)
 async def _update_buckets(connection: AsyncConnection, changes: Sequence[PoolChanges], *, use_driver: bool) -> None:
     values = [
         {
+            "bucket_company_id": change.after.company_id,
             "component_id": change.pool.component_id,
             "bucket": quota_type,
             "balance": balance,
@@ -201,7 +203,10 @@ async def _update_buckets(connection: AsyncConnection, changes: Sequence[PoolCha
 def _spend_upsert(statement: Any) -> Any:
     return statement.on_conflict_do_update(
         index_elements=["company_id", "waba_id", "cycle_start"],
-        set_={"spent_minor": waba_cycle_spend.c.spent_minor + statement.excluded.spent_minor},
+        set_={
+            "spent_minor": waba_cycle_spend.c.spent_minor + statement.excluded.spent_minor,
+            "capped_spent_minor": waba_cycle_spend.c.capped_spent_minor + statement.excluded.capped_spent_minor,
+        },
     )
 
 
@@ -215,12 +220,13 @@ _BUMP_WITH_SPEND_PG = pg.compile_statement(
     bump_with_spend_pg(
         _spend_upsert(
             postgresql.insert(waba_cycle_spend).from_select(
-                ["company_id", "waba_id", "cycle_start", "spent_minor"],
+                ["company_id", "waba_id", "cycle_start", "spent_minor", "capped_spent_minor"],
                 select(
                     func.unnest(bindparam("company_ids", type_=ARRAY(BigInteger))),
                     func.unnest(bindparam("waba_ids", type_=ARRAY(String))),
                     func.unnest(bindparam("cycle_starts", type_=ARRAY(waba_cycle_spend.c.cycle_start.type))),
                     func.unnest(bindparam("amounts", type_=ARRAY(BigInteger))),
+                    func.unnest(bindparam("capped_amounts", type_=ARRAY(BigInteger))),
                 ),
             )
         ),
@@ -237,7 +243,8 @@ def _spend_and_usage_arguments(changes: Sequence[PoolChanges]) -> dict[str, list
         "company_ids": [key[0] for key, _ in spend],
         "waba_ids": [key[1] for key, _ in spend],
         "cycle_starts": [key[2] for key, _ in spend],
-        "amounts": [amount for _, amount in spend],
+        "amounts": [amount for _, (amount, _capped) in spend],
+        "capped_amounts": [capped for _, (_amount, capped) in spend],
         "usage_company_ids": [key[0] for key, _ in rolled_up],
         "usage_waba_ids": [key[1] for key, _ in rolled_up],
         "usage_days": [key[2] for key, _ in rolled_up],
@@ -267,13 +274,16 @@ async def _add_usage(connection: AsyncConnection, changes: Sequence[PoolChanges]
         await usage.add_daily_usage(connection, company_id=company_id, day=day, rows=rows)
 
 
-def _summed_spend(changes: Sequence[PoolChanges]) -> list[tuple[tuple[int, str, datetime], int]]:
-    """Spend per (company, WABA, cycle), summed first: an upsert may not touch one row twice."""
+def _summed_spend(changes: Sequence[PoolChanges]) -> list[tuple[tuple[int, str, datetime], tuple[int, int]]]:
+    """(Spend, capped spend) per (company, WABA, cycle), summed first: an upsert may not touch one row twice."""
     summed: dict[tuple[int, str, datetime], int] = defaultdict(int)
+    capped: dict[tuple[int, str, datetime], int] = defaultdict(int)
     for change in changes:
         for delta in change.spend:
-            summed[(change.after.company_id, delta.waba_id, delta.cycle_start)] += delta.amount_minor
-    return [(key, amount) for key, amount in summed.items() if amount]
+            key = (change.after.company_id, delta.waba_id, delta.cycle_start)
+            summed[key] += delta.amount_minor
+            capped[key] += delta.capped_minor
+    return [(key, (amount, capped[key])) for key, amount in summed.items() if amount or capped[key]]
 
 
 async def _add_spend(connection: AsyncConnection, changes: Sequence[PoolChanges]) -> None:
@@ -281,7 +291,13 @@ async def _add_spend(connection: AsyncConnection, changes: Sequence[PoolChanges]
     if not rows:
         return
     values = [
-        {"company_id": company_id, "waba_id": waba_id, "cycle_start": cycle_start, "spent_minor": amount}
-        for (company_id, waba_id, cycle_start), amount in rows
+        {
+            "company_id": company_id,
+            "waba_id": waba_id,
+            "cycle_start": cycle_start,
+            "spent_minor": amount,
+            "capped_spent_minor": capped,
+        }
+        for (company_id, waba_id, cycle_start), (amount, capped) in rows
     ]
     await connection.execute(_spend_upsert(insert_for(connection, waba_cycle_spend).values(values)))

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain.pricing import PriceEntry
 from wabapool.storage import pg
-from wabapool.storage.tables import companies, price_list, whatsapp_packages
+from wabapool.storage.tables import companies, price_list, waba_owners, whatsapp_packages
 from wabapool.storage.upsert import insert_for
 
 
@@ -45,11 +45,24 @@ async def upsert_waba(
     )
 
 
-async def waba_owner(connection: AsyncConnection, waba_id: str) -> int | None:
-    """The company a WABA id belongs to, if any."""
-    return (
-        await connection.execute(select(whatsapp_packages.c.company_id).where(whatsapp_packages.c.waba_id == waba_id))
-    ).scalar_one_or_none()
+async def claim_waba(connection: AsyncConnection, company_id: int, waba_id: str, *, at: datetime) -> tuple[int, bool]:
+    """Claim a WABA id for the company in the caller's transaction: (its owner, whether this call claimed it).
+
+    Meta's WABA id is global, so its owner is kept in `waba_owners`, keyed by the id alone (on Citus a
+    table distributed by `waba_id`). A concurrent claim of the same id waits on the key and then finds
+    it taken; a rolled-back provisioning takes its claim back with it.
+    """
+    claimed = await connection.execute(
+        insert_for(connection, waba_owners)
+        .values(waba_id=waba_id, company_id=company_id, claimed_at=at)
+        .on_conflict_do_nothing(index_elements=["waba_id"])
+    )
+    if claimed.rowcount:
+        return company_id, True
+    owner = (
+        await connection.execute(select(waba_owners.c.company_id).where(waba_owners.c.waba_id == waba_id))
+    ).scalar_one()
+    return int(owner), False
 
 
 async def waba_packages(

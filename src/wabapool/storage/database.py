@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
@@ -36,14 +37,57 @@ POSTGRES_LOCK_TIMEOUT_MS = 2_000
 POSTGRES_STATEMENT_TIMEOUT_MS = 10_000
 
 
+# `?pooling=transaction` on a PostgreSQL URL: the service talks to PgBouncer in transaction pooling mode
+# (docs/scale-out.md). Each transaction may then run on a different server connection, so nothing may
+# outlive one: no named prepared statement reused across transactions, no session setting sent at connect.
+POOLING_PARAMETER = "pooling"
+SESSION_POOLING = "session"
+TRANSACTION_POOLING = "transaction"
+
+
+def pooling_of(url: str) -> str:
+    """How the server connections behind `url` are shared: "session" (the default, direct) or "transaction"."""
+    value = make_url(url).query.get(POOLING_PARAMETER, SESSION_POOLING)
+    mode = value if isinstance(value, str) else value[-1]
+    if mode not in (SESSION_POOLING, TRANSACTION_POOLING):
+        raise ValueError(f"{POOLING_PARAMETER}={mode!r}: expected {SESSION_POOLING!r} or {TRANSACTION_POOLING!r}")
+    return mode
+
+
 def async_url(url: str) -> str:
     """`sqlite:///f.db` / `postgresql://…` (the configuration's form) → the async driver's URL."""
     parsed = make_url(url)
     if parsed.drivername in ("sqlite", "sqlite+aiosqlite"):
         return str(parsed.set(drivername="sqlite+aiosqlite"))
     if parsed.drivername in ("postgresql", "postgres", "postgresql+asyncpg"):
+        parsed = parsed.difference_update_query([POOLING_PARAMETER])
         return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+
+
+def postgres_connect_args(url: str, *, lock_timeout_ms: int, statement_timeout_ms: int) -> dict[str, Any]:
+    """asyncpg's connection arguments for `url`'s pooling.
+
+    Direct (or session pooling): the timeouts are the connection's settings, sent at connect.
+    Transaction pooling (PgBouncer 1.18 here; before 1.21 it cannot keep prepared statements apart):
+    asyncpg's statement cache off (its statements go unnamed, parsed each time), SQLAlchemy's cache of
+    prepared statements off and each one named uniquely (prepared and run inside one transaction, so on
+    one server connection), and no settings at connect (PgBouncer refuses unknown startup parameters, and a
+    `SET` would stay on a server connection other clients get): the timeouts are then the server's, set
+    per role or database (`ALTER ROLE … SET lock_timeout`), or by PgBouncer's `connect_query`.
+    """
+    if pooling_of(url) == TRANSACTION_POOLING:
+        return {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": lambda: f"__wabapool_{uuid.uuid4().hex}__",
+        }
+    return {
+        "server_settings": {
+            "lock_timeout": str(lock_timeout_ms),
+            "statement_timeout": str(statement_timeout_ms),
+        }
+    }
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -95,18 +139,16 @@ class Database:
         each commit, inside its failure handling (None in production)."""
         self.url = async_url(url)
         is_sqlite = self.url.startswith("sqlite")
+        self.pooling = SESSION_POOLING if is_sqlite else pooling_of(url)
         options: dict[str, Any] = {"echo": echo}
         if not is_sqlite:
             # No ping before each checkout: it cost a round trip per transaction (~250 µs CPU of a
             # deduction group's ~330 µs bare transaction). A connection the server dropped fails
             # one attempt instead; SQLAlchemy then replaces every older connection of the pool.
             options |= {
-                "connect_args": {
-                    "server_settings": {
-                        "lock_timeout": str(lock_timeout_ms),
-                        "statement_timeout": str(statement_timeout_ms),
-                    }
-                },
+                "connect_args": postgres_connect_args(
+                    url, lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms
+                ),
             }
             self.engine = create_async_engine(
                 self.url, pool_size=POSTGRES_POOL_SIZE, max_overflow=POSTGRES_MAX_OVERFLOW, **options

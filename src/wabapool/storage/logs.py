@@ -72,6 +72,11 @@ def _narrowed(query: LogQuery, time_column: Any) -> list[Any]:
     return conditions
 
 
+def _refund_of(d: Any) -> Any:
+    """A deduction's refund: the join names the company too (one shard's rows on Citus)."""
+    return and_(refunds.c.company_id == d.c.company_id, refunds.c.deduction_request_id == d.c.id)
+
+
 def _waba_join(source: Any) -> Any:
     w = whatsapp_packages
     d = deduction_requests
@@ -104,7 +109,7 @@ async def deduction_page(
             d.c.value_after_minor.label("balance_after_minor"),
             (refunds.c.id.is_not(None)).label("refunded"),
         )
-        .select_from(_waba_join(d).outerjoin(refunds, refunds.c.deduction_request_id == d.c.id))
+        .select_from(_waba_join(d).outerjoin(refunds, _refund_of(d)))
         .where(and_(*conditions))
         .order_by(d.c.created_at.desc(), d.c.id.desc())
         .limit(limit)
@@ -134,7 +139,7 @@ async def refund_page(
             r.c.value_after_minor.label("balance_after_minor"),
             literal(True).label("refunded"),
         )
-        .select_from(_waba_join(r.join(d, d.c.id == r.c.deduction_request_id)))
+        .select_from(_waba_join(r.join(d, _refund_of(d))))
         .where(and_(*conditions))
         .order_by(r.c.created_at.desc(), r.c.id.desc())
         .limit(limit)
@@ -198,7 +203,7 @@ def _export_deductions(company_id: int, query: LogQuery, after: Position | None,
             d.c.value_after_minor.label("balance_after_minor"),
             (refunds.c.id.is_not(None)).label("refunded"),
         )
-        .select_from(d.outerjoin(refunds, refunds.c.deduction_request_id == d.c.id))
+        .select_from(d.outerjoin(refunds, _refund_of(d)))
         .where(and_(*conditions))
         .order_by(d.c.created_at.desc(), d.c.id.desc())
         .limit(limit)
@@ -221,7 +226,7 @@ def _export_refunds(company_id: int, query: LogQuery, after: Position | None, li
             r.c.value_after_minor.label("balance_after_minor"),
             literal(True).label("refunded"),
         )
-        .select_from(r.join(d, d.c.id == r.c.deduction_request_id))
+        .select_from(r.join(d, _refund_of(d)))
         .where(and_(*conditions))
         .order_by(r.c.created_at.desc(), r.c.id.desc())
         .limit(limit)

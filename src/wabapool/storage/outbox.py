@@ -138,7 +138,7 @@ async def record_delivered(connection: AsyncConnection, event: ClaimedEvent, *, 
     o = outbox_events
     result = await connection.execute(
         update(o)
-        .where((o.c.id == event.id) & _pending(o))
+        .where((o.c.company_id == event.company_id) & (o.c.id == event.id) & _pending(o))
         .values(_released(delivered_at=at, last_status=status, last_error=None))
     )
     return bool(result.rowcount)
@@ -146,7 +146,8 @@ async def record_delivered(connection: AsyncConnection, event: ClaimedEvent, *, 
 
 def _still_ours(event: ClaimedEvent) -> ColumnElement[bool]:
     o = outbox_events
-    return (o.c.id == event.id) & (o.c.claim_token == event.claim_token) & _pending(o)
+    mine = (o.c.company_id == event.company_id) & (o.c.id == event.id)
+    return mine & (o.c.claim_token == event.claim_token) & _pending(o)
 
 
 async def record_retry(

@@ -80,10 +80,15 @@ _PACKAGE_ROWS = (
     organization_packages.join(companies, companies.c.company_id == organization_packages.c.company_id)
     .join(
         billing_components,
-        (billing_components.c.organization_package_id == organization_packages.c.id)
+        (billing_components.c.company_id == organization_packages.c.company_id)
+        & (billing_components.c.organization_package_id == organization_packages.c.id)
         & (billing_components.c.component_code == COMPONENT_CODE),
     )
-    .join(quota_buckets, quota_buckets.c.billing_component_id == billing_components.c.id)
+    .join(
+        quota_buckets,
+        (quota_buckets.c.company_id == billing_components.c.company_id)
+        & (quota_buckets.c.billing_component_id == billing_components.c.id),
+    )
 )
 _LOCKED_TABLES = [organization_packages, billing_components, quota_buckets]
 
@@ -113,9 +118,10 @@ def _packages_query(where: Any):  # type: ignore[no-untyped-def]
 
 _LOCK_POOL_PG = pg.compile_statement(_pool_query(bindparam("company_id")).with_for_update(of=_LOCKED_TABLES))
 _LOCK_PACKAGES_PG = pg.compile_statement(
-    _packages_query(organization_packages.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))).with_for_update(
-        of=_LOCKED_TABLES
-    )
+    _packages_query(
+        (organization_packages.c.company_id == any_(bindparam("company_ids", type_=ARRAY(BigInteger))))
+        & (organization_packages.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+    ).with_for_update(of=_LOCKED_TABLES)
 )
 
 
@@ -136,16 +142,21 @@ async def load_pool(connection: AsyncConnection, company_id: int, *, for_update:
 
 
 async def load_packages(
-    connection: AsyncConnection, package_ids: Collection[int], *, for_update: bool
+    connection: AsyncConnection, company_ids: int | Collection[int], package_ids: Collection[int], *, for_update: bool
 ) -> dict[int, LockedPool]:
-    """These packages by id, open or closed (the caller checks); locked in (company, id) order with `for_update`."""
+    """These packages of these companies by id, open or closed (the caller checks); locked in (company, id)
+    order with `for_update`. A package of another company is not found. Several companies: a group commit
+    across companies (the router test allows that sender by name)."""
     if not package_ids:
         return {}
+    companies = sorted({company_ids} if isinstance(company_ids, int) else set(company_ids))
     rows: Sequence[Mapping[str, Any]]
     if for_update and pg.is_postgresql(connection):
-        rows = await pg.fetch(connection, _LOCK_PACKAGES_PG, ids=sorted(package_ids))
+        rows = await pg.fetch(connection, _LOCK_PACKAGES_PG, company_ids=companies, ids=sorted(package_ids))
     else:
-        query = _packages_query(organization_packages.c.id.in_(sorted(package_ids)))
+        query = _packages_query(
+            organization_packages.c.company_id.in_(companies) & organization_packages.c.id.in_(sorted(package_ids))
+        )
         if for_update:
             query = query.with_for_update(of=_LOCKED_TABLES)
         rows = (await connection.execute(query)).mappings().all()
@@ -254,7 +265,8 @@ def _bucket_values(buckets: Buckets) -> dict[QuotaType, tuple[int, int, int]]:
 SET_BUCKET = (
     update(quota_buckets)
     .where(
-        (quota_buckets.c.billing_component_id == bindparam("component_id"))
+        (quota_buckets.c.company_id == bindparam("bucket_company_id"))
+        & (quota_buckets.c.billing_component_id == bindparam("component_id"))
         & (quota_buckets.c.quota_type == bindparam("bucket"))
     )
     .values(balance_minor=bindparam("balance"), limit_minor=bindparam("limit"), used_minor=bindparam("used"))
@@ -297,7 +309,10 @@ async def save_pool_state(connection: AsyncConnection, pool: LockedPool, after: 
         request = after.top_up_request
         await connection.execute(
             update(organization_packages)
-            .where(organization_packages.c.id == pool.package_id)
+            .where(
+                (organization_packages.c.company_id == before.company_id)
+                & (organization_packages.c.id == pool.package_id)
+            )
             .values(
                 cycle_start=after.cycle_start,
                 cycle_end=after.cycle_end,
@@ -316,7 +331,9 @@ async def save_pool_state(connection: AsyncConnection, pool: LockedPool, after: 
     if before.threshold_percent != after.threshold_percent:
         await connection.execute(
             update(billing_components)
-            .where(billing_components.c.id == pool.component_id)
+            .where(
+                (billing_components.c.company_id == before.company_id) & (billing_components.c.id == pool.component_id)
+            )
             .values(threshold_running_out=after.threshold_percent)
         )
 
@@ -347,6 +364,7 @@ async def create_pool(
         await connection.execute(
             billing_components.insert()
             .values(
+                company_id=company_id,
                 organization_package_id=package_id,
                 component_code=COMPONENT_CODE,
                 threshold_running_out=threshold_percent,
@@ -358,6 +376,7 @@ async def create_pool(
         quota_buckets.insert(),
         [
             {
+                "company_id": company_id,
                 "billing_component_id": component_id,
                 "quota_type": qt.value,
                 "balance_minor": balance,
@@ -371,7 +390,10 @@ async def create_pool(
 
 
 async def due_package_ids(connection: AsyncConnection, *, at: datetime) -> list[tuple[int, int]]:
-    """(company id, package id) of every open package whose cycle has ended by `at`, pools and WABAs' own alike."""
+    """(company id, package id) of every open package whose cycle has ended by `at`, pools and WABAs' own alike.
+
+    The one scan of every company's packages (a cross-company statement the router test allows by name).
+    """
     p = organization_packages
     rows = await connection.execute(
         select(p.c.company_id, p.c.id)
@@ -381,13 +403,16 @@ async def due_package_ids(connection: AsyncConnection, *, at: datetime) -> list[
     return [(row.company_id, row.id) for row in rows]
 
 
-async def expired_top_up_requests(connection: AsyncConnection, *, requested_by: datetime, limit: int) -> list[int]:
-    """Ids of open packages whose auto-recharge request was raised at or before `requested_by` (oldest first)."""
+async def expired_top_up_requests(
+    connection: AsyncConnection, *, requested_by: datetime, limit: int
+) -> list[tuple[int, int]]:
+    """(company id, package id) of open packages whose auto-recharge request was raised at or before
+    `requested_by` (oldest first), across companies: each is then expired in its company's transaction."""
     p = organization_packages
     rows = await connection.execute(
-        select(p.c.id)
+        select(p.c.company_id, p.c.id)
         .where(p.c.top_up_reference.is_not(None) & (p.c.top_up_requested_at <= requested_by) & p.c.closed_at.is_(None))
         .order_by(p.c.top_up_requested_at)
         .limit(limit)
     )
-    return list(rows.scalars())
+    return [(int(row.company_id), int(row.id)) for row in rows]

@@ -62,7 +62,8 @@ async def cycle_activity(connection: AsyncConnection, pool: LockedPool) -> state
         (
             await connection.execute(
                 select(whatsapp_packages.c.waba_id).where(
-                    whatsapp_packages.c.organization_package_id == pool.package_id
+                    (whatsapp_packages.c.company_id == company_id)
+                    & (whatsapp_packages.c.organization_package_id == pool.package_id)
                 )
             )
         ).scalars()
@@ -104,7 +105,7 @@ async def insert_statements(
     for statement in statements:
         insert = insert_for(connection, cycle_statements).values(_row(statement, pool, at))
         await connection.execute(
-            insert.on_conflict_do_nothing(index_elements=["organization_package_id", "cycle_start"])
+            insert.on_conflict_do_nothing(index_elements=["company_id", "organization_package_id", "cycle_start"])
         )
 
 
@@ -123,7 +124,11 @@ async def list_statements(
     s = cycle_statements
     query = (
         select(s, organization_packages.c.waba_id)
-        .join(organization_packages, organization_packages.c.id == s.c.organization_package_id)
+        .join(
+            organization_packages,
+            (organization_packages.c.company_id == s.c.company_id)
+            & (organization_packages.c.id == s.c.organization_package_id),
+        )
         .where(s.c.company_id == company_id)
         .order_by(s.c.cycle_start.desc(), s.c.id.desc())
     )
@@ -138,7 +143,7 @@ async def list_statements(
 
 
 async def any_cycle_due(connection: AsyncConnection, *, at: datetime) -> bool:
-    """Whether some pool's cycle has ended by `at` (the worker then runs the reset)."""
+    """Whether some pool's cycle has ended by `at` (the worker then runs the reset): a scan of every company."""
     p = organization_packages
     due = select(p.c.id).where((p.c.cycle_end <= at) & p.c.closed_at.is_(None)).limit(1)
     return (await connection.execute(due)).first() is not None

@@ -1,4 +1,12 @@
-"""The schema: one definition for PostgreSQL and SQLite, keyed by company_id."""
+"""The schema: one definition for PostgreSQL and SQLite, keyed by company_id.
+
+Every key of a company's table includes `company_id` (migration 0008, Citus's
+rule for tables distributed by company; `storage/distribution.py` lists them):
+primary keys are `(company_id, id)` with `id` drawn from the table's sequence.
+On SQLite `id` stays the rowid primary key (the only column SQLite
+auto-increments) and the migrations add `rowid_key_<table> (company_id, id)`
+for the composite foreign keys to point at.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +16,13 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
-    ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     Numeric,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Table,
@@ -38,6 +47,16 @@ metadata = MetaData(
     }
 )
 
+
+def company_key() -> PrimaryKeyConstraint:
+    """(company_id, id): `id` is drawn from the table's sequence (SQLite: the rowid)."""
+    return PrimaryKeyConstraint("company_id", "id")
+
+
+def _id() -> Column[int]:
+    return Column("id", BigId, autoincrement=True, nullable=False)
+
+
 companies = Table(
     "companies",
     metadata,
@@ -56,7 +75,7 @@ companies = Table(
     # threshold_percent}), from its `package` (0006).
     Column("waba_package_terms", JSON),
     # The company's own alerts ([{kind, value}], at most 5), auto-recharge ({below, amount, max_per_cycle}) and
-    # forecast warning days (NULL: 3) (domain.alerts, domain.forecast; 0008).
+    # forecast warning days (NULL: 3) (domain.alerts, domain.forecast; 0010).
     Column("balance_alerts", JSON),
     Column("auto_recharge", JSON),
     Column("forecast_warning_days", SmallInteger),
@@ -67,8 +86,8 @@ companies = Table(
 organization_packages = Table(
     "organization_packages",
     metadata,
-    Column("id", BigId, primary_key=True),
-    Column("company_id", BigInteger, ForeignKey("companies.company_id"), nullable=False, index=True),
+    _id(),
+    Column("company_id", BigInteger, nullable=False),
     # The WABA a package of its own belongs to (v2, or a v3 WABA with `waba_save_organization_id` off);
     # NULL for the company's shared pool (0006).
     Column("waba_id", String(32)),
@@ -85,7 +104,7 @@ organization_packages = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # Set when the backfill moved the package into the pool (or its rollback closed the pool): kept, never charged.
     Column("closed_at", UTCDateTime),
-    # Where the package stands with the company's alerts and auto-recharge (0008): the keys of the alerts
+    # Where the package stands with the company's alerts and auto-recharge (0010): the keys of the alerts
     # fired in their current crossing, the open top-up request (reference, amount, time), requests this cycle.
     Column("alerts_fired", JSON),
     Column("top_up_reference", String(128)),
@@ -98,6 +117,8 @@ organization_packages = Table(
         postgresql_where=text(OPEN_TOP_UP_SQL),
         sqlite_where=text(OPEN_TOP_UP_SQL),
     ),
+    company_key(),
+    ForeignKeyConstraint(["company_id"], ["companies.company_id"], name="fk_organization_packages_company_id"),
     Index(
         "uq_organization_packages_open_pool",
         "company_id",
@@ -107,6 +128,7 @@ organization_packages = Table(
     ),
     Index(
         "uq_organization_packages_open_waba",
+        "company_id",
         "waba_id",
         unique=True,
         postgresql_where=text(OPEN_WABA_PACKAGE_SQL),
@@ -117,11 +139,20 @@ organization_packages = Table(
 billing_components = Table(
     "billing_components",
     metadata,
-    Column("id", BigId, primary_key=True),
-    Column("organization_package_id", BigInteger, ForeignKey("organization_packages.id"), nullable=False),
+    _id(),
+    Column("company_id", BigInteger, nullable=False),
+    Column("organization_package_id", BigInteger, nullable=False),
     Column("component_code", String(32), nullable=False),
     Column("threshold_running_out", Numeric(5, 2)),
-    UniqueConstraint("organization_package_id", "component_code", name="uq_billing_components_package_code"),
+    company_key(),
+    ForeignKeyConstraint(
+        ["company_id", "organization_package_id"],
+        ["organization_packages.company_id", "organization_packages.id"],
+        name="fk_billing_components_package",
+    ),
+    UniqueConstraint(
+        "company_id", "organization_package_id", "component_code", name="uq_billing_components_company_package_code"
+    ),
 )
 
 # One row per bucket. `balance_minor` is the bucket's stored value: remaining for
@@ -130,26 +161,48 @@ billing_components = Table(
 quota_buckets = Table(
     "quota_buckets",
     metadata,
-    Column("billing_component_id", BigInteger, ForeignKey("billing_components.id"), primary_key=True),
+    Column("company_id", BigInteger, primary_key=True),
+    Column("billing_component_id", BigInteger, primary_key=True),
     Column("quota_type", String(16), primary_key=True),
     Column("balance_minor", BigInteger, nullable=False),
     Column("limit_minor", BigInteger, nullable=False),
     Column("used_minor", BigInteger, nullable=False, server_default="0"),
+    ForeignKeyConstraint(
+        ["company_id", "billing_component_id"],
+        ["billing_components.company_id", "billing_components.id"],
+        name="fk_quota_buckets_component",
+    ),
 )
 
 whatsapp_packages = Table(
     "whatsapp_packages",
     metadata,
-    Column("id", BigId, primary_key=True),
-    Column("company_id", BigInteger, ForeignKey("companies.company_id"), nullable=False),
+    _id(),
+    Column("company_id", BigInteger, nullable=False),
     Column("waba_id", String(32), nullable=False),
     Column("name", String(200), nullable=False),
     # The RFC's index change: many WABAs per package, so indexed, not unique.
-    Column("organization_package_id", BigInteger, ForeignKey("organization_packages.id"), index=True),
+    Column("organization_package_id", BigInteger),
     Column("created_at", UTCDateTime, nullable=False),
+    company_key(),
+    ForeignKeyConstraint(["company_id"], ["companies.company_id"], name="fk_whatsapp_packages_company_id"),
+    ForeignKeyConstraint(
+        ["company_id", "organization_package_id"],
+        ["organization_packages.company_id", "organization_packages.id"],
+        name="fk_whatsapp_packages_package",
+    ),
     UniqueConstraint("company_id", "waba_id", name="uq_whatsapp_packages_company_waba"),
-    # A WABA id is Meta's global id: one company owns it.
-    UniqueConstraint("waba_id", name="uq_whatsapp_packages_waba_id"),
+    Index("ix_whatsapp_packages_company_package", "company_id", "organization_package_id"),
+)
+
+# A WABA id is Meta's global id: one company owns it. Claimed here, in the transaction that adds the WABA
+# (0008); on Citus distributed by `waba_id`, so the check is one shard's primary key wherever the company is.
+waba_owners = Table(
+    "waba_owners",
+    metadata,
+    Column("waba_id", String(32), primary_key=True),
+    Column("company_id", BigInteger, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
 )
 
 price_list = Table(
@@ -170,8 +223,9 @@ price_list = Table(
 deduction_requests = Table(
     "deduction_requests",
     metadata,
-    Column("id", BigId, primary_key=True),
+    _id(),
     Column("company_id", BigInteger, nullable=False),
+    company_key(),
     Column("unique_code", String(128), nullable=False),
     Column("organization_package_id", BigInteger, nullable=False),
     Column("waba_id", String(32), nullable=False),
@@ -206,10 +260,11 @@ deduction_requests = Table(
 refunds = Table(
     "refunds",
     metadata,
-    Column("id", BigId, primary_key=True),
+    _id(),
     Column("company_id", BigInteger, nullable=False),
+    company_key(),
     Column("refund_code", String(128), nullable=False),
-    Column("deduction_request_id", BigInteger, ForeignKey("deduction_requests.id"), nullable=False, unique=True),
+    Column("deduction_request_id", BigInteger, nullable=False),
     Column("reason", String(200)),
     Column("amount_minor", BigInteger, nullable=False),
     Column("allocations", JSON, nullable=False),
@@ -218,6 +273,12 @@ refunds = Table(
     Column("service_name", String(64)),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("company_id", "refund_code", name="uq_refunds_company_code"),
+    UniqueConstraint("company_id", "deduction_request_id", name="uq_refunds_company_deduction"),
+    ForeignKeyConstraint(
+        ["company_id", "deduction_request_id"],
+        ["deduction_requests.company_id", "deduction_requests.id"],
+        name="fk_refunds_deduction",
+    ),
     # Refunds are rows of their own in the logs, newest first (0005).
     Index("ix_refunds_company_created", "company_id", "created_at", "id"),
 )
@@ -225,8 +286,9 @@ refunds = Table(
 payments = Table(
     "payments",
     metadata,
-    Column("id", BigId, primary_key=True),
+    _id(),
     Column("company_id", BigInteger, nullable=False),
+    company_key(),
     Column("kind", String(16), nullable=False),
     Column("payment_reference", String(128), nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
@@ -242,8 +304,9 @@ payments = Table(
 ledger_entries = Table(
     "ledger_entries",
     metadata,
-    Column("id", BigId, primary_key=True),
+    _id(),
     Column("company_id", BigInteger, nullable=False),
+    company_key(),
     Column("organization_package_id", BigInteger, nullable=False),
     Column("kind", String(16), nullable=False),
     Column("quota_type", String(16), nullable=False),
@@ -269,13 +332,56 @@ waba_cycle_spend = Table(
     Column("waba_id", String(32), primary_key=True),
     Column("cycle_start", UTCDateTime, primary_key=True),
     Column("spent_minor", BigInteger, nullable=False),
+    # The part of it its spending cap covers (domain.caps), kept only while the WABA has a cap: setting
+    # one computes it from the cycle's deductions, each deduction and refund moves it (0009).
+    Column("capped_spent_minor", BigInteger, nullable=False, server_default="0"),
+)
+
+# A WABA's spending cap per cycle (rule 3.11, domain.caps): at most one per WABA, NULL categories = all.
+# `*_cycle_start` says in which cycle its warning and its reach were last raised (once per cycle) (0009).
+waba_spend_caps = Table(
+    "waba_spend_caps",
+    metadata,
+    Column("company_id", BigInteger, primary_key=True),
+    Column("waba_id", String(32), primary_key=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("categories", JSON),
+    Column("warn_percent", SmallInteger, nullable=False),
+    Column("warned_cycle_start", UTCDateTime),
+    Column("reached_cycle_start", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    ForeignKeyConstraint(
+        ["company_id", "waba_id"],
+        ["whatsapp_packages.company_id", "whatsapp_packages.waba_id"],
+        name="fk_waba_spend_caps_waba",
+    ),
+)
+
+# Every change of a WABA's cap: who, when, the cap before and after (NULL: none) (0009).
+waba_spend_cap_changes = Table(
+    "waba_spend_cap_changes",
+    metadata,
+    Column("company_id", BigInteger, primary_key=True),
+    Column("change_id", String(36), primary_key=True),
+    Column("waba_id", String(32), nullable=False),
+    # "service:NAME" for provisioning, "user:SUBJECT" (with the role) for the public API.
+    Column("changed_by", String(200), nullable=False),
+    Column("old_cap", JSON),
+    Column("new_cap", JSON),
+    Column("changed_at", UTCDateTime, nullable=False),
+    ForeignKeyConstraint(
+        ["company_id", "waba_id"],
+        ["whatsapp_packages.company_id", "whatsapp_packages.waba_id"],
+        name="fk_waba_spend_cap_changes_waba",
+    ),
+    Index("ix_waba_spend_cap_changes_company_waba", "company_id", "waba_id", "changed_at"),
 )
 
 outbox_events = Table(
     "outbox_events",
     metadata,
-    Column("id", BigId, primary_key=True),
-    Column("event_id", String(36), nullable=False, unique=True),
+    _id(),
+    Column("event_id", String(36), nullable=False),
     Column("company_id", BigInteger, nullable=False),
     Column("event_type", String(32), nullable=False),
     Column("dedup_key", String(160)),
@@ -291,7 +397,10 @@ outbox_events = Table(
     Column("skipped_at", UTCDateTime),
     Column("claimed_until", UTCDateTime),
     Column("claim_token", String(36)),
-    UniqueConstraint("event_type", "dedup_key", name="uq_outbox_events_type_dedup"),
+    company_key(),
+    # Event ids lead: `wabapool events replay EVENT_ID` finds an event by its id alone.
+    UniqueConstraint("event_id", "company_id", name="uq_outbox_events_event_company"),
+    UniqueConstraint("company_id", "event_type", "dedup_key", name="uq_outbox_events_company_type_dedup"),
     Index("ix_outbox_events_pending", "delivered_at", "next_attempt_at"),
     Index("ix_outbox_events_company_created", "company_id", "created_at"),
     # A company's oldest pending event is its head; only heads are claimed (per-company order).
@@ -308,8 +417,9 @@ outbox_events = Table(
 cycle_statements = Table(
     "cycle_statements",
     metadata,
-    Column("id", BigId, primary_key=True),
+    _id(),
     Column("company_id", BigInteger, nullable=False),
+    company_key(),
     Column("organization_package_id", BigInteger, nullable=False),
     Column("cycle_start", UTCDateTime, nullable=False),
     Column("cycle_end", UTCDateTime, nullable=False),
@@ -326,7 +436,9 @@ cycle_statements = Table(
     Column("spent_by_waba", JSON, nullable=False),
     Column("deductions_count", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
-    UniqueConstraint("organization_package_id", "cycle_start", name="uq_cycle_statements_package_cycle"),
+    UniqueConstraint(
+        "company_id", "organization_package_id", "cycle_start", name="uq_cycle_statements_company_package_cycle"
+    ),
 )
 
 # Spend and messages per WABA per day (company timezone), kept in the deduction's and the refund's

@@ -20,10 +20,12 @@ from sqlalchemy import BigInteger, and_, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wabapool.domain.caps import SpendCap
 from wabapool.domain.operations import PoolState
 from wabapool.storage import pg
+from wabapool.storage.caps import stored_cap
 from wabapool.storage.pools import LockedPool
-from wabapool.storage.tables import organization_packages, waba_cycle_spend, whatsapp_packages
+from wabapool.storage.tables import organization_packages, waba_cycle_spend, waba_spend_caps, whatsapp_packages
 
 
 class WabaFigures(NamedTuple):
@@ -33,6 +35,8 @@ class WabaFigures(NamedTuple):
     name: str
     spent_this_cycle_minor: int
     package_id: int | None  # the package the WABA charges: a view of one pool holds only if it is this one
+    spend_cap: SpendCap | None = None
+    cap_spent_minor: int = 0
 
 
 class Written(NamedTuple):
@@ -61,7 +65,15 @@ def _figures(versions_of: Any, spent_now: Any = None) -> Any:
             waba_cycle_spend.c.cycle_start == versions_of.c.cycle_start,
         ),
     )
+    joined = joined.outerjoin(
+        waba_spend_caps,
+        and_(
+            waba_spend_caps.c.company_id == whatsapp_packages.c.company_id,
+            waba_spend_caps.c.waba_id == whatsapp_packages.c.waba_id,
+        ),
+    )
     spent = waba_cycle_spend.c.spent_minor
+    capped = waba_cycle_spend.c.capped_spent_minor
     if spent_now is not None:
         joined = joined.outerjoin(
             spent_now,
@@ -72,6 +84,7 @@ def _figures(versions_of: Any, spent_now: Any = None) -> Any:
             ),
         )
         spent = func.coalesce(spent_now.c.spent_minor, waba_cycle_spend.c.spent_minor)
+        capped = func.coalesce(spent_now.c.capped_spent_minor, waba_cycle_spend.c.capped_spent_minor)
     return (
         select(
             versions_of.c.id.label("package_id"),
@@ -80,6 +93,10 @@ def _figures(versions_of: Any, spent_now: Any = None) -> Any:
             whatsapp_packages.c.name,
             whatsapp_packages.c.organization_package_id.label("waba_package_id"),
             spent.label("spent_minor"),
+            capped.label("capped_spent_minor"),
+            waba_spend_caps.c.amount_minor.label("cap_amount_minor"),
+            waba_spend_caps.c.categories.label("cap_categories"),
+            waba_spend_caps.c.warn_percent.label("cap_warn_percent"),
         )
         .select_from(joined)
         # The order `companies.list_wabas` gives the view.
@@ -98,13 +115,17 @@ def bump_with_spend_pg(spend_upsert: Any, usage_upsert: Any) -> Any:
         waba_cycle_spend.c.waba_id,
         waba_cycle_spend.c.cycle_start,
         waba_cycle_spend.c.spent_minor,
+        waba_cycle_spend.c.capped_spent_minor,
     ).cte("spent_now")
     return _figures(_BUMPED, spent_now).add_cte(usage_upsert.cte("usage_added"))
 
 
 _BUMPED = (
     update(organization_packages)
-    .where(organization_packages.c.id == any_(bindparam("package_ids", type_=ARRAY(BigInteger))))
+    .where(
+        (organization_packages.c.company_id == any_(bindparam("pool_company_ids", type_=ARRAY(BigInteger))))
+        & (organization_packages.c.id == any_(bindparam("package_ids", type_=ARRAY(BigInteger))))
+    )
     .values(version=organization_packages.c.version + 1)
     .returning(
         organization_packages.c.id,
@@ -115,6 +136,20 @@ _BUMPED = (
     .cte("bumped")
 )
 _BUMP_PG = pg.compile_statement(_figures(_BUMPED))
+
+
+def _waba_figures(row: Any) -> WabaFigures:
+    cap = None
+    if row["cap_amount_minor"] is not None:
+        cap = stored_cap(row["cap_amount_minor"], row["cap_categories"], row["cap_warn_percent"])
+    return WabaFigures(
+        row["waba_id"],
+        row["name"],
+        row["spent_minor"] or 0,
+        row["waba_package_id"],
+        cap,
+        (row["capped_spent_minor"] or 0) if cap is not None else 0,
+    )
 
 
 async def bump_versions(
@@ -133,25 +168,26 @@ async def bump_versions(
     if not written:
         return []
     package_ids = [pool.package_id for pool, _ in written]
+    # The companies of the pools (one, unless a group spans companies): every statement names them.
+    company_ids = sorted({after.company_id for _, after in written})
     rows: Sequence[Any]
     if pg.is_postgresql(connection):
-        rows = await pg.fetch(connection, statement or _BUMP_PG, package_ids=package_ids, **arguments)
-    else:
-        await connection.execute(
-            update(organization_packages)
-            .where(organization_packages.c.id.in_(package_ids))
-            .values(version=organization_packages.c.version + 1)
+        rows = await pg.fetch(
+            connection, statement or _BUMP_PG, pool_company_ids=company_ids, package_ids=package_ids, **arguments
         )
-        query = _figures(organization_packages).where(organization_packages.c.id.in_(package_ids))
+    else:
+        mine = organization_packages.c.company_id.in_(company_ids) & organization_packages.c.id.in_(package_ids)
+        await connection.execute(
+            update(organization_packages).where(mine).values(version=organization_packages.c.version + 1)
+        )
+        query = _figures(organization_packages).where(mine)
         rows = (await connection.execute(query)).mappings().all()
     versions: dict[int, int] = {}
     wabas: dict[int, list[WabaFigures]] = {package_id: [] for package_id in package_ids}
     for row in rows:
         versions[row["package_id"]] = row["version"]
         if row["waba_id"] is not None:
-            wabas[row["package_id"]].append(
-                WabaFigures(row["waba_id"], row["name"], row["spent_minor"] or 0, row["waba_package_id"])
-            )
+            wabas[row["package_id"]].append(_waba_figures(row))
     missing = [package_id for package_id in package_ids if package_id not in versions]
     if missing:
         raise RuntimeError(f"pools {missing} were written but their package rows are gone")

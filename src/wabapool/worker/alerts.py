@@ -8,14 +8,13 @@ warns days ahead (`forecast_warning_days`), so ten minutes late is on time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
 
 from wabapool.service import BillingService
+from wabapool.service.context import Clock
 
-Clock = Callable[[], datetime]
 log = structlog.get_logger("wabapool.worker")
 # The forecast's basis moves once a day and the warning looks days ahead: a sweep this often is in time.
 FORECAST_CHECK_SECONDS = 600.0

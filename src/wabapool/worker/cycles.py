@@ -9,15 +9,12 @@ whether any pool is due, so an idle worker locks nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-
 import structlog
 
 from wabapool import metrics
 from wabapool.service import BillingService
+from wabapool.service.context import Clock
 
-Clock = Callable[[], datetime]
 log = structlog.get_logger("wabapool.worker")
 
 

@@ -1,46 +1,31 @@
 """The worker inside `wabapool serve --demo`: a thread with its own event loop beside the server.
 
 The demo company's webhook points at the app's own demo receiver (`/demo/webhooks`), so the embedded
-default delivers, verifies and shows events with nothing else running.
+default delivers, verifies and shows events with nothing else running. The worker itself is wired by
+`wabapool.bootstrap.opened_worker`, handed in as `open_worker`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 import structlog
 
-from wabapool.config import Settings
-from wabapool.pii import DEVELOPMENT_KEYS, PiiSealer
+from wabapool.worker.runner import Worker
 
 log = structlog.get_logger("wabapool.worker")
 STOP_TIMEOUT_SECONDS = 10.0
-
-
-async def point_webhook(settings: Settings, company_id: int, url: str) -> None:
-    """Set the company's webhook to `url` with a fresh secret (the demo receiver looks the secret up)."""
-    from wabapool.service import webhooks
-    from wabapool.storage.database import Database
-
-    database = Database(settings.database_url)
-    try:
-        await webhooks.set_webhook(database, demo_sealer(settings), company_id, url=url, secret=None)
-    finally:
-        await database.dispose()
-
-
-def demo_sealer(settings: Settings) -> PiiSealer:
-    """`--demo` may run on the built-in development key (never outside it)."""
-    return PiiSealer(settings.pii_keys or DEVELOPMENT_KEYS)
 
 
 @dataclass
 class EmbeddedWorker:
     """A running worker thread; `stop()` ends it after its current round."""
 
-    settings: Settings
+    open_worker: Callable[[], AbstractAsyncContextManager[Worker]]
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _stop: asyncio.Event | None = None
@@ -56,23 +41,11 @@ class EmbeddedWorker:
         asyncio.run(self._main())
 
     async def _main(self) -> None:
-        from wabapool.service import BillingService
-        from wabapool.storage.database import Database
-        from wabapool.worker.runner import build_worker
-
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        database = Database(self.settings.database_url)
-        sealer = demo_sealer(self.settings)
-        worker = build_worker(
-            self.settings, database=database, sealer=sealer, service=BillingService(database, sealer=sealer)
-        )
-        self._ready.set()
-        try:
+        async with self.open_worker() as worker:
+            self._ready.set()
             await worker.run(self._stop)
-        finally:
-            await worker.relay.close()
-            await database.dispose()
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None:

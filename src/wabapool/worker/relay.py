@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import structlog
 
 from wabapool import metrics
 from wabapool.domain import webhooks as standard
 from wabapool.pii import PiiSealer
+from wabapool.service.context import Clock, utc_now
 from wabapool.service.ssrf import UnsafeUrl, UrlGuard
 from wabapool.service.webhooks import open_secret
 from wabapool.storage import outbox as outbox_store
@@ -27,16 +27,11 @@ from wabapool.storage.database import Database
 from wabapool.worker.delivery import Attempt, Sender
 from wabapool.worker.retry import RETRY_AFTER_STATUSES, RetrySchedule, parse_retry_after
 
-Clock = Callable[[], datetime]
 log = structlog.get_logger("wabapool.worker")
 
 # Events one worker has in flight at once (one per company by construction).
 MAX_IN_FLIGHT = 64
 GONE = 410
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,27 +16,17 @@ import structlog
 from sqlalchemy.engine import make_url
 
 from wabapool import metrics
-from wabapool.config import Settings
-from wabapool.pii import PiiSealer
-from wabapool.service import BillingService, events
-from wabapool.storage.database import Database
+from wabapool.service import events
+from wabapool.service.context import Clock, utc_now
+from wabapool.storage.database import TRANSACTION_POOLING, async_url
 from wabapool.worker.alerts import AlertSweeper
 from wabapool.worker.cycles import CycleScheduler
-from wabapool.worker.relay import Relay, RelayOptions, utc_now
-from wabapool.worker.retry import RetrySchedule
+from wabapool.worker.relay import Relay
 
 log = structlog.get_logger("wabapool.worker")
 NOTIFY_CHANNEL = "wabapool_outbox"
 # How often the worker asks whether a pool's cycle has ended: a reset is at most this late.
 RESET_CHECK_SECONDS = 30.0
-
-
-def relay_options(settings: Settings, *, retry: RetrySchedule | None = None) -> RelayOptions:
-    return RelayOptions(
-        retry=retry or RetrySchedule.of(settings.webhook_retry_seconds),
-        timeout_seconds=settings.webhook_timeout_seconds,
-        allow_private=settings.webhook_allow_private,
-    )
 
 
 class Worker:
@@ -50,9 +39,14 @@ class Worker:
         *,
         poll_seconds: float = 1.0,
         reset_check_seconds: float = RESET_CHECK_SECONDS,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
+        listen_url: str | None = None,
         sweeper: AlertSweeper | None = None,
     ) -> None:
+        """`listen_url`: where LISTEN connects when the database is reached through PgBouncer in transaction
+        pooling (a LISTEN there would sit on a server connection other clients get): the server itself
+        (`WABAPOOL_DATABASE_DIRECT_URL`). Without one the worker only polls there."""
+        self.listen_url = listen_url
         self.relay = relay
         self.scheduler = scheduler
         self.sweeper = sweeper
@@ -105,11 +99,13 @@ class Worker:
         await self._listen()
         try:
             while not stop.is_set():
+                # Cleared before the round, not after: a notification that comes during the round wakes the
+                # next one at once instead of being lost until the poll.
+                self._wake.clear()
                 try:
                     await self.run_once()
                 except Exception:  # the database went away, a bug in one round: log, wait, go on
                     log.exception("worker_round_failed")
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll_seconds):
                         await _first(self._wake.wait(), stop.wait())
@@ -120,10 +116,14 @@ class Worker:
         database = self.relay.database
         if database.is_sqlite:
             return
+        direct = self.listen_url if database.pooling == TRANSACTION_POOLING else database.url
+        if direct is None:
+            log.info("worker_listen_skipped", reason="transaction pooling without WABAPOOL_DATABASE_DIRECT_URL")
+            return
         try:
             import asyncpg
 
-            url = make_url(database.url).set(drivername="postgresql").render_as_string(hide_password=False)
+            url = make_url(async_url(direct)).set(drivername="postgresql").render_as_string(hide_password=False)
             self._listener = await asyncpg.connect(url)
             await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
         except Exception:  # polling still delivers everything
@@ -144,14 +144,3 @@ async def _first(*awaitables: Any) -> None:
     finally:
         for task in tasks:
             task.cancel()
-
-
-def build_worker(
-    settings: Settings, *, database: Database, sealer: PiiSealer, service: BillingService | None = None
-) -> Worker:
-    """A worker for these settings; `service` (with its cache invalidation) is the one resets go through."""
-    relay = Relay(database, sealer, options=relay_options(settings))
-    service = service or BillingService(database, sealer=sealer)
-    return Worker(
-        relay, CycleScheduler(service), poll_seconds=settings.worker_poll_seconds, sweeper=AlertSweeper(service)
-    )

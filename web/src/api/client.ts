@@ -24,7 +24,9 @@ import type {
   LogPage,
   LogRow,
   TopUpRequest,
+  SpendCap,
   Usage,
+  WabaSummary,
 } from './types'
 
 export const API_PREFIX = '/api/core/v1'
@@ -122,13 +124,19 @@ export function toBillingInfo(raw: unknown): BillingInfo {
     cycle: { startsAt, endsAt: str(cycle.ends_at, 'cycle.ends_at') },
     wabas: list(body.wabas, 'wabas').map((item) => {
       const waba = obj(item, 'waba')
-      return {
+      const summary: WabaSummary = {
         wabaId: str(waba.waba_id, 'waba_id'),
         name: str(waba.name, 'name'),
         spentThisCycle: int(waba.spent_this_cycle ?? 0, 'spent_this_cycle'),
         dailySpend: int(waba.daily_spend ?? 0, 'daily_spend'),
         balance: isRecord(waba.balance) ? toBalance(waba.balance) : null,
       }
+      // Caps are shown to owners, admins and supervisors only: the API leaves the fields out for the others.
+      if ('spend_cap' in waba) {
+        summary.spendCap = toSpendCap(waba.spend_cap)
+        summary.capSpent = waba.cap_spent == null ? null : int(waba.cap_spent, 'cap_spent')
+      }
+      return summary
     }),
     asOf: optStr(body.as_of),
     stale: body.stale === true,
@@ -175,6 +183,16 @@ export function toAlertSettings(raw: unknown): AlertSettings {
       : null,
     forecastWarningDays: int(body.forecast_warning_days ?? 3, 'forecast_warning_days'),
     editable: body.editable === true,
+  }
+}
+
+export function toSpendCap(raw: unknown): SpendCap | null {
+  if (raw == null) return null
+  const cap = obj(raw, 'spend_cap')
+  return {
+    amount: int(cap.amount, 'spend_cap.amount'),
+    categories: cap.categories == null ? null : list(cap.categories, 'spend_cap.categories').map(String),
+    warnPercent: int(cap.warn_percent, 'spend_cap.warn_percent'),
   }
 }
 
@@ -397,6 +415,20 @@ export class ApiClient {
       options.onProgress?.(bytes)
     }
     return { blob: new Blob(chunks as BlobPart[], { type: 'text/csv;charset=utf-8' }), filename, bytes }
+  }
+
+  /** Set, change or (with null) remove a WABA's spending cap (owners and admins); the cap as it now stands. */
+  async putSpendCap(wabaId: string, cap: SpendCap | null): Promise<{ spendCap: SpendCap | null; capSpent: number | null }> {
+    const wire = cap && { amount: cap.amount, categories: cap.categories, warn_percent: cap.warnPercent }
+    const body = obj(
+      await this.json(`/wabas/${encodeURIComponent(wabaId)}/spend_cap`, {
+        method: 'PUT',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(wire),
+      }),
+      'spend cap',
+    )
+    return { spendCap: toSpendCap(body.spend_cap), capSpent: body.cap_spent == null ? null : int(body.cap_spent, 'cap_spent') }
   }
 
   async sendAnalytics<N extends AnalyticsEventName>(name: N, properties: AnalyticsProperties[N]): Promise<void> {

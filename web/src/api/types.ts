@@ -10,10 +10,21 @@ export interface BalanceFigures {
   postpaid: { limit: number; used: number }
 }
 
+/** A WABA's spending cap per cycle (rule 3.11): `categories` null covers every category. */
+export interface SpendCap {
+  amount: number
+  categories: string[] | null
+  warnPercent: number
+}
+
 export interface WabaSummary {
   wabaId: string
   name: string
   spentThisCycle: number
+  /** The WABA's cap (null: none); undefined when the API leaves caps out (agents and members do not see them). */
+  spendCap?: SpendCap | null
+  /** What the WABA spent this cycle in the cap's categories; null without a cap. */
+  capSpent?: number | null
   /** Mean daily spend of the forecast's basis days (0 when none). */
   dailySpend: number
   /** The WABA's own package (a v2 company), null when it spends from the shared pool. */

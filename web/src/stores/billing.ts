@@ -4,7 +4,7 @@ import { defineStore } from 'pinia'
 import { computed, ref, shallowRef } from 'vue'
 import { ApiError } from '../api/client'
 import { apiClient } from '../api/instance'
-import type { BillingEvent, BillingInfo, Usage } from '../api/types'
+import type { BillingEvent, BillingInfo, SpendCap, Usage } from '../api/types'
 import { setCurrencyExponent } from '../lib/format'
 import { type MoreState, type SurfaceState, describeError } from '../lib/state'
 import { DEFAULT_TIMEZONE } from '../lib/time'
@@ -89,6 +89,12 @@ export const useBillingStore = defineStore('billing', () => {
     }
   }
 
+  /** Set or (null) remove a WABA's spending cap, then read the balance and the alerts again; rejects as the API. */
+  async function setSpendCap(wabaId: string, cap: SpendCap | null): Promise<void> {
+    await apiClient().putSpendCap(wabaId, cap)
+    await Promise.allSettled([loadInfo(), loadEvents()])
+  }
+
   /** Everything at once; one part failing leaves the others shown (the partial state). */
   async function loadAll(): Promise<void> {
     await Promise.allSettled([loadInfo(), loadUsage(), loadEvents()])
@@ -155,5 +161,6 @@ export const useBillingStore = defineStore('billing', () => {
     loadEvents,
     loadMoreEvents,
     loadAll,
+    setSpendCap,
   }
 })

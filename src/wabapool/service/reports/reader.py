@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any
@@ -10,7 +10,9 @@ from typing import Any
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.limits import EXPORT_FORMAT_THREADS, EXPORT_PAGE_ROWS, EXPORTS_OPEN_MAX, EXPORTS_PER_COMPANY
 from wabapool.pii import PiiSealer
+from wabapool.service.context import Clock
 from wabapool.service.cursors import CursorSigner
+from wabapool.service.errors import translates_storage_errors
 from wabapool.service.reports import csv as csv_format
 from wabapool.service.reports import events as event_reports
 from wabapool.service.reports import logs as log_reports
@@ -26,13 +28,14 @@ _NAME_AT = log_store.EXPORT_COLUMNS.index("customer_name_enc")
 _PHONE_AT = log_store.EXPORT_COLUMNS.index("phone_number_enc")
 
 
+@translates_storage_errors
 class Reports:
     def __init__(
         self,
         database: Database,
         sealer: PiiSealer,
         *,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock | None = None,
         export_page_rows: int = EXPORT_PAGE_ROWS,
         exports_per_company: int = EXPORTS_PER_COMPANY,
     ) -> None:

@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from wabapool.storage.database import async_url
+from wabapool.storage.database import TRANSACTION_POOLING, async_url, pooling_of
 from wabapool.storage.tables import metadata
 
 config = context.config
@@ -26,7 +26,14 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(async_url(config.get_main_option("sqlalchemy.url") or ""))
+    url = config.get_main_option("sqlalchemy.url") or ""
+    # Behind PgBouncer in transaction pooling no prepared statement may be reused (storage.database).
+    options = (
+        {"connect_args": {"statement_cache_size": 0, "prepared_statement_cache_size": 0}}
+        if not url.startswith("sqlite") and pooling_of(url) == TRANSACTION_POOLING
+        else {}
+    )
+    engine = create_async_engine(async_url(url), **options)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()
