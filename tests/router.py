@@ -63,6 +63,15 @@ ALLOWED: dict[str, Allowed] = {
         "A multi-shard SELECT on (closed_at, cycle_end); each package is then reset in a transaction "
         "of its own that pins its company (a router transaction).",
     ),
+    "wabapool.storage.pools:expired_top_up_requests": Allowed(
+        "The worker's sweep of auto-recharge requests open 24 h, across companies (issue 25).",
+        "A multi-shard SELECT … LIMIT n on the partial index of open requests; each is then expired in a "
+        "transaction of its own that pins its company (a router transaction).",
+    ),
+    "wabapool.storage.usage:companies_with_usage_since": Allowed(
+        "The worker's forecast sweep: the companies that spent in the basis days, across companies (issue 25).",
+        "A multi-shard SELECT DISTINCT company_id; each company is then read and warned in a router transaction.",
+    ),
     "wabapool.storage.statements:any_cycle_due": Allowed(
         "The worker's check whether any cycle has ended (decides whether the reset runs this round).",
         "A multi-shard SELECT … LIMIT 1.",

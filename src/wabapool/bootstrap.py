@@ -275,6 +275,7 @@ def relay_options(configured: Settings, *, retry: RetrySchedule | None = None) -
 
 def worker(configured: Settings, *, database: Database, service: BillingService) -> Worker:
     """A worker for these settings; `service` (with its cache invalidation) is the one resets go through."""
+    from wabapool.worker.alerts import AlertSweeper
     from wabapool.worker.cycles import CycleScheduler
     from wabapool.worker.relay import Relay
     from wabapool.worker.runner import Worker
@@ -285,6 +286,7 @@ def worker(configured: Settings, *, database: Database, service: BillingService)
         CycleScheduler(service),
         poll_seconds=configured.worker_poll_seconds,
         listen_url=configured.database_direct_url,
+        sweeper=AlertSweeper(service),
     )
 
 

@@ -116,9 +116,15 @@ def test_serve_migrates_a_fresh_database_and_bills_over_http(tmp_path: Path) -> 
         ).stdout.strip()
         info = httpx.get(f"{base}/api/core/v1/billings/info", headers={"Authorization": f"Bearer {token}"}).json()
         assert info["balance"]["total"] == 64_400
-        assert info["wabas"] == [
-            {"waba_id": "100200300", "name": "Sales", "spent_this_cycle": 35_600, "spend_cap": None, "cap_spent": None}
-        ]
+        sales = {
+            "waba_id": "100200300",
+            "name": "Sales",
+            "spent_this_cycle": 35_600,
+            "daily_spend": 0,
+            "spend_cap": None,
+            "cap_spent": None,
+        }
+        assert info["wabas"] == [sales]
     finally:
         server.terminate()
         server.wait(timeout=15)

@@ -64,7 +64,14 @@ async def test_billing_info_shows_each_change_at_once(client: httpx.AsyncClient)
     info = (await client.get(f"{PUBLIC}/billings/info", headers=owner)).json()
     assert info["balance"]["total"] == 15_000
     assert info["wabas"] == [
-        {"waba_id": "1001001", "name": "WABA 1", "spent_this_cycle": 0, "spend_cap": None, "cap_spent": None}
+        {
+            "waba_id": "1001001",
+            "name": "WABA 1",
+            "spent_this_cycle": 0,
+            "daily_spend": 0,
+            "spend_cap": None,
+            "cap_spent": None,
+        }
     ]
 
 

@@ -150,6 +150,8 @@ ROLE_TABLE = {
     Permission.READ_PREFERENCES: {"owner", "admin", "supervisor"},
     Permission.WRITE_PREFERENCES: {"owner", "admin"},
     Permission.VIEW_PERSONAL_DATA: {"owner", "admin"},
+    Permission.READ_BALANCE_ALERTS: {"owner", "admin", "supervisor"},
+    Permission.WRITE_BALANCE_ALERTS: {"owner", "admin"},
     # Rule 3.11 / issue 24: supervisors read the WABAs' caps, only owners and admins set them.
     Permission.READ_SPEND_CAPS: {"owner", "admin", "supervisor"},
     Permission.WRITE_SPEND_CAPS: {"owner", "admin"},

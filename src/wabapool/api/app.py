@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 
-from wabapool.api import analytics, demo_webhooks, internal, public, spend_caps, statements, web
+from wabapool.api import alerts, analytics, demo_webhooks, internal, public, spend_caps, statements, web
 from wabapool.api.context import AppContext
 from wabapool.api.errors import error_response, install_error_handlers
 from wabapool.api.middleware import RequestContextMiddleware
@@ -54,6 +54,7 @@ def create_app(app_context: AppContext) -> FastAPI:
         generate_unique_id_function=lambda route: f"gateway_{route.name}",
     )
     app.include_router(public.router, prefix=PUBLIC_PREFIX)
+    app.include_router(alerts.router, prefix=PUBLIC_PREFIX)
     app.include_router(spend_caps.router, prefix=PUBLIC_PREFIX)
     app.include_router(statements.router, prefix=PUBLIC_PREFIX)
     app.include_router(analytics.router, prefix=PUBLIC_PREFIX)

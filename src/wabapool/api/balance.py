@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from wabapool.domain import forecast
+from wabapool.domain.forecast import SpendBasis
 from wabapool.domain.money import currency_exponent
 from wabapool.service.models import BalanceView, PackageFigures, WabaSpend
 
@@ -38,6 +41,44 @@ def billing_info(view: BalanceView) -> dict[str, Any]:
         "as_of": view.as_of.isoformat() if view.as_of else None,
         "timezone": view.timezone,
         "funded_this_cycle": view.funded_this_cycle,
+        "top_up_request": _request(view),
+    }
+
+
+def _request(view: BalanceView) -> dict[str, Any] | None:
+    request = view.top_up_request
+    if request is None:
+        return None
+    return {
+        "payment_reference": request.payment_reference,
+        "amount": request.amount_minor,
+        "requested_at": request.requested_at.isoformat(),
+        "expires_at": request.expires_at.isoformat(),
+        "waba_id": view.top_up_request_waba_id,
+    }
+
+
+def with_forecast(body: dict[str, Any], basis: SpendBasis) -> dict[str, Any]:
+    """The cached body with the run-out forecast and each WABA's daily spend, projected from its `as_of`.
+
+    The basis changes once a day, the figures with every change: the cached
+    body carries the figures, the basis comes from `SpendBases` (once a day per
+    company), and this puts them together on every read, with no I/O.
+    """
+    found = forecast.project(
+        basis,
+        available_minor=body["balance"]["available"],
+        as_of=datetime.fromisoformat(body["as_of"]),
+        cycle_end=datetime.fromisoformat(body["cycle"]["ends_at"]),
+    )
+    return {
+        **body,
+        "wabas": [{**waba, "daily_spend": basis.waba_daily_spend_minor(waba["waba_id"])} for waba in body["wabas"]],
+        "forecast": {
+            "runs_out_at": None if found.runs_out_at is None else found.runs_out_at.isoformat(),
+            "daily_spend": found.daily_spend_minor,
+            "basis_days": found.basis_days,
+        },
     }
 
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json  # 3-4x json.dumps on these bodies (measured), and already here
 
 from wabapool.api import schemas, spend_caps
+from wabapool.api.alerts import alert_fields, settings_body
 from wabapool.api.balance import balance_object
 from wabapool.api.context import AppContext
 from wabapool.api.deps import Context, Provisioner, Reader, Refunder, Settler, TopUpper, scoped_caller
@@ -250,6 +251,7 @@ async def put_company(
         waba_save_organization_id=body.waba_save_organization_id
         if "waba_save_organization_id" in body.model_fields_set
         else KEEP,
+        **alert_fields(body, alerts_field="balance_alerts"),
     )
     company = await context.service.provision_company(company_id, terms)
     return {
@@ -259,6 +261,7 @@ async def put_company(
         "timezone": company.timezone,
         "package": _package_body(company.package),
         "waba_save_organization_id": company.waba_save_organization_id,
+        **settings_body(company.settings, alerts_field="balance_alerts"),
     }
 
 

@@ -13,8 +13,11 @@ from pydantic import StringConstraints
 
 from wabapool.api import schemas
 from wabapool.api.balance import billing_info as balance_json
+from wabapool.api.balance import with_forecast
+from wabapool.api.context import AppContext
 from wabapool.api.deps import Context, require
 from wabapool.api.errors import ApiError, error_responses
+from wabapool.domain import forecast
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.masking import mask_name, mask_phone
 from wabapool.security import Permission, Principal, allowed
@@ -45,7 +48,15 @@ async def billing_info(principal: BalanceReader, context: Context) -> JSONRespon
     body = balance_json(view)
     if not allowed(principal.role, Permission.READ_SPEND_CAPS):
         body = {**body, "wabas": [_without_cap(waba) for waba in body.get("wabas", [])]}
-    return JSONResponse({**body, "stale": stale})
+    return JSONResponse({**await _with_forecast(context, principal.company_id, body), "stale": stale})
+
+
+async def _with_forecast(context: AppContext, company_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    """The forecast, projected from the cached figures at their `as_of` with the day's basis (no log scan)."""
+    as_of = datetime.fromisoformat(body["as_of"]) if body.get("as_of") else datetime.now(UTC)
+    body = {**body, "as_of": as_of.isoformat()}
+    today = forecast.local_today(as_of, body.get("timezone") or "UTC")
+    return with_forecast(body, await context.service.spend_basis(company_id, today=today))
 
 
 def _without_cap(waba: dict[str, Any]) -> dict[str, Any]:

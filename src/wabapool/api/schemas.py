@@ -180,6 +180,43 @@ class PackageIn(Strict):
     threshold_percent: Threshold | None = None
 
 
+class AlertIn(Strict):
+    kind: Literal["percent", "amount"] = Field(description="percent of the cycle's funded base, or an amount left.")
+    value: StrictInt = Field(description="1..100 for percent; minor units of prepaid money left for amount.")
+
+
+class AutoRechargeIn(Strict):
+    below: StrictInt = Field(description="Minor units: a deduction leaving `available` under this asks for a top-up.")
+    amount: StrictInt = Field(description="Minor units the requested top-up is for.")
+    max_per_cycle: StrictInt = Field(default=3, description="Requests per cycle at most (1..31).")
+
+
+class AlertOut(BaseModel):
+    kind: str
+    value: int
+
+
+class AutoRechargeOut(BaseModel):
+    below: int
+    amount: int
+    max_per_cycle: int
+
+
+class BalanceAlertsIn(Strict):
+    """A field left out keeps its value; `auto_recharge: null` turns it off."""
+
+    alerts: list[AlertIn] | None = Field(default=None, max_length=5)
+    auto_recharge: AutoRechargeIn | None = None
+    forecast_warning_days: StrictInt | None = None
+
+
+class BalanceAlertsOut(BaseModel):
+    alerts: list[AlertOut]
+    auto_recharge: AutoRechargeOut | None
+    forecast_warning_days: int
+    editable: bool = Field(default=False, description="Whether the caller's role may change them (owner, admin).")
+
+
 class CompanyIn(Strict):
     """A field left out keeps its current value (on creation: v3, IDR, Asia/Jakarta)."""
 
@@ -189,6 +226,10 @@ class CompanyIn(Strict):
     package: PackageIn | None = None
     # The company's override of the feature flag (true: new WABAs join the pool); null: the global default.
     waba_save_organization_id: StrictBool | None = None
+    # The company's own alerts (at most 5), auto-recharge (null: off) and forecast warning days (SPEC section 4).
+    balance_alerts: list[AlertIn] | None = Field(default=None, max_length=5)
+    auto_recharge: AutoRechargeIn | None = None
+    forecast_warning_days: StrictInt | None = None
 
 
 class PackageOut(BaseModel):
@@ -205,6 +246,9 @@ class CompanyOut(BaseModel):
     timezone: str
     package: PackageOut | None
     waba_save_organization_id: bool | None
+    balance_alerts: list[AlertOut]
+    auto_recharge: AutoRechargeOut | None
+    forecast_warning_days: int
 
 
 CapCategory = Literal["marketing", "utility", "authentication", "authentication_international", "service"]
@@ -324,6 +368,25 @@ class WabaUsageOut(BaseModel):
     # Shown to owners, admins and supervisors only (left out for agents and members).
     spend_cap: SpendCapOut | None = Field(default=None, description="The WABA's spending cap; null: none.")
     cap_spent: int | None = Field(default=None, description="Capped spend this cycle; null without a cap.")
+    daily_spend: int = Field(default=0, description="Mean daily spend of the forecast's basis days (minor units).")
+    balance: BalanceOut | None = Field(default=None, description="The WABA's own package (v2), else absent.")
+
+
+class ForecastOut(BaseModel):
+    runs_out_at: datetime | None = Field(
+        description="When `available` runs out at this pace; null when it lasts past the cycle's end "
+        "or nothing was spent."
+    )
+    daily_spend: int = Field(description="Mean daily spend (minor units, rounded down) of the basis days.")
+    basis_days: int = Field(description="Completed days in the company's timezone the pace is taken over (at most 7).")
+
+
+class TopUpRequestOut(BaseModel):
+    payment_reference: str
+    amount: int
+    requested_at: datetime
+    expires_at: datetime
+    waba_id: str | None = Field(default=None, description="The WABA whose own package it funds (v2); null: the pool.")
 
 
 class BillingInfoOut(BaseModel):
@@ -344,6 +407,8 @@ class BillingInfoOut(BaseModel):
     funded_this_cycle: int | None = Field(
         default=None, description="Funds of this cycle (allowance, carried credit, top-ups): the threshold's base."
     )
+    forecast: ForecastOut | None = None
+    top_up_request: TopUpRequestOut | None = Field(default=None, description="The open auto-recharge request.")
 
 
 class LogRowOut(BaseModel):

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from wabapool.domain import operations
@@ -146,7 +147,7 @@ def decide(
     for index, item in enumerate(items):
         code = item.unique_code
         if code in waiting_codes:
-            _charge(items, waiting, decision, outcomes, taken)
+            _charge(items, waiting, decision, outcomes, taken, at=book.at)
             waiting_codes.clear()
         earlier: Applied[A] | Stored | None = stored.get(code) or taken.get(code)
         if earlier is not None:
@@ -158,7 +159,7 @@ def decide(
         else:
             waiting[priced.package_id].append(priced)
             waiting_codes.add(code)
-    _charge(items, waiting, decision, outcomes, taken)
+    _charge(items, waiting, decision, outcomes, taken, at=book.at)
     for package_id, cap_run in decision.caps.items():
         decision.events[package_id].extend(cap_run.events)
     for index, outcome in enumerate(outcomes):
@@ -199,13 +200,20 @@ def _charge(
     decision: Decision[A],
     outcomes: list[Outcome[A] | None],
     taken: dict[str, Applied[A]],
+    *,
+    at: datetime,
 ) -> None:
-    """Charge each package's waiting run in order; every request of it is applied or refused."""
+    """Charge each package's waiting run in order; every request of it is applied or refused.
+
+    `at` is the group's time: an auto-recharge request a run raises is dated by it.
+    """
     for package_id, run_items in waiting.items():
         state = decision.states[package_id]
         cap_run = decision.caps.get(package_id)
         spenders = [(items[p.position].waba_id, items[p.position].category) for p in run_items] if cap_run else []
-        run = operations.deduct_many(state, [priced.amount for priced in run_items], caps=cap_run, spenders=spenders)
+        run = operations.deduct_many(
+            state, [priced.amount for priced in run_items], caps=cap_run, spenders=spenders, at=at
+        )
         total = state.buckets.total
         for priced, charged in zip(run_items, run.outcomes, strict=True):
             item = items[priced.position]

@@ -13,6 +13,10 @@ class EventType(StrEnum):
     BALANCE_TOPPED_UP = "balance_topped_up"
     CYCLE_RESET = "cycle_reset"
     POSTPAID_SETTLED = "postpaid_settled"
+    BALANCE_ALERT = "balance_alert"
+    TOP_UP_REQUESTED = "top_up_requested"
+    TOP_UP_REQUEST_EXPIRED = "top_up_request_expired"
+    BALANCE_FORECAST_LOW = "balance_forecast_low"
     # A WABA's spending cap (domain.caps): each at most once per WABA and cycle.
     WABA_CAP_WARNING = "waba_cap_warning"
     WABA_CAP_REACHED = "waba_cap_reached"

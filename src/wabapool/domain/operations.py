@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from wabapool.domain import cycle, thresholds
+from wabapool.domain import alerts, cycle, thresholds
 from wabapool.domain.caps import CapRun
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.events import DomainEvent, EventType
@@ -46,6 +46,12 @@ class PoolState:
     threshold_percent: Decimal | None = None
     # The WABA a package of its own belongs to (v2); None for the company's shared pool.
     waba_id: str | None = None
+    # The company's own alerts and auto-recharge (domain.alerts), and where this package stands with them:
+    # the alerts fired in their current crossing, the open top-up request, the requests raised this cycle.
+    alerting: alerts.Alerting = alerts.NO_ALERTING
+    alerts_fired: frozenset[str] = frozenset()
+    top_up_request: alerts.TopUpRequest | None = None
+    top_ups_requested: int = 0
 
     @property
     def scope(self) -> str:
@@ -109,18 +115,64 @@ class Run:
     events: list[DomainEvent]
 
 
+def _alert_event(state: PoolState, alert: alerts.BalanceAlert) -> DomainEvent:
+    return DomainEvent(
+        EventType.BALANCE_ALERT,
+        {**_figures(state), "alert": alert.as_dict(), "funded_this_cycle": state.funded_base_minor},
+    )
+
+
+def _request_event(state: PoolState, request: alerts.TopUpRequest, event_type: EventType) -> DomainEvent:
+    return DomainEvent(
+        event_type,
+        {
+            **_figures(state),
+            "amount": request.amount_minor,
+            "currency": state.alerting.currency,
+            "payment_reference": request.payment_reference,
+            "requested_at": request.requested_at.isoformat(),
+            "expires_at": request.expires_at.isoformat(),
+        },
+        dedup_key=f"{state.scope}:{request.payment_reference}",
+    )
+
+
+def _watch(state: PoolState) -> alerts.Watch | None:
+    if state.alerting.is_quiet:
+        return None
+    return alerts.Watch(
+        state.alerting, state.funded_base_minor, state.alerts_fired, state.top_up_request, state.top_ups_requested
+    )
+
+
+def _watched(state: PoolState, watch: alerts.Watch, after: Buckets, at: datetime | None) -> list[DomainEvent]:
+    """The company's own alerts and its auto-recharge after one change to `after` (state: before it)."""
+    events: list[DomainEvent] = []
+    crossed = watch.crossed(after.spendable)
+    request = watch.recharge(after.available, scope=state.scope, cycle_label=state.cycle_label, at=at)
+    if crossed or request is not None:
+        now = replace(state, buckets=after, alerts_fired=watch.fired, top_up_request=watch.request)
+        events += [_alert_event(now, alert) for alert in crossed]
+        if request is not None:
+            events.append(_request_event(now, request, EventType.TOP_UP_REQUESTED))
+    return events
+
+
 def deduct_many(
     state: PoolState,
     amounts: Sequence[int],
     *,
     caps: CapRun | None = None,
     spenders: Sequence[tuple[str, str | None]] = (),
+    at: datetime | None = None,
 ) -> Run:
     """Charge each amount in turn, exactly as repeated `deduct` would; a refused one changes nothing.
 
     `balance_low` is raised once per crossing and `balance_below_zero` once
-    per cycle. Deductions never change the funded base or the threshold, so
-    the low bound is computed once for the whole run.
+    per cycle; so is each of the company's own alerts, and an auto-recharge
+    request as its guards allow (`domain.alerts`; `at` is the requests' time).
+    Deductions never change the funded base or the threshold, so the bounds
+    are computed once for the whole run.
 
     With `caps`, each amount's (WABA, category) in `spenders` is checked
     against its WABA's spending cap before the pool (`waba_cap_exceeded`
@@ -130,6 +182,7 @@ def deduct_many(
     if caps is not None and len(spenders) != len(amounts):
         raise ValueError("with caps, every amount needs its (waba_id, category)")
     bound = thresholds.low_bound(funded_base_minor=state.funded_base_minor, threshold_percent=state.threshold_percent)
+    watch = _watch(state)
     buckets = state.buckets
     armed = state.low_balance_armed
     below_zero_cycle_start = state.below_zero_cycle_start
@@ -171,10 +224,19 @@ def deduct_many(
                     dedup_key=f"{state.scope}:{state.cycle_label}",
                 )
             )
+        if watch is not None:
+            events += _watched(state, watch, after, at)
         buckets = after
     if buckets is state.buckets:
         return Run(state, outcomes, events)
     final = replace(state, buckets=buckets, low_balance_armed=armed, below_zero_cycle_start=below_zero_cycle_start)
+    if watch is not None:
+        final = replace(
+            final,
+            alerts_fired=watch.fired,
+            top_up_request=watch.request,
+            top_ups_requested=watch.requested_in_cycle,
+        )
     return Run(final, outcomes, events)
 
 
@@ -232,19 +294,35 @@ def _warnings(before: PoolState, after: PoolState) -> tuple[PoolState, list[Doma
         events.append(
             DomainEvent(EventType.BALANCE_BELOW_ZERO, _figures(after), dedup_key=f"{after.scope}:{after.cycle_label}")
         )
+    if after.alerting.alerts and after.buckets.spendable < before.buckets.spendable:
+        # The company's alerts by the same rule as the low warning (auto-recharge answers deductions only).
+        watch = alerts.Watch(after.alerting, after.funded_base_minor, after.alerts_fired, None, 0)
+        crossed = watch.crossed(after.buckets.spendable)
+        if crossed:
+            after = replace(after, alerts_fired=watch.fired)
+            events += [_alert_event(after, alert) for alert in crossed]
     return _rearm(after), events
 
 
 def _rearm(state: PoolState) -> PoolState:
-    """A funding that lifts the pool back above the threshold arms the next warning."""
+    """A funding that lifts the pool back above the threshold arms the next warning (and each alert above)."""
     if not state.low_balance_armed and not state.is_low:
-        return replace(state, low_balance_armed=True)
+        state = replace(state, low_balance_armed=True)
+    if state.alerts_fired:
+        fired = alerts.rearmed(
+            state.alerting.alerts,
+            state.alerts_fired,
+            spendable_minor=state.buckets.spendable,
+            funded_base_minor=state.funded_base_minor,
+        )
+        if fired != state.alerts_fired:
+            state = replace(state, alerts_fired=fired)
     return state
 
 
-def deduct(state: PoolState, amount_minor: int) -> Change:
+def deduct(state: PoolState, amount_minor: int, *, at: datetime | None = None) -> Change:
     """Charge through the hierarchy; raises `quota_exceeded` and changes nothing if it does not fit."""
-    run = deduct_many(state, [amount_minor])
+    run = deduct_many(state, [amount_minor], at=at)
     outcome = run.outcomes[0]
     if isinstance(outcome, BillingError):
         raise outcome
@@ -282,7 +360,12 @@ def _funded(
     """Pay off postpaid use first, the rest to `additional`; the credited part funds this cycle."""
     buckets, moves, credited = fund(state.buckets, amount_minor, kind)
     check_ceiling(buckets)
-    after = _rearm(replace(state, buckets=buckets, funded_base_minor=state.funded_base_minor + credited))
+    request = state.top_up_request
+    if kind is MoveKind.TOP_UP and request is not None and request.payment_reference == payment_reference:
+        request = None  # the payments system paid the auto-recharge request: it is closed
+    after = _rearm(
+        replace(state, buckets=buckets, funded_base_minor=state.funded_base_minor + credited, top_up_request=request)
+    )
     event = DomainEvent(
         event_type,
         {**_figures(after), "amount": amount_minor, "payment_reference": payment_reference},
@@ -340,6 +423,8 @@ def _reset_to(state: PoolState, new_start: datetime, new_end: datetime) -> Chang
         cycle_end=new_end,
         funded_base_minor=buckets.initial_allowance + max(buckets.additional_remaining, 0),
         low_balance_armed=True,
+        alerts_fired=frozenset(),
+        top_ups_requested=0,
     )
     event = DomainEvent(EventType.CYCLE_RESET, _figures(after), dedup_key=f"{state.scope}:{after.cycle_label}")
     return Change(after, moves, [event])
@@ -427,3 +512,16 @@ def open_pool(
         buckets, entry = move(buckets, MoveKind.RESET, QuotaType.INITIAL, allowance_minor)
         moves.append(entry)
     return Change(replace(empty, buckets=buckets, funded_base_minor=allowance_minor), moves)
+
+
+def expire_top_up_request(state: PoolState, at: datetime) -> Change:
+    """An auto-recharge request open for `TOP_UP_REQUEST_OPEN_FOR` is reported expired and closed.
+
+    Its number in the cycle still counts against `max_per_cycle`; the next
+    deduction under `below` may raise a new one.
+    """
+    request = state.top_up_request
+    if request is None or not request.is_expired(at):
+        return Change(state)
+    after = replace(state, top_up_request=None)
+    return Change(after, [], [_request_event(after, request, EventType.TOP_UP_REQUEST_EXPIRED)])

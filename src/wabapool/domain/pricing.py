@@ -65,6 +65,11 @@ class PriceBook:
         self._markets = {code: {e.market for e in found if e.market} for code, found in self._by_code.items()}
         self._resolved: dict[tuple[str, str | None], PriceEntry | None] = {}
 
+    @property
+    def at(self) -> datetime:
+        """The moment the book stands at: the time of the group's changes."""
+        return self._at
+
     def price(self, deduction_code: str, phone_number: str | None) -> tuple[PriceEntry | None, str | None]:
         """The entry that prices this message, and the market it was priced for."""
         markets = self._markets.get(deduction_code)

@@ -20,6 +20,8 @@ class Permission(Enum):
     READ_PREFERENCES = "read_preferences"
     WRITE_PREFERENCES = "write_preferences"
     VIEW_PERSONAL_DATA = "view_personal_data"  # unmasked names and phone numbers
+    READ_BALANCE_ALERTS = "read_balance_alerts"  # the company's alerts and auto-recharge
+    WRITE_BALANCE_ALERTS = "write_balance_alerts"
     READ_SPEND_CAPS = "read_spend_caps"  # the WABAs' caps in billings/info
     WRITE_SPEND_CAPS = "write_spend_caps"  # PUT wabas/{waba_id}/spend_cap
 
@@ -31,6 +33,9 @@ _GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.READ_PREFERENCES: frozenset({Role.OWNER, Role.ADMIN, Role.SUPERVISOR}),
     Permission.WRITE_PREFERENCES: frozenset({Role.OWNER, Role.ADMIN}),
     Permission.VIEW_PERSONAL_DATA: frozenset({Role.OWNER, Role.ADMIN}),
+    # SPEC section 5, balance_alerts: "owner and admin write, supervisor reads".
+    Permission.READ_BALANCE_ALERTS: frozenset({Role.OWNER, Role.ADMIN, Role.SUPERVISOR}),
+    Permission.WRITE_BALANCE_ALERTS: frozenset({Role.OWNER, Role.ADMIN}),
     # Rule 3.11 / issue 24: owners and admins set caps, supervisors read them, agents and members do not see them.
     Permission.READ_SPEND_CAPS: frozenset({Role.OWNER, Role.ADMIN, Role.SUPERVISOR}),
     Permission.WRITE_SPEND_CAPS: frozenset({Role.OWNER, Role.ADMIN}),

@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from wabapool.cache import BalanceCache, CachedBalances, CachedValue, Versioned
+from wabapool.domain.alerts import TopUpRequest
 from wabapool.domain.caps import SpendCap
 from wabapool.service.models import BalanceView, PackageFigures, WabaSpend
 
@@ -94,7 +95,28 @@ def to_plain(view: BalanceView) -> CachedValue:
         "timezone": view.timezone,
         "funded_this_cycle": view.funded_this_cycle,
         "version": view.version,
+        "top_up_request": _request_plain(view.top_up_request),
+        "top_up_request_waba_id": view.top_up_request_waba_id,
     }
+
+
+def _request_plain(request: TopUpRequest | None) -> CachedValue | None:
+    if request is None:
+        return None
+    return {
+        "payment_reference": request.payment_reference,
+        "amount_minor": request.amount_minor,
+        "requested_at": request.requested_at.isoformat(),
+    }
+
+
+def _request_of(value: CachedValue | None) -> TopUpRequest | None:
+    """A cached open request; None for none, or for a value cached before requests existed."""
+    if value is None:
+        return None
+    return TopUpRequest(
+        value["payment_reference"], value["amount_minor"], datetime.fromisoformat(value["requested_at"])
+    )
 
 
 def from_plain(value: CachedValue) -> BalanceView:
@@ -121,6 +143,8 @@ def from_plain(value: CachedValue) -> BalanceView:
         timezone=value["timezone"],
         funded_this_cycle=value["funded_this_cycle"],
         version=value["version"],
+        top_up_request=_request_of(value.get("top_up_request")),
+        top_up_request_waba_id=value.get("top_up_request_waba_id"),
     )
 
 

@@ -51,6 +51,7 @@ def view_of(
     states = {pool.package_id: state for pool, state in packages}
     shown = states[first.package_id] if first.waba_id is None else min(states.values(), key=lambda s: s.cycle_end)
     figures = [figures_of(state) for state in states.values()]
+    requested = next((state for state in states.values() if state.top_up_request is not None), None)
     shown_wabas = []
     for waba in wabas:
         own = states.get(waba.package_id) if waba.package_id is not None else None
@@ -76,6 +77,8 @@ def view_of(
         timezone=shown.timezone,
         funded_this_cycle=sum(state.funded_base_minor for state in states.values()),
         version=version,
+        top_up_request=None if requested is None else requested.top_up_request,
+        top_up_request_waba_id=None if requested is None else requested.waba_id,
     )
 
 

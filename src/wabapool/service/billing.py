@@ -8,18 +8,32 @@ transaction (the cycle reset one per company).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 from wabapool.domain import limits
 from wabapool.domain.caps import SpendCap
 from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.forecast import SpendBasis
 from wabapool.pii import PiiSealer
-from wabapool.service import caps, cycles, deductions, flags, payments, provisioning, refunds, webhooks
+from wabapool.service import (
+    alert_settings,
+    caps,
+    cycles,
+    deductions,
+    flags,
+    forecasts,
+    payments,
+    provisioning,
+    recharge,
+    refunds,
+    webhooks,
+)
 from wabapool.service.context import AfterCommit, Clock, ServiceContext, WriteThrough, utc_now
 from wabapool.service.errors import translates_storage_errors
 from wabapool.service.group_commit import GroupCommitter
 from wabapool.service.models import (
     KEEP,
+    AlertSettings,
     BalanceView,
     BatchItemResult,
     CompanyTerms,
@@ -70,6 +84,7 @@ class BillingService:
         self._group_commit = GroupCommitter(
             deductions.DeductionGroups(self.context).apply, max_queued=max_queued_per_pool
         )
+        self._spend_bases = forecasts.SpendBases(self.context)
 
     @property
     def database(self) -> Database:
@@ -244,6 +259,41 @@ class BillingService:
     async def ready(self) -> bool:
         """Whether the service can serve: its database answers."""
         return await self.database.ping()
+
+    # -- alerts, auto-recharge, forecast ---------------------------------------
+
+    async def alert_settings(self, company_id: int) -> AlertSettings:
+        """The company's own alerts, auto-recharge and forecast warning days."""
+        return await alert_settings.get_settings(self.context, company_id)
+
+    async def set_alert_settings(
+        self,
+        company_id: int,
+        *,
+        balance_alerts: object | Keep = KEEP,
+        auto_recharge: object | Keep = KEEP,
+        forecast_warning_days: object | Keep = KEEP,
+    ) -> AlertSettings:
+        """Change what is given (each checked by the domain rules first); returns the settings now."""
+        return await alert_settings.set_settings(
+            self.context,
+            company_id,
+            balance_alerts=balance_alerts,
+            auto_recharge=auto_recharge,
+            forecast_warning_days=forecast_warning_days,
+        )
+
+    async def spend_basis(self, company_id: int, *, today: date) -> SpendBasis:
+        """The forecast's basis for the company's local day `today` (read once a day per process)."""
+        return await self._spend_bases.basis(company_id, today=today)
+
+    async def expire_top_up_requests(self, *, at: datetime | None = None) -> int:
+        """Report every auto-recharge request open for 24 h as expired; returns how many."""
+        return await recharge.expire_top_up_requests(self.context, at=at or self.clock())
+
+    async def warn_forecast_low(self, *, at: datetime | None = None) -> int:
+        """Raise `balance_forecast_low` where the money runs out too early (once per package and cycle)."""
+        return await forecasts.warn_forecast_low(self.context, at=at or self.clock())
 
     async def statements(
         self, company_id: int, *, limit: int, before: tuple[datetime, int | None] | None = None

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from wabapool.domain import limits
+from wabapool.domain.alerts import AutoRecharge, BalanceAlert, TopUpRequest
 from wabapool.domain.caps import SpendCap
 from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.forecast import DEFAULT_WARNING_DAYS as DEFAULT_FORECAST_WARNING_DAYS
 from wabapool.domain.pool import Portion
 
 
@@ -152,6 +154,26 @@ class CompanyTerms:
     package: PackageTerms | None = None
     # The company's override of the flag: True / False, None back to the global default, KEEP not given.
     waba_save_organization_id: bool | None | Keep = KEEP
+    # The company's own alerts, auto-recharge and forecast warning days, as given (checked by domain.alerts).
+    balance_alerts: object | Keep = KEEP
+    auto_recharge: object | Keep = KEEP
+    forecast_warning_days: object | Keep = KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    """The company's own alerts, auto-recharge and forecast warning days (SPEC sections 4 and 5)."""
+
+    alerts: tuple[BalanceAlert, ...] = ()
+    auto_recharge: AutoRecharge | None = None
+    forecast_warning_days: int = DEFAULT_FORECAST_WARNING_DAYS
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "alerts": [alert.as_dict() for alert in self.alerts],
+            "auto_recharge": None if self.auto_recharge is None else self.auto_recharge.as_dict(),
+            "forecast_warning_days": self.forecast_warning_days,
+        }
 
 
 # What a company gets for a term it was created without.
@@ -170,6 +192,7 @@ class ProvisionedCompany:
     timezone: str
     package: PackageTerms | None
     waba_save_organization_id: bool | None = None
+    settings: AlertSettings = AlertSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +263,9 @@ class BalanceView:
     timezone: str | None = None  # the company's IANA zone, for showing times
     funded_this_cycle: int | None = None  # the low-balance threshold's base (allowance + carried + top-ups)
     version: int | None = None  # the pool's version these figures are of: orders them in the balance cache
+    # The open auto-recharge request (the pool's, or the first WABA package's with one), None when none is open.
+    top_up_request: TopUpRequest | None = None
+    top_up_request_waba_id: str | None = None
 
 
 def _invalid(message: str, **details: object) -> BillingError:

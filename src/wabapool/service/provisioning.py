@@ -23,7 +23,7 @@ from wabapool.domain.events import DomainEvent
 from wabapool.domain.money import is_money_code
 from wabapool.domain.pool import Move
 from wabapool.domain.zones import UnknownZone, canonical_zone
-from wabapool.service import caps
+from wabapool.service import alert_settings, caps
 from wabapool.service.context import ServiceContext
 from wabapool.service.flags import joins_pool
 from wabapool.service.models import (
@@ -98,6 +98,11 @@ async def provision_company(context: ServiceContext, company_id: int, terms: Com
     error = _check_place(terms) or (None if terms.package is None else _check_package(terms.package))
     if error is not None:
         raise error
+    alerting = alert_settings.settings_values(
+        balance_alerts=terms.balance_alerts,
+        auto_recharge=terms.auto_recharge,
+        forecast_warning_days=terms.forecast_warning_days,
+    )
     at = context.clock()
     async with context.database.transaction() as connection:
         existing = await company_store.get_company(connection, company_id)
@@ -126,10 +131,12 @@ async def provision_company(context: ServiceContext, company_id: int, terms: Com
             _, state = await _provision_package(connection, pool, company_id, None, timezone, package, at)
         if terms.waba_save_organization_id is not KEEP:
             values["waba_save_organization_id"] = terms.waba_save_organization_id
+        values.update(alerting)
         await company_store.upsert_company(connection, company_id=company_id, values=values, at=at)
         if existing is None and package is not None:
             _, state = await _provision_package(connection, None, company_id, None, timezone, package, at)
         flag = values.get("waba_save_organization_id", existing.waba_save_organization_id if existing else None)
+        settings = alert_settings.settings_of(await company_store.get_company(connection, company_id))
     await context.changed(company_id)
     return ProvisionedCompany(
         company_id=company_id,
@@ -138,6 +145,7 @@ async def provision_company(context: ServiceContext, company_id: int, terms: Com
         timezone=timezone,
         package=template if state is None else _terms_of(state),
         waba_save_organization_id=flag,
+        settings=settings,
     )
 
 

@@ -35,6 +35,8 @@ COMPANY_TABLES: Final[tuple[str, ...]] = (
     "waba_daily_usage",
     "outbox_events",
     "cycle_statements",
+    "waba_spend_caps",
+    "waba_spend_cap_changes",
 )
 
 # Distributed by a column of their own: table -> distribution column.

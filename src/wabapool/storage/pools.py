@@ -9,6 +9,7 @@ the record and never charged.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,7 @@ from sqlalchemy import BigInteger, any_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wabapool.domain import alerts
 from wabapool.domain.operations import PoolState
 from wabapool.domain.pool import COMPONENT_CODE, Buckets, QuotaType
 from wabapool.storage import pg
@@ -55,11 +57,18 @@ _POOL_COLUMNS = (
     organization_packages.c.waba_id,
     organization_packages.c.closed_at,
     organization_packages.c.version,
+    organization_packages.c.alerts_fired,
+    organization_packages.c.top_up_reference,
+    organization_packages.c.top_up_amount_minor,
+    organization_packages.c.top_up_requested_at,
+    organization_packages.c.top_ups_requested,
     billing_components.c.id.label("component_id"),
     billing_components.c.threshold_running_out,
     companies.c.timezone,
     companies.c.currency,
     companies.c.billing_version,
+    companies.c.balance_alerts,
+    companies.c.auto_recharge,
     quota_buckets.c.quota_type,
     quota_buckets.c.balance_minor,
     quota_buckets.c.limit_minor,
@@ -196,6 +205,10 @@ def _package(rows: Sequence[Mapping[str, Any]]) -> LockedPool:
         below_zero_cycle_start=first["below_zero_cycle_start"],
         threshold_percent=first["threshold_running_out"],
         waba_id=first["waba_id"],
+        alerting=alerting_of(first["balance_alerts"], first["auto_recharge"], first["currency"]),
+        alerts_fired=frozenset(_json(first["alerts_fired"]) or ()),
+        top_up_request=_request_of(first),
+        top_ups_requested=first["top_ups_requested"],
     )
     return LockedPool(
         first["id"],
@@ -206,6 +219,38 @@ def _package(rows: Sequence[Mapping[str, Any]]) -> LockedPool:
         closed=first["closed_at"] is not None,
         version=first["version"],
     )
+
+
+# Settings are stored as the domain checked them; parsed once per distinct stored value, not per deduction.
+_ALERTING_MEMO_MAX = 4_096
+_alerting_memo: dict[tuple[str, str, str], alerts.Alerting] = {}
+
+
+def alerting_of(balance_alerts: Any, auto_recharge: Any, currency: str) -> alerts.Alerting:
+    """The company's stored alerts and auto-recharge as the domain's `Alerting`."""
+    if not balance_alerts and auto_recharge is None:
+        return alerts.Alerting(currency=currency)
+    key = (repr(balance_alerts), repr(auto_recharge), currency)
+    found = _alerting_memo.get(key)
+    if found is None:
+        found = alerts.Alerting(
+            alerts.parse_alerts(_json(balance_alerts) or []), alerts.parse_auto_recharge(_json(auto_recharge)), currency
+        )
+        if len(_alerting_memo) >= _ALERTING_MEMO_MAX:
+            _alerting_memo.clear()
+        _alerting_memo[key] = found
+    return found
+
+
+def _json(value: Any) -> Any:
+    """A json column's value: the driver's raw fetch hands it over as text, SQLAlchemy decoded."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _request_of(row: Mapping[str, Any]) -> alerts.TopUpRequest | None:
+    if row["top_up_reference"] is None:
+        return None
+    return alerts.TopUpRequest(row["top_up_reference"], row["top_up_amount_minor"], row["top_up_requested_at"])
 
 
 def _bucket_values(buckets: Buckets) -> dict[QuotaType, tuple[int, int, int]]:
@@ -247,6 +292,9 @@ async def save_pool_state(connection: AsyncConnection, pool: LockedPool, after: 
         before.funded_base_minor,
         before.low_balance_armed,
         before.below_zero_cycle_start,
+        before.alerts_fired,
+        before.top_up_request,
+        before.top_ups_requested,
     ) != (
         after.cycle_start,
         after.cycle_end,
@@ -254,7 +302,11 @@ async def save_pool_state(connection: AsyncConnection, pool: LockedPool, after: 
         after.funded_base_minor,
         after.low_balance_armed,
         after.below_zero_cycle_start,
+        after.alerts_fired,
+        after.top_up_request,
+        after.top_ups_requested,
     ):
+        request = after.top_up_request
         await connection.execute(
             update(organization_packages)
             .where(
@@ -268,6 +320,11 @@ async def save_pool_state(connection: AsyncConnection, pool: LockedPool, after: 
                 funded_base_minor=after.funded_base_minor,
                 low_balance_armed=after.low_balance_armed,
                 below_zero_cycle_start=after.below_zero_cycle_start,
+                alerts_fired=sorted(after.alerts_fired) or None,
+                top_up_reference=None if request is None else request.payment_reference,
+                top_up_amount_minor=None if request is None else request.amount_minor,
+                top_up_requested_at=None if request is None else request.requested_at,
+                top_ups_requested=after.top_ups_requested,
                 updated_at=at,
             )
         )
@@ -344,3 +401,18 @@ async def due_package_ids(connection: AsyncConnection, *, at: datetime) -> list[
         .order_by(organization_packages.c.company_id, organization_packages.c.id)
     )
     return [(row.company_id, row.id) for row in rows]
+
+
+async def expired_top_up_requests(
+    connection: AsyncConnection, *, requested_by: datetime, limit: int
+) -> list[tuple[int, int]]:
+    """(company id, package id) of open packages whose auto-recharge request was raised at or before
+    `requested_by` (oldest first), across companies: each is then expired in its company's transaction."""
+    p = organization_packages
+    rows = await connection.execute(
+        select(p.c.company_id, p.c.id)
+        .where(p.c.top_up_reference.is_not(None) & (p.c.top_up_requested_at <= requested_by) & p.c.closed_at.is_(None))
+        .order_by(p.c.top_up_requested_at)
+        .limit(limit)
+    )
+    return [(int(row.company_id), int(row.id)) for row in rows]

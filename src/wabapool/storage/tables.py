@@ -36,6 +36,7 @@ from wabapool.storage.types import BigId, UTCDateTime
 OUTBOX_PENDING_SQL = "delivered_at IS NULL AND dead_at IS NULL AND skipped_at IS NULL"
 OPEN_POOL_SQL = "waba_id IS NULL AND closed_at IS NULL"
 OPEN_WABA_PACKAGE_SQL = "waba_id IS NOT NULL AND closed_at IS NULL"
+OPEN_TOP_UP_SQL = "top_up_reference IS NOT NULL"
 
 metadata = MetaData(
     naming_convention={
@@ -73,6 +74,11 @@ companies = Table(
     # A v2 company's terms for each new WABA's own package ({allowance, postpaid_limit, cycle_anchor_day,
     # threshold_percent}), from its `package` (0006).
     Column("waba_package_terms", JSON),
+    # The company's own alerts ([{kind, value}], at most 5), auto-recharge ({below, amount, max_per_cycle}) and
+    # forecast warning days (NULL: 3) (domain.alerts, domain.forecast; 0010).
+    Column("balance_alerts", JSON),
+    Column("auto_recharge", JSON),
+    Column("forecast_warning_days", SmallInteger),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -98,6 +104,19 @@ organization_packages = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # Set when the backfill moved the package into the pool (or its rollback closed the pool): kept, never charged.
     Column("closed_at", UTCDateTime),
+    # Where the package stands with the company's alerts and auto-recharge (0010): the keys of the alerts
+    # fired in their current crossing, the open top-up request (reference, amount, time), requests this cycle.
+    Column("alerts_fired", JSON),
+    Column("top_up_reference", String(128)),
+    Column("top_up_amount_minor", BigInteger),
+    Column("top_up_requested_at", UTCDateTime),
+    Column("top_ups_requested", SmallInteger, nullable=False, server_default="0"),
+    Index(
+        "ix_organization_packages_open_top_up",
+        "top_up_requested_at",
+        postgresql_where=text(OPEN_TOP_UP_SQL),
+        sqlite_where=text(OPEN_TOP_UP_SQL),
+    ),
     company_key(),
     ForeignKeyConstraint(["company_id"], ["companies.company_id"], name="fk_organization_packages_company_id"),
     Index(

@@ -108,3 +108,10 @@ async def daily_usage(
         conditions.append(u.c.waba_id == waba_id)
     query = select(u.c.day, u.c.waba_id, u.c.spent_minor, u.c.messages).where(and_(*conditions))
     return list(await connection.execute(query.order_by(u.c.day, u.c.waba_id)))
+
+
+async def companies_with_usage_since(connection: AsyncConnection, *, first_day: date, limit: int) -> list[int]:
+    """Companies with any roll-up row from `first_day` on (those a forecast can say something about)."""
+    u = waba_daily_usage
+    query = select(u.c.company_id).where(u.c.day >= first_day).group_by(u.c.company_id).order_by(u.c.company_id)
+    return list((await connection.execute(query.limit(limit))).scalars())

@@ -19,6 +19,7 @@ from wabapool import metrics
 from wabapool.service import events
 from wabapool.service.context import Clock, utc_now
 from wabapool.storage.database import TRANSACTION_POOLING, async_url
+from wabapool.worker.alerts import AlertSweeper
 from wabapool.worker.cycles import CycleScheduler
 from wabapool.worker.relay import Relay
 
@@ -40,6 +41,7 @@ class Worker:
         reset_check_seconds: float = RESET_CHECK_SECONDS,
         clock: Clock = utc_now,
         listen_url: str | None = None,
+        sweeper: AlertSweeper | None = None,
     ) -> None:
         """`listen_url`: where LISTEN connects when the database is reached through PgBouncer in transaction
         pooling (a LISTEN there would sit on a server connection other clients get): the server itself
@@ -47,6 +49,7 @@ class Worker:
         self.listen_url = listen_url
         self.relay = relay
         self.scheduler = scheduler
+        self.sweeper = sweeper
         self.poll_seconds = poll_seconds
         self.reset_check_seconds = reset_check_seconds
         self.clock = clock
@@ -79,6 +82,11 @@ class Worker:
             await self.scheduler.run_due()
         except Exception:  # one failed round must not stop delivery; the next check retries
             log.exception("cycle_reset_failed")
+        if self.sweeper is not None:
+            try:
+                await self.sweeper.run_due()
+            except Exception:  # as above: the next check retries
+                log.exception("alert_sweep_failed")
         self._next_reset_check = self.clock() + timedelta(seconds=self.reset_check_seconds)
 
     async def _update_lag(self) -> None:

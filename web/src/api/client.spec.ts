@@ -23,9 +23,59 @@ describe('ApiClient', () => {
     const info = await api.billingInfo()
     expect(new Headers(calls[0]!.init?.headers).get('Authorization')).toBe('Bearer tok')
     expect(info.balance.wabi.resetsAt).toBe('2026-12-18T17:00:00+00:00')
-    expect(info.wabas[0]).toEqual({ wabaId: '102290129340398', name: 'Sales', spentThisCycle: 101_995_600 })
+    expect(info.wabas[0]).toEqual({
+      wabaId: '102290129340398',
+      name: 'Sales',
+      spentThisCycle: 101_995_600,
+      dailySpend: 0,
+      balance: null,
+    })
     expect(info.billingVersion).toBe('v3')
     expect(info.fundedThisCycle).toBe(250_000_000)
+  })
+
+  it('maps the forecast, the open top-up request and a v2 WABA\'s own balance', async () => {
+    const own = { ...(wireInfo().balance as object), total: 5_000 }
+    const body = wireInfo({
+      forecast: { runs_out_at: '2026-12-14T03:00:00+00:00', daily_spend: 4_200_000, basis_days: 7 },
+      top_up_request: {
+        payment_reference: 'auto-recharge:1:2026-11-19:1',
+        amount: 50_000_000,
+        requested_at: '2026-12-01T03:02:00+00:00',
+        expires_at: '2026-12-02T03:02:00+00:00',
+        waba_id: null,
+      },
+      wabas: [{ waba_id: '1', name: 'Own', spent_this_cycle: 10, daily_spend: 3, balance: own }],
+    })
+    const { api } = client({ '/billings/info': { body } })
+    const info = await api.billingInfo()
+    expect(info.forecast).toEqual({ runsOutAt: '2026-12-14T03:00:00+00:00', dailySpend: 4_200_000, basisDays: 7 })
+    expect(info.topUpRequest?.amount).toBe(50_000_000)
+    expect(info.wabas[0]?.dailySpend).toBe(3)
+    expect(info.wabas[0]?.balance?.total).toBe(5_000)
+  })
+
+  it('reads and saves the balance alerts in the wire shape', async () => {
+    const wire = {
+      alerts: [{ kind: 'percent', value: 20 }],
+      auto_recharge: { below: 10_000_000, amount: 50_000_000, max_per_cycle: 3 },
+      forecast_warning_days: 3,
+      editable: true,
+    }
+    const { api, calls } = client({ '/balance_alerts': { body: wire } })
+    const settings = await api.balanceAlerts()
+    expect(settings).toEqual({
+      alerts: [{ kind: 'percent', value: 20 }],
+      autoRecharge: { below: 10_000_000, amount: 50_000_000, maxPerCycle: 3 },
+      forecastWarningDays: 3,
+      editable: true,
+    })
+    await api.saveBalanceAlerts({ alerts: [{ kind: 'amount', value: 500 }], autoRecharge: null })
+    expect(calls[1]!.init?.method).toBe('PUT')
+    expect(JSON.parse(String(calls[1]!.init?.body))).toEqual({
+      alerts: [{ kind: 'amount', value: 500 }],
+      auto_recharge: null,
+    })
   })
 
   it('an unknown billing_version is "unknown"; a missing timezone is derived from the cycle start', async () => {

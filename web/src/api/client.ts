@@ -9,6 +9,7 @@
 
 import { DEFAULT_TIMEZONE, addDays, isValidTimeZone, zoneFromCycleStart, zonedMidnight } from '../lib/time'
 import type {
+  AlertSettings,
   AnalyticsEventName,
   AnalyticsProperties,
   BalanceFigures,
@@ -18,9 +19,11 @@ import type {
   CsvFile,
   DeliveryState,
   EventPage,
+  Forecast,
   LogFilters,
   LogPage,
   LogRow,
+  TopUpRequest,
   SpendCap,
   Usage,
   WabaSummary,
@@ -125,6 +128,8 @@ export function toBillingInfo(raw: unknown): BillingInfo {
         wabaId: str(waba.waba_id, 'waba_id'),
         name: str(waba.name, 'name'),
         spentThisCycle: int(waba.spent_this_cycle ?? 0, 'spent_this_cycle'),
+        dailySpend: int(waba.daily_spend ?? 0, 'daily_spend'),
+        balance: isRecord(waba.balance) ? toBalance(waba.balance) : null,
       }
       // Caps are shown to owners, admins and supervisors only: the API leaves the fields out for the others.
       if ('spend_cap' in waba) {
@@ -135,6 +140,49 @@ export function toBillingInfo(raw: unknown): BillingInfo {
     }),
     asOf: optStr(body.as_of),
     stale: body.stale === true,
+    forecast: toForecast(body.forecast),
+    topUpRequest: toTopUpRequest(body.top_up_request),
+  }
+}
+
+function toForecast(raw: unknown): Forecast | null {
+  if (!isRecord(raw)) return null
+  return {
+    runsOutAt: optStr(raw.runs_out_at),
+    dailySpend: int(raw.daily_spend ?? 0, 'forecast.daily_spend'),
+    basisDays: int(raw.basis_days ?? 0, 'forecast.basis_days'),
+  }
+}
+
+function toTopUpRequest(raw: unknown): TopUpRequest | null {
+  if (!isRecord(raw)) return null
+  return {
+    paymentReference: str(raw.payment_reference, 'top_up_request.payment_reference'),
+    amount: int(raw.amount, 'top_up_request.amount'),
+    requestedAt: str(raw.requested_at, 'top_up_request.requested_at'),
+    expiresAt: str(raw.expires_at, 'top_up_request.expires_at'),
+    wabaId: optStr(raw.waba_id),
+  }
+}
+
+export function toAlertSettings(raw: unknown): AlertSettings {
+  const body = obj(raw, 'balance alerts')
+  const recharge = isRecord(body.auto_recharge) ? body.auto_recharge : null
+  return {
+    alerts: list(body.alerts, 'alerts').map((item) => {
+      const alert = obj(item, 'alert')
+      const kind = alert.kind === 'percent' ? 'percent' : 'amount'
+      return { kind, value: int(alert.value, 'alert.value') }
+    }),
+    autoRecharge: recharge
+      ? {
+          below: int(recharge.below, 'auto_recharge.below'),
+          amount: int(recharge.amount, 'auto_recharge.amount'),
+          maxPerCycle: int(recharge.max_per_cycle ?? 3, 'auto_recharge.max_per_cycle'),
+        }
+      : null,
+    forecastWarningDays: int(body.forecast_warning_days ?? 3, 'forecast_warning_days'),
+    editable: body.editable === true,
   }
 }
 
@@ -283,6 +331,28 @@ export class ApiClient {
 
   async billingInfo(signal?: AbortSignal): Promise<BillingInfo> {
     return toBillingInfo(await this.json('/billings/info', { signal }))
+  }
+
+  async balanceAlerts(signal?: AbortSignal): Promise<AlertSettings> {
+    return toAlertSettings(await this.json('/balance_alerts', { signal }))
+  }
+
+  /** Replace the alerts and the auto-recharge setting (owner and admin; 403 for others). */
+  async saveBalanceAlerts(settings: Pick<AlertSettings, 'alerts' | 'autoRecharge'>): Promise<AlertSettings> {
+    const recharge = settings.autoRecharge
+    const body = {
+      alerts: settings.alerts.map((alert) => ({ kind: alert.kind, value: alert.value })),
+      auto_recharge: recharge
+        ? { below: recharge.below, amount: recharge.amount, max_per_cycle: recharge.maxPerCycle }
+        : null,
+    }
+    return toAlertSettings(
+      await this.json('/balance_alerts', {
+        method: 'PUT',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+      }),
+    )
   }
 
   async usage(signal?: AbortSignal): Promise<Usage> {

@@ -25,6 +25,48 @@ export interface WabaSummary {
   spendCap?: SpendCap | null
   /** What the WABA spent this cycle in the cap's categories; null without a cap. */
   capSpent?: number | null
+  /** Mean daily spend of the forecast's basis days (0 when none). */
+  dailySpend: number
+  /** The WABA's own package (a v2 company), null when it spends from the shared pool. */
+  balance: BalanceFigures | null
+}
+
+/** When the money runs out at the pace of the last (up to 7) completed days; `runsOutAt` null: it lasts the cycle. */
+export interface Forecast {
+  runsOutAt: string | null
+  dailySpend: number
+  basisDays: number
+}
+
+/** The open auto-recharge request: the top-up with its reference closes it. */
+export interface TopUpRequest {
+  paymentReference: string
+  amount: number
+  requestedAt: string
+  expiresAt: string
+  wabaId: string | null
+}
+
+export type AlertKind = 'percent' | 'amount'
+
+export interface BalanceAlert {
+  kind: AlertKind
+  /** 1..100 for percent; minor units of prepaid money left for amount. */
+  value: number
+}
+
+export interface AutoRecharge {
+  below: number
+  amount: number
+  maxPerCycle: number
+}
+
+export interface AlertSettings {
+  alerts: BalanceAlert[]
+  autoRecharge: AutoRecharge | null
+  forecastWarningDays: number
+  /** Whether the signed-in role may change them (owner, admin); supervisors read them. */
+  editable: boolean
 }
 
 export interface BillingInfo {
@@ -44,6 +86,8 @@ export interface BillingInfo {
   wabas: WabaSummary[]
   asOf: string | null
   stale: boolean
+  forecast: Forecast | null
+  topUpRequest: TopUpRequest | null
 }
 
 export interface UsageByWaba {

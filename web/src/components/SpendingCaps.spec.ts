@@ -11,8 +11,10 @@ const PROMO: WabaSummary = {
   spentThisCycle: 9_000_000,
   spendCap: { amount: 10_000_000, categories: ['marketing'], warnPercent: 80 },
   capSpent: 9_000_000,
+  dailySpend: 0,
+  balance: null,
 }
-const SALES: WabaSummary = { wabaId: '102290129340398', name: 'Sales', spentThisCycle: 0, spendCap: null, capSpent: null }
+const SALES: WabaSummary = { wabaId: '102290129340398', name: 'Sales', spentThisCycle: 0, spendCap: null, capSpent: null, dailySpend: 0, balance: null }
 
 function mounted(options: { canEdit?: boolean; save?: (id: string, cap: SpendCap | null) => Promise<void> } = {}) {
   return mount(SpendingCaps, {

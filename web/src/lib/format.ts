@@ -69,6 +69,24 @@ export function formatMoney(amountMinor: number, currency: string): string {
   return amountMinor < 0 ? `${MINUS}${text}` : text
 }
 
+/** Major units typed by a person ("500000", "1234.56") as exact minor units, or null: digits with at most one `.`
+ * as the decimal point and no more decimals than the currency has; thousands separators are refused, not guessed. */
+export function decimalToMinor(text: string, currency: string): number | null {
+  const exponent = currencyExponent(currency)
+  const match = text.trim().match(/^(\d+)(?:\.(\d+))?$/)
+  if (!match) return null
+  const fraction = match[2] ?? ''
+  if (fraction.length > exponent) return null
+  const minor = BigInt(match[1]!) * 10n ** BigInt(exponent) + BigInt(fraction.padEnd(exponent, '0') || '0')
+  return minor <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(minor) : null
+}
+
+/** Minor units as a person would type them back: "500000", "1234.5" (no trailing zeros, no separators). */
+export function minorToInput(amountMinor: number, currency: string): string {
+  const decimal = minorToDecimal(amountMinor, currency)
+  return decimal.includes('.') ? decimal.replace(/\.?0+$/, '') : decimal
+}
+
 /** Whole percent of `part` in `whole`, rounded down, exact for any safe integers. */
 export function percentOf(part: number, whole: number): number {
   if (whole <= 0) return 0

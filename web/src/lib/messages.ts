@@ -158,6 +158,13 @@ export const en = {
     balance_topped_up: () => 'Balance topped up',
     cycle_reset: () => 'New cycle: allowance reset',
     postpaid_settled: () => 'Postpaid bill settled',
+    balance_alert: (data: Record<string, unknown>) => {
+      const alert = (typeof data.alert === 'object' && data.alert !== null ? data.alert : {}) as Record<string, unknown>
+      return alert.kind === 'percent' ? `Your alert: balance fell to ${String(alert.value)}%` : 'Your alert: balance fell below your amount'
+    },
+    top_up_requested: () => 'Auto-recharge: top-up requested',
+    top_up_request_expired: () => 'Auto-recharge: request expired unpaid',
+    balance_forecast_low: () => 'Forecast: balance runs out before the cycle ends',
     waba_cap_warning: (data: Record<string, unknown>) =>
       `WABA ${String(data.waba_id ?? '')} passed ${String(data.warn_percent ?? 80)}% of its spending cap`,
     waba_cap_reached: (data: Record<string, unknown>) =>
@@ -171,6 +178,50 @@ export const en = {
     unknown: 'Unknown',
   } as Record<string, string>,
   attempts: (count: number) => (count === 1 ? '1 attempt' : `${count} attempts`),
+  // Forecast
+  forecastLabel: 'Forecast',
+  forecastRunsOut: (until: string, resets: string) =>
+    `At this pace the balance lasts until ${until}; the allowance resets ${resets}.`,
+  forecastLasts: (resets: string) => `At this pace the balance lasts until the allowance resets ${resets}.`,
+  forecastNone: 'No spend in the last days: no forecast yet.',
+  forecastBasis: (amount: string, days: number) =>
+    days === 1 ? `Spending ${amount} a day (the last day).` : `Spending ${amount} a day (mean of the last ${days} days).`,
+  // Balance alerts and auto-recharge
+  alertSettingsTitle: 'Balance alerts and auto-recharge',
+  alertSettingsWhat: 'balance alerts',
+  yourAlerts: 'Your alerts',
+  noAlertsSet: 'No alerts of your own: you hear about the 40% mark and below zero only.',
+  alertPercent: (value: number) => `When ${value}% of this cycle's funds are left`,
+  alertAmount: (amount: string) => `When ${amount} is left`,
+  autoRecharge: 'Auto-recharge',
+  autoRechargeOff: 'Off: no top-up is requested automatically.',
+  autoRechargeOn: (amount: string, below: string, times: number) =>
+    `Request a top-up of ${amount} when available falls below ${below} (at most ${times} a cycle).`,
+  openRequest: (amount: string, at: string) => `Top-up of ${amount} requested at ${at}`,
+  openRequestReference: (reference: string) => `Payment reference ${reference}`,
+  readOnlySettings: 'Only owners and admins can change these settings.',
+  alertKind: 'Alert type',
+  alertKinds: { percent: 'Percent of funds left', amount: 'Amount left' } as Record<string, string>,
+  alertValue: (index: number) => `Alert ${index} value`,
+  alertKindOf: (index: number) => `Alert ${index} type`,
+  removeAlert: (index: number) => `Remove alert ${index}`,
+  addAlert: 'Add alert',
+  enableAutoRecharge: 'Request a top-up automatically',
+  rechargeBelow: 'When available falls below',
+  rechargeAmount: 'Top-up amount',
+  rechargeMax: 'At most per cycle',
+  saveAlerts: 'Save alerts',
+  saving: 'Saving…',
+  saved: 'Saved.',
+  saveFailed: (reason: string) => `We couldn't save: ${reason}`,
+  invalidNumber: 'Enter a whole number.',
+  // Per-WABA figures
+  wabaFiguresTitle: 'WABAs',
+  wabaFiguresScrollLabel: 'WABA figures table (scrolls)',
+  wabaFiguresCaption: 'Spend per WABA this cycle, daily spend and own balances',
+  wabaColumns: { waba: 'WABA', spent: 'Spent this cycle', daily: 'Daily spend', balance: 'Own balance' },
+  poolBalance: 'Shared pool',
+  noWabas: 'No WABAs yet.',
   loading: 'Loading',
 }
 
