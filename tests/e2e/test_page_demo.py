@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Route, expect
+from playwright.sync_api import Response, Route, expect
 
 from tests.e2e.page_support import (
     ANALYTICS_PATH,
+    PUBLIC,
     TOOLTIP_EVENT,
     Server,
     axe_violations,
@@ -69,6 +70,10 @@ def test_the_demo_link_signs_in_and_the_total_shown_is_the_apis(page: Any, demo:
     screenshot(page, "success-desktop")
 
 
+def is_analytics(response: Response) -> bool:
+    return response.request.method == "POST" and response.url.endswith(ANALYTICS_PATH)
+
+
 def test_the_tooltip_opens_by_hover_focus_and_click_closes_on_escape_and_reports_each_opening_once(
     page: Any, demo: Server
 ) -> None:
@@ -88,7 +93,9 @@ def test_the_tooltip_opens_by_hover_focus_and_click_closes_on_escape_and_reports
     assert trigger.get_attribute("aria-describedby") == page.locator("[role=tooltip]").get_attribute("id")
     expect(tooltip).to_be_hidden()
 
-    trigger.hover()
+    # Each opening's event is waited for by its answer from the server (so the server has counted it).
+    with page.expect_response(is_analytics):
+        trigger.hover()
     expect(tooltip).to_be_visible()
     expect(tooltip).to_contain_text("Toko Sepatu Nusantara — Support")
     assert axe_violations(page) == []
@@ -96,17 +103,22 @@ def test_the_tooltip_opens_by_hover_focus_and_click_closes_on_escape_and_reports
     page.mouse.move(1200, 880)
     expect(tooltip).to_be_hidden()
 
-    trigger.focus()
+    with page.expect_response(is_analytics):
+        trigger.focus()
     expect(tooltip).to_be_visible()
     page.keyboard.press("Escape")
     expect(tooltip).to_be_hidden()
 
-    trigger.click()
+    with page.expect_response(is_analytics):
+        trigger.click()
     expect(tooltip).to_be_visible()
     page.keyboard.press("Escape")
     expect(tooltip).to_be_hidden()
 
-    page.wait_for_timeout(300)
+    # A barrier instead of a pause: a request the page makes after the last Escape. Any event a closing
+    # (or a second report of an opening) sent was sent before it, so `sent` holds it once this is answered.
+    with page.expect_response(lambda r: r.url.endswith(f"{PUBLIC}/billings/info")):
+        page.get_by_role("button", name="Refresh").click()
     assert [event["properties"]["trigger"] for event in sent] == list(TRIGGERS)
     assert all(
         e == {"name": TOOLTIP_EVENT, "properties": {"billing_version": "v3", "trigger": e["properties"]["trigger"]}}
@@ -200,7 +212,8 @@ def test_loading_state_is_skeletons_of_the_final_size_and_passes_axe(page: Any, 
     assert demo.page_url
     page.goto(demo.page_url)
     expect(page.locator(".skeleton").first).to_be_visible()
-    page.wait_for_timeout(200)
+    # Measured once the loading state is whole: every card there, three surfaces busy, the fonts laid out.
+    page.wait_for_function(LOADING_STATE_SETTLED, arg=list(CARDS.values()))
     boxes = {name: page.locator(selector).bounding_box() for name, selector in CARDS.items()}
     assert page.locator("[aria-busy=true]").count() >= 3
     assert axe_violations(page) == []
@@ -220,6 +233,9 @@ def test_loading_state_is_skeletons_of_the_final_size_and_passes_axe(page: Any, 
 
 
 CARDS = {"summary": "section.summary", "usage": "section.usage", "logs-box": ".logs-scroll"}
+LOADING_STATE_SETTLED = """(cards) => document.fonts.status === 'loaded'
+  && cards.every((selector) => document.querySelector(selector) !== null)
+  && document.querySelectorAll('[aria-busy=true]').length >= 3"""
 
 
 def test_error_state_of_every_surface_says_what_failed_and_try_again_recovers(page: Any, demo: Server) -> None:
@@ -237,12 +253,18 @@ def test_error_state_of_every_surface_says_what_failed_and_try_again_recovers(pa
     assert no_sideways_scroll(page)
     screenshot(page, "state-error-360")
     page.unroute(failing)
-    while page.get_by_role("button", name="Try again").count():
-        page.get_by_role("button", name="Try again").first.click()
-        page.wait_for_timeout(150)
+    retries = page.get_by_role("button", name="Try again")
+    while (left := retries.count()) > 0:
+        retries.first.click()
+        # The surface retried loads and its button goes (one click is never taken for the next one's).
+        page.wait_for_function(TRY_AGAIN_BUTTONS_FEWER_THAN, arg=left)
     expect(page.get_by_test_id("balance-total")).to_contain_text("Rp")
     expect(logs(page).locator("tbody tr").first).to_contain_text("Rp")
     expect(page.get_by_role("table", name="Alert history")).to_be_visible()
+
+
+TRY_AGAIN_BUTTONS_FEWER_THAN = """(count) => [...document.querySelectorAll('button')]
+  .filter((button) => button.innerText.trim() === 'Try again').length < count"""
 
 
 def test_empty_state_of_every_surface(page: Any, demo: Server) -> None:
