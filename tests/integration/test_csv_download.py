@@ -6,7 +6,7 @@ import asyncio
 import base64
 import csv
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -15,6 +15,7 @@ import pytest
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer
 from tests.conftest import TEST_PII_KEYS, FakeClock
 from tests.reports_support import database_url, deduct, provision, refund, report_app
+from tests.waiting import eventually
 from wabapool.domain import limits
 from wabapool.pii import PiiSealer
 from wabapool.service import DeductionRequest
@@ -227,25 +228,27 @@ async def test_a_client_that_stops_reading_stops_the_pipeline_after_a_bounded_nu
         return await read_page(after)  # type: ignore[arg-type]
 
     export._read_page = counting  # type: ignore[assignment]
+    # The pipeline parked: it tries to put a page into the full queue (a pipeline without back-pressure never
+    # does, it reads on). Parked, it cannot read, so the count seen then is the count for good: no pause needed.
+    parked_after: list[int] = []
+    queue_put = export._queue.put
+
+    async def watched_put(item: bytes | BaseException | None) -> None:
+        if export._queue.full():
+            parked_after.append(pages_read)
+        await queue_put(item)
+
+    export._queue.put = watched_put  # type: ignore[method-assign]
     body = export.body()
     await anext(body)  # the header: the pipeline starts, and nobody reads further
     held = limits.EXPORT_QUEUE_PAGES + 1  # the queue full, and one page formatted waiting for room
 
-    async def filled() -> None:
-        while not (export._queue.full() and pages_read == held):
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(filled(), timeout=10)
-    await asyncio.sleep(0.3)  # room for a pipeline without back-pressure to read on (it must not)
-    assert pages_read == held
+    await eventually(lambda: parked_after, what="the pipeline to wait for room in the full queue")
+    assert parked_after == [held] and pages_read == held and export._queue.full()
     await anext(body)  # the client reads a page: the pipeline reads one more, and waits again
-    await asyncio.wait_for(filled_again(lambda: pages_read, held + 1), timeout=10)
+    await eventually(lambda: len(parked_after) == 2, what="the pipeline to wait for room again after one page")
+    assert parked_after == [held, held + 1] and pages_read == held + 1
     await body.aclose()  # type: ignore[attr-defined]
-
-
-async def filled_again(count: Callable[[], int], expected: int) -> None:
-    while count() != expected:
-        await asyncio.sleep(0.01)
 
 
 async def test_the_eleventh_export_of_a_company_at_once_is_refused_with_429_and_retry_after(app) -> None:
