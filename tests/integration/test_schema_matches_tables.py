@@ -1,4 +1,4 @@
-"""The migrated schema is what `storage/tables.py` says, on SQLite and on PostgreSQL (Alembic's own comparison)."""
+"""The migrated schema is what `storage/tables/` says, on SQLite and on PostgreSQL (Alembic's own comparison)."""
 
 from __future__ import annotations
 
