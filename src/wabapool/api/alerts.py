@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from wabapool.api import schemas
 from wabapool.api.deps import Context, require
 from wabapool.api.errors import error_responses
+from wabapool.api.schemas.companies import BalanceAlertsIn, BalanceAlertsOut
 from wabapool.security import Permission, Principal, allowed
 from wabapool.service.models import KEEP, AlertSettings, Keep
 
@@ -48,17 +48,15 @@ def settings_body(settings: AlertSettings, *, alerts_field: str) -> dict[str, An
     return {alerts_field: plain.pop("alerts"), **plain}
 
 
-@router.get("/balance_alerts", response_model=schemas.BalanceAlertsOut, responses=error_responses(401, 403, 404))
+@router.get("/balance_alerts", response_model=BalanceAlertsOut, responses=error_responses(401, 403, 404))
 async def get_balance_alerts(principal: AlertReader, context: Context) -> dict[str, Any]:
     """The company's own alerts and auto-recharge (owner, admin, supervisor)."""
     settings = await context.service.alert_settings(principal.company_id)
     return {**settings_body(settings, alerts_field="alerts"), "editable": _editable(principal)}
 
 
-@router.put(
-    "/balance_alerts", response_model=schemas.BalanceAlertsOut, responses=error_responses(400, 401, 403, 404, 422)
-)
-async def put_balance_alerts(body: schemas.BalanceAlertsIn, principal: AlertWriter, context: Context) -> dict[str, Any]:
+@router.put("/balance_alerts", response_model=BalanceAlertsOut, responses=error_responses(400, 401, 403, 404, 422))
+async def put_balance_alerts(body: BalanceAlertsIn, principal: AlertWriter, context: Context) -> dict[str, Any]:
     """Change the company's alerts and auto-recharge (owner and admin); a field left out keeps its value."""
     settings = await context.service.set_alert_settings(
         principal.company_id, **alert_fields(body, alerts_field="alerts")

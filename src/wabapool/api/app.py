@@ -16,7 +16,7 @@ from wabapool.api.errors import error_response, install_error_handlers
 from wabapool.api.middleware import RequestContextMiddleware
 from wabapool.api.observability import observe_request
 from wabapool.api.request_rules import RequestRules
-from wabapool.api.schemas import ErrorEnvelope, HealthOut
+from wabapool.api.schemas.envelope import ErrorEnvelope, HealthOut
 from wabapool.api.slow_clients import BodyReadTimeout
 from wabapool.metrics import render
 from wabapool.runtime import configure_logging

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from wabapool.api.schemas import ErrorEnvelope
+from wabapool.api.schemas.envelope import ErrorEnvelope
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.limits import RETRY_AFTER_SECONDS
 

@@ -10,13 +10,37 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from pydantic_core import to_json  # 3-4x json.dumps on these bodies (measured), and already here
 
-from wabapool.api import schemas, spend_caps
+from wabapool.api import spend_caps
 from wabapool.api.alerts import alert_fields, settings_body
 from wabapool.api.balance import balance_object
 from wabapool.api.context import AppContext
 from wabapool.api.deps import Context, Provisioner, Reader, Refunder, Settler, TopUpper, scoped_caller
 from wabapool.api.errors import ApiError, billing_error_body, error_responses
 from wabapool.api.observability import record_batch, record_deduction
+from wabapool.api.schemas.billing_info import BalanceOut
+from wabapool.api.schemas.companies import (
+    CompanyIn,
+    CompanyOut,
+    InvalidatedOut,
+    PackageIn,
+    PriceIn,
+    PriceOut,
+    WabaIn,
+    WabaOut,
+    WebhookIn,
+    WebhookOut,
+)
+from wabapool.api.schemas.fields import WABA_ID_PATTERN, Identifier, Strict
+from wabapool.api.schemas.money import (
+    BatchIn,
+    BatchOut,
+    DeductionIn,
+    DeductionOut,
+    PaymentIn,
+    PaymentOut,
+    RefundIn,
+    RefundOut,
+)
 from wabapool.domain import limits
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.security import Scope
@@ -25,11 +49,11 @@ from wabapool.service.models import KEEP, Allocation, BatchItemResult, Deduction
 from wabapool.service.ssrf import UnsafeUrl, UrlGuard
 
 router = APIRouter(tags=["internal"])
-BodyModel = TypeVar("BodyModel", bound=schemas.Strict)
+BodyModel = TypeVar("BodyModel", bound=Strict)
 CompanyPath = Path(gt=0, le=2**63 - 1)
-WabaPath = Path(min_length=1, max_length=32, pattern=schemas.WABA_ID_PATTERN)
+WabaPath = Path(min_length=1, max_length=32, pattern=WABA_ID_PATTERN)
 # A deduction code reaches the CSV: the same rule as in bodies (`domain.identifiers`).
-CodePath = Annotated[str, Path(min_length=1, max_length=limits.CODE_MAX_LENGTH), schemas.Identifier]
+CodePath = Annotated[str, Path(min_length=1, max_length=limits.CODE_MAX_LENGTH), Identifier]
 
 
 def _internal_caller(request: Request, scope: Scope) -> tuple[AppContext, str]:
@@ -48,7 +72,7 @@ def _parse(model: type[BodyModel], raw: bytes) -> BodyModel:
         raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
 
 
-def _request(item: schemas.DeductionIn) -> DeductionRequest:
+def _request(item: DeductionIn) -> DeductionRequest:
     extra = item.extra_attrs
     return DeductionRequest(
         company_id=item.company_id,
@@ -105,7 +129,7 @@ def _payment_body(result: FundingResult) -> dict[str, Any]:
 
 @router.post(
     "/quota-managements/deduction",
-    response_model=schemas.DeductionOut,
+    response_model=DeductionOut,
     responses=error_responses(400, 401, 403, 404, 409, 413, 422, 503),
     openapi_extra={
         "requestBody": {
@@ -123,7 +147,7 @@ async def deduct(request: Request) -> Response:
     machinery (measured: it cost more than the deduction itself).
     """
     context, caller = _internal_caller(request, Scope.DEDUCT)
-    body = _parse(schemas.DeductionIn, await request.body())
+    body = _parse(DeductionIn, await request.body())
     outcome = await context.service.deduct_one(_request(body), service_name=caller)
     record_deduction(outcome)
     return Response(to_json(deduction_body(outcome.unwrap())), media_type="application/json")
@@ -131,7 +155,7 @@ async def deduct(request: Request) -> Response:
 
 @router.post(
     "/quota-managements/deductions",
-    response_model=schemas.BatchOut,
+    response_model=BatchOut,
     responses=error_responses(400, 401, 403, 413, 503),
     openapi_extra={
         "requestBody": {
@@ -144,7 +168,7 @@ async def deduct(request: Request) -> Response:
 async def deduct_batch(request: Request) -> Response:
     """Up to 1,000 deductions; one result per item, in request order; a rejected item never fails the others."""
     context, caller = _internal_caller(request, Scope.DEDUCT)
-    body = _parse(schemas.BatchIn, await request.body())
+    body = _parse(BatchIn, await request.body())
     if len(body.items) > limits.BATCH_MAX_ITEMS:
         raise ApiError(
             413,
@@ -159,10 +183,10 @@ async def deduct_batch(request: Request) -> Response:
 
 @router.post(
     "/quota-managements/refund",
-    response_model=schemas.RefundOut,
+    response_model=RefundOut,
     responses=error_responses(400, 401, 403, 404, 409, 422, 503),
 )
-async def refund(body: schemas.RefundIn, context: Context, caller: Refunder) -> JSONResponse:
+async def refund(body: RefundIn, context: Context, caller: Refunder) -> JSONResponse:
     """Give a deduction back (message not billable or failed); idempotent on refund_code."""
     result = await context.service.refund(
         RefundRequest(body.company_id, body.unique_code, body.refund_code, body.reason), service_name=caller
@@ -183,10 +207,10 @@ async def refund(body: schemas.RefundIn, context: Context, caller: Refunder) -> 
 
 @router.post(
     "/quota-managements/top-up",
-    response_model=schemas.PaymentOut,
+    response_model=PaymentOut,
     responses=error_responses(400, 401, 403, 404, 409, 422, 503),
 )
-async def top_up(body: schemas.PaymentIn, context: Context, caller: TopUpper) -> JSONResponse:
+async def top_up(body: PaymentIn, context: Context, caller: TopUpper) -> JSONResponse:
     """Credit a payment: postpaid use is paid off first, the rest goes to `additional`."""
     result = await context.service.top_up(
         body.company_id,
@@ -200,10 +224,10 @@ async def top_up(body: schemas.PaymentIn, context: Context, caller: TopUpper) ->
 
 @router.post(
     "/quota-managements/settle-postpaid",
-    response_model=schemas.PaymentOut,
+    response_model=PaymentOut,
     responses=error_responses(400, 401, 403, 404, 409, 422, 503),
 )
-async def settle_postpaid(body: schemas.PaymentIn, context: Context, caller: Settler) -> JSONResponse:
+async def settle_postpaid(body: PaymentIn, context: Context, caller: Settler) -> JSONResponse:
     """Record the payment of the postpaid bill; idempotent on payment_reference."""
     result = await context.service.settle_postpaid(
         body.company_id,
@@ -217,7 +241,7 @@ async def settle_postpaid(body: schemas.PaymentIn, context: Context, caller: Set
 
 @router.put(
     "/quota-managements/{company_id}/invalidate-cache",
-    response_model=schemas.InvalidatedOut,
+    response_model=InvalidatedOut,
     responses=error_responses(400, 401, 403, 503),
 )
 async def invalidate_cache(context: Context, _: Reader, company_id: int = CompanyPath) -> dict[str, Any]:
@@ -228,7 +252,7 @@ async def invalidate_cache(context: Context, _: Reader, company_id: int = Compan
 
 @router.get(
     "/quota-managements/{company_id}/balance",
-    response_model=schemas.BalanceOut,
+    response_model=BalanceOut,
     responses=error_responses(400, 401, 403, 404, 422, 503),
 )
 async def authoritative_balance(context: Context, _: Reader, company_id: int = CompanyPath) -> JSONResponse:
@@ -236,11 +260,9 @@ async def authoritative_balance(context: Context, _: Reader, company_id: int = C
     return JSONResponse(balance_object(await context.service.balance(company_id)))
 
 
-@router.put(
-    "/companies/{company_id}", response_model=schemas.CompanyOut, responses=error_responses(400, 401, 403, 409, 503)
-)
+@router.put("/companies/{company_id}", response_model=CompanyOut, responses=error_responses(400, 401, 403, 409, 503))
 async def put_company(
-    body: schemas.CompanyIn, context: Context, _: Provisioner, company_id: int = CompanyPath
+    body: CompanyIn, context: Context, _: Provisioner, company_id: int = CompanyPath
 ) -> dict[str, Any]:
     """Create or update a company and its pool (idempotent); a field left out keeps its value."""
     terms = CompanyTerms(
@@ -265,7 +287,7 @@ async def put_company(
     }
 
 
-def _package_terms(package: schemas.PackageIn | None) -> PackageTerms | None:
+def _package_terms(package: PackageIn | None) -> PackageTerms | None:
     if package is None:
         return None
     return PackageTerms(
@@ -289,11 +311,11 @@ def _package_body(terms: PackageTerms | None) -> dict[str, Any] | None:
 
 @router.put(
     "/companies/{company_id}/wabas/{waba_id}",
-    response_model=schemas.WabaOut,
+    response_model=WabaOut,
     responses=error_responses(400, 401, 403, 404, 409, 503),
 )
 async def put_waba(
-    body: schemas.WabaIn,
+    body: WabaIn,
     context: Context,
     service_name: Provisioner,
     company_id: int = CompanyPath,
@@ -320,12 +342,8 @@ async def put_waba(
     }
 
 
-@router.put(
-    "/price-list/{deduction_code}", response_model=schemas.PriceOut, responses=error_responses(400, 401, 403, 404, 503)
-)
-async def put_price(
-    body: schemas.PriceIn, context: Context, _: Provisioner, deduction_code: CodePath
-) -> dict[str, Any]:
+@router.put("/price-list/{deduction_code}", response_model=PriceOut, responses=error_responses(400, 401, 403, 404, 503))
+async def put_price(body: PriceIn, context: Context, _: Provisioner, deduction_code: CodePath) -> dict[str, Any]:
     """Create or update one price-list entry (a new effective_from is a new row)."""
     effective_from = body.effective_from or context.service.clock()
     if effective_from.tzinfo is None:
@@ -348,11 +366,11 @@ async def put_price(
 
 @router.put(
     "/companies/{company_id}/webhook",
-    response_model=schemas.WebhookOut,
+    response_model=WebhookOut,
     responses=error_responses(400, 401, 403, 404, 503),
 )
 async def put_webhook(
-    body: schemas.WebhookIn, context: Context, _: Provisioner, company_id: int = CompanyPath
+    body: WebhookIn, context: Context, _: Provisioner, company_id: int = CompanyPath
 ) -> dict[str, Any]:
     """Where the company's events are delivered (an https URL reaching a public address) and their secret.
 

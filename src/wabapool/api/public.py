@@ -11,12 +11,14 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import StringConstraints
 
-from wabapool.api import schemas
 from wabapool.api.balance import billing_info as balance_json
 from wabapool.api.balance import with_forecast
 from wabapool.api.context import AppContext
 from wabapool.api.deps import Context, require
 from wabapool.api.errors import ApiError, error_responses
+from wabapool.api.schemas.billing_info import BillingInfoOut
+from wabapool.api.schemas.fields import NoNul
+from wabapool.api.schemas.reports import BillingEventPageOut, LogPageOut, PreferencesIn, PreferencesOut, UsageOut
 from wabapool.domain import forecast
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.masking import mask_name, mask_phone
@@ -36,7 +38,7 @@ PreferenceWriter = Annotated[Principal, Depends(require(Permission.WRITE_PREFERE
 WabaQuery = Annotated[str | None, Query(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")]
 
 
-@router.get("/billings/info", response_model=schemas.BillingInfoOut, responses=error_responses(401, 403, 404, 422, 503))
+@router.get("/billings/info", response_model=BillingInfoOut, responses=error_responses(401, 403, 404, 422, 503))
 async def billing_info(principal: BalanceReader, context: Context) -> JSONResponse:
     """The shared pool with its buckets, thresholds, cycle and per-WABA spend (cached, see `stale`)."""
     try:
@@ -131,17 +133,15 @@ def _log_row(row: LogRow, *, show_waba_id: bool, unmasked: bool) -> dict[str, An
     return body
 
 
-CategoryQuery = Annotated[Annotated[str, StringConstraints(min_length=1, max_length=48), schemas.NoNul] | None, Query()]
-BroadcastQuery = Annotated[
-    Annotated[str, StringConstraints(min_length=1, max_length=64), schemas.NoNul] | None, Query()
-]
+CategoryQuery = Annotated[Annotated[str, StringConstraints(min_length=1, max_length=48), NoNul] | None, Query()]
+BroadcastQuery = Annotated[Annotated[str, StringConstraints(min_length=1, max_length=64), NoNul] | None, Query()]
 PhoneQuery = Annotated[
-    Annotated[str, StringConstraints(min_length=1, max_length=32), schemas.NoNul] | None,
+    Annotated[str, StringConstraints(min_length=1, max_length=32), NoNul] | None,
     Query(description="Exact match, however written (+62 812-…, 62812…, 0062812…): compared as E.164."),
 ]
 
 
-@router.get("/mcc_logs", response_model=schemas.LogPageOut, responses=error_responses(400, 401, 403, 404))
+@router.get("/mcc_logs", response_model=LogPageOut, responses=error_responses(400, 401, 403, 404))
 async def mcc_logs(
     principal: LogReader,
     context: Context,
@@ -231,7 +231,7 @@ class ExportResponse(StreamingResponse):
             self.export.close()
 
 
-@router.get("/usage", response_model=schemas.UsageOut, responses=error_responses(400, 401, 403, 404))
+@router.get("/usage", response_model=UsageOut, responses=error_responses(400, 401, 403, 404))
 async def usage(
     principal: BalanceReader,
     context: Context,
@@ -262,9 +262,7 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-@router.get(
-    "/billing_events", response_model=schemas.BillingEventPageOut, responses=error_responses(400, 401, 403, 404)
-)
+@router.get("/billing_events", response_model=BillingEventPageOut, responses=error_responses(400, 401, 403, 404))
 async def billing_events(
     principal: EventReader,
     context: Context,
@@ -292,17 +290,13 @@ async def billing_events(
     return JSONResponse({"data": rows, "next_cursor": page.next_cursor})
 
 
-@router.get("/billing_preferences", response_model=schemas.PreferencesOut, responses=error_responses(401, 403, 404))
+@router.get("/billing_preferences", response_model=PreferencesOut, responses=error_responses(401, 403, 404))
 async def get_preferences(principal: PreferenceReader, context: Context) -> dict[str, bool]:
     """The company's report preferences."""
     return await context.reports.preferences(principal.company_id)
 
 
-@router.put(
-    "/billing_preferences", response_model=schemas.PreferencesOut, responses=error_responses(400, 401, 403, 404)
-)
-async def put_preferences(
-    body: schemas.PreferencesIn, principal: PreferenceWriter, context: Context
-) -> dict[str, bool]:
+@router.put("/billing_preferences", response_model=PreferencesOut, responses=error_responses(400, 401, 403, 404))
+async def put_preferences(body: PreferencesIn, principal: PreferenceWriter, context: Context) -> dict[str, bool]:
     """Change the company's report preferences (owner and admin)."""
     return await context.reports.set_preferences(principal.company_id, show_waba_id=body.show_waba_id)

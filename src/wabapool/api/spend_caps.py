@@ -11,9 +11,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 
-from wabapool.api import schemas
 from wabapool.api.deps import Context, require
 from wabapool.api.errors import error_responses
+from wabapool.api.schemas.companies import SpendCapIn, WabaCapOut
 from wabapool.domain.caps import SpendCap, make_cap
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.security import Permission, Principal
@@ -25,7 +25,7 @@ CapWriter = Annotated[Principal, Depends(require(Permission.WRITE_SPEND_CAPS))]
 WabaPath = Path(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")
 
 
-def cap_from(body: schemas.SpendCapIn | None) -> SpendCap | None:
+def cap_from(body: SpendCapIn | None) -> SpendCap | None:
     """The wire cap as the domain's (None: remove); the amount's ceiling is checked there."""
     if body is None:
         return None
@@ -42,14 +42,14 @@ def waba_cap_body(result: WabaCap) -> dict[str, Any]:
 
 @router.put(
     "/wabas/{waba_id}/spend_cap",
-    response_model=schemas.WabaCapOut,
+    response_model=WabaCapOut,
     responses=error_responses(400, 401, 403, 404, 422, 503),
 )
 async def put_spend_cap(
     request: Request,
     principal: CapWriter,
     context: Context,
-    body: Annotated[schemas.SpendCapIn | None, Body(description="The cap, or null to remove it.")] = None,
+    body: Annotated[SpendCapIn | None, Body(description="The cap, or null to remove it.")] = None,
     waba_id: str = WabaPath,
 ) -> dict[str, Any]:
     """Set, change (`{amount, categories?, warn_percent?}`) or remove (`null`) the WABA's cap; audited."""
