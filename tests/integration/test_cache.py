@@ -202,14 +202,19 @@ async def test_redis_cache_delete_drops_the_value_and_keeps_the_last_known(redis
 
 
 @pytest.mark.redis
-async def test_redis_cache_refills_only_the_last_known_value_while_fenced_after_a_delete(redis_prefix: str) -> None:
-    cache = RedisCache(CACHE_REDIS_URL, key_prefix=redis_prefix, invalidation_fence_seconds=0.1)
+async def test_redis_cache_refills_only_the_last_known_value_while_fenced_after_a_delete(
+    redis_prefix: str, redis_client: redis_asyncio.Redis
+) -> None:
+    # A fence of a second, not 0.1 s: the fenced set comes right after the delete, and a loaded machine's pause
+    # must not lift the fence before it (the outcome says "fenced", so a missed window fails, never passes).
+    cache = RedisCache(CACHE_REDIS_URL, key_prefix=redis_prefix, invalidation_fence_seconds=1.0)
     try:
         await cache.delete(1001)
-        await cache.set(1001, {"total": 2}, version=2)
+        assert 0 < await redis_client.pttl(f"{redis_prefix}1001:fence") <= 1_000  # the fence: its second, no more
+        assert await cache.set(1001, {"total": 2}, version=2) == "fenced"
         assert await cache.get(1001) is None
         assert await cache.last_known(1001) == {"total": 2}
-        async with asyncio.timeout(WAIT_SECONDS):  # the fence lifts after 0.1 s; until then a set only refreshes
+        async with asyncio.timeout(WAIT_SECONDS):  # the fence lifts after its second; until then a set only refreshes
             while (outcome := await cache.set(1001, {"total": 3}, version=3)) == "fenced":
                 assert await cache.get(1001) is None
                 await asyncio.sleep(0.01)
