@@ -138,10 +138,15 @@ async def test_a_crash_inside_a_company_s_move_leaves_it_untouched_the_earlier_m
         await provision_v2(service, company_id)
     untouched = await company_rows(database, [43, 44])
     point_wabas = company_store.point_wabas
+    entries_of_43 = select(func.count()).select_from(ledger_entries).where(ledger_entries.c.company_id == 43)
+    async with database.read() as connection:
+        entries_before = (await connection.execute(entries_of_43)).scalar_one()
+    entries_seen_inside: list[int] = []
 
     async def crash_in_43(connection: Any, company_id: int, *args: Any, **kwargs: Any) -> Any:
-        # Inside company 43's transaction, after its pool and ledger entries were written.
+        # Inside company 43's transaction, after its pool and ledger entries were written (seen on its connection).
         if company_id == 43:
+            entries_seen_inside.append((await connection.execute(entries_of_43)).scalar_one())
             raise KeyboardInterrupt("operator pressed Ctrl-C")
         return await point_wabas(connection, company_id, *args, **kwargs)
 
@@ -149,6 +154,8 @@ async def test_a_crash_inside_a_company_s_move_leaves_it_untouched_the_earlier_m
     with pytest.raises(KeyboardInterrupt):
         await backfill_service.backfill_all(service.context, ids)
     monkeypatch.setattr(company_store, "point_wabas", point_wabas)
+    # The crash came after the move had written 43's migration entries: there was something to roll back.
+    assert entries_seen_inside and entries_seen_inside[0] > entries_before
     assert await backfill_service.companies_to_move(service.context) == [43, 44]
     assert await company_rows(database, [43, 44]) == untouched  # 43's half-done move rolled back whole
     for company_id in (41, 42):
