@@ -62,7 +62,8 @@ async def test_a_worker_killed_mid_delivery_is_taken_over_with_the_same_webhook_
     postgres: Database, postgres_url: str
 ) -> None:
     service = service_for(postgres, clock=FakeClock(datetime(2026, 11, 10, 3, 0, tzinfo=UTC)))
-    with Receiver(secret=generate_secret(), hold_seconds=3 * TIMEOUT_SECONDS) as receiver:
+    receiver_hold_seconds = 3 * TIMEOUT_SECONDS
+    with Receiver(secret=generate_secret(), hold_seconds=receiver_hold_seconds) as receiver:
         for company_id in COMPANIES:
             await service.provision_company(company_id, CompanyTerms(package=PackageTerms(allowance=0)))
             await service.set_webhook(company_id, url=receiver.url, secret=receiver.secret)
@@ -73,12 +74,17 @@ async def test_a_worker_killed_mid_delivery_is_taken_over_with_the_same_webhook_
         worker = start_worker(postgres_url)
         try:
             await wait_for(lambda: len(receiver.received) >= 1, 30)  # the first request is held open
-            held = receiver.received[0].webhook_id
-            await asyncio.sleep(0.3)
+            first = receiver.received[0]
+            held, held_company = first.webhook_id, first.event["company_id"]
+            # Meanwhile the other company's events go out (a held receiver holds back only its company): the
+            # worker is killed mid-run, with deliveries behind it, not before it started.
+            await wait_for(lambda: any(r.event["company_id"] != held_company for r in receiver.received), 30)
         finally:
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)
         assert worker.returncode == -signal.SIGKILL
+        # Killed mid-delivery: the receiver still held the first request open when the worker died.
+        assert time.monotonic() - first.received_at < receiver_hold_seconds
 
         options = RelayOptions(retry=RetrySchedule.of((0, 0)), timeout_seconds=TIMEOUT_SECONDS, allow_private=True)
         survivor = Relay(postgres, PiiSealer(TEST_PII_KEYS), options=options)
