@@ -80,7 +80,7 @@ class Receiver:
             status = self.script.pop(0) if self.script else self.default_status
             self.received.append(Received(headers, body, verified, status, time.monotonic()))
         if hold:
-            time.sleep(hold)
+            time.sleep(hold)  # a receiver slow to answer is the behaviour the caller tests, not a wait
         handler.send_response(status)
         for name, value in self.extra_headers.items():
             handler.send_header(name, value)

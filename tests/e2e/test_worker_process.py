@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import TEST_PII_KEYS, FakeClock, service_for, truncate_all
+from tests.waiting import eventually
 from tests.worker_receiver import Receiver
 from wabapool.pii import PiiSealer
 from wabapool.service import CompanyTerms, PackageTerms
@@ -50,14 +51,6 @@ def start_worker(postgres_url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def wait_for(condition, deadline_seconds: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + deadline_seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.02)
-
-
 async def test_a_worker_killed_mid_delivery_is_taken_over_with_the_same_webhook_id(
     postgres: Database, postgres_url: str
 ) -> None:
@@ -73,12 +66,15 @@ async def test_a_worker_killed_mid_delivery_is_taken_over_with_the_same_webhook_
 
         worker = start_worker(postgres_url)
         try:
-            await wait_for(lambda: len(receiver.received) >= 1, 30)  # the first request is held open
+            await eventually(lambda: receiver.received, what="the worker's first delivery (held open)")
             first = receiver.received[0]
             held, held_company = first.webhook_id, first.event["company_id"]
             # Meanwhile the other company's events go out (a held receiver holds back only its company): the
             # worker is killed mid-run, with deliveries behind it, not before it started.
-            await wait_for(lambda: any(r.event["company_id"] != held_company for r in receiver.received), 30)
+            await eventually(
+                lambda: any(r.event["company_id"] != held_company for r in receiver.received),
+                what="a delivery to the other company while the first is held",
+            )
         finally:
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)

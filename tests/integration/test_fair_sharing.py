@@ -170,7 +170,7 @@ async def read_slowly(reader: asyncio.StreamReader, stop: asyncio.Event) -> int:
         if not chunk:
             break
         total += len(chunk)
-        await asyncio.sleep(SLOW_READ_PAUSE_SECONDS)
+        await asyncio.sleep(SLOW_READ_PAUSE_SECONDS)  # the slow client is the behaviour under test, not a wait
     return total
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.conftest import COMPANY_ID, TEST_PII_KEYS, FakeClock, provision_demo_pool
+from tests.waiting import eventually
 from tests.worker_receiver import Receiver
 from wabapool import metrics
 from wabapool.pii import PiiSealer
@@ -19,12 +21,10 @@ from wabapool.worker.retry import RetrySchedule
 from wabapool.worker.runner import Worker
 
 
-async def wait_for(condition, deadline_seconds: float) -> float:  # type: ignore[no-untyped-def]
+async def seconds_until(condition: Callable[[], bool], *, what: str) -> float:
+    """How long `condition` took to hold (it is waited for, never guessed)."""
     started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > deadline_seconds:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.01)
+    await eventually(condition, what=what, within_seconds=10)
     return time.monotonic() - started
 
 
@@ -59,9 +59,9 @@ async def test_the_worker_wakes_on_a_new_event_sooner_than_its_poll(
         running = asyncio.create_task(worker.run(stop))
         try:
             # The first round found nothing due and the worker now sleeps until a notification or the poll.
-            await wait_for(lambda: bool(rounds) and rounds[-1] == 0, 10)
+            await eventually(lambda: bool(rounds) and rounds[-1] == 0, what="a first round that found nothing due")
             await service.top_up(COMPANY_ID, amount=100, payment_reference="pay-1")
-            waited = await wait_for(lambda: len(receiver.received) == 1, 10)
+            waited = await seconds_until(lambda: len(receiver.received) == 1, what="the top-up's webhook")
             assert waited < 5
         finally:
             stop.set()

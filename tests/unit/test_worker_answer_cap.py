@@ -61,7 +61,7 @@ class TricklingBody(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while True:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the trickle is the behaviour under test: the attempt timeout must cut it
             yield b"x"
 
 
