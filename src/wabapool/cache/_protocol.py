@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
+
+from wabapool.domain.json_types import JSONObject
 
 # SPEC section 6 (WABAPOOL_CACHE_TTL_SECONDS).
 DEFAULT_TTL_SECONDS = 30.0
@@ -22,7 +24,7 @@ REDIS_MAX_CONNECTIONS = 64
 DEFAULT_DB_TIMEOUT_SECONDS = 2.0
 
 # A cached value: the service's plain view of a balance (a JSON object of ints, strings, bools and nulls).
-CachedValue = dict[str, Any]
+CachedValue = JSONObject
 
 # What `set` did: stored as the fresh value; kept as the last known only (fenced); refused (a newer one is stored).
 SetOutcome = Literal["stored", "fenced", "superseded"]

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
 
 from wabapool.domain import thresholds
 from wabapool.domain.errors import BillingError, Rejection
@@ -67,7 +66,7 @@ class BalanceAlert:
             return self.value
         return thresholds.low_bound(funded_base_minor=funded_base_minor, threshold_percent=Decimal(self.value))
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, str | int]:
         return {"kind": self.kind.value, "value": self.value}
 
 
@@ -79,7 +78,7 @@ class AutoRecharge:
     amount_minor: int
     max_per_cycle: int = DEFAULT_MAX_REQUESTS_PER_CYCLE
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, int]:
         return {"below": self.below_minor, "amount": self.amount_minor, "max_per_cycle": self.max_per_cycle}
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+
+from wabapool.domain.json_types import JSONObject
 
 
 class EventType(StrEnum):
@@ -27,5 +28,5 @@ class DomainEvent:
     """`dedup_key`, when set, makes the outbox refuse a second copy."""
 
     event_type: EventType
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: JSONObject = field(default_factory=dict)
     dedup_key: str | None = None

@@ -13,7 +13,8 @@ import hmac
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+
+from wabapool.domain.json_types import JSONValue
 
 SECRET_PREFIX = "whsec_"
 # Standard Webhooks secrets carry 24 to 64 random bytes; we generate 32.
@@ -54,7 +55,7 @@ def sign(key: bytes, *, message_id: str, timestamp_seconds: int, body: bytes) ->
 
 
 def event_body(
-    *, event_id: str, event_type: str, company_id: int, created_at: datetime, data: Mapping[str, Any]
+    *, event_id: str, event_type: str, company_id: int, created_at: datetime, data: Mapping[str, JSONValue]
 ) -> bytes:
     """The JSON body of a delivery: the same bytes on every attempt (only the headers change)."""
     document = {
