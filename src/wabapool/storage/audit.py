@@ -6,8 +6,6 @@ company, so on Citus each runs on every shard in parallel with no data moved bet
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,9 +17,10 @@ from wabapool.storage.tables import (
     quota_buckets,
     refunds,
 )
+from wabapool.storage.types import Record
 
 
-async def bucket_balances(connection: AsyncConnection) -> list[Any]:
+async def bucket_balances(connection: AsyncConnection) -> list[Record]:
     """Every bucket's stored value and limit, with its company."""
     query = (
         select(
@@ -58,7 +57,7 @@ async def ledger_bucket_sums(connection: AsyncConnection) -> dict[tuple[int, str
     return {(row[0], row[1]): int(row[2]) for row in rows}
 
 
-async def deductions_not_matching_entries(connection: AsyncConnection) -> list[Any]:
+async def deductions_not_matching_entries(connection: AsyncConnection) -> list[Record]:
     """Deductions whose ledger portions do not add up to their amount (or appear twice)."""
     portions = (
         select(
@@ -95,7 +94,7 @@ async def deductions_not_matching_entries(connection: AsyncConnection) -> list[A
     return list(await connection.execute(query))
 
 
-async def refunds_not_matching_entries(connection: AsyncConnection) -> list[Any]:
+async def refunds_not_matching_entries(connection: AsyncConnection) -> list[Record]:
     credited = (
         select(
             ledger_entries.c.company_id,
@@ -125,7 +124,7 @@ async def refunds_not_matching_entries(connection: AsyncConnection) -> list[Any]
     return list(await connection.execute(query))
 
 
-async def unique_codes_applied_twice(connection: AsyncConnection) -> list[Any]:
+async def unique_codes_applied_twice(connection: AsyncConnection) -> list[Record]:
     query = (
         select(deduction_requests.c.company_id, deduction_requests.c.unique_code, func.count().label("times"))
         .group_by(deduction_requests.c.company_id, deduction_requests.c.unique_code)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from wabapool.domain.pool import MoveKind, QuotaType
 from wabapool.storage.tables import ledger_entries, organization_packages
@@ -93,7 +93,7 @@ async def package_created_at(connection: AsyncConnection, company_id: int, packa
     ).scalar_one()
 
 
-def _migration_entries(company_id: int, at: datetime) -> Any:
+def _migration_entries(company_id: int, at: datetime) -> ColumnElement[bool]:
     e = ledger_entries
     return and_(e.c.company_id == company_id, e.c.kind == MoveKind.MIGRATION.value, e.c.created_at == at)
 

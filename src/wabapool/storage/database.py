@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from wabapool.storage.errors import OutcomeUnknown, StorageError, translate
@@ -65,7 +65,7 @@ def async_url(url: str) -> str:
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
 
 
-def postgres_connect_args(url: str, *, lock_timeout_ms: int, statement_timeout_ms: int) -> dict[str, Any]:
+def postgres_connect_args(url: str, *, lock_timeout_ms: int, statement_timeout_ms: int) -> dict[str, object]:
     """asyncpg's connection arguments for `url`'s pooling.
 
     Direct (or session pooling): the timeouts are the connection's settings, sent at connect.
@@ -104,7 +104,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
+    def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.info.get("write", True) else "BEGIN")
 
 
@@ -115,7 +115,7 @@ def _share_disconnects(*engines: AsyncEngine) -> None:
     for engine in engines:
 
         @event.listens_for(engine.sync_engine, "handle_error")
-        def _on_error(context: Any, failing: AsyncEngine = engine) -> None:
+        def _on_error(context: ExceptionContext, failing: AsyncEngine = engine) -> None:
             if context.is_disconnect:
                 for other in engines:
                     if other is not failing:

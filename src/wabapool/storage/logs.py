@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
-from sqlalchemy import and_, literal, null, or_, select, tuple_
+from sqlalchemy import FromClause, Join, Select, Table, and_, literal, null, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from wabapool.storage import pg
 from wabapool.storage.tables import deduction_requests, outbox_events, refunds, whatsapp_packages
+from wabapool.storage.types import Record
 
 # Every page selects these columns in this order (rows are read by position on the export's path).
 ROW_COLUMNS = (
@@ -25,6 +27,9 @@ ROW_COLUMNS = (
 DEDUCTION_RANK = 0
 REFUND_RANK = 1
 Position = tuple[datetime, int, int]
+# An export row read by position (EXPORT_COLUMNS): an asyncpg Record on PostgreSQL, a SQLAlchemy Row elsewhere.
+ExportRow: TypeAlias = Sequence[Any]
+ExportColumns: TypeAlias = tuple[Any, ...]  # the export statements' columns, read by position as an ExportRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +45,9 @@ class LogQuery:
     phone_number_hashes: tuple[str, ...] | None = None
 
 
-def _older(created_at: Any, row_id: Any, rank: int, after: Position | None) -> list[Any]:
+def _older(
+    created_at: ColumnElement[datetime], row_id: ColumnElement[int], rank: int, after: Position | None
+) -> list[ColumnElement[bool]]:
     """The keyset condition: rows of this stream strictly after `after` in the shared order."""
     if after is None:
         return []
@@ -53,7 +60,7 @@ def _older(created_at: Any, row_id: Any, rank: int, after: Position | None) -> l
     return [tuple_(created_at, row_id) < tuple_(literal(at, created_at.type), literal(after_id, row_id.type))]
 
 
-def _narrowed(query: LogQuery, time_column: Any) -> list[Any]:
+def _narrowed(query: LogQuery, time_column: ColumnElement[datetime]) -> list[ColumnElement[bool]]:
     d = deduction_requests
     conditions = []
     if query.waba_id is not None:
@@ -72,12 +79,12 @@ def _narrowed(query: LogQuery, time_column: Any) -> list[Any]:
     return conditions
 
 
-def _refund_of(d: Any) -> Any:
+def _refund_of(d: Table) -> ColumnElement[bool]:
     """A deduction's refund: the join names the company too (one shard's rows on Citus)."""
     return and_(refunds.c.company_id == d.c.company_id, refunds.c.deduction_request_id == d.c.id)
 
 
-def _waba_join(source: Any) -> Any:
+def _waba_join(source: FromClause) -> Join:
     w = whatsapp_packages
     d = deduction_requests
     return source.outerjoin(w, and_(w.c.company_id == d.c.company_id, w.c.waba_id == d.c.waba_id))
@@ -90,7 +97,7 @@ async def deduction_page(
     *,
     after: Position | None,
     limit: int,
-) -> list[Any]:
+) -> list[Record]:
     """Up to `limit` deductions after the `after` position, newest first."""
     d = deduction_requests
     conditions = [d.c.company_id == company_id, *_narrowed(query, d.c.created_at)]
@@ -119,7 +126,7 @@ async def deduction_page(
 
 async def refund_page(
     connection: AsyncConnection, company_id: int, query: LogQuery, *, after: Position | None, limit: int
-) -> list[Any]:
+) -> list[Record]:
     """Up to `limit` refunds after the `after` position, newest first, each with the deduction it returns."""
     d = deduction_requests
     r = refunds
@@ -147,7 +154,7 @@ async def refund_page(
     return list(await connection.execute(statement))
 
 
-def _shared_columns() -> tuple[Any, ...]:
+def _shared_columns() -> tuple[ColumnElement[object], ...]:
     d = deduction_requests
     return (
         d.c.unique_code,
@@ -173,7 +180,7 @@ EXPORT_COLUMNS = (
 )  # fmt: skip
 
 
-def _export_shared_columns() -> tuple[Any, ...]:
+def _export_shared_columns() -> tuple[ColumnElement[object], ...]:
     d = deduction_requests
     return (
         d.c.waba_id,
@@ -188,7 +195,7 @@ def _export_shared_columns() -> tuple[Any, ...]:
     )
 
 
-def _export_deductions(company_id: int, query: LogQuery, after: Position | None, limit: int) -> Any:
+def _export_deductions(company_id: int, query: LogQuery, after: Position | None, limit: int) -> Select[*ExportColumns]:
     d = deduction_requests
     conditions = [d.c.company_id == company_id, *_narrowed(query, d.c.created_at)]
     conditions += _older(d.c.created_at, d.c.id, DEDUCTION_RANK, after)
@@ -210,7 +217,7 @@ def _export_deductions(company_id: int, query: LogQuery, after: Position | None,
     )
 
 
-def _export_refunds(company_id: int, query: LogQuery, after: Position | None, limit: int) -> Any:
+def _export_refunds(company_id: int, query: LogQuery, after: Position | None, limit: int) -> Select[*ExportColumns]:
     d = deduction_requests
     r = refunds
     conditions = [r.c.company_id == company_id, d.c.company_id == company_id, *_narrowed(query, r.c.created_at)]
@@ -233,14 +240,14 @@ def _export_refunds(company_id: int, query: LogQuery, after: Position | None, li
     )
 
 
-def export_position(row: Sequence[Any]) -> Position:
+def export_position(row: ExportRow) -> Position:
     """Where an export row stands in the shared order (the `after` of the next page)."""
     return row[0], row[1], row[2]
 
 
 async def export_page(
     connection: AsyncConnection, company_id: int, query: LogQuery, *, after: Position | None, limit: int
-) -> list[Sequence[Any]]:
+) -> list[ExportRow]:
     """Up to `limit` export rows (EXPORT_COLUMNS) after `after`, deductions and refunds merged, newest first.
 
     On PostgreSQL the rows come straight from the driver (asyncpg records,
@@ -263,7 +270,7 @@ async def export_page(
 
 async def event_page(
     connection: AsyncConnection, company_id: int, *, after: tuple[datetime, int] | None, limit: int
-) -> list[Any]:
+) -> list[Record]:
     """Up to `limit` outbox events older than the `after` keyset (created_at, id), newest first.
 
     Every column is read, so delivery columns another revision adds (a dead-letter mark) are seen too.

@@ -10,18 +10,19 @@ the same event (same `event_id`) again. Storage functions never commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import FromClause, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
+from wabapool.domain.json_types import JSONObject
 from wabapool.storage import pg
 from wabapool.storage.tables import companies, outbox_events
+from wabapool.storage.types import Record
 
 _heads = outbox_events.alias("heads")
 LIST_MAX_ROWS = 1_000
@@ -36,7 +37,7 @@ class DeliveryState(StrEnum):
     SKIPPED = "skipped"
 
 
-def _pending(table: Any) -> ColumnElement[bool]:
+def _pending(table: FromClause) -> ColumnElement[bool]:
     return and_(table.c.delivered_at.is_(None), table.c.dead_at.is_(None), table.c.skipped_at.is_(None))
 
 
@@ -48,7 +49,7 @@ class ClaimedEvent:
     event_id: str
     company_id: int
     event_type: str
-    payload: dict[str, Any]
+    payload: JSONObject
     created_at: datetime
     attempts: int
     claim_token: str
@@ -129,7 +130,7 @@ async def claim_heads(
     ]
 
 
-def _released(**values: Any) -> dict[str, Any]:
+def _released(**values: object) -> dict[str, object]:
     return {"claimed_until": None, "claim_token": None, **values}
 
 
@@ -206,7 +207,7 @@ async def replay(connection: AsyncConnection, event_id: str, *, at: datetime) ->
     return bool(result.rowcount)
 
 
-def state_of(row: Any) -> DeliveryState:
+def state_of(row: Record) -> DeliveryState:
     """The delivery state of an outbox row."""
     if row.delivered_at is not None:
         return DeliveryState.DELIVERED
@@ -217,7 +218,7 @@ def state_of(row: Any) -> DeliveryState:
     return DeliveryState.PENDING
 
 
-_STATE_FILTERS = {
+_STATE_FILTERS: dict[DeliveryState, Callable[[FromClause], ColumnElement[bool]]] = {
     DeliveryState.PENDING: lambda o: _pending(o),
     DeliveryState.DELIVERED: lambda o: o.c.delivered_at.isnot(None),
     DeliveryState.DEAD: lambda o: o.c.dead_at.isnot(None),
@@ -231,7 +232,7 @@ async def list_events(
     company_id: int | None = None,
     state: DeliveryState | None = None,
     limit: int = 50,
-) -> Sequence[Any]:
+) -> Sequence[Record]:
     """Events newest first, optionally of one company and one state."""
     o = outbox_events
     query = select(o).order_by(o.c.id.desc()).limit(min(max(limit, 1), LIST_MAX_ROWS))
@@ -242,7 +243,7 @@ async def list_events(
     return list(await connection.execute(query))
 
 
-async def get_event(connection: AsyncConnection, event_id: str) -> Any | None:
+async def get_event(connection: AsyncConnection, event_id: str) -> Record | None:
     return (await connection.execute(select(outbox_events).where(outbox_events.c.event_id == event_id))).first()
 
 

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic_core import to_json
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
+
+if TYPE_CHECKING:
+    import asyncpg
 
 _DIALECT = asyncpg_dialect()
 
@@ -32,9 +35,9 @@ class Compiled:
 
     sql: str
     names: tuple[str, ...]
-    fixed: Mapping[str, Any]
+    fixed: Mapping[str, object]
 
-    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+    def arguments(self, values: Mapping[str, object]) -> list[object]:
         return [values[name] if name in values else self.fixed[name] for name in self.names]
 
 
@@ -49,7 +52,7 @@ def is_postgresql(connection: AsyncConnection) -> bool:
     return connection.dialect.name == "postgresql"
 
 
-async def driver(connection: AsyncConnection) -> Any:
+async def driver(connection: AsyncConnection) -> asyncpg.Connection:
     """The asyncpg connection of this SQLAlchemy connection, inside the connection's transaction.
 
     SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its own first
@@ -65,14 +68,14 @@ async def driver(connection: AsyncConnection) -> Any:
     return raw.driver_connection
 
 
-async def fetch(connection: AsyncConnection, statement: Compiled, **values: Any) -> Sequence[Any]:
+async def fetch(connection: AsyncConnection, statement: Compiled, **values: object) -> Sequence[asyncpg.Record]:
     return await (await driver(connection)).fetch(statement.sql, *statement.arguments(values))  # type: ignore[no-any-return]
 
 
-async def execute(connection: AsyncConnection, statement: Compiled, **values: Any) -> None:
+async def execute(connection: AsyncConnection, statement: Compiled, **values: object) -> None:
     await (await driver(connection)).execute(statement.sql, *statement.arguments(values))
 
 
-def json_text(value: Any) -> str:
+def json_text(value: object) -> str:
     """A value for a `json` column sent as text (COPY, arrays); pydantic-core's encoder is 3-4x json.dumps."""
     return to_json(value).decode()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import BigInteger, String, and_, any_, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wabapool.domain.json_types import JSONObject
 from wabapool.storage.tables import deduction_requests, payments, refunds
+from wabapool.storage.types import Record
 
 REPLAY_COLUMNS = (
     deduction_requests.c.id,
@@ -26,7 +28,7 @@ REPLAY_COLUMNS = (
 
 async def find_deductions(
     connection: AsyncConnection, company_id: int, unique_codes: Collection[str]
-) -> dict[str, Any]:
+) -> dict[str, Record]:
     """Already-applied deductions among these codes, by code."""
     if not unique_codes:
         return {}
@@ -43,7 +45,7 @@ async def find_deductions(
 
 async def find_deductions_of(
     connection: AsyncConnection, codes_by_company: Mapping[int, Collection[str]]
-) -> dict[tuple[int, str], Any]:
+) -> dict[tuple[int, str], Record]:
     """Already-applied deductions among these codes of several companies, in one statement, by (company, code)."""
     pairs = [(company_id, code) for company_id, codes in codes_by_company.items() for code in codes]
     if not pairs:
@@ -93,10 +95,10 @@ class DeductionRow(NamedTuple):
     phone_number_enc: bytes | None
     phone_number_hash: str | None
     created_at: datetime
-    allocations: list[dict[str, Any]]
+    allocations: list[JSONObject]
 
 
-async def find_deduction_for_refund(connection: AsyncConnection, company_id: int, unique_code: str) -> Any | None:
+async def find_deduction_for_refund(connection: AsyncConnection, company_id: int, unique_code: str) -> Record | None:
     return (
         await connection.execute(
             select(deduction_requests).where(
@@ -112,7 +114,7 @@ async def find_refund(
     *,
     refund_code: str | None = None,
     deduction_request_id: int | None = None,
-) -> Any | None:
+) -> Record | None:
     condition = refunds.c.company_id == company_id
     if refund_code is not None:
         condition &= refunds.c.refund_code == refund_code
@@ -121,11 +123,12 @@ async def find_refund(
     return (await connection.execute(select(refunds).where(condition))).first()
 
 
-async def insert_refund(connection: AsyncConnection, values: dict[str, Any]) -> int:
-    return (await connection.execute(refunds.insert().values(**values).returning(refunds.c.id))).scalar_one()
+async def insert_refund(connection: AsyncConnection, values: Mapping[str, object]) -> int:
+    refund_id: int = (await connection.execute(refunds.insert().values(**values).returning(refunds.c.id))).scalar_one()
+    return refund_id
 
 
-async def find_payment(connection: AsyncConnection, company_id: int, reference: str) -> Any | None:
+async def find_payment(connection: AsyncConnection, company_id: int, reference: str) -> Record | None:
     """The company's payment with this reference, of either kind."""
     return (
         await connection.execute(
@@ -134,5 +137,8 @@ async def find_payment(connection: AsyncConnection, company_id: int, reference: 
     ).first()
 
 
-async def insert_payment(connection: AsyncConnection, values: dict[str, Any]) -> int:
-    return (await connection.execute(payments.insert().values(**values).returning(payments.c.id))).scalar_one()
+async def insert_payment(connection: AsyncConnection, values: Mapping[str, object]) -> int:
+    payment_id: int = (
+        await connection.execute(payments.insert().values(**values).returning(payments.c.id))
+    ).scalar_one()
+    return payment_id

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,6 +24,7 @@ from wabapool.storage.tables import (
     organization_packages,
     whatsapp_packages,
 )
+from wabapool.storage.types import Record
 from wabapool.storage.upsert import insert_for
 
 LIST_MAX_ROWS = 120
@@ -76,7 +76,7 @@ async def cycle_activity(connection: AsyncConnection, pool: LockedPool) -> state
     )
 
 
-def _row(statement: statement_rules.Statement, pool: LockedPool, at: datetime) -> dict[str, Any]:
+def _row(statement: statement_rules.Statement, pool: LockedPool, at: datetime) -> dict[str, object]:
     return {
         "company_id": statement.company_id,
         "organization_package_id": pool.package_id,
@@ -115,7 +115,7 @@ async def list_statements(
     *,
     limit: int = 24,
     before: tuple[datetime, int | None] | None = None,
-) -> Sequence[Any]:
+) -> Sequence[Record]:
     """A company's statements, newest cycle first (one per package and cycle), with the package's WABA (v2).
 
     `before` is where the previous page ended: (cycle start, statement id); a

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
-def insert_for(connection: AsyncConnection, table: Table) -> Any:
+def insert_for(connection: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An insert construct that has `on_conflict_do_nothing` / `on_conflict_do_update`."""
     if connection.dialect.name == "postgresql":
         return postgresql.insert(table)

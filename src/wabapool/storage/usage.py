@@ -12,17 +12,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, Date, String, and_, bindparam, func, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.storage import pg
 from wabapool.storage.tables import waba_daily_usage
-from wabapool.storage.upsert import insert_for
+from wabapool.storage.types import Record
 
 # (waba_id, amount_minor, messages): one deduction's (or, negated, one refund's) share of a day.
 UsageRow = tuple[str, int, int]
@@ -45,7 +45,10 @@ def sum_by_waba(rows: Iterable[UsageRow]) -> dict[str, tuple[int, int]]:
     return {waba: (amounts[waba], messages[waba]) for waba in amounts if amounts[waba] or messages[waba]}
 
 
-def _upsert(statement: Any) -> Any:
+InsertT = TypeVar("InsertT", postgresql.Insert, sqlite.Insert)
+
+
+def _upsert(statement: InsertT) -> InsertT:
     return statement.on_conflict_do_update(
         index_elements=["company_id", "waba_id", "day"],
         set_={
@@ -55,7 +58,7 @@ def _upsert(statement: Any) -> Any:
     )
 
 
-def upsert_from_arrays() -> Any:
+def upsert_from_arrays() -> postgresql.Insert:
     """The roll-up upsert (PostgreSQL) of rows given as arrays side by side: `usage_company_ids`,
     `usage_waba_ids`, `usage_days`, `usage_amounts`, `usage_messages`, each (company, WABA, day) once."""
     return _upsert(
@@ -95,12 +98,12 @@ async def add_daily_usage(connection: AsyncConnection, *, company_id: int, day: 
         {"company_id": company_id, "waba_id": waba, "day": day, "spent_minor": amount, "messages": count}
         for waba, (amount, count) in summed.items()
     ]
-    await connection.execute(_upsert(insert_for(connection, waba_daily_usage).values(values)))
+    await connection.execute(_upsert(sqlite.insert(waba_daily_usage).values(values)))  # not PostgreSQL: SQLite
 
 
 async def daily_usage(
     connection: AsyncConnection, *, company_id: int, first_day: date, last_day: date, waba_id: str | None
-) -> list[Any]:
+) -> list[Record]:
     """Roll-up rows (day, waba_id, spent_minor, messages) of the days first..last (both included)."""
     u = waba_daily_usage
     conditions = [u.c.company_id == company_id, u.c.day >= first_day, u.c.day <= last_day]
