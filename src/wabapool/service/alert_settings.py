@@ -10,16 +10,16 @@ applies from the next deduction on; where a package stands with the alerts
 
 from __future__ import annotations
 
-from typing import Any
-
 from wabapool.domain import alerts, forecast
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.service.context import ServiceContext
 from wabapool.service.models import KEEP, AlertSettings, Keep
+from wabapool.service.reports.companies import company_of
 from wabapool.storage import companies as company_store
+from wabapool.storage.types import Record
 
 
-def settings_of(company: Any) -> AlertSettings:
+def settings_of(company: Record) -> AlertSettings:
     """A company row's settings (stored as checked; NULLs are the defaults)."""
     days = company.forecast_warning_days
     return AlertSettings(
@@ -45,9 +45,9 @@ def settings_values(
     auto_recharge: object | Keep = KEEP,
     forecast_warning_days: object | Keep = KEEP,
     prefix: str = "",
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The company columns a change writes, each checked by the domain rules; raises `invalid_request`."""
-    values: dict[str, Any] = {}
+    values: dict[str, object] = {}
     if balance_alerts is not KEEP:
         parsed = alerts.parse_alerts(balance_alerts, field_name=f"{prefix}alerts")
         values["balance_alerts"] = [alert.as_dict() for alert in parsed]
@@ -91,6 +91,6 @@ async def set_settings(
             raise _unknown()
         if values:
             await company_store.update_company(connection, company_id, **values)
-            company = await company_store.get_company(connection, company_id)
+            company = await company_of(connection, company_id)
     await context.changed(company_id)
     return settings_of(company)

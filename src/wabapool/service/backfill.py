@@ -24,12 +24,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain import limits, migration, operations
 from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.events import DomainEvent
 from wabapool.domain.pool import Buckets, Move
 from wabapool.service.context import Clock, ServiceContext
 from wabapool.service.pool_changes import cycle_entries, write
@@ -39,6 +40,9 @@ from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage.changes import PoolChanges
 from wabapool.storage.errors import StorageTimeout, StorageUnavailable
+from wabapool.storage.types import Record
+
+T = TypeVar("T")
 
 
 class Money(NamedTuple):
@@ -117,11 +121,11 @@ class CompanyPlan:
 class _Locked:
     """A company's packages under their locks, caught up to the same instant, in WABA order (pool first)."""
 
-    company: Any
+    company: Record
     pool: pool_store.LockedPool | None
     sources: list[pool_store.LockedPool]
     caught_up: dict[int, operations.Change]
-    wabas: list[Any]
+    wabas: list[Record]
     at: datetime
 
 
@@ -250,7 +254,7 @@ async def _move(connection: AsyncConnection, locked: _Locked) -> CompanyPlan:
             at=at,
         )
         pool_entries = []
-        pool_events: list[Any] = []
+        pool_events: list[DomainEvent] = []
     else:
         caught = locked.caught_up[pool.package_id]
         pool_entries, pool_events = cycle_entries(pool, caught, at=at), list(caught.events)
@@ -295,8 +299,8 @@ async def verify(connection: AsyncConnection, company_id: int, *, before: Money)
 
 
 async def in_company_attempts(
-    context: ServiceContext, company_id: int, work: Callable[[AsyncConnection], Awaitable[Any]]
-) -> Any:
+    context: ServiceContext, company_id: int, work: Callable[[AsyncConnection], Awaitable[T]]
+) -> T:
     """One transaction for the company, taken again (within a limit) when a lock wait timed out or packages moved."""
     for attempt in range(limits.BACKFILL_COMPANY_ATTEMPTS):
         try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,6 +34,7 @@ from wabapool.storage import companies as company_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage.changes import PoolChanges
 from wabapool.storage.errors import StorageUnavailable
+from wabapool.storage.types import Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +66,13 @@ class RollbackPlan:
 
 @dataclass(frozen=True, slots=True)
 class _Moved:
-    company: Any
+    company: Record
     backfilled_at: datetime
     pool: pool_store.LockedPool
     caught_up: operations.Change
     packages: list[pool_store.LockedPool]
     brought: list[Buckets]
-    wabas: list[Any]
+    wabas: list[Record]
     at: datetime
 
 

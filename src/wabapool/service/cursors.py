@@ -14,9 +14,9 @@ import binascii
 import hashlib
 import hmac
 import json
-from typing import Any
 
 from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.json_types import JSONValue
 
 # A truncated HMAC-SHA256 (128 bits) is plenty for a tag nobody can query offline.
 TAG_BYTES = 16
@@ -49,11 +49,11 @@ class CursorSigner:
             raise ValueError("a cursor key is at least 32 bytes")
         self._key = key
 
-    def encode(self, listing: str, company_id: int, position: list[Any]) -> str:
+    def encode(self, listing: str, company_id: int, position: list[JSONValue]) -> str:
         body = json.dumps(position, separators=(",", ":")).encode()
         return f"{_b64(body)}.{_b64(_tag(self._key, listing, company_id, body))}"
 
-    def decode(self, listing: str, company_id: int, cursor: str) -> list[Any]:
+    def decode(self, listing: str, company_id: int, cursor: str) -> list[JSONValue]:
         """The position this server signed for this listing and company, or a 400 `invalid_request`."""
         if len(cursor) > CURSOR_MAX_LENGTH:
             raise _refused()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from wabapool.domain.json_types import JSONObject
 from wabapool.storage import outbox as outbox_store
 from wabapool.storage.database import Database
 from wabapool.storage.outbox import DeliveryState as DeliveryState
+from wabapool.storage.types import Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +18,7 @@ class EventView:
     company_id: int
     event_type: str
     dedup_key: str | None
-    payload: dict[str, Any]
+    payload: JSONObject
     created_at: datetime
     state: DeliveryState
     attempts: int
@@ -25,7 +26,7 @@ class EventView:
     last_error: str | None
 
 
-def _view(row: Any) -> EventView:
+def _view(row: Record) -> EventView:
     return EventView(
         event_id=row.event_id,
         company_id=row.company_id,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 from wabapool.domain import limits
 from wabapool.domain.alerts import AutoRecharge, BalanceAlert, TopUpRequest
@@ -168,7 +168,7 @@ class AlertSettings:
     auto_recharge: AutoRecharge | None = None
     forecast_warning_days: int = DEFAULT_FORECAST_WARNING_DAYS
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "alerts": [alert.as_dict() for alert in self.alerts],
             "auto_recharge": None if self.auto_recharge is None else self.auto_recharge.as_dict(),

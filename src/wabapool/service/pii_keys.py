@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, delete, func, select, update
@@ -25,6 +24,7 @@ from wabapool.service.context import Clock, utc_now
 from wabapool.service.models import DeductionRequest
 from wabapool.storage.database import Database
 from wabapool.storage.tables import deduction_requests, pii_keys_in_use, pii_rotations
+from wabapool.storage.types import Record
 from wabapool.storage.upsert import insert_for
 
 log = structlog.get_logger("wabapool.pii")
@@ -129,7 +129,7 @@ _UPDATE_ROW = (
 )
 
 
-def _resealed(sealer: PiiSealer, row: Any) -> dict[str, Any] | None:
+def _resealed(sealer: PiiSealer, row: Record) -> dict[str, object] | None:
     """The row's new sealed values and hashes, or None when it already is as this key set writes it."""
     name = sealer.open(row.customer_name_enc)
     phone = sealer.open(row.phone_number_enc)

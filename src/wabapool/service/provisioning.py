@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,10 +39,12 @@ from wabapool.service.models import (
     check_code,
 )
 from wabapool.service.pool_changes import check_company_sum, pool_changes, write
+from wabapool.service.reports.companies import company_of
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage.database import Database
+from wabapool.storage.types import Record
 
 
 def _check_package(package: PackageTerms) -> BillingError | None:
@@ -74,7 +75,7 @@ def _check_place(terms: CompanyTerms) -> BillingError | None:
     return None
 
 
-async def _locked_terms(connection: AsyncConnection, existing: Any, terms: CompanyTerms) -> BillingError | None:
+async def _locked_terms(connection: AsyncConnection, existing: Record, terms: CompanyTerms) -> BillingError | None:
     """What an update of an existing company may not change: its billing version, and its currency once used."""
     if terms.billing_version is not None and terms.billing_version != existing.billing_version:
         return BillingError(
@@ -114,7 +115,7 @@ async def provision_company(context: ServiceContext, company_id: int, terms: Com
         currency = terms.currency or (existing.currency if existing else DEFAULT_CURRENCY)
         timezone = terms.timezone or (existing.timezone if existing else DEFAULT_TIMEZONE)
         package = terms.package
-        values: dict[str, Any] = {"billing_version": billing_version, "currency": currency, "timezone": timezone}
+        values: dict[str, object] = {"billing_version": billing_version, "currency": currency, "timezone": timezone}
         template = None
         if billing_version == "v2":
             # No pool: the terms are what each new WABA's own package starts with (kept where not given).
@@ -129,14 +130,16 @@ async def provision_company(context: ServiceContext, company_id: int, terms: Com
             # Under the terms in force until now: a cycle that ended is closed by the old timezone first.
             pool = await pool_store.load_pool(connection, company_id, for_update=True)
             _, state = await _provision_package(connection, pool, company_id, None, timezone, package, at)
-        if terms.waba_save_organization_id is not KEEP:
-            values["waba_save_organization_id"] = terms.waba_save_organization_id
+        given_flag = terms.waba_save_organization_id
+        if not isinstance(given_flag, Keep):
+            values["waba_save_organization_id"] = given_flag
         values.update(alerting)
         await company_store.upsert_company(connection, company_id=company_id, values=values, at=at)
         if existing is None and package is not None:
             _, state = await _provision_package(connection, None, company_id, None, timezone, package, at)
-        flag = values.get("waba_save_organization_id", existing.waba_save_organization_id if existing else None)
-        settings = alert_settings.settings_of(await company_store.get_company(connection, company_id))
+        stored_flag = existing.waba_save_organization_id if existing else None
+        flag = stored_flag if isinstance(given_flag, Keep) else given_flag
+        settings = alert_settings.settings_of(await company_of(connection, company_id))
     await context.changed(company_id)
     return ProvisionedCompany(
         company_id=company_id,
@@ -149,7 +152,7 @@ async def provision_company(context: ServiceContext, company_id: int, terms: Com
     )
 
 
-def _template_of(company: Any) -> PackageTerms:
+def _template_of(company: Record | None) -> PackageTerms:
     """A v2 company's terms for its WABAs' new packages (every term given: stored whole)."""
     stored = None if company is None else company.waba_package_terms
     if not stored:
@@ -163,7 +166,7 @@ def _template_of(company: Any) -> PackageTerms:
     )
 
 
-def _template_json(terms: PackageTerms) -> dict[str, Any]:
+def _template_json(terms: PackageTerms) -> dict[str, object]:
     # Money as integers, the threshold as a decimal string: JSON keeps both exact.
     threshold = terms.threshold_percent
     return {

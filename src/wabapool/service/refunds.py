@@ -8,7 +8,6 @@ result; the same refund_code with another deduction or reason is
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,6 +23,7 @@ from wabapool.storage import companies as company_store
 from wabapool.storage import requests as request_store
 from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta
 from wabapool.storage.pools import LockedPool
+from wabapool.storage.types import Record
 from wabapool.storage.usage import local_day
 
 
@@ -32,7 +32,7 @@ def _stored_reason(reason: str | None) -> str | None:
     return (reason or "")[: limits.NAME_MAX_LENGTH] or None
 
 
-def _replayed(row: Any, request: RefundRequest) -> RefundResult:
+def _replayed(row: Record, request: RefundRequest) -> RefundResult:
     return RefundResult(
         refund_id=row.id,
         unique_code=request.unique_code,
@@ -54,9 +54,11 @@ def _check(request: RefundRequest) -> None:
         raise error
 
 
-async def _deduction_to_refund(connection: AsyncConnection, request: RefundRequest) -> Any:
+async def _deduction_to_refund(connection: AsyncConnection, request: RefundRequest) -> Record:
     """The stored deduction the refund gives back (it never changes: read before any lock)."""
-    deduction = await request_store.find_deduction_for_refund(connection, request.company_id, request.unique_code)
+    deduction: Record | None = await request_store.find_deduction_for_refund(
+        connection, request.company_id, request.unique_code
+    )
     if deduction is not None:
         return deduction
     if await company_store.get_company(connection, request.company_id) is None:
@@ -67,7 +69,7 @@ async def _deduction_to_refund(connection: AsyncConnection, request: RefundReque
 
 
 async def _earlier_refund(
-    connection: AsyncConnection, request: RefundRequest, deduction: Any, reason: str | None
+    connection: AsyncConnection, request: RefundRequest, deduction: Record, reason: str | None
 ) -> RefundResult | None:
     """A replay's original result; a refund_code used otherwise, or a deduction already refunded, refused."""
     company_id = request.company_id
@@ -136,7 +138,7 @@ async def refund(context: ServiceContext, request: RefundRequest, *, service_nam
     )
 
 
-async def _capped_part(connection: AsyncConnection, deduction: Any, cycle_start: datetime) -> int:
+async def _capped_part(connection: AsyncConnection, deduction: Record, cycle_start: datetime) -> int:
     """What the WABA's spending cap counted of the deduction: by the cap in force (setting one recounts the cycle)."""
     if deduction.cycle_start != cycle_start:
         return 0
@@ -148,7 +150,7 @@ def _refund_changes(
     pool: LockedPool,
     caught_up: operations.Change,
     change: operations.Change,
-    deduction: Any,
+    deduction: Record,
     refund_code: str,
     at: datetime,
     capped_minor: int,

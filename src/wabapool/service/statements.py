@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.statements import Figures
 from wabapool.storage import companies as company_store
 from wabapool.storage import statements as statement_store
 from wabapool.storage.database import Database
+from wabapool.storage.types import Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ class StatementView:
     deductions_count: int
 
 
-def _view(row: Any) -> StatementView:
+def _view(row: Record) -> StatementView:
     return StatementView(
         statement_id=row.id,
         waba_id=row.waba_id,

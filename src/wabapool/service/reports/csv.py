@@ -49,13 +49,12 @@ import csv
 import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from wabapool.domain.money import currency_exponent
 from wabapool.masking import mask_name, mask_phone
 from wabapool.service.reports.export import ExportPage
-from wabapool.storage.logs import REFUND_RANK
+from wabapool.storage.logs import REFUND_RANK, ExportRow
 
 BOM = "\ufeff"
 # What a spreadsheet takes for the start of a formula, ASCII and full-width.
@@ -241,7 +240,7 @@ class CsvRows:
                 self._money[amount_minor] = text
         return text
 
-    def _lines(self, rows: Sequence[Sequence[Any]], names: list[str | None], phones: list[str | None]) -> str:
+    def _lines(self, rows: Sequence[ExportRow], names: list[str | None], phones: list[str | None]) -> str:
         formula = _FORMULA_FIRST
         time_text = self._times.text
         money = self._money_text

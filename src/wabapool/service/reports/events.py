@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.json_types import JSONObject, JSONValue
+from wabapool.storage.types import Record
 
 EVENT_PAGE_MAX = 200
 
 
-def event_position(position: list[Any]) -> tuple[datetime, int]:
+def event_position(position: list[JSONValue]) -> tuple[datetime, int]:
     """A decoded `billing_events` cursor as a keyset position; anything else is `invalid_request`."""
     try:
         created_at, row_id = position
@@ -38,7 +39,7 @@ class EventRow:
     id: str
     type: str
     created_at: datetime
-    data: dict[str, Any]
+    data: JSONObject
     delivery: Delivery
 
 
@@ -54,7 +55,7 @@ DEAD_LETTER_STATE_COLUMNS = ("state", "status")
 LAST_ERROR_MAX_CHARS = 500
 
 
-def delivery_of(row: Any) -> Delivery:
+def delivery_of(row: Record) -> Delivery:
     """Delivered when `delivered_at` is set; dead when a dead-letter mark is set, or when it failed and no
     attempt is scheduled any more; failed (retrying) when it has been tried; pending before the first try."""
     fields = row._mapping

@@ -27,14 +27,13 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
 
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.limits import EXPORT_BYTES_MAX, EXPORT_QUEUE_PAGES, EXPORT_RETRY_AFTER_SECONDS
 from wabapool.storage import logs as log_store
 
-PageReader = Callable[[log_store.Position | None], Awaitable[Sequence[Sequence[Any]]]]
-PageFormatter = Callable[[Sequence[Sequence[Any]]], bytes]
+PageReader = Callable[[log_store.Position | None], Awaitable[Sequence[log_store.ExportRow]]]
+PageFormatter = Callable[[Sequence[log_store.ExportRow]], bytes]
 
 # Pipelines still running (a closed download's may be finishing its read): held here, the event loop keeps
 # only a weak reference to a task. At most EXPORTS_OPEN_MAX, each ending within one page's read.
@@ -46,7 +45,7 @@ class ExportPage:
     """A page of the CSV export: storage rows (`log_store.EXPORT_COLUMNS`, read by position) and, beside them,
     their personal data opened. Columns of plain values, not a LogRow each: the export formats a million rows."""
 
-    rows: Sequence[Sequence[Any]]
+    rows: Sequence[log_store.ExportRow]
     customer_names: list[str | None]
     phone_numbers: list[str | None]
 
@@ -159,7 +158,7 @@ class Export:
     async def _produce(self) -> None:
         loop = asyncio.get_running_loop()
         written = 0
-        ahead: asyncio.Future[Sequence[Sequence[Any]]] | None = None
+        ahead: asyncio.Future[Sequence[log_store.ExportRow]] | None = None
         try:
             rows = await self._read_page(None)  # on the loop: it waits on the database, it does not work
             while not self._closed.is_set():

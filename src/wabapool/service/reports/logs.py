@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.json_types import JSONObject, JSONValue
 from wabapool.pii import PiiSealer, normalize_phone
 from wabapool.service.reports.companies import check_waba, company_of
 from wabapool.storage import logs as log_store
+from wabapool.storage.types import Record
 
 LOG_PAGE_MAX = 200
 REFUND_RANK = log_store.REFUND_RANK  # a row's `rank` on a refund (the CSV's Type column)
@@ -47,7 +50,7 @@ class LogRow:
     unit_price: int
     amount: int  # negative for a refund: money back to the pool
     credited_to: str | None
-    allocations: list[dict[str, Any]]
+    allocations: list[JSONObject]
     balance_after: int
     customer_name: str | None
     phone_number: str | None
@@ -82,7 +85,7 @@ def _bounds(filters: LogFilter, timezone: str) -> tuple[datetime | None, datetim
     return start, end
 
 
-def log_position(position: list[Any]) -> log_store.Position:
+def log_position(position: list[JSONValue]) -> log_store.Position:
     """A decoded `mcc_logs` cursor as a keyset position; anything else is `invalid_request`."""
     try:
         created_at, rank, row_id = position
@@ -96,8 +99,8 @@ def log_position(position: list[Any]) -> log_store.Position:
 
 
 async def log_query(
-    connection: Any, sealer: PiiSealer, company_id: int, filters: LogFilter
-) -> tuple[Any, log_store.LogQuery]:
+    connection: AsyncConnection, sealer: PiiSealer, company_id: int, filters: LogFilter
+) -> tuple[Record, log_store.LogQuery]:
     """The company (checked) and the storage query of the reader's filters."""
     company = await company_of(connection, company_id)
     await check_waba(connection, company_id, filters.waba_id)
@@ -118,18 +121,18 @@ async def log_query(
     return company, query
 
 
-def _order_key(row: Any) -> tuple[datetime, int, int]:
+def _order_key(row: Record) -> tuple[datetime, int, int]:
     return (row.created_at, row.rank, row.row_id)
 
 
 async def merged_page(
-    connection: Any,
+    connection: AsyncConnection,
     company_id: int,
     query: log_store.LogQuery,
     *,
     after: log_store.Position | None,
     limit: int,
-) -> list[Any]:
+) -> list[Record]:
     """Deductions and refunds in one order, newest first: each stream's next `limit`, merged, cut to `limit`."""
     deductions = await log_store.deduction_page(connection, company_id, query, after=after, limit=limit)
     refunded = await log_store.refund_page(connection, company_id, query, after=after, limit=limit)
@@ -138,7 +141,7 @@ async def merged_page(
     return sorted([*deductions, *refunded], key=_order_key, reverse=True)[:limit]
 
 
-def log_row(sealer: PiiSealer, row: Any) -> LogRow:
+def log_row(sealer: PiiSealer, row: Record) -> LogRow:
     """A storage row (log_store.ROW_COLUMNS, by position) as a LogRow, its personal data opened."""
     (
         rank, _row_id, created_at, deduction_id, refund_id, unique_code, waba_id, waba_name, broadcast_id,

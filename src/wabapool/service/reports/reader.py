@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
-from typing import Any
 
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.limits import EXPORT_FORMAT_THREADS, EXPORT_PAGE_ROWS, EXPORTS_OPEN_MAX, EXPORTS_PER_COMPANY
@@ -94,11 +93,11 @@ class Reports:
             unmasked=unmasked,
         )
 
-        async def read_page(after: log_store.Position | None) -> Sequence[Sequence[Any]]:
+        async def read_page(after: log_store.Position | None) -> Sequence[log_store.ExportRow]:
             async with database.read() as connection:
                 return await log_store.export_page(connection, company_id, query, after=after, limit=page_rows)
 
-        def format_page(rows: Sequence[Sequence[Any]]) -> bytes:
+        def format_page(rows: Sequence[log_store.ExportRow]) -> bytes:
             """In an export thread: the personal data opened and the rows written as CSV text."""
             names = sealer.open_all([row[_NAME_AT] for row in rows])
             phones = sealer.open_all([row[_PHONE_AT] for row in rows])

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain import cycle
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.storage import pools as pool_store
 from wabapool.storage import usage as usage_store
+from wabapool.storage.types import Record
 
 # A year and a bit: the page asks for a cycle; a longer period is a report, not a chart.
 USAGE_DAYS_MAX = 400
@@ -48,7 +50,7 @@ def days_between(first_day: date, last_day: date) -> list[date]:
     return [first_day + timedelta(days=offset) for offset in range((last_day - first_day).days + 1)]
 
 
-def usage_days(rows: list[Any], first_day: date, last_day: date) -> list[UsageDay]:
+def usage_days(rows: list[Record], first_day: date, last_day: date) -> list[UsageDay]:
     """Every day of the period (empty ones too, so a chart has no gaps), WABAs by id within a day."""
     by_day: dict[date, list[WabaUsage]] = defaultdict(list)
     for row in rows:
@@ -65,7 +67,11 @@ def usage_days(rows: list[Any], first_day: date, last_day: date) -> list[UsageDa
 
 
 async def usage_period(
-    connection: Any, company: Any, now: datetime, since: date | datetime | None, until: date | datetime | None
+    connection: AsyncConnection,
+    company: Record,
+    now: datetime,
+    since: date | datetime | None,
+    until: date | datetime | None,
 ) -> tuple[date, date]:
     """The days asked for, both ends included; by default the current cycle (the calendar month without one)."""
     timezone = company.timezone
