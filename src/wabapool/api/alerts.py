@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
@@ -19,7 +19,7 @@ AlertReader = Annotated[Principal, Depends(require(Permission.READ_BALANCE_ALERT
 AlertWriter = Annotated[Principal, Depends(require(Permission.WRITE_BALANCE_ALERTS))]
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     if isinstance(value, BaseModel):
         return value.model_dump()
     if isinstance(value, list):
@@ -43,20 +43,20 @@ def alert_fields(body: BaseModel, *, alerts_field: str) -> dict[str, object | Ke
     }
 
 
-def settings_body(settings: AlertSettings, *, alerts_field: str) -> dict[str, Any]:
+def settings_body(settings: AlertSettings, *, alerts_field: str) -> dict[str, object]:
     plain = settings.as_dict()
     return {alerts_field: plain.pop("alerts"), **plain}
 
 
 @router.get("/balance_alerts", response_model=BalanceAlertsOut, responses=error_responses(401, 403, 404))
-async def get_balance_alerts(principal: AlertReader, context: Context) -> dict[str, Any]:
+async def get_balance_alerts(principal: AlertReader, context: Context) -> dict[str, object]:
     """The company's own alerts and auto-recharge (owner, admin, supervisor)."""
     settings = await context.service.alert_settings(principal.company_id)
     return {**settings_body(settings, alerts_field="alerts"), "editable": _editable(principal)}
 
 
 @router.put("/balance_alerts", response_model=BalanceAlertsOut, responses=error_responses(400, 401, 403, 404, 422))
-async def put_balance_alerts(body: BalanceAlertsIn, principal: AlertWriter, context: Context) -> dict[str, Any]:
+async def put_balance_alerts(body: BalanceAlertsIn, principal: AlertWriter, context: Context) -> dict[str, object]:
     """Change the company's alerts and auto-recharge (owner and admin); a field left out keeps its value."""
     settings = await context.service.set_alert_settings(
         principal.company_id, **alert_fields(body, alerts_field="alerts")

@@ -6,7 +6,7 @@ smuggle free text (personal data) into it. An unknown name or property is a 400 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
@@ -41,7 +41,7 @@ ALLOWED_EVENTS: dict[str, type[BaseModel]] = {
 class AnalyticsEventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, Field(min_length=1, max_length=64, description=f"One of {sorted(ALLOWED_EVENTS)}.")]
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: dict[str, object] = Field(default_factory=dict)
 
 
 class AnalyticsEventOut(BaseModel):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -18,6 +17,7 @@ from wabapool.api.observability import observe_request
 from wabapool.api.request_rules import RequestRules
 from wabapool.api.schemas.envelope import ErrorEnvelope, HealthOut
 from wabapool.api.slow_clients import BodyReadTimeout
+from wabapool.domain.json_types import JSONObject
 from wabapool.metrics import render
 from wabapool.runtime import configure_logging
 
@@ -79,19 +79,20 @@ def _document_validation_as_400(app: FastAPI) -> None:
     """
     generate = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = generate()
-            for operations in document.get("paths", {}).values():
-                for operation in operations.values():
-                    responses = operation.get("responses", {})
-                    schema = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
-                    if schema.get("$ref", "").endswith("/HTTPValidationError"):
-                        del responses["422"]
-            schemas = document.get("components", {}).get("schemas", {})
-            for name in ("HTTPValidationError", "ValidationError"):
-                schemas.pop(name, None)
-        return app.openapi_schema
+    def openapi() -> JSONObject:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                schema = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
+                if schema.get("$ref", "").endswith("/HTTPValidationError"):
+                    del responses["422"]
+        schemas = document.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        return document
 
     app.openapi = openapi  # type: ignore[method-assign]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from wabapool.domain import forecast
 from wabapool.domain.forecast import SpendBasis
@@ -11,7 +11,69 @@ from wabapool.domain.money import currency_exponent
 from wabapool.service.models import BalanceView, PackageFigures, WabaSpend
 
 
-def balance_object(view: BalanceView | PackageFigures) -> dict[str, Any]:
+class WabiBody(TypedDict):
+    allowance: int
+    remaining: int
+    resets_at: str
+
+
+class BalanceBody(TypedDict):
+    total: int
+    available: int
+    wabi: WabiBody
+    additional: dict[str, int]
+    postpaid: dict[str, int]
+
+
+class CycleBody(TypedDict):
+    starts_at: str
+    ends_at: str
+
+
+class WabaBody(TypedDict):
+    waba_id: str
+    name: str
+    spent_this_cycle: int
+    spend_cap: NotRequired[dict[str, object] | None]  # left out for readers without the permission
+    cap_spent: NotRequired[int | None]
+    balance: NotRequired[BalanceBody]
+    daily_spend: NotRequired[int]
+
+
+class TopUpRequestBody(TypedDict):
+    payment_reference: str
+    amount: int
+    requested_at: str
+    expires_at: str
+    waba_id: str | None
+
+
+class ForecastBody(TypedDict):
+    runs_out_at: str | None
+    daily_spend: int
+    basis_days: int
+
+
+class BillingInfoBody(TypedDict):
+    """The JSON of `billings/info` (the wire model is `schemas.billing_info.BillingInfoOut`)."""
+
+    billing_version: str
+    currency: str
+    currency_exponent: int
+    balance: BalanceBody
+    threshold_percent: str
+    low_balance: bool
+    below_zero: bool
+    cycle: CycleBody
+    wabas: list[WabaBody]
+    as_of: str | None
+    timezone: str | None
+    funded_this_cycle: int | None
+    top_up_request: TopUpRequestBody | None
+    forecast: NotRequired[ForecastBody]
+
+
+def balance_object(view: BalanceView | PackageFigures) -> BalanceBody:
     """The `balance` object: of the company (its pool, or for v2 the sum of its packages), or of one package."""
     return {
         "total": view.total,
@@ -26,7 +88,7 @@ def balance_object(view: BalanceView | PackageFigures) -> dict[str, Any]:
     }
 
 
-def billing_info(view: BalanceView) -> dict[str, Any]:
+def billing_info(view: BalanceView) -> BillingInfoBody:
     """Everything but `stale`, which the reader adds."""
     return {
         "billing_version": view.billing_version,
@@ -45,7 +107,7 @@ def billing_info(view: BalanceView) -> dict[str, Any]:
     }
 
 
-def _request(view: BalanceView) -> dict[str, Any] | None:
+def _request(view: BalanceView) -> TopUpRequestBody | None:
     request = view.top_up_request
     if request is None:
         return None
@@ -58,8 +120,8 @@ def _request(view: BalanceView) -> dict[str, Any] | None:
     }
 
 
-def with_forecast(body: dict[str, Any], basis: SpendBasis) -> dict[str, Any]:
-    """The cached body with the run-out forecast and each WABA's daily spend, projected from its `as_of`.
+def with_forecast(body: BillingInfoBody, basis: SpendBasis, *, as_of: datetime) -> BillingInfoBody:
+    """The body with the run-out forecast and each WABA's daily spend, projected from `as_of` (its figures' time).
 
     The basis changes once a day, the figures with every change: the cached
     body carries the figures, the basis comes from `SpendBases` (once a day per
@@ -68,11 +130,12 @@ def with_forecast(body: dict[str, Any], basis: SpendBasis) -> dict[str, Any]:
     found = forecast.project(
         basis,
         available_minor=body["balance"]["available"],
-        as_of=datetime.fromisoformat(body["as_of"]),
+        as_of=as_of,
         cycle_end=datetime.fromisoformat(body["cycle"]["ends_at"]),
     )
     return {
         **body,
+        "as_of": as_of.isoformat(),
         "wabas": [{**waba, "daily_spend": basis.waba_daily_spend_minor(waba["waba_id"])} for waba in body["wabas"]],
         "forecast": {
             "runs_out_at": None if found.runs_out_at is None else found.runs_out_at.isoformat(),
@@ -82,8 +145,8 @@ def with_forecast(body: dict[str, Any], basis: SpendBasis) -> dict[str, Any]:
     }
 
 
-def _waba(waba: WabaSpend) -> dict[str, Any]:
-    entry: dict[str, Any] = {
+def _waba(waba: WabaSpend) -> WabaBody:
+    entry: WabaBody = {
         "waba_id": waba.waba_id,
         "name": waba.name,
         "spent_this_cycle": waba.spent_this_cycle,

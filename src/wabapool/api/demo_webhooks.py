@@ -11,7 +11,7 @@ import hmac
 import json
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Mapping
 
 from fastapi import APIRouter, Request, Response
 
@@ -23,10 +23,10 @@ KEPT_DELIVERIES = 100
 TOLERANCE_SECONDS = 5 * 60
 
 router = APIRouter(prefix="/demo", tags=["demo"], include_in_schema=False)
-_received: deque[dict[str, Any]] = deque(maxlen=KEPT_DELIVERIES)
+_received: deque[dict[str, object]] = deque(maxlen=KEPT_DELIVERIES)
 
 
-def _verified(key: bytes, headers: Any, body: bytes) -> bool:
+def _verified(key: bytes, headers: Mapping[str, str], body: bytes) -> bool:
     message_id, stamp = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "")
     if not stamp.isdigit() or abs(time.time() - int(stamp)) > TOLERANCE_SECONDS:
         return False
@@ -54,5 +54,5 @@ async def receive(request: Request, context: Context) -> Response:
 
 
 @router.get("/webhooks")
-async def latest() -> dict[str, Any]:
+async def latest() -> dict[str, object]:
     return {"deliveries": list(_received)}

@@ -22,7 +22,8 @@ bearer = HTTPBearer(auto_error=False, description="JWT with company_id and role 
 
 
 async def get_context(request: Request) -> AppContext:
-    return request.app.state.context
+    context: AppContext = request.app.state.context
+    return context
 
 
 Context = Annotated[AppContext, Depends(get_context)]

@@ -7,7 +7,7 @@ validation and HTTP errors. Anything else is a bug: 500, logged, nothing half-wr
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 import structlog
 from fastapi import FastAPI, Request
@@ -67,39 +67,43 @@ class ApiError(Exception):
         status: int,
         code: str,
         message: str,
-        details: dict[str, Any] | None = None,
+        details: Mapping[str, object] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
-        self.details = details or {}
+        self.details = dict(details or {})
         self.headers = headers
 
 
-def envelope(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+def envelope(code: str, message: str, details: Mapping[str, object] | None = None) -> dict[str, object]:
+    return {"error": {"code": code, "message": message, "details": dict(details or {})}}
 
 
 def error_response(
-    status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Mapping[str, object] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(envelope(code, message, details), status_code=status, headers=headers)
 
 
-def billing_error_body(error: BillingError) -> dict[str, Any]:
+def billing_error_body(error: BillingError) -> dict[str, object]:
     return {"code": error.code.value, "message": error.message, "details": _jsonable(error.details)}
 
 
-def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
+def _jsonable(details: Mapping[str, object]) -> dict[str, object]:
     return {
         key: value if isinstance(value, (int, str, bool, type(None), list, dict)) else str(value)
         for key, value in details.items()
     }
 
 
-def _validation_details(exc: RequestValidationError) -> dict[str, Any]:
+def _validation_details(exc: RequestValidationError) -> dict[str, object]:
     problems = []
     for error in exc.errors()[:20]:
         location = ".".join(str(part) for part in error.get("loc", ()))
@@ -136,6 +140,6 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "something went wrong; nothing was half-written")
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
     """OpenAPI entries for the envelope at each status a route can answer with."""
     return {status: {"model": ErrorEnvelope, "description": HTTP_CODES.get(status, "error")} for status in statuses}

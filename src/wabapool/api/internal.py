@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -89,11 +89,11 @@ def _request(item: DeductionIn) -> DeductionRequest:
     )
 
 
-def _allocations(allocations: tuple[Allocation, ...]) -> list[dict[str, Any]]:
+def _allocations(allocations: tuple[Allocation, ...]) -> list[dict[str, object]]:
     return [{"credited_to": a.credited_to, "quota_type": a.quota_type, "amount": a.amount} for a in allocations]
 
 
-def deduction_body(result: DeductionResult) -> dict[str, Any]:
+def deduction_body(result: DeductionResult) -> dict[str, object]:
     return {
         "deduction_id": result.deduction_id,
         "unique_code": result.unique_code,
@@ -106,8 +106,8 @@ def deduction_body(result: DeductionResult) -> dict[str, Any]:
     }
 
 
-def _batch_item(outcome: BatchItemResult) -> dict[str, Any]:
-    body: dict[str, Any] = {"unique_code": outcome.unique_code, "status": outcome.status}
+def _batch_item(outcome: BatchItemResult) -> dict[str, object]:
+    body: dict[str, object] = {"unique_code": outcome.unique_code, "status": outcome.status}
     if outcome.error is not None:
         body["error"] = billing_error_body(outcome.error)
     if outcome.result is not None:
@@ -115,7 +115,7 @@ def _batch_item(outcome: BatchItemResult) -> dict[str, Any]:
     return body
 
 
-def _payment_body(result: FundingResult) -> dict[str, Any]:
+def _payment_body(result: FundingResult) -> dict[str, object]:
     return {
         "payment_id": result.payment_id,
         "payment_reference": result.payment_reference,
@@ -244,7 +244,7 @@ async def settle_postpaid(body: PaymentIn, context: Context, caller: Settler) ->
     response_model=InvalidatedOut,
     responses=error_responses(400, 401, 403, 503),
 )
-async def invalidate_cache(context: Context, _: Reader, company_id: int = CompanyPath) -> dict[str, Any]:
+async def invalidate_cache(context: Context, _: Reader, company_id: int = CompanyPath) -> dict[str, object]:
     """Drop the company's cached balance."""
     await context.balances.invalidate(company_id)
     return {"company_id": company_id, "invalidated": True}
@@ -263,7 +263,7 @@ async def authoritative_balance(context: Context, _: Reader, company_id: int = C
 @router.put("/companies/{company_id}", response_model=CompanyOut, responses=error_responses(400, 401, 403, 409, 503))
 async def put_company(
     body: CompanyIn, context: Context, _: Provisioner, company_id: int = CompanyPath
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Create or update a company and its pool (idempotent); a field left out keeps its value."""
     terms = CompanyTerms(
         billing_version=body.billing_version,
@@ -298,7 +298,7 @@ def _package_terms(package: PackageIn | None) -> PackageTerms | None:
     )
 
 
-def _package_body(terms: PackageTerms | None) -> dict[str, Any] | None:
+def _package_body(terms: PackageTerms | None) -> dict[str, object] | None:
     if terms is None:
         return None
     return {
@@ -320,7 +320,7 @@ async def put_waba(
     service_name: Provisioner,
     company_id: int = CompanyPath,
     waba_id: str = WabaPath,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Create or rename a WABA: it joins the company's shared pool, or (v2, or the flag off) has its own package.
 
     `spend_cap` sets its spending cap (null removes it, left out keeps it), audited as the calling service's.
@@ -343,7 +343,7 @@ async def put_waba(
 
 
 @router.put("/price-list/{deduction_code}", response_model=PriceOut, responses=error_responses(400, 401, 403, 404, 503))
-async def put_price(body: PriceIn, context: Context, _: Provisioner, deduction_code: CodePath) -> dict[str, Any]:
+async def put_price(body: PriceIn, context: Context, _: Provisioner, deduction_code: CodePath) -> dict[str, object]:
     """Create or update one price-list entry (a new effective_from is a new row)."""
     effective_from = body.effective_from or context.service.clock()
     if effective_from.tzinfo is None:
@@ -371,7 +371,7 @@ async def put_price(body: PriceIn, context: Context, _: Provisioner, deduction_c
 )
 async def put_webhook(
     body: WebhookIn, context: Context, _: Provisioner, company_id: int = CompanyPath
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Where the company's events are delivered (an https URL reaching a public address) and their secret.
 
     Without `secret` a Standard Webhooks secret (`whsec_…`) is generated and returned, this once.

@@ -9,9 +9,10 @@ import json
 import re
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
 
 import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wabapool.api.errors import envelope
 
@@ -25,12 +26,12 @@ class BodyTooLarge(Exception):
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: Any, *, max_body_bytes: int, observe: Any) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, observe: Callable[[str, str, int, float], None]) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.observe = observe  # callable(method, route, status, seconds)
+        self.observe = observe  # (method, route template, status, seconds)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -48,7 +49,7 @@ class RequestContextMiddleware:
 
         received = 0
 
-        async def limited_receive() -> dict[str, Any]:
+        async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
@@ -57,7 +58,7 @@ class RequestContextMiddleware:
                     raise BodyTooLarge
             return message
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
                 message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
@@ -71,7 +72,7 @@ class RequestContextMiddleware:
         finally:
             self._finish(scope, status_holder[0], started, request_id)
 
-    async def _too_large(self, send: Any, request_id: str) -> None:
+    async def _too_large(self, send: Send, request_id: str) -> None:
         body = json.dumps(
             envelope(
                 "payload_too_large",
@@ -92,7 +93,7 @@ class RequestContextMiddleware:
         )
         await send({"type": "http.response.body", "body": body})
 
-    def _finish(self, scope: dict[str, Any], status: int, started: float, request_id: str) -> None:
+    def _finish(self, scope: Scope, status: int, started: float, request_id: str) -> None:
         seconds = time.perf_counter() - started
         template = _route_template(scope)
         self.observe(scope["method"], template, status, seconds)
@@ -116,7 +117,7 @@ class RequestContextMiddleware:
             log.info("request", **fields)
 
 
-def _route_template(scope: dict[str, Any]) -> str:
+def _route_template(scope: Scope) -> str:
     """The matched route's full path template (with its router prefix), never the raw path."""
     effective = (scope.get("fastapi") or {}).get("effective_route_context")
     template = getattr(effective, "path_format", None) or getattr(scope.get("route"), "path", None)

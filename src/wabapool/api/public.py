@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import StringConstraints
+from starlette.types import Receive, Scope, Send
 
+from wabapool.api.balance import BillingInfoBody, WabaBody, with_forecast
 from wabapool.api.balance import billing_info as balance_json
-from wabapool.api.balance import with_forecast
 from wabapool.api.context import AppContext
 from wabapool.api.deps import Context, require
 from wabapool.api.errors import ApiError, error_responses
@@ -49,21 +51,23 @@ async def billing_info(principal: BalanceReader, context: Context) -> JSONRespon
         ) from exc
     body = balance_json(view)
     if not allowed(principal.role, Permission.READ_SPEND_CAPS):
-        body = {**body, "wabas": [_without_cap(waba) for waba in body.get("wabas", [])]}
+        body = {**body, "wabas": [_without_cap(waba) for waba in body["wabas"]]}
     return JSONResponse({**await _with_forecast(context, principal.company_id, body), "stale": stale})
 
 
-async def _with_forecast(context: AppContext, company_id: int, body: dict[str, Any]) -> dict[str, Any]:
+async def _with_forecast(context: AppContext, company_id: int, body: BillingInfoBody) -> BillingInfoBody:
     """The forecast, projected from the cached figures at their `as_of` with the day's basis (no log scan)."""
-    as_of = datetime.fromisoformat(body["as_of"]) if body.get("as_of") else datetime.now(UTC)
-    body = {**body, "as_of": as_of.isoformat()}
-    today = forecast.local_today(as_of, body.get("timezone") or "UTC")
-    return with_forecast(body, await context.service.spend_basis(company_id, today=today))
+    as_of = datetime.fromisoformat(body["as_of"]) if body["as_of"] else datetime.now(UTC)
+    today = forecast.local_today(as_of, body["timezone"] or "UTC")
+    return with_forecast(body, await context.service.spend_basis(company_id, today=today), as_of=as_of)
 
 
-def _without_cap(waba: dict[str, Any]) -> dict[str, Any]:
+def _without_cap(waba: WabaBody) -> WabaBody:
     """A WABA entry as agents and members see it: without its spending cap."""
-    return {key: value for key, value in waba.items() if key not in ("spend_cap", "cap_spent")}
+    shown = waba.copy()
+    shown.pop("spend_cap", None)
+    shown.pop("cap_spent", None)
+    return shown
 
 
 def _day_or_time(name: str, value: str | None) -> date | datetime | None:
@@ -96,16 +100,31 @@ DayQuery = Annotated[
 ]
 
 
-def _filters(**values: Any) -> LogFilter:
-    since = _day_or_time("from", values.pop("since"))
-    until = _day_or_time("to", values.pop("until"))
-    if isinstance(since, datetime) and isinstance(until, datetime) and since > until:
+def _filters(
+    *,
+    waba_id: str | None,
+    since: str | None,
+    until: str | None,
+    category: str | None,
+    broadcast_id: str | None,
+    phone_number: str | None,
+) -> LogFilter:
+    start = _day_or_time("from", since)
+    end = _day_or_time("to", until)
+    if isinstance(start, datetime) and isinstance(end, datetime) and start > end:
         raise BillingError(Rejection.INVALID_REQUEST, "from is after to", {"field": "from"})
-    return LogFilter(since=since, until=until, **values)
+    return LogFilter(
+        waba_id=waba_id,
+        since=start,
+        until=end,
+        category=category,
+        broadcast_id=broadcast_id,
+        phone_number=phone_number,
+    )
 
 
-def _log_row(row: LogRow, *, show_waba_id: bool, unmasked: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
+def _log_row(row: LogRow, *, show_waba_id: bool, unmasked: bool) -> dict[str, object]:
+    body: dict[str, object] = {
         "kind": row.kind,
         "deduction_id": row.deduction_id,
         "refund_id": row.refund_id,
@@ -220,11 +239,11 @@ async def download_broadcast_deduction(
 class ExportResponse(StreamingResponse):
     """The export's bytes; the export is closed however the response ends (its slot and pipeline freed)."""
 
-    def __init__(self, export: Export, **options: Any) -> None:
-        super().__init__(export.body(), **options)
+    def __init__(self, export: Export, *, media_type: str, headers: Mapping[str, str]) -> None:
+        super().__init__(export.body(), media_type=media_type, headers=headers)
         self.export = export
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:

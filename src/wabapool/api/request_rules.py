@@ -18,7 +18,9 @@ request id.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import NoReturn
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wabapool.api.errors import envelope
 
@@ -31,7 +33,7 @@ class DuplicateKey(ValueError):
     """A JSON object names the same key twice."""
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     """The object_pairs_hook: the object, unless a key comes twice."""
     result = dict(pairs)
     if len(result) != len(pairs):
@@ -43,7 +45,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _no_constant(name: str) -> Any:
+def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number")
 
 
@@ -80,10 +82,10 @@ def _media_type_problem(content_type: bytes | None) -> str | None:
 class RequestRules:
     """JSON-only bodies without duplicated keys; no-store and nosniff on every answer."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -107,7 +109,7 @@ class RequestRules:
         await self.app(scope, _replay(body, receive), send)
 
 
-async def _read_body(receive: Any) -> tuple[bytes, bool]:
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
     """The whole body (bounded by the request-context middleware) and whether it arrived whole."""
     chunks: list[bytes] = []
     while True:
@@ -119,11 +121,11 @@ async def _read_body(receive: Any) -> tuple[bytes, bool]:
             return b"".join(chunks), True
 
 
-def _replay(body: bytes, receive: Any) -> Any:
+def _replay(body: bytes, receive: Receive) -> Receive:
     """A receive that hands the route the body already read, then waits on the client as before."""
     sent = False
 
-    async def replay() -> dict[str, Any]:
+    async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True
@@ -133,8 +135,8 @@ def _replay(body: bytes, receive: Any) -> Any:
     return replay
 
 
-def _with_safety_headers(send: Any) -> Any:
-    async def send_with_headers(message: dict[str, Any]) -> None:
+def _with_safety_headers(send: Send) -> Send:
+    async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
             headers = list(message.get("headers", []))
             names = {name.lower() for name, _ in headers}
@@ -148,7 +150,7 @@ def _with_safety_headers(send: Any) -> Any:
     return send_with_headers
 
 
-async def _refuse(send: Any, status: int, code: str, message: str, details: dict[str, Any]) -> None:
+async def _refuse(send: Send, status: int, code: str, message: str, details: dict[str, object]) -> None:
     body = json.dumps(envelope(code, message, details)).encode()
     await send(
         {

@@ -17,8 +17,8 @@ import asyncio
 import json
 import os
 from asyncio import TimerHandle, Transport
-from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from wabapool.api.errors import envelope
@@ -73,11 +73,11 @@ class BodyTimedOut(Exception):
 class BodyReadTimeout:
     """Pure ASGI: the request body must be complete `body_timeout_seconds` after the app first asks for it."""
 
-    def __init__(self, app: Any, *, body_timeout_seconds: float = BODY_READ_TIMEOUT_SECONDS) -> None:
+    def __init__(self, app: ASGIApp, *, body_timeout_seconds: float = BODY_READ_TIMEOUT_SECONDS) -> None:
         self.app = app
         self.body_timeout_seconds = body_timeout_seconds
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -86,22 +86,22 @@ class BodyReadTimeout:
         body_complete = False
         started = False
 
-        async def timed_receive() -> dict[str, Any]:
+        async def timed_receive() -> Message:
             nonlocal deadline, body_complete
             if body_complete:  # after the body, only the disconnect is waited for: no deadline
-                return await receive()  # type: ignore[no-any-return]
+                return await receive()
             if deadline is None:
                 deadline = loop.time() + self.body_timeout_seconds
             try:
                 async with asyncio.timeout_at(deadline):
-                    message: dict[str, Any] = await receive()
+                    message: Message = await receive()
             except TimeoutError as exc:
                 raise BodyTimedOut from exc
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_complete = True
             return message
 
-        async def tracking_send(message: dict[str, Any]) -> None:
+        async def tracking_send(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -113,7 +113,7 @@ class BodyReadTimeout:
                 raise  # a response already under way: the server cuts the connection
             await self._request_timeout(send)
 
-    async def _request_timeout(self, send: Any) -> None:
+    async def _request_timeout(self, send: Send) -> None:
         body = json.dumps(
             envelope(
                 "request_timeout",

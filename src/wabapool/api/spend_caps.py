@@ -7,7 +7,7 @@ does not exist (never revealing it does). Supervisors read caps in
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 
@@ -32,11 +32,11 @@ def cap_from(body: SpendCapIn | None) -> SpendCap | None:
     return make_cap(body.amount, body.categories, body.warn_percent)
 
 
-def cap_body(cap: SpendCap | None) -> dict[str, Any] | None:
+def cap_body(cap: SpendCap | None) -> dict[str, object] | None:
     return None if cap is None else cap.as_json()
 
 
-def waba_cap_body(result: WabaCap) -> dict[str, Any]:
+def waba_cap_body(result: WabaCap) -> dict[str, object]:
     return {"waba_id": result.waba_id, "spend_cap": cap_body(result.spend_cap), "cap_spent": result.cap_spent}
 
 
@@ -51,7 +51,7 @@ async def put_spend_cap(
     context: Context,
     body: Annotated[SpendCapIn | None, Body(description="The cap, or null to remove it.")] = None,
     waba_id: str = WabaPath,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Set, change (`{amount, categories?, warn_percent?}`) or remove (`null`) the WABA's cap; audited."""
     if body is None and (await request.body()).strip() != b"null":
         # FastAPI reads a JSON null as no body: only a literal null removes a cap, never a missing body.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
@@ -67,7 +67,7 @@ def _figures(figures: Figures) -> dict[str, int]:
     }
 
 
-def _statement(view: StatementView) -> dict[str, Any]:
+def _statement(view: StatementView) -> dict[str, object]:
     return {
         "waba_id": view.waba_id,
         "cycle": {"starts_at": view.cycle_start, "ends_at": view.cycle_end},
@@ -111,7 +111,7 @@ async def statements(
     context: Context,
     cursor: Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=STATEMENTS_MAX_PAGE)] = 12,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Closed billing cycles, newest first: opening and closing per bucket, spend per WABA, deductions."""
     before = None if cursor is None else _position(cursor)
     views = await context.service.statements(principal.company_id, limit=limit, before=before)
