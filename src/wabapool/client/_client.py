@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import httpx
 
@@ -16,6 +16,7 @@ from wabapool.client._config import http_settings
 from wabapool.client._endpoints import DEFAULT_PREFIX, Call, Endpoints
 from wabapool.client._models import Balance, BatchResult, Deduction, DeductionItem, PackageTerms, Payment, Refund
 from wabapool.client._retry import RetryPolicy
+from wabapool.domain.json_types import JSONObject, JSONValue
 
 ResultT = TypeVar("ResultT")
 
@@ -90,7 +91,7 @@ class WabapoolClient:
         item = DeductionItem(company_id, billing_code, deduction_code, unique_code, quantity, waba_id, **extra)
         return self._send(self._endpoints.deduct(item))
 
-    def deduct_batch(self, items: Iterable[DeductionItem | Mapping[str, Any]]) -> BatchResult:
+    def deduct_batch(self, items: Iterable[DeductionItem | Mapping[str, JSONValue]]) -> BatchResult:
         """Charge up to 1,000 messages in one request; one result per item, in order."""
         return self._send(self._endpoints.deduct_batch(items))
 
@@ -124,16 +125,16 @@ class WabapoolClient:
         billing_version: Literal["v2", "v3"] = "v3",
         currency: str = "IDR",
         timezone: str = "Asia/Jakarta",
-        package: PackageTerms | Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+        package: PackageTerms | Mapping[str, JSONValue] | None = None,
+    ) -> JSONObject:
         """Create or update a company and its pool."""
         return self._send(self._endpoints.put_company(company_id, billing_version, currency, timezone, package))
 
-    def put_waba(self, company_id: int, waba_id: str, name: str) -> dict[str, Any]:
+    def put_waba(self, company_id: int, waba_id: str, name: str) -> JSONObject:
         """Create or update a WABA; it joins the company's pool."""
         return self._send(self._endpoints.put_waba(company_id, waba_id, name))
 
-    def put_webhook(self, company_id: int, url: str, secret: str) -> dict[str, Any]:
+    def put_webhook(self, company_id: int, url: str, secret: str) -> JSONObject:
         """Set where the company's events are delivered, and the signing secret."""
         return self._send(self._endpoints.put_webhook(company_id, url, secret))
 
@@ -144,6 +145,6 @@ class WabapoolClient:
         company_id: int | None = None,
         market: str | None = None,
         effective_from: datetime | str | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSONObject:
         """Create or update a price-list entry (a new `effective_from` is a new row)."""
         return self._send(self._endpoints.put_price(deduction_code, unit_price, company_id, market, effective_from))

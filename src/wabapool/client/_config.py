@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 import httpx
 
@@ -11,7 +11,14 @@ TIMEOUT_MAX_SECONDS = 60.0
 USER_AGENT = "wabapool-client/0.1"
 
 
-def http_settings(base_url: str, api_key: str, timeout_seconds: float) -> dict[str, Any]:
+class HttpSettings(TypedDict):
+    base_url: str
+    headers: dict[str, str]
+    timeout: httpx.Timeout
+    follow_redirects: bool
+
+
+def http_settings(base_url: str, api_key: str, timeout_seconds: float) -> HttpSettings:
     """Keyword arguments for httpx.Client / httpx.AsyncClient."""
     if not isinstance(api_key, str) or not api_key:
         raise ValueError("api_key must be a non-empty string")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 from urllib.parse import quote
 
 from wabapool.client import _wire
@@ -22,6 +22,7 @@ from wabapool.client._models import (
     Payment,
     Refund,
 )
+from wabapool.domain.json_types import JSONObject, JSONValue
 from wabapool.domain.limits import BATCH_MAX_ITEMS
 
 ResultT = TypeVar("ResultT")
@@ -36,7 +37,7 @@ class Call(Generic[ResultT]):
     method: Literal["GET", "POST", "PUT"]
     path: str
     parse: Callable[[object], ResultT]
-    body: dict[str, Any] | None = None
+    body: dict[str, object] | None = None
 
 
 def _segment(value: object) -> str:
@@ -60,7 +61,7 @@ class Endpoints:
         body = _wire.deduction_body(item)
         return Call("POST", f"{self.prefix}/quota-managements/deduction", _wire.parse_deduction, body)
 
-    def deduct_batch(self, items: Iterable[DeductionItem | Mapping[str, Any]]) -> Call[BatchResult]:
+    def deduct_batch(self, items: Iterable[DeductionItem | Mapping[str, JSONValue]]) -> Call[BatchResult]:
         bodies = [_wire.deduction_body(_wire.deduction_item(item)) for item in items]
         if not 1 <= len(bodies) <= BATCH_MAX_ITEMS:
             raise ValueError(f"a batch holds 1 to {BATCH_MAX_ITEMS} deductions, got {len(bodies)}")
@@ -109,8 +110,8 @@ class Endpoints:
         billing_version: Literal["v2", "v3"],
         currency: str,
         timezone: str,
-        package: PackageTerms | Mapping[str, Any] | None,
-    ) -> Call[dict[str, Any]]:
+        package: PackageTerms | Mapping[str, JSONValue] | None,
+    ) -> Call[JSONObject]:
         body = {
             "billing_version": billing_version,
             "currency": currency,
@@ -120,11 +121,11 @@ class Endpoints:
         path = f"{self.prefix}/companies/{_company_path(company_id)}"
         return Call("PUT", path, _wire.parse_object, _wire.without_none(body))
 
-    def put_waba(self, company_id: int, waba_id: str, name: str) -> Call[dict[str, Any]]:
+    def put_waba(self, company_id: int, waba_id: str, name: str) -> Call[JSONObject]:
         path = f"{self.prefix}/companies/{_company_path(company_id)}/wabas/{_segment(waba_id)}"
         return Call("PUT", path, _wire.parse_object, {"name": name})
 
-    def put_webhook(self, company_id: int, url: str, secret: str) -> Call[dict[str, Any]]:
+    def put_webhook(self, company_id: int, url: str, secret: str) -> Call[JSONObject]:
         path = f"{self.prefix}/companies/{_company_path(company_id)}/webhook"
         return Call("PUT", path, _wire.parse_object, {"url": url, "secret": secret})
 
@@ -135,6 +136,6 @@ class Endpoints:
         company_id: int | None,
         market: str | int | None,
         effective_from: datetime | str | None,
-    ) -> Call[dict[str, Any]]:
+    ) -> Call[JSONObject]:
         body = _wire.price_body(unit_price, company_id, market, effective_from)
         return Call("PUT", f"{self.prefix}/price-list/{_segment(deduction_code)}", _wire.parse_object, body)

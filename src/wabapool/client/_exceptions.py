@@ -33,7 +33,8 @@ the original result instead of applying it twice.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+
+from wabapool.domain.json_types import JSONObject
 
 __all__ = [
     "AlreadyRefunded",
@@ -63,13 +64,13 @@ class WabapoolError(Exception):
         self,
         code: str,
         message: str,
-        details: Mapping[str, Any] | None = None,
+        details: Mapping[str, object] | None = None,
         status_code: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.details: dict[str, Any] = dict(details or {})
+        self.details: JSONObject = dict(details or {})
         self.status_code = status_code
 
     def __repr__(self) -> str:
@@ -206,7 +207,7 @@ def default_code(status_code: int) -> str:
 
 
 def make_error(
-    code: str, message: str, details: Mapping[str, Any] | None = None, status_code: int | None = None
+    code: str, message: str, details: Mapping[str, object] | None = None, status_code: int | None = None
 ) -> WabapoolError:
     """Build the typed exception for one error envelope."""
     return exception_class(code, status_code)(code, message, details, status_code)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 from wabapool.client._exceptions import WabapoolError
+from wabapool.domain.json_types import JSONValue
 
 __all__ = [
     "Allocation",
@@ -150,4 +151,4 @@ class Balance:
     additional_remaining: int
     postpaid_limit: int
     postpaid_used: int
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    raw: Mapping[str, JSONValue] = field(default_factory=dict, repr=False, compare=False)

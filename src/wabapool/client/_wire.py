@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import httpx
 
@@ -21,9 +20,9 @@ from wabapool.client._models import (
     Payment,
     Refund,
 )
+from wabapool.domain.json_types import JSONObject, JSONValue
 
 _EXTRA_ATTRS = ("waba_id", "broadcast_id", "message_id", "category", "customer_name", "phone_number")
-_BATCH_STATUSES = ("applied", "replayed", "rejected")
 
 
 # -- requests ---------------------------------------------------------------
@@ -36,12 +35,12 @@ def integer(name: str, value: object) -> int:
     return value
 
 
-def without_none(body: Mapping[str, Any]) -> dict[str, Any]:
+def without_none(body: Mapping[str, object]) -> dict[str, object]:
     """A body without its unset optional fields (the service applies their defaults)."""
     return {key: value for key, value in body.items() if value is not None}
 
 
-def deduction_item(value: DeductionItem | Mapping[str, Any]) -> DeductionItem:
+def deduction_item(value: DeductionItem | Mapping[str, JSONValue]) -> DeductionItem:
     """Accept a DeductionItem, its keyword arguments, or a wire-shaped body with `extra_attrs`."""
     if isinstance(value, DeductionItem):
         return value
@@ -52,7 +51,7 @@ def deduction_item(value: DeductionItem | Mapping[str, Any]) -> DeductionItem:
     return DeductionItem(**flat)
 
 
-def deduction_body(item: DeductionItem) -> dict[str, Any]:
+def deduction_body(item: DeductionItem) -> dict[str, object]:
     """The wire body of one deduction."""
     return {
         "company_id": integer("company_id", item.company_id),
@@ -64,7 +63,7 @@ def deduction_body(item: DeductionItem) -> dict[str, Any]:
     }
 
 
-def package_body(package: PackageTerms | Mapping[str, Any]) -> dict[str, Any]:
+def package_body(package: PackageTerms | Mapping[str, JSONValue]) -> dict[str, object]:
     """The wire body of a package; the threshold goes as a decimal string, never a float."""
     terms = package if isinstance(package, PackageTerms) else PackageTerms(**package)
     threshold = terms.threshold_percent
@@ -80,7 +79,7 @@ def package_body(package: PackageTerms | Mapping[str, Any]) -> dict[str, Any]:
 
 def price_body(
     unit_price: int, company_id: int | None, market: str | int | None, effective_from: datetime | str | None
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The wire body of one price-list entry; absent fields keep the service's defaults."""
     return without_none(
         {
@@ -99,31 +98,31 @@ def _invalid(message: str, data: object = None) -> InvalidResponse:
     return InvalidResponse("invalid_response", message, {"body": repr(data)[:500]})
 
 
-def _object(data: object, what: str) -> Mapping[str, Any]:
+def _object(data: object, what: str) -> Mapping[str, object]:
     if not isinstance(data, Mapping):
         raise _invalid(f"{what} must be a JSON object", data)
     return data
 
 
-def _int(data: Mapping[str, Any], key: str) -> int:
+def _int(data: Mapping[str, object], key: str) -> int:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _invalid(f"{key!r} must be an integer", data)
     return value
 
 
-def _str(data: Mapping[str, Any], key: str) -> str:
+def _str(data: Mapping[str, object], key: str) -> str:
     value = data.get(key)
     if not isinstance(value, str):
         raise _invalid(f"{key!r} must be a string", data)
     return value
 
 
-def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
+def _optional_str(data: Mapping[str, object], key: str) -> str | None:
     return None if data.get(key) is None else _str(data, key)
 
 
-def _allocations(data: Mapping[str, Any]) -> tuple[Allocation, ...]:
+def _allocations(data: Mapping[str, object]) -> tuple[Allocation, ...]:
     items = data.get("allocations", [])
     if not isinstance(items, list):
         raise _invalid("'allocations' must be a list", data)
@@ -151,7 +150,7 @@ def parse_deduction(data: object) -> Deduction:
 def _batch_item(data: object) -> BatchItem:
     body = _object(data, "a batch result")
     status = body.get("status")
-    if status not in _BATCH_STATUSES:
+    if status != "applied" and status != "replayed" and status != "rejected":
         raise _invalid("'status' must be applied, replayed or rejected", body)
     if status == "rejected":
         return BatchItem(_str(body, "unique_code"), "rejected", error=_item_error(body.get("error")))
@@ -209,7 +208,7 @@ def balance_parser(company_id: int) -> Callable[[object], Balance]:
 
     def parse(data: object) -> Balance:
         raw = _object(data, "a balance")
-        body = raw["balance"] if isinstance(raw.get("balance"), Mapping) else raw
+        body = _object(raw["balance"], "'balance'") if isinstance(raw.get("balance"), Mapping) else raw
         wabi = _object(body.get("wabi"), "'wabi'")
         additional = _object(body.get("additional"), "'additional'")
         postpaid = _object(body.get("postpaid"), "'postpaid'")
@@ -228,7 +227,7 @@ def balance_parser(company_id: int) -> Callable[[object], Balance]:
     return parse
 
 
-def parse_object(data: object) -> dict[str, Any]:
+def parse_object(data: object) -> JSONObject:
     """Keep an answer whose shape the contract leaves open as a plain dict."""
     return {} if data is None else dict(_object(data, "the answer"))
 
