@@ -25,7 +25,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from wabapool.config import Settings
 from wabapool.domain.limits import MAX_QUEUED_DEDUCTIONS_PER_POOL
@@ -384,7 +384,7 @@ def startup_refusal(configured: Settings, *, demo: bool = False) -> str | None:
     return None
 
 
-def _run(step: Callable[[], Coroutine[Any, Any, None]]) -> None:
+def _run(step: Callable[[], Coroutine[object, object, None]]) -> None:
     """asyncio.run, in a thread of its own when the caller already runs an event loop (tests, notebooks)."""
     try:
         asyncio.get_running_loop()

@@ -8,7 +8,6 @@ stays bounded whatever callers send.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -135,8 +134,8 @@ def record_webhook_delivery(result: str, status_class: str) -> None:
 
 
 # Labelled children by label values: `labels()` costs more than the increment itself on the hot path.
-_deduction_counters: dict[tuple[str, str], Any] = {}
-_amount_counters: dict[str, Any] = {}
+_deduction_counters: dict[tuple[str, str], Counter] = {}
+_amount_counters: dict[str, Counter] = {}
 
 
 def record_deductions(outcomes: Mapping[tuple[str, str], int], amounts: Mapping[str, int]) -> None:

@@ -12,7 +12,6 @@ import os
 import socket
 import sqlite3
 from collections.abc import Iterator
-from typing import Any
 
 import click
 import typer
@@ -121,7 +120,7 @@ def operator_message(exc: BaseException) -> str | None:
 class OperatorErrors(TyperGroup):
     """The `wabapool` group: an operator's error ends the command with one line, a bug with its traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):

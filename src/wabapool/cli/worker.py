@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import signal
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from wabapool import bootstrap
 from wabapool.config import Settings
+
+if TYPE_CHECKING:
+    from wabapool.service import BillingService
 
 console = Console(stderr=True)
 
@@ -30,12 +33,14 @@ async def run_worker(settings: Settings, *, once: bool = False) -> int:
         return 0
 
 
-async def _preflight(service: Any, *, once: bool) -> None:
+async def _preflight(service: BillingService | None, *, once: bool) -> None:
     """One read that needs the schema, before the rounds (which log and retry every failure): a missing
     schema or database, bad credentials or a malformed URL end the command with one line (cli/errors.py).
     A database that is only unreachable now is waited for, like any outage, unless this is one round."""
     from wabapool.cli.errors import unreachable
 
+    if service is None:  # a worker without cycle resets: nothing to read before its rounds
+        return
     try:
         await service.any_cycle_due(at=datetime.now(UTC))
     except Exception as exc:

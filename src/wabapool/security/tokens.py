@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from wabapool.domain.json_types import JSONObject
 from wabapool.security.errors import AuthenticationError
 from wabapool.security.roles import Principal, Role
 
@@ -140,7 +140,7 @@ class TokenVerifier:
         if len(token) > TOKEN_MAX_LENGTH:
             raise AuthenticationError("token is too long")
         try:
-            claims: dict[str, Any] = jwt.decode(
+            claims: JSONObject = jwt.decode(
                 token,
                 self._key,
                 # One algorithm, fixed by configuration: "none" and algorithm confusion are refused here.
@@ -189,7 +189,7 @@ def issue_token(
     issued_at = now or datetime.now(UTC)
     if issued_at.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    claims: dict[str, Any] = {
+    claims: dict[str, object] = {
         "company_id": company_id,
         "role": Role(role).value,
         "iat": issued_at,

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    import asyncpg
 
 from wabapool import metrics
 from wabapool.service import events
@@ -55,7 +59,7 @@ class Worker:
         self.clock = clock
         self._wake = asyncio.Event()
         self._next_reset_check: datetime | None = None
-        self._listener: Any = None
+        self._listener: asyncpg.Connection | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -137,7 +141,7 @@ class Worker:
             self._listener = None
 
 
-async def _first(*awaitables: Any) -> None:
+async def _first(*awaitables: Awaitable[object]) -> None:
     tasks = [asyncio.ensure_future(a) for a in awaitables]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
