@@ -25,6 +25,7 @@ from tests.api_support import (
 )
 from tests.conftest import truncate_all
 from tests.services import require_redis
+from tests.waiting import eventually
 from wabapool.api.context import AppContext
 from wabapool.cache import BalanceCache, CacheUnavailable, InProcessCache, RedisCache, SetOutcome
 from wabapool.metrics import REGISTRY
@@ -155,13 +156,18 @@ FENCE_WAIT_SECONDS = 10.0
 
 async def _read_until_cached(client: httpx.AsyncClient, cache: BalanceCache, company_id: int) -> None:
     """Read the balance until a read has filled the cache (while a change's fence stands, reads do not)."""
-    async with asyncio.timeout(FENCE_WAIT_SECONDS):
-        while True:
-            response = await client.get(f"{PUBLIC}/billings/info", headers=bearer(company_id))
-            assert response.status_code == 200, response.text
-            if await cache.get(company_id) is not None:
-                return
-            await asyncio.sleep(0.02)
+
+    async def a_read_filled_the_cache() -> bool:
+        response = await client.get(f"{PUBLIC}/billings/info", headers=bearer(company_id))
+        assert response.status_code == 200, response.text
+        return await cache.get(company_id) is not None
+
+    await eventually(
+        a_read_filled_the_cache,
+        what=f"a read to fill company {company_id}'s cache once the fence lifted",
+        within_seconds=FENCE_WAIT_SECONDS,
+        poll_seconds=0.02,
+    )
 
 
 async def _provisioned(

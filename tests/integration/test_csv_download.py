@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import csv
 import io
@@ -194,11 +193,7 @@ async def test_an_export_closed_after_its_first_page_ends_its_pipeline_and_gives
     assert first.count(b"\r\n") == 1
     await body.aclose()  # type: ignore[attr-defined]
 
-    async def ended() -> None:
-        while not export.ended:
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(ended(), timeout=10)  # its read in flight finished, not cancelled
+    await eventually(lambda: export.ended, what="the closed export's pipeline to end")  # its read finished
     assert reports.export_slots.running(1) == 0
     assert len(table(await download(client))) == 3  # the pool's connections are all usable
 
