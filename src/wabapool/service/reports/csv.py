@@ -38,9 +38,11 @@ Cells are quoted exactly as the csv module quotes them (separators, quotes
 and line breaks).
 
 A million-row export formats every row here, so `CsvRows` does per export
-what it can (the zone, the currency's exponent) and per row as little as it
-can: a line is joined as it is, and only a line that holds a quote, a line
-break or a separator inside a cell goes through the csv module.
+what it can (the zone, the currency's exponent, the cells of the columns with
+few distinct values, made inert and quoted once) and per row as little as it
+can: a line is joined as it is. The cells nearly every row has its own (name,
+phone, message) are checked a chunk at a time, in one pass over them joined;
+a chunk where any needs more is written line by line with every check.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from zoneinfo import ZoneInfo
 from wabapool.domain.money import currency_exponent
 from wabapool.masking import mask_name, mask_phone
 from wabapool.service.reports.export import ExportPage
-from wabapool.storage.logs import REFUND_RANK, ExportRow
+from wabapool.storage.logs import EXPORT_COLUMNS, REFUND_RANK, ExportRow
 
 BOM = "\ufeff"
 # What a spreadsheet takes for the start of a formula, ASCII and full-width.
@@ -71,6 +73,7 @@ _FORMULA_CLASS = "[" + re.escape(FORMULA_CHARACTERS) + "]"
 _RUNS_AT_START = re.compile(rf"[\t\r]|[{_BLANKS}]*{_FORMULA_CLASS}")
 _RUNS_AFTER_BREAK = re.compile(rf"(\r\n|[;\t\r\n])(?=[{_BLANKS}]*{_FORMULA_CLASS})")
 _FORMULA_FIRST = frozenset(FORMULA_STARTS)
+_WIDE_FORMULA_CHARACTERS = tuple(character for character in FORMULA_CHARACTERS if not character.isascii())
 _FILENAME_UNSAFE = re.compile(r"[^0-9A-Za-z._-]+")
 FILENAME_PART_MAX = 40
 LINE_END = "\r\n"
@@ -80,6 +83,9 @@ CHUNK_LINES = 1000
 # Distinct unit prices and amounts whose text is kept (a price list has a handful; quantity × price a few
 # more): past this many, the rest are formatted each time rather than held.
 MONEY_TEXT_CACHE_MAX = 4096
+# Distinct free-text values of the columns with few (broadcast, WABA, category, bucket, code) whose cell text
+# is kept per export; past this many, the rest are made inert and quoted each time rather than held.
+FREE_TEXT_CACHE_MAX = 4096
 _MINUTE = timedelta(minutes=1)
 _HOUR = timedelta(hours=1)
 _LAST_MICROSECOND_OF_HOUR = timedelta(hours=1, microseconds=-1)
@@ -109,6 +115,7 @@ COLUMNS = (
     "Deduction Code",
 )
 _WABA_COLUMN = COLUMNS.index("WABA ID")
+_MESSAGE_AT = EXPORT_COLUMNS.index("message_id")
 FREE_TEXT_COLUMNS = frozenset(
     ("Broadcast ID", "WABA ID", "Category", "Customer Name", "Phone Number", "Bucket Credited", "Message ID",
      "Deduction Code")
@@ -206,6 +213,48 @@ class _LocalTimes:
         return prefix + _TWO_DIGITS[at.second] + self._suffix
 
 
+def cell_text(value: str | None) -> str:
+    """A free-text cell as the file holds it: made inert, then quoted as the csv module quotes it."""
+    text = inert(value)
+    if not text:
+        return ""
+    quoted: str = _CSV_LINE.writerow((text,))
+    return quoted[: -len(LINE_END)]
+
+
+class _Cells(dict[str | None, str]):
+    """`cell_text` of the values seen, up to FREE_TEXT_CACHE_MAX of them (a miss past that is written each
+    time): an export's broadcasts, WABAs, categories, buckets and codes are a handful of values a million
+    times."""
+
+    def __missing__(self, value: str | None) -> str:
+        text = cell_text(value)
+        if len(self) < FREE_TEXT_CACHE_MAX:
+            self[value] = text
+        return text
+
+
+def _all_plain(values: list[str]) -> bool:
+    """Whether these cells go into a line as they are: none starts with a formula character or a blank, and
+    none holds a separator, a quote, a `;`, a line break, a tab or an invisible character. One pass of a few
+    searches in C over the values joined, not one per value."""
+    text = "," + ",".join(values)  # each value after a `,`, as in its line
+    if (
+        text.count(",") != len(values)
+        or ";" in text
+        or '"' in text
+        or ", " in text
+        or ",=" in text
+        or ",+" in text
+        or ",-" in text
+        or ",@" in text
+    ):
+        return False
+    if not text.isascii() and any("," + mark in text for mark in _WIDE_FORMULA_CHARACTERS):
+        return False
+    return text.isprintable()
+
+
 class CsvRows:
     """The lines of one export, for one reader: the company's columns, currency and timezone, masked or not."""
 
@@ -215,6 +264,7 @@ class CsvRows:
         self._exponent = currency_exponent(currency)
         self._times = _LocalTimes(timezone)
         self._money: dict[int, str] = {}
+        self._cells = _Cells()
         self._separators = len(COLUMNS) - (1 if show_waba_id else 2)
         columns = COLUMNS if show_waba_id else COLUMNS[:_WABA_COLUMN] + COLUMNS[_WABA_COLUMN + 1 :]
         self._free_text = frozenset(at for at, column in enumerate(columns) if column in FREE_TEXT_COLUMNS)
@@ -241,6 +291,41 @@ class CsvRows:
         return text
 
     def _lines(self, rows: Sequence[ExportRow], names: list[str | None], phones: list[str | None]) -> str:
+        """The chunk's lines. Cells of few distinct values (broadcast, WABA, category, bucket, code) come
+        from `_cells`, made inert and quoted once per export; the ones nearly every row has its own (name,
+        phone, message) are joined as they are when the chunk's `_all_plain` says none needs anything (the
+        phone's leading `+` aside), else every line is written with every check (`_checked_lines`)."""
+        formula = _FORMULA_FIRST
+        plain_phones = [("'" + phone if phone[0] in formula else phone) if phone else "" for phone in phones]
+        plain_names = [name or "" for name in names]
+        messages = [row[_MESSAGE_AT] or "" for row in rows]
+        if not (_all_plain(plain_names) and _all_plain(plain_phones) and _all_plain(messages)):
+            return self._checked_lines(rows, names, phones)
+        cells = self._cells
+        time_text = self._times.text
+        money = self._money_text
+        exponent = self._exponent
+        show_waba_id = self.show_waba_id
+        refund = REFUND_RANK
+        lines: list[str] = []
+        append = lines.append
+        for row, name, phone, message in zip(rows, plain_names, plain_phones, messages, strict=True):
+            (
+                created_at, rank, _row_id, waba_id, broadcast_id, _message_id, category, deduction_code, quantity,
+                unit_price, _name_sealed, _phone_sealed, amount, credited_to, balance_after, refunded,
+            ) = row  # fmt: skip
+            waba = "," + cells[waba_id] if show_waba_id else ""
+            append(
+                f"{time_text(created_at)},{cells[broadcast_id]}{waba},{cells[category]},{name},{phone},"
+                f"{quantity},{money(unit_price)},{money(amount)},{cells[credited_to]},"
+                f"{major_text(balance_after, exponent)},{'yes' if refunded else 'no'},"
+                f"{'refund' if rank == refund else 'deduction'},{message},{cells[deduction_code]}"
+            )
+        append("")
+        return LINE_END.join(lines)
+
+    def _checked_lines(self, rows: Sequence[ExportRow], names: list[str | None], phones: list[str | None]) -> str:
+        """The chunk's lines, each cell checked (a chunk with a cell to make inert or to quote)."""
         formula = _FORMULA_FIRST
         time_text = self._times.text
         money = self._money_text
