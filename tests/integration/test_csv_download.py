@@ -153,6 +153,25 @@ async def test_the_export_streams_every_row_of_several_pages_once(app) -> None:
     assert sum(int(row["Amount"].replace(".", "")) for row in rows) == 700 * 1_234
 
 
+async def test_refunds_between_deductions_come_in_time_order_whatever_the_chunk_size(app) -> None:
+    client, clock = app
+    for index in range(12):
+        await deduct(client, 1, f"m{index}", waba_id=WABA, message_id=f"m{index}")
+        clock.advance(minutes=1)
+        if index % 3 == 2:  # a refund between later deductions: the two streams interleave across chunks
+            await refund(client, 1, f"m{index - 1}", f"r{index}")
+            clock.advance(minutes=1)
+    reports = client.context.reports
+    reports.export_page_rows = 1000
+    whole = table(await download(client))
+    kinds = [(row["Message ID"], row["Type"]) for row in whole]
+    assert len(kinds) == 16 and kinds.count(("m1", "refund")) == 1
+    assert [row["Time"] for row in whole] == sorted((row["Time"] for row in whole), reverse=True)
+    for rows in (1, 2, 3, 5):
+        reports.export_page_rows = rows
+        assert table(await download(client)) == whole
+
+
 async def test_a_filtered_export_has_exactly_its_rows_across_a_key_rotation(app) -> None:
     client, clock = app
     phone = "+6281234567890"
@@ -215,14 +234,15 @@ async def test_a_client_that_stops_reading_stops_the_pipeline_after_a_bounded_nu
     reports.export_page_rows = 1
     pages_read = 0
     export = await reports.export(1, LogFilter(), unmasked=True)
-    read_page = export._read_page
+    read_run = export._read_run
 
-    async def counting(after: object) -> object:
+    async def counting(after: object) -> AsyncIterator[object]:
         nonlocal pages_read
-        pages_read += 1
-        return await read_page(after)  # type: ignore[arg-type]
+        async for rows in read_run(after):  # type: ignore[arg-type]
+            pages_read += 1
+            yield rows
 
-    export._read_page = counting  # type: ignore[assignment]
+    export._read_run = counting  # type: ignore[assignment]
     # The pipeline parked: it tries to put a page into the full queue (a pipeline without back-pressure never
     # does, it reads on). Parked, it cannot read, so the count seen then is the count for good: no pause needed.
     parked_after: list[int] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
@@ -195,7 +195,9 @@ def _export_shared_columns() -> tuple[ColumnElement[object], ...]:
     )
 
 
-def _export_deductions(company_id: int, query: LogQuery, after: Position | None, limit: int) -> Select[*ExportColumns]:
+def _export_deductions(
+    company_id: int, query: LogQuery, after: Position | None, limit: int | None
+) -> Select[*ExportColumns]:
     d = deduction_requests
     conditions = [d.c.company_id == company_id, *_narrowed(query, d.c.created_at)]
     conditions += _older(d.c.created_at, d.c.id, DEDUCTION_RANK, after)
@@ -217,7 +219,9 @@ def _export_deductions(company_id: int, query: LogQuery, after: Position | None,
     )
 
 
-def _export_refunds(company_id: int, query: LogQuery, after: Position | None, limit: int) -> Select[*ExportColumns]:
+def _export_refunds(
+    company_id: int, query: LogQuery, after: Position | None, limit: int | None
+) -> Select[*ExportColumns]:
     d = deduction_requests
     r = refunds
     conditions = [r.c.company_id == company_id, d.c.company_id == company_id, *_narrowed(query, r.c.created_at)]
@@ -266,6 +270,80 @@ async def export_page(
     if not refunded:
         return list(deductions)
     return sorted([*deductions, *refunded], key=export_position, reverse=True)[:limit]
+
+
+class _CursorRun:
+    """One stream's server-side cursor and the rows fetched from it not yet handed on."""
+
+    def __init__(self, cursor: Any, chunk_rows: int) -> None:
+        self._cursor = cursor
+        self._chunk_rows = chunk_rows
+        self.rows: list[Any] = []
+        self.done = False
+
+    async def fill(self) -> None:
+        """The next chunk, when every row fetched has been handed on and the stream has more."""
+        if not self.rows and not self.done:
+            self.rows = list(await self._cursor.fetch(self._chunk_rows))
+            self.done = len(self.rows) < self._chunk_rows
+
+    def take_down_to(self, bound: Position | None) -> list[Any]:
+        """The rows at or before `bound` in the shared order (newest first: a prefix), all with no bound."""
+        rows = self.rows
+        low, high = 0, len(rows)
+        if bound is None:
+            self.rows = []
+            return rows
+        while low < high:  # the first row after the bound
+            middle = (low + high) // 2
+            if export_position(rows[middle]) >= bound:
+                low = middle + 1
+            else:
+                high = middle
+        taken, self.rows = rows[:low], rows[low:]
+        return taken
+
+
+async def export_chunks(
+    connection: AsyncConnection, company_id: int, query: LogQuery, *, after: Position | None, chunk_rows: int
+) -> AsyncIterator[list[Sequence[Any]]]:
+    """Every export row (EXPORT_COLUMNS) after `after`, deductions and refunds merged, newest first, in chunks
+    of about `chunk_rows`: PostgreSQL only, from two server-side cursors in the connection's transaction.
+
+    One statement per stream for the whole run, not two per page: reading a page at a time cost 2.3-3.0 µs
+    of this process's CPU a row against 1.7-2.0 from the cursors (the statements built and compiled, the
+    pool's checkout, the planning and index descent per page, on 300k rows of bench.reports). A chunk is
+    every row both streams hold up to the later of their last rows, so it is in the shared order whatever
+    the other stream holds next; with no refunds (nearly always) it is the deductions' chunk as fetched.
+    """
+    driver = await pg.driver(connection)
+    runs = []
+    for statement in (
+        _export_deductions(company_id, query, after, None),
+        _export_refunds(company_id, query, after, None),
+    ):
+        compiled = pg.compile_statement(statement, expanding=True)
+        run = _CursorRun(await driver.cursor(compiled.sql, *compiled.arguments({})), chunk_rows)
+        await run.fill()  # bound now: the next statement may take the unnamed statement's place
+        runs.append(run)
+    deductions, refunded = runs
+    while True:
+        await deductions.fill()
+        await refunded.fill()
+        if not refunded.rows:
+            if not deductions.rows:
+                return
+            chunk, deductions.rows = deductions.rows, []
+            yield chunk
+            continue
+        if not deductions.rows:
+            chunk, refunded.rows = refunded.rows, []
+            yield chunk
+            continue
+        open_ends = [export_position(run.rows[-1]) for run in runs if not run.done]
+        bound = max(open_ends) if open_ends else None
+        merged = deductions.take_down_to(bound) + refunded.take_down_to(bound)
+        yield sorted(merged, key=export_position, reverse=True)
 
 
 async def event_page(

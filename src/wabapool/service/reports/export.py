@@ -1,6 +1,6 @@
 """The CSV download: a pipeline that keeps every export inside its bounds, and the limit on exports at once.
 
-What one export holds, and its bound (the constants are in `domain/limits.py`):
+What one export holds, and its bound (the constants are in `domain/limits.py`, the streams' below):
 
 - a slot of its company (`exports_per_company`) and of the process (`EXPORTS_OPEN_MAX`), taken before the
   first byte and given back when both the download and its pipeline are over: past either,
@@ -8,7 +8,10 @@ What one export holds, and its bound (the constants are in `domain/limits.py`):
 - event-loop time: only the awaits of its page reads; opening the personal data and formatting the rows run
   in a thread pool of `EXPORT_FORMAT_THREADS` shared by every export of the process, so ten exports cost
   the loop no more than one, and a deduction's turn on the loop never waits behind a page being formatted;
-- a database connection for one page's read at a time, from the read pool (never the write pool);
+- a database connection from the read pool (never the write pool): while its client keeps up and one of
+  the process's `EXPORT_STREAMS_MAX` streams is free, for a run of up to `EXPORT_RUN_ROWS` rows read
+  from server-side cursors (one statement per run, not per page); the moment its client falls behind, the
+  run ends and the connection goes back before the export waits. Otherwise one page's read at a time;
 - memory: one page of rows while it is read and formatted, then only its text: `EXPORT_QUEUE_PAGES` formatted
   pages wait in a bounded queue for the response. A client that stops reading fills the queue and the
   pipeline stops with it (back-pressure), so an export never holds more than a few pages, however slow its
@@ -23,17 +26,35 @@ pipeline finishes the step it is in, sees the close, and ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from wabapool.domain.errors import BillingError, Rejection
-from wabapool.domain.limits import EXPORT_BYTES_MAX, EXPORT_QUEUE_PAGES, EXPORT_RETRY_AFTER_SECONDS
+from wabapool.domain.limits import (
+    EXPORT_BYTES_MAX,
+    EXPORT_FORMAT_THREADS,
+    EXPORT_QUEUE_PAGES,
+    EXPORT_RETRY_AFTER_SECONDS,
+)
 from wabapool.storage import logs as log_store
 
-PageReader = Callable[[log_store.Position | None], Awaitable[Sequence[log_store.ExportRow]]]
-PageFormatter = Callable[[Sequence[log_store.ExportRow]], bytes]
+Rows = Sequence[log_store.ExportRow]
+# A run of reads from a position: chunks of rows one after another (see `Reports.export`), closed early when
+# the client falls behind.
+RunReader = Callable[[log_store.Position | None], AsyncIterator[Rows]]
+PageFormatter = Callable[[Rows], bytes]
+
+# Export runs streaming from server-side cursors at once in one process, each holding a read connection for
+# up to EXPORT_RUN_ROWS rows while its client keeps up: as many as the format threads can keep busy (more
+# would not export faster), few enough that the read pool (10 + 10) always has connections for everyone
+# else. Every other run reads a page per short read.
+EXPORT_STREAMS_MAX = EXPORT_FORMAT_THREADS
+# Rows of one streaming run (~2 s at 100k rows/s): then its connection, its snapshot and its stream are given
+# back, and its export goes on in a new run (a stream of its own again when one is free).
+EXPORT_RUN_ROWS = 200_000
 
 # Pipelines still running (a closed download's may be finishing its read): held here, the event loop keeps
 # only a weak reference to a task. At most EXPORTS_OPEN_MAX, each ending within one page's read.
@@ -97,8 +118,7 @@ class Export:
         currency: str,
         timezone: str,
         header: str,
-        read_page: PageReader,
-        page_rows: int,
+        read_run: RunReader,
         format_page: PageFormatter,
         executor: Executor,
         on_end: Callable[[], None],
@@ -109,8 +129,7 @@ class Export:
         self.currency = currency
         self.timezone = timezone
         self._header = header.encode()
-        self._read_page = read_page
-        self._page_rows = page_rows
+        self._read_run = read_run
         self._format_page = format_page
         self._executor = executor
         self._on_end = on_end
@@ -158,36 +177,54 @@ class Export:
     async def _produce(self) -> None:
         loop = asyncio.get_running_loop()
         written = 0
-        ahead: asyncio.Future[Sequence[log_store.ExportRow]] | None = None
+        after: log_store.Position | None = None
+        run: AsyncIterator[Rows] | None = None  # the open run; a new one starts where the last row stands
+        fresh = False  # whether the open run has given nothing yet: a new run with no rows ends the export
+        ahead: asyncio.Future[Rows | None] | None = None
+        rows: Rows | None = None
         try:
-            rows = await self._read_page(None)  # on the loop: it waits on the database, it does not work
             while not self._closed.is_set():
-                full = len(rows) == self._page_rows
-                after = log_store.export_position(rows[-1]) if rows else None
-                if full and not self._queue.full():
-                    # The client keeps up: the next page is read while this one is formatted. One that does
+                if rows is None:
+                    if run is None:
+                        run, fresh = self._read_run(after), True
+                    rows = await anext(run, None)
+                    if not rows:
+                        await _stopped(run, None)
+                        run, rows = None, None
+                        if fresh:
+                            break
+                        continue
+                    fresh = False
+                after = log_store.export_position(rows[-1])
+                if run is not None and not self._queue.full():
+                    # The client keeps up: the next chunk is read while this one is formatted. One that does
                     # not gets no read ahead, so a stalled export holds no rows, only its pages' text.
-                    ahead = asyncio.ensure_future(self._read_page(after))
-                if rows:
-                    text = await loop.run_in_executor(self._executor, self._format_page, rows)
-                    del rows
-                    written += len(text)
-                    if written > self._bytes_max:
-                        raise ExportTooLarge(f"the export passed {self._bytes_max} bytes")
-                    if not await self._put(text):
-                        return
-                if not full:
-                    break
-                rows = await ahead if ahead is not None else await self._read_page(after)
-                ahead = None
+                    ahead = asyncio.ensure_future(anext(run, None))
+                text = await loop.run_in_executor(self._executor, self._format_page, rows)
+                rows = None
+                written += len(text)
+                if written > self._bytes_max:
+                    raise ExportTooLarge(f"the export passed {self._bytes_max} bytes")
+                if self._queue.full() and run is not None:
+                    # The client is behind: the run ends (its connection back to the pool) before the wait
+                    # for room; the chunk read ahead, if any, is kept and the next run starts after it.
+                    rows = await ahead if ahead is not None else None
+                    ahead = None
+                    await _stopped(run, None)
+                    run = None
+                if not await self._put(text):
+                    return
+                if ahead is not None:
+                    rows, ahead = await ahead, None
+                    if not rows:  # the run is over: the next one says whether the export is
+                        await _stopped(run, None)
+                        run, rows = None, None
             await self._put(None)
         except Exception as exc:  # the response raises it: the stream is cut, never ended as if whole
             await self._put(exc)
         finally:
-            if ahead is not None:  # a read in flight is let finish (see the module docstring), its rows dropped
-                await asyncio.wait([ahead])
-                if not ahead.cancelled():
-                    ahead.exception()
+            # A read in flight is let finish (see the module docstring), its rows dropped; the run is closed.
+            await _stopped(run, ahead)
             if self._closed.is_set():  # else the response is still sending: its close gives the slot back
                 self._end()
 
@@ -201,3 +238,14 @@ class Export:
         for waiter in pending:
             waiter.cancel()
         return put in done
+
+
+async def _stopped(run: AsyncIterator[Rows] | None, ahead: asyncio.Future[Rows | None] | None) -> None:
+    """Let a read in flight finish (never cancelled half way), then close the run (its connection back)."""
+    if ahead is not None:
+        await asyncio.wait([ahead])
+        if not ahead.cancelled():
+            ahead.exception()
+    if run is not None:
+        with contextlib.suppress(Exception):
+            await run.aclose()  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 
@@ -17,7 +17,7 @@ from wabapool.service.reports import events as event_reports
 from wabapool.service.reports import logs as log_reports
 from wabapool.service.reports import usage as usage_reports
 from wabapool.service.reports.companies import check_waba, company_of
-from wabapool.service.reports.export import Export, ExportPage, ExportSlots
+from wabapool.service.reports.export import EXPORT_RUN_ROWS, EXPORT_STREAMS_MAX, Export, ExportPage, ExportSlots
 from wabapool.storage import companies as company_store
 from wabapool.storage import logs as log_store
 from wabapool.storage import usage as usage_store
@@ -45,6 +45,7 @@ class Reports:
         self.cursors = CursorSigner(sealer.cursor_key)
         self.export_slots = ExportSlots(per_company=exports_per_company, total=EXPORTS_OPEN_MAX)
         self._formatters: ThreadPoolExecutor | None = None
+        self._streams = 0  # export runs streaming from a cursor now (each holds a read connection)
 
     def _format_threads(self) -> ThreadPoolExecutor:
         """The export threads, started with the first export (again after a `close`: an app may restart)."""
@@ -93,9 +94,34 @@ class Reports:
             unmasked=unmasked,
         )
 
-        async def read_page(after: log_store.Position | None) -> Sequence[log_store.ExportRow]:
-            async with database.read() as connection:
-                return await log_store.export_page(connection, company_id, query, after=after, limit=page_rows)
+        async def read_run(after: log_store.Position | None) -> AsyncIterator[Sequence[log_store.ExportRow]]:
+            """Chunks of rows after `after`: streamed from server-side cursors on one connection while a
+            stream is free (at most EXPORT_STREAMS_MAX in the process, EXPORT_RUN_ROWS rows a run), else a
+            page per short read."""
+            if not database.is_sqlite and self._streams < EXPORT_STREAMS_MAX:
+                self._streams += 1
+                try:
+                    async with database.read() as connection:
+                        streamed = 0
+                        chunks = log_store.export_chunks(
+                            connection, company_id, query, after=after, chunk_rows=page_rows
+                        )
+                        async for rows in chunks:
+                            yield rows
+                            streamed += len(rows)
+                            if streamed >= EXPORT_RUN_ROWS:
+                                return
+                finally:
+                    self._streams -= 1
+                return
+            while True:
+                async with database.read() as connection:
+                    rows = await log_store.export_page(connection, company_id, query, after=after, limit=page_rows)
+                if rows:
+                    yield rows
+                if len(rows) < page_rows:
+                    return
+                after = log_store.export_position(rows[-1])
 
         def format_page(rows: Sequence[log_store.ExportRow]) -> bytes:
             """In an export thread: the personal data opened and the rows written as CSV text."""
@@ -109,8 +135,7 @@ class Reports:
             currency=company.currency,
             timezone=company.timezone,
             header=lines.header(),
-            read_page=read_page,
-            page_rows=page_rows,
+            read_run=read_run,
             format_page=format_page,
             executor=self._format_threads(),
             on_end=lambda: self.export_slots.give_back(company_id),
