@@ -181,11 +181,15 @@ async def test_redis_cache_stores_a_value_under_the_company_key_with_the_ttl(
 
 
 @pytest.mark.redis
-async def test_redis_cache_expires_the_value_after_the_ttl_but_keeps_the_last_known(redis_prefix: str) -> None:
-    cache = RedisCache(CACHE_REDIS_URL, ttl_seconds=0.1, key_prefix=redis_prefix)
+async def test_redis_cache_expires_the_value_after_the_ttl_but_keeps_the_last_known(
+    redis_prefix: str, redis_client: redis_asyncio.Redis
+) -> None:
+    cache = RedisCache(CACHE_REDIS_URL, ttl_seconds=1.0, key_prefix=redis_prefix)
     try:
         await cache.set(1001, BALANCE, version=1)
-        async with asyncio.timeout(WAIT_SECONDS):  # Redis expires it after 0.1 s: wait for that, not a guess
+        # Stored, with the TTL as its expiry (a cache that stored nothing would pass the wait below alone).
+        assert 0 < await redis_client.pttl(f"{redis_prefix}1001") <= 1_000
+        async with asyncio.timeout(WAIT_SECONDS):  # Redis expires it after its second: wait for that, not a guess
             while await cache.get(1001) is not None:
                 await asyncio.sleep(0.01)
         assert await cache.last_known(1001) == BALANCE
