@@ -1,12 +1,15 @@
 """HTTP load on loopback: the deduction endpoints against the same app's cheapest endpoint.
 
-Starts `wabapool serve` on PostgreSQL (or SQLite) in its own process, provisions a
-company over the internal API, then drives each endpoint with `wrk` (a Lua script
-gives every request a fresh unique_code) at 32 and 64 connections. Prints a Rich
-table, writes JSON to bench/results/, and checks reconcile afterwards.
+Starts `wabapool serve` on PostgreSQL (or SQLite) in its own process, provisions companies over the internal
+API (as many as the largest `--pools`, each with its own pool and one to three WABAs, several at a time), then
+drives each endpoint with `wrk` at 32 and 64 connections. A Lua script gives every request a fresh unique_code
+and, in a cell of N pools, the next of the first N companies (and the next of its WABAs), round-robin per wrk
+thread. Prints a Rich table (one row per endpoint, pools and connections, with the ratio to the first pools
+count), writes JSON to bench/results/, and checks reconcile afterwards (every company).
 
-    python -m bench.http_load [--database-url URL] [--connections 32,64] [--seconds 10] [--workers 1]
+    python -m bench.http_load [--database-url URL] [--connections 32,64] [--pools 1,100] [--seconds 10] [--workers 1]
 
+Needs the Debian package `wrk` (`apt-get install wrk`); benches are run by hand, CI does not install it.
 `--workers N` runs `serve --workers N` (with Redis as the shared balance cache).
 """
 
@@ -26,12 +29,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from rich.console import Console
 from rich.table import Table
+
+from bench.http_pools import BenchCompany, bench_companies, provision_companies, write_targets
 
 RESULTS = Path(__file__).parent / "results"
 API_KEY = "bench-key-0123456789abcdef"
@@ -41,10 +47,15 @@ WABAS = ("105550001112223", "105550001112224", "105550001112225")
 REDIS_URL = "redis://127.0.0.1:6379/14"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/wabapool_bench_http"
 
+# wrk threads: each walks the companies on its own, starting half the list apart from the other.
+WRK_THREADS = 2
+
 DEDUCTION_LUA = r"""
 local counter = 0
+local start = 0
 local thread_id = 0
 local threads = {}
+local targets = {}
 function setup(thread)
   thread:set("tid", #threads + 1)
   table.insert(threads, thread)
@@ -53,14 +64,23 @@ function init(args)
   thread_id = tid
   run_id = args[1]
   batch = tonumber(args[2])
+  for line in io.lines(args[3]) do
+    local fields = {}
+    for word in line:gmatch("%S+") do table.insert(fields, word) end
+    local company = table.remove(fields, 1)
+    table.insert(targets, {company = company, wabas = fields})
+  end
+  start = (thread_id - 1) * math.floor(#targets / tonumber(args[4]))
 end
-local wabas = {"105550001112223", "105550001112224", "105550001112225"}
 local function item()
   counter = counter + 1
+  local turn = start + counter
+  local target = targets[turn % #targets + 1]
+  local waba = target.wabas[math.floor(turn / #targets) % #target.wabas + 1]
   return string.format(
-    '{"company_id":777,"billing_code":"wa","deduction_code":"wa_marketing_id","unique_code":"%s-%d-%d",'
+    '{"company_id":%s,"billing_code":"wa","deduction_code":"wa_marketing_id","unique_code":"%s-%d-%d",'
     .. '"quantity":1,"extra_attrs":{"waba_id":"%s","broadcast_id":"bench","phone_number":"+6281234567890"}}',
-    run_id, thread_id, counter, wabas[counter % 3 + 1])
+    target.company, run_id, thread_id, counter, waba)
 end
 request = function()
   if batch == 0 then
@@ -115,7 +135,8 @@ def _start_server(url: str, port: int, log_path: Path, workers: int) -> subproce
     return subprocess.Popen(command, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
 
 
-async def _provision(base: str) -> None:
+async def _provision(base: str, companies: list[BenchCompany]) -> float:
+    """Once the server answers: the companies and the price; returns the seconds the companies took."""
     headers = {"X-Api-Key": API_KEY}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as client:
         for _ in range(100):
@@ -126,23 +147,22 @@ async def _provision(base: str) -> None:
                 pass
             await asyncio.sleep(0.1)
         package = {"allowance": 10**13, "postpaid_limit": 0, "cycle_anchor_day": 1}
-        (await client.put(f"/iag/v1/companies/{COMPANY_ID}", json={"package": package})).raise_for_status()
-        for index, waba in enumerate(WABAS):
-            (
-                await client.put(f"/iag/v1/companies/{COMPANY_ID}/wabas/{waba}", json={"name": f"Bench WABA {index}"})
-            ).raise_for_status()
+        started = time.monotonic()
+        await provision_companies(client, companies, package=package)
+        provisioned_s = time.monotonic() - started
         (
             await client.put(
                 "/iag/v1/price-list/wa_marketing_id",
                 json={"unit_price": 68_000, "effective_from": "2025-07-01T00:00:00Z"},
             )
         ).raise_for_status()
+        return provisioned_s
 
 
 def _wrk(base: str, path: str, *, connections: int, seconds: int, script: Path | None, args: list[str]) -> dict:
     command = [
         "wrk",
-        "-t2",
+        f"-t{WRK_THREADS}",
         f"-c{connections}",
         f"-d{seconds}s",
         "--latency",
@@ -180,7 +200,8 @@ def _parse_wrk(output: str) -> dict:
     }
 
 
-async def _reconcile(url: str) -> tuple[bool, int, list[str]]:
+async def _reconcile(url: str) -> tuple[bool, int, int, list[str]]:
+    """Reconcile over every company: ok, the deductions and the companies it checked, the first violations."""
     from wabapool.service.reconcile import reconcile
     from wabapool.storage.database import Database
 
@@ -189,7 +210,23 @@ async def _reconcile(url: str) -> tuple[bool, int, list[str]]:
         report = await reconcile(database)
     finally:
         await database.dispose()
-    return report.ok, report.checks.get("deductions", 0), report.violations[:5]
+    return report.ok, report.checks.get("deductions", 0), report.checks.get("companies", 0), report.violations[:5]
+
+
+async def _companies_charged(url: str) -> int:
+    """Companies with at least one deduction: the spread reached them."""
+    from sqlalchemy import distinct, func, select
+
+    from wabapool.storage.database import Database
+    from wabapool.storage.tables import deduction_requests
+
+    database = Database(url)
+    try:
+        async with database.read() as connection:
+            statement = select(func.count(distinct(deduction_requests.c.company_id)))
+            return int((await connection.execute(statement)).scalar_one())
+    finally:
+        await database.dispose()
 
 
 def _rss_kib(pid: int) -> int:
@@ -204,18 +241,33 @@ def _rss_kib(pid: int) -> int:
     return total
 
 
+@dataclass(frozen=True, slots=True)
+class _Served:
+    base: str
+    script: Path
+    server: subprocess.Popen[bytes]
+    targets: dict[int, Path]  # pools -> the wrk script's targets file for the first that many companies
+    provisioning_s: float
+
+    def script_args(self, run_id: str, *, batch: int, pools: int) -> list[str]:
+        """The Lua script's arguments: unique_code prefix, items per request (0: the single endpoint), targets."""
+        return [run_id, str(batch), str(self.targets[pools]), str(WRK_THREADS)]
+
+
 @contextlib.contextmanager
-def _served(url: str, workers: int = 1) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
-    """A fresh database, a provisioned server on it, and the wrk script; stopped on exit."""
+def _served(url: str, workers: int = 1, pools: tuple[int, ...] = (1,)) -> Iterator[_Served]:
+    """A fresh database, a server on it with max(pools) companies provisioned, and the wrk script; stopped on exit."""
     asyncio.run(_prepare_database(url))
     base = f"http://127.0.0.1:{_free_port()}"
     workdir = Path(tempfile.mkdtemp(prefix="wabapool-http-"))
     script = workdir / "deduct.lua"
     script.write_text(DEDUCTION_LUA)
+    companies = bench_companies(max(pools), first_company_id=COMPANY_ID, first_waba_ids=WABAS)
+    targets = {count: write_targets(workdir / f"targets-{count}.txt", companies[:count]) for count in pools}
     server = _start_server(url, int(base.rsplit(":", 1)[1]), workdir / "server.log", workers)
     try:
-        asyncio.run(_provision(base))
-        yield base, script, server
+        provisioning_s = asyncio.run(_provision(base, companies))
+        yield _Served(base, script, server, targets, provisioning_s)
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
@@ -224,27 +276,27 @@ def _served(url: str, workers: int = 1) -> Iterator[tuple[str, Path, subprocess.
 def soak(url: str, connections: int, seconds: int, console: Console) -> dict:
     """The single-deduction endpoint under load for `seconds`, sampling the server's RSS every slice."""
     samples: list[dict] = []
-    with _served(url) as (base, script, server):
+    with _served(url) as served:
         slice_seconds = 30
         run_id = f"soak{int(time.time())}"
-        samples.append({"elapsed_s": 0, "rss_mib": _rss_kib(server.pid) / 1024})
+        samples.append({"elapsed_s": 0, "rss_mib": _rss_kib(served.server.pid) / 1024})
         for index in range(max(seconds // slice_seconds, 1)):
             figures = _wrk(
-                base,
+                served.base,
                 "/",
                 connections=connections,
                 seconds=slice_seconds,
-                script=script,
-                args=[f"{run_id}-{index}", "0"],
+                script=served.script,
+                args=served.script_args(f"{run_id}-{index}", batch=0, pools=1),
             )
             samples.append(
-                {"elapsed_s": (index + 1) * slice_seconds, "rss_mib": _rss_kib(server.pid) / 1024, **figures}
+                {"elapsed_s": (index + 1) * slice_seconds, "rss_mib": _rss_kib(served.server.pid) / 1024, **figures}
             )
             console.print(
                 f"{samples[-1]['elapsed_s']:>4} s  RSS {samples[-1]['rss_mib']:.0f} MiB  "
                 f"{figures['requests_per_second']:,.0f} req/s  p99 {figures['p99_ms']:.1f} ms"
             )
-    ok, deductions, violations = asyncio.run(_reconcile(url))
+    ok, deductions, _, violations = asyncio.run(_reconcile(url))
     console.print(f"reconcile: {'ok' if ok else 'FAILED'} ({deductions} deductions) {violations}")
     return {
         "soak_seconds": seconds,
@@ -256,49 +308,80 @@ def soak(url: str, connections: int, seconds: int, console: Console) -> dict:
     }
 
 
+def _deduction_cell(served: _Served, run_id: str, *, connections: int, seconds: int, batch: int, pools: int) -> dict:
+    """One cell: the single endpoint (batch 0) or the batch endpoint, spread over the first `pools` companies."""
+    figures = _wrk(
+        served.base,
+        "/",
+        connections=connections,
+        seconds=seconds,
+        script=served.script,
+        args=served.script_args(f"{run_id}b{batch}p{pools}c{connections}", batch=batch, pools=pools),
+    )
+    endpoint = f"POST deductions x{batch}" if batch else "POST deduction"
+    return {
+        "endpoint": endpoint,
+        "pools": pools,
+        "connections": connections,
+        "items_per_request": batch or 1,
+        **figures,
+    }
+
+
+def _add_ratios(rows: list[dict], base_pools: int) -> None:
+    """Each deduction row: its rate over the same endpoint's at `base_pools` pools and the same connections."""
+    base = {(row["endpoint"], row["connections"]): row for row in rows if row["pools"] == base_pools}
+    for row in rows:
+        same = base.get((row["endpoint"], row["connections"]))
+        if row["pools"] is not None and row["pools"] != base_pools and same is not None:
+            row["ratio_to_base_pools"] = row["requests_per_second"] / same["requests_per_second"]
+
+
 def run(
-    url: str, connections: list[int], seconds: int, batch_sizes: list[int], console: Console, *, workers: int = 1
+    url: str,
+    connections: list[int],
+    seconds: int,
+    batch_sizes: list[int],
+    console: Console,
+    *,
+    workers: int = 1,
+    pools: tuple[int, ...] = (1,),
 ) -> dict:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     rows: list[dict] = []
-    with _served(url, workers) as (base, script, server):
-        rss_start = _rss_kib(server.pid)
+    with _served(url, workers, pools) as served:
+        console.print(f"{max(pools):,} companies provisioned in {served.provisioning_s:.1f} s")
+        rss_start = _rss_kib(served.server.pid)
         run_id = f"r{int(time.time())}"
         for count in connections:
-            cheapest = _wrk(base, "/healthz", connections=count, seconds=seconds, script=None, args=[])
-            rows.append({"endpoint": "GET /healthz", "connections": count, "items_per_request": 0, **cheapest})
-            single = _wrk(base, "/", connections=count, seconds=seconds, script=script, args=[f"{run_id}s{count}", "0"])
-            rows.append(
-                {
-                    "endpoint": "POST deduction",
-                    "connections": count,
-                    "items_per_request": 1,
-                    **single,
-                    "ratio_to_cheapest": single["requests_per_second"] / cheapest["requests_per_second"],
-                }
-            )
-            for size in batch_sizes:
-                batch = _wrk(
-                    base,
-                    "/",
-                    connections=count,
-                    seconds=seconds,
-                    script=script,
-                    args=[f"{run_id}b{size}c{count}", str(size)],
-                )
-                rows.append(
-                    {"endpoint": f"POST deductions x{size}", "connections": count, "items_per_request": size, **batch}
-                )
-        rss_end = _rss_kib(server.pid)
-    ok, deductions, violations = asyncio.run(_reconcile(url))
+            cheapest = _wrk(served.base, "/healthz", connections=count, seconds=seconds, script=None, args=[])
+            rows.append({"endpoint": "GET /healthz", "pools": None, "connections": count, "items_per_request": 0})
+            rows[-1].update(cheapest)
+            # The pools counts of one endpoint run back to back, so their ratio sees the same machine.
+            for batch in [0, *batch_sizes]:
+                for pool_count in pools:
+                    row = _deduction_cell(
+                        served, run_id, connections=count, seconds=seconds, batch=batch, pools=pool_count
+                    )
+                    if batch == 0:
+                        row["ratio_to_cheapest"] = row["requests_per_second"] / cheapest["requests_per_second"]
+                    rows.append(row)
+        rss_end = _rss_kib(served.server.pid)
+    _add_ratios(rows, pools[0])
+    ok, deductions, companies_checked, violations = asyncio.run(_reconcile(url))
     result = {
         "database": url.split("://")[0],
         "seconds_per_cell": seconds,
         "workers": workers,
+        "pools": list(pools),
+        "companies_provisioned": max(pools),
+        "provisioning_seconds": round(served.provisioning_s, 2),
         "rows": rows,
         "reconcile_ok": ok,
         "deductions_in_ledger": deductions,
+        "companies_reconciled": companies_checked,
+        "companies_charged": asyncio.run(_companies_charged(url)),
         "violations": violations,
         "server_rss_kib": {"start": rss_start, "end": rss_end},
         "measured_at": datetime.now(UTC).isoformat(),
@@ -310,15 +393,19 @@ def run(
 def _print(result: dict, console: Console) -> None:
     table = Table(
         title=f"HTTP load on {result['database']}, {result['workers']} server worker(s) "
-        f"({result['seconds_per_cell']} s per cell, wrk -t2)"
+        f"({result['seconds_per_cell']} s per cell, wrk -t{WRK_THREADS})"
     )
-    for column in ("endpoint", "conns", "req/s", "items/s", "p50 ms", "p99 ms", "non-2xx", "vs /healthz"):
+    base_pools = result["pools"][0]
+    columns = ("endpoint", "pools", "conns", "req/s", "items/s", "p50 ms", "p99 ms", "non-2xx", "vs /healthz")
+    for column in (*columns, f"vs {base_pools} pool{'s' if base_pools > 1 else ''}"):
         table.add_column(column, justify="right")
     for row in result["rows"]:
-        items = row["requests_per_second"] * max(row["items_per_request"], 1) if row["items_per_request"] else None
+        items = row["requests_per_second"] * row["items_per_request"] if row["items_per_request"] else None
         ratio = row.get("ratio_to_cheapest")
+        spread = row.get("ratio_to_base_pools")
         table.add_row(
             row["endpoint"],
+            "" if row["pools"] is None else f"{row['pools']:,}",
             str(row["connections"]),
             f"{row['requests_per_second']:,.0f}",
             f"{items:,.0f}" if items else "",
@@ -326,14 +413,24 @@ def _print(result: dict, console: Console) -> None:
             f"{row['p99_ms']:.1f}",
             str(row["non_2xx"]),
             f"{ratio:.0%}" if ratio else "",
+            f"{spread:.2f}×" if spread else "",
         )
     console.print(table)
     console.print(
         f"reconcile: {'ok' if result['reconcile_ok'] else 'FAILED'} "
-        f"({result['deductions_in_ledger']} deductions) {result['violations']}"
+        f"({result['companies_reconciled']:,} companies, {result['deductions_in_ledger']:,} deductions; "
+        f"{result['companies_charged']:,} of the {result['companies_provisioned']:,} provisioned were charged) "
+        f"{result['violations']}"
     )
     rss = result["server_rss_kib"]
     console.print(f"server RSS: {rss['start'] / 1024:.0f} MiB at start, {rss['end'] / 1024:.0f} MiB at end")
+
+
+def _counts(text: str, option: str) -> list[int]:
+    counts = [int(item) for item in text.split(",") if item]
+    if any(count < 1 for count in counts):
+        raise SystemExit(f"{option}: every count must be at least 1, not {text!r}")
+    return counts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -342,6 +439,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", default="32,64")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--batch-sizes", default="100,1000")
+    parser.add_argument(
+        "--pools", default="1", help="Companies the deductions spread over, per cell (1,100: both, with their ratio)."
+    )
     parser.add_argument("--workers", type=int, default=1, help="Server processes (above 1: Redis as the shared cache).")
     parser.add_argument("--soak", type=int, default=0, help="Instead: N seconds on the single endpoint, RSS sampled.")
     args = parser.parse_args(argv)
@@ -353,11 +453,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(0 if result["reconcile_ok"] else 1)
     result = run(
         args.database_url,
-        [int(c) for c in args.connections.split(",")],
+        _counts(args.connections, "--connections"),
         args.seconds,
-        [int(b) for b in args.batch_sizes.split(",") if b],
+        _counts(args.batch_sizes, "--batch-sizes"),
         console,
         workers=args.workers,
+        pools=tuple(dict.fromkeys(_counts(args.pools, "--pools"))) or (1,),
     )
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"http_load-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
