@@ -18,7 +18,7 @@ from tests.waiting import eventually
 from wabapool.domain import limits
 from wabapool.pii import PiiSealer
 from wabapool.service import DeductionRequest
-from wabapool.service.reports import LogFilter
+from wabapool.service.reports import LogFilter, reader
 from wabapool.storage import logs as log_store
 
 WABA = "6660001"
@@ -153,7 +153,7 @@ async def test_the_export_streams_every_row_of_several_pages_once(app) -> None:
     assert sum(int(row["Amount"].replace(".", "")) for row in rows) == 700 * 1_234
 
 
-async def test_refunds_between_deductions_come_in_time_order_whatever_the_chunk_size(app) -> None:
+async def test_refunds_between_deductions_come_in_time_order_whatever_the_chunk_size(app, monkeypatch) -> None:
     client, clock = app
     for index in range(12):
         await deduct(client, 1, f"m{index}", waba_id=WABA, message_id=f"m{index}")
@@ -170,6 +170,9 @@ async def test_refunds_between_deductions_come_in_time_order_whatever_the_chunk_
     for rows in (1, 2, 3, 5):
         reports.export_page_rows = rows
         assert table(await download(client)) == whole
+    monkeypatch.setattr(reader, "EXPORT_RUN_ROWS", 4)  # a stream's run ends every few rows; the next goes on
+    reports.export_page_rows = 3
+    assert table(await download(client)) == whole
 
 
 async def test_a_filtered_export_has_exactly_its_rows_across_a_key_rotation(app) -> None:
@@ -260,6 +263,9 @@ async def test_a_client_that_stops_reading_stops_the_pipeline_after_a_bounded_nu
 
     await eventually(lambda: parked_after, what="the pipeline to wait for room in the full queue")
     assert parked_after == [held] and pages_read == held and export._queue.full()
+    # Parked, it holds no database connection (a stream's run ended before the wait), so stalled exports
+    # cannot take the read pool from everyone else.
+    assert reports.database.read_engine.pool.checkedout() == 0 and reports._streams == 0
     await anext(body)  # the client reads a page: the pipeline reads one more, and waits again
     await eventually(lambda: len(parked_after) == 2, what="the pipeline to wait for room again after one page")
     assert parked_after == [held, held + 1] and pages_read == held + 1
