@@ -4,7 +4,8 @@ Starts `wabapool serve` on PostgreSQL (or SQLite) in its own process, provisions
 API (as many as the largest `--pools`, each with its own pool and one to three WABAs, several at a time), then
 drives each endpoint with `wrk` at 32 and 64 connections. A Lua script gives every request a fresh unique_code
 and, in a cell of N pools, the next of the first N companies (and the next of its WABAs), round-robin per wrk
-thread. Prints a Rich table (one row per endpoint, pools and connections, with the ratio to the first pools
+thread. Before the cells, every WABA is charged once and wrk runs a second over every pool (not measured).
+Prints a Rich table (one row per endpoint, pools and connections, with the ratio to the first pools
 count), writes JSON to bench/results/, and checks reconcile afterwards (every company).
 
     python -m bench.http_load [--database-url URL] [--connections 32,64] [--pools 1,100] [--seconds 10] [--workers 1]
@@ -49,6 +50,9 @@ DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/wabapool_bench_http"
 
 # wrk threads: each walks the companies on its own, starting half the list apart from the other.
 WRK_THREADS = 2
+# Before the cells, after every WABA was charged once: a wrk pass over every pool, so no cell (the first pools
+# count's, always first) pays for the server's cold start (its connections, each company's first requests).
+WARM_UP_SECONDS = 1
 
 DEDUCTION_LUA = r"""
 local counter = 0
@@ -213,8 +217,43 @@ async def _reconcile(url: str) -> tuple[bool, int, int, list[str]]:
     return report.ok, report.checks.get("deductions", 0), report.checks.get("companies", 0), report.violations[:5]
 
 
-async def _companies_charged(url: str) -> int:
-    """Companies with at least one deduction: the spread reached them."""
+async def _charge_every_waba(base: str, companies: list[BenchCompany]) -> None:
+    """One deduction on every WABA of every company, in batches of the most items a request takes."""
+    from wabapool.domain.limits import BATCH_MAX_ITEMS
+
+    items = [
+        {
+            "company_id": company.company_id,
+            "billing_code": "wa",
+            "deduction_code": "wa_marketing_id",
+            "unique_code": f"prewarm-{company.company_id}-{waba_id}",
+            "quantity": 1,
+            "extra_attrs": {"waba_id": waba_id, "broadcast_id": "bench", "phone_number": "+6281234567890"},
+        }
+        for company in companies
+        for waba_id in company.waba_ids
+    ]
+    async with httpx.AsyncClient(base_url=base, headers={"X-Api-Key": API_KEY}, timeout=60) as client:
+        for start in range(0, len(items), BATCH_MAX_ITEMS):
+            batch = {"items": items[start : start + BATCH_MAX_ITEMS]}
+            (await client.post("/iag/v1/quota-managements/deductions", json=batch)).raise_for_status()
+
+
+def _warm_up(served: _Served, connections: int) -> None:
+    """Every WABA charged once, then WARM_UP_SECONDS of wrk over every pool; none of it is measured."""
+    asyncio.run(_charge_every_waba(served.base, served.companies))
+    _wrk(
+        served.base,
+        "/",
+        connections=connections,
+        seconds=WARM_UP_SECONDS,
+        script=served.script,
+        args=served.script_args("warm", batch=0, pools=len(served.companies)),
+    )
+
+
+async def _companies_charged(url: str, run_id: str) -> int:
+    """Companies with at least one of the cells' deductions: the spread reached them."""
     from sqlalchemy import distinct, func, select
 
     from wabapool.storage.database import Database
@@ -223,7 +262,9 @@ async def _companies_charged(url: str) -> int:
     database = Database(url)
     try:
         async with database.read() as connection:
-            statement = select(func.count(distinct(deduction_requests.c.company_id)))
+            statement = select(func.count(distinct(deduction_requests.c.company_id))).where(
+                deduction_requests.c.unique_code.like(f"{run_id}b%")
+            )
             return int((await connection.execute(statement)).scalar_one())
     finally:
         await database.dispose()
@@ -248,6 +289,7 @@ class _Served:
     server: subprocess.Popen[bytes]
     targets: dict[int, Path]  # pools -> the wrk script's targets file for the first that many companies
     provisioning_s: float
+    companies: list[BenchCompany]
 
     def script_args(self, run_id: str, *, batch: int, pools: int) -> list[str]:
         """The Lua script's arguments: unique_code prefix, items per request (0: the single endpoint), targets."""
@@ -267,7 +309,7 @@ def _served(url: str, workers: int = 1, pools: tuple[int, ...] = (1,)) -> Iterat
     server = _start_server(url, int(base.rsplit(":", 1)[1]), workdir / "server.log", workers)
     try:
         provisioning_s = asyncio.run(_provision(base, companies))
-        yield _Served(base, script, server, targets, provisioning_s)
+        yield _Served(base, script, server, targets, provisioning_s, companies)
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
@@ -353,6 +395,7 @@ def run(
     with _served(url, workers, pools) as served:
         console.print(f"{max(pools):,} companies provisioned in {served.provisioning_s:.1f} s")
         rss_start = _rss_kib(served.server.pid)
+        _warm_up(served, max(connections))
         run_id = f"r{int(time.time())}"
         for count in connections:
             cheapest = _wrk(served.base, "/healthz", connections=count, seconds=seconds, script=None, args=[])
@@ -370,6 +413,7 @@ def run(
         rss_end = _rss_kib(served.server.pid)
     _add_ratios(rows, pools[0])
     ok, deductions, companies_checked, violations = asyncio.run(_reconcile(url))
+    companies_charged = asyncio.run(_companies_charged(url, run_id))
     result = {
         "database": url.split("://")[0],
         "seconds_per_cell": seconds,
@@ -381,7 +425,7 @@ def run(
         "reconcile_ok": ok,
         "deductions_in_ledger": deductions,
         "companies_reconciled": companies_checked,
-        "companies_charged": asyncio.run(_companies_charged(url)),
+        "companies_charged": companies_charged,
         "violations": violations,
         "server_rss_kib": {"start": rss_start, "end": rss_end},
         "measured_at": datetime.now(UTC).isoformat(),
@@ -419,7 +463,7 @@ def _print(result: dict, console: Console) -> None:
     console.print(
         f"reconcile: {'ok' if result['reconcile_ok'] else 'FAILED'} "
         f"({result['companies_reconciled']:,} companies, {result['deductions_in_ledger']:,} deductions; "
-        f"{result['companies_charged']:,} of the {result['companies_provisioned']:,} provisioned were charged) "
+        f"{result['companies_charged']:,} of the {result['companies_provisioned']:,} provisioned charged by the cells) "
         f"{result['violations']}"
     )
     rss = result["server_rss_kib"]
