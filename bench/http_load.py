@@ -53,6 +53,14 @@ WRK_THREADS = 2
 # Before the cells, after every WABA was charged once: a wrk pass over every pool, so no cell (the first pools
 # count's, always first) pays for the server's cold start (its connections, each company's first requests).
 WARM_UP_SECONDS = 1
+# wrk's wait for one answer: far past its default 2 s, which dropped the slow batches (x1000 at 64 connections
+# answers in tens of seconds here) from the rate and the latencies without a word.
+WRK_TIMEOUT_SECONDS = 120
+# After a cell the server finishes the requests wrk left in flight; the next cell starts once it is idle: under
+# IDLE_CPU_SHARE of a core over IDLE_WINDOW_SECONDS, giving up after IDLE_WAIT_MAX_SECONDS.
+IDLE_CPU_SHARE = 0.1
+IDLE_WINDOW_SECONDS = 0.5
+IDLE_WAIT_MAX_SECONDS = 300
 
 DEDUCTION_LUA = r"""
 local counter = 0
@@ -169,6 +177,7 @@ def _wrk(base: str, path: str, *, connections: int, seconds: int, script: Path |
         f"-t{WRK_THREADS}",
         f"-c{connections}",
         f"-d{seconds}s",
+        f"--timeout={WRK_TIMEOUT_SECONDS}s",
         "--latency",
         "-H",
         f"X-Api-Key: {API_KEY}",
@@ -190,17 +199,21 @@ def _seconds(text: str) -> float:
 
 
 def _parse_wrk(output: str) -> dict:
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     p50 = _seconds(re.search(r"\s50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
     p99 = _seconds(re.search(r"\s99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
+    timeouts = re.search(r"timeout (\d+)", socket_errors.group(1)) if socket_errors else None
     return {
+        "requests": requests,
         "requests_per_second": rps,
         "p50_ms": p50 * 1000,
         "p99_ms": p99 * 1000,
         "non_2xx": int(errors.group(1)) if errors else 0,
         "socket_errors": socket_errors.group(1) if socket_errors else "",
+        "timeouts": int(timeouts.group(1)) if timeouts else 0,
     }
 
 
@@ -280,6 +293,26 @@ def _rss_kib(pid: int) -> int:
         children = (task / "children").read_text().split()
         total += sum(_rss_kib(int(child)) for child in children)
     return total
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of the server so far: the process and its workers."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        total += sum(_cpu_seconds(int(child)) for child in (task / "children").read_text().split())
+    return total
+
+
+def _drained(pid: int) -> float:
+    """Wait until the server is idle (the requests wrk abandoned answered); returns the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < IDLE_WAIT_MAX_SECONDS:
+        before = _cpu_seconds(pid)
+        time.sleep(IDLE_WINDOW_SECONDS)
+        if _cpu_seconds(pid) - before < IDLE_CPU_SHARE * IDLE_WINDOW_SECONDS:
+            break
+    return time.monotonic() - started
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,6 +400,7 @@ def _deduction_cell(served: _Served, run_id: str, *, connections: int, seconds: 
         "connections": connections,
         "items_per_request": batch or 1,
         **figures,
+        "drain_seconds": round(_drained(served.server.pid), 1),
     }
 
 
@@ -375,7 +409,7 @@ def _add_ratios(rows: list[dict], base_pools: int) -> None:
     base = {(row["endpoint"], row["connections"]): row for row in rows if row["pools"] == base_pools}
     for row in rows:
         same = base.get((row["endpoint"], row["connections"]))
-        if row["pools"] is not None and row["pools"] != base_pools and same is not None:
+        if row["pools"] is not None and row["pools"] != base_pools and same and same["requests_per_second"]:
             row["ratio_to_base_pools"] = row["requests_per_second"] / same["requests_per_second"]
 
 
@@ -396,18 +430,19 @@ def run(
         console.print(f"{max(pools):,} companies provisioned in {served.provisioning_s:.1f} s")
         rss_start = _rss_kib(served.server.pid)
         _warm_up(served, max(connections))
+        _drained(served.server.pid)
         run_id = f"r{int(time.time())}"
         for count in connections:
             cheapest = _wrk(served.base, "/healthz", connections=count, seconds=seconds, script=None, args=[])
             rows.append({"endpoint": "GET /healthz", "pools": None, "connections": count, "items_per_request": 0})
-            rows[-1].update(cheapest)
+            rows[-1].update(cheapest, drain_seconds=round(_drained(served.server.pid), 1))
             # The pools counts of one endpoint run back to back, so their ratio sees the same machine.
             for batch in [0, *batch_sizes]:
                 for pool_count in pools:
                     row = _deduction_cell(
                         served, run_id, connections=count, seconds=seconds, batch=batch, pools=pool_count
                     )
-                    if batch == 0:
+                    if batch == 0 and cheapest["requests_per_second"]:
                         row["ratio_to_cheapest"] = row["requests_per_second"] / cheapest["requests_per_second"]
                     rows.append(row)
         rss_end = _rss_kib(served.server.pid)
@@ -440,11 +475,13 @@ def _print(result: dict, console: Console) -> None:
         f"({result['seconds_per_cell']} s per cell, wrk -t{WRK_THREADS})"
     )
     base_pools = result["pools"][0]
-    columns = ("endpoint", "pools", "conns", "req/s", "items/s", "p50 ms", "p99 ms", "non-2xx", "vs /healthz")
-    for column in (*columns, f"vs {base_pools} pool{'s' if base_pools > 1 else ''}"):
+    columns = ("endpoint", "pools", "conns", "req/s", "items/s", "p50 ms", "p99 ms", "non-2xx", "timeouts")
+    columns += ("drain s", "vs /healthz", f"vs {base_pools} pool{'s' if base_pools > 1 else ''}")
+    for column in columns:
         table.add_column(column, justify="right")
     for row in result["rows"]:
         items = row["requests_per_second"] * row["items_per_request"] if row["items_per_request"] else None
+        answered = row["requests"] > 0
         ratio = row.get("ratio_to_cheapest")
         spread = row.get("ratio_to_base_pools")
         table.add_row(
@@ -453,9 +490,11 @@ def _print(result: dict, console: Console) -> None:
             str(row["connections"]),
             f"{row['requests_per_second']:,.0f}",
             f"{items:,.0f}" if items else "",
-            f"{row['p50_ms']:.1f}",
-            f"{row['p99_ms']:.1f}",
+            f"{row['p50_ms']:.1f}" if answered else "-",
+            f"{row['p99_ms']:.1f}" if answered else "-",
             str(row["non_2xx"]),
+            str(row["timeouts"]),
+            f"{row['drain_seconds']:.1f}",
             f"{ratio:.0%}" if ratio else "",
             f"{spread:.2f}×" if spread else "",
         )
