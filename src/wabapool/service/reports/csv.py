@@ -51,6 +51,8 @@ import csv
 import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from wabapool.domain.money import currency_exponent
@@ -115,7 +117,7 @@ COLUMNS = (
     "Deduction Code",
 )
 _WABA_COLUMN = COLUMNS.index("WABA ID")
-_MESSAGE_AT = EXPORT_COLUMNS.index("message_id")
+_MESSAGE_OF = itemgetter(EXPORT_COLUMNS.index("message_id"))
 FREE_TEXT_COLUMNS = frozenset(
     ("Broadcast ID", "WABA ID", "Category", "Customer Name", "Phone Number", "Bucket Credited", "Message ID",
      "Deduction Code")
@@ -297,12 +299,15 @@ class CsvRows:
         phone's leading `+` aside), else every line is written with every check (`_checked_lines`)."""
         formula = _FORMULA_FIRST
         plain_phones = [("'" + phone if phone[0] in formula else phone) if phone else "" for phone in phones]
-        plain_names = [name or "" for name in names]
-        messages = [row[_MESSAGE_AT] or "" for row in rows]
-        if not (_all_plain(plain_names) and _all_plain(plain_phones) and _all_plain(messages)):
+        plain_names = [name or "" for name in names] if None in names else cast("list[str]", names)
+        messages = list(map(_MESSAGE_OF, rows))
+        if None in messages:
+            messages = [message or "" for message in messages]
+        if not _all_plain(plain_names + plain_phones + messages):
             return self._checked_lines(rows, names, phones)
         cells = self._cells
         time_text = self._times.text
+        known_money = self._money.get
         money = self._money_text
         exponent = self._exponent
         show_waba_id = self.show_waba_id
@@ -315,10 +320,15 @@ class CsvRows:
                 unit_price, _name_sealed, _phone_sealed, amount, credited_to, balance_after, refunded,
             ) = row  # fmt: skip
             waba = "," + cells[waba_id] if show_waba_id else ""
+            if balance_after > 0 and exponent:  # major_text's positive case, inline: it runs once a row
+                digits = str(balance_after).rjust(exponent + 1, "0")
+                balance = digits[:-exponent] + "." + digits[-exponent:]
+            else:
+                balance = major_text(balance_after, exponent)
             append(
-                f"{time_text(created_at)},{cells[broadcast_id]}{waba},{cells[category]},{name},{phone},"
-                f"{quantity},{money(unit_price)},{money(amount)},{cells[credited_to]},"
-                f"{major_text(balance_after, exponent)},{'yes' if refunded else 'no'},"
+                f"{time_text(created_at)},{cells[broadcast_id]}{waba},{cells[category]},{name},{phone},{quantity},"
+                f"{known_money(unit_price) or money(unit_price)},{known_money(amount) or money(amount)},"
+                f"{cells[credited_to]},{balance},{'yes' if refunded else 'no'},"
                 f"{'refund' if rank == refund else 'deduction'},{message},{cells[deduction_code]}"
             )
         append("")

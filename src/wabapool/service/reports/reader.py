@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
+from operator import itemgetter
 
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.limits import EXPORT_FORMAT_THREADS, EXPORT_PAGE_ROWS, EXPORTS_OPEN_MAX, EXPORTS_PER_COMPANY
@@ -23,8 +24,8 @@ from wabapool.storage import logs as log_store
 from wabapool.storage import usage as usage_store
 from wabapool.storage.database import Database
 
-_NAME_AT = log_store.EXPORT_COLUMNS.index("customer_name_enc")
-_PHONE_AT = log_store.EXPORT_COLUMNS.index("phone_number_enc")
+_NAME_OF = itemgetter(log_store.EXPORT_COLUMNS.index("customer_name_enc"))
+_PHONE_OF = itemgetter(log_store.EXPORT_COLUMNS.index("phone_number_enc"))
 
 
 @translates_storage_errors
@@ -125,8 +126,8 @@ class Reports:
 
         def format_page(rows: Sequence[log_store.ExportRow]) -> bytes:
             """In an export thread: the personal data opened and the rows written as CSV text."""
-            names = sealer.open_all([row[_NAME_AT] for row in rows])
-            phones = sealer.open_all([row[_PHONE_AT] for row in rows])
+            names = sealer.open_all(map(_NAME_OF, rows))
+            phones = sealer.open_all(map(_PHONE_OF, rows))
             return "".join(lines.chunks(ExportPage(rows, names, phones))).encode()
 
         return Export(
