@@ -1,7 +1,7 @@
-"""The two strategies of `storage.changes.write_changes`, side by side on PostgreSQL.
+"""The strategies of `storage.changes.write_changes`, side by side on PostgreSQL.
 
-Each round writes one group of N deductions into one pool with `core`, then
-the same with `copy` (alternating, so the machine's noise falls on both), and
+Each round writes one group of N deductions into one pool with `core`, `copy`
+and `statement` (the order rotating, so the machine's noise falls on all), and
 times the write itself: wall time and this process's CPU. Not a test.
 
     python -m bench.write_strategies [--database-url URL] [--sizes 1,16,64,1000] [--rounds 30]
@@ -37,6 +37,7 @@ from wabapool.storage.migrate import upgrade
 COMPANY_ID = 777_001
 WABA_ID = "777001001"
 SEALER = PiiSealer(product.BENCH_PII_KEYS)
+STRATEGIES = ("core", "copy", "statement")
 
 
 async def _prepare(database: Database) -> None:
@@ -80,9 +81,10 @@ async def run(url: str, sizes: list[int], rounds: int) -> list[dict[str, Any]]:
         await _prepare(database)
         rows = []
         for size in sizes:
-            timings: dict[str, list[tuple[float, float]]] = {"core": [], "copy": []}
+            timings: dict[str, list[tuple[float, float]]] = {name: [] for name in STRATEGIES}
             for index in range(rounds):
-                for strategy in ("core", "copy") if index % 2 == 0 else ("copy", "core"):
+                turn = index % len(STRATEGIES)
+                for strategy in STRATEGIES[turn:] + STRATEGIES[:turn]:
                     timings[strategy].append(await _one_group(database, size, strategy, index))  # type: ignore[arg-type]
             for strategy, samples in timings.items():
                 rows.append(
@@ -106,8 +108,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     rows = asyncio.run(run(args.database_url, [int(s) for s in args.sizes.split(",")], args.rounds))
-    table = Table(title="write_changes: core against copy (PostgreSQL, p50 of alternating rounds)")
-    for column in ("deductions", "strategy", "wall ms", "CPU ms", "copy ×"):
+    table = Table(title="write_changes: the strategies side by side (PostgreSQL, p50 of rotating rounds)")
+    for column in ("deductions", "strategy", "wall ms", "CPU ms", "÷ copy"):
         table.add_column(column, justify="right")
     by_key = {(row["size"], row["strategy"]): row for row in rows}
     for row in rows:

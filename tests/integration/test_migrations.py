@@ -117,8 +117,9 @@ async def test_the_index_change_rolls_back_when_each_package_has_one_waba(tmp_pa
             "UPDATE whatsapp_packages SET organization_package_id = NULL WHERE waba_id != ?", (WABA_IDS[0],)
         )
     # The pool's change counter goes with the rollback and starts again at 0: it only orders the balance
-    # cache's values, which forgets versions a TTL and a fence after the last one it saw.
-    counter = frozenset({("organization_packages", "version")})
+    # cache's values, which forgets versions a TTL and a fence after the last one it saw. So does the price
+    # list's version (0011), which only tells the processes' price books to read the prices again.
+    counter = frozenset({("organization_packages", "version"), ("price_list_versions", "version")})
     schema, data = _schema(url), _data(tmp_path / "single.db", leave_out=counter)
     downgrade(url, "0001")
     assert _schema(url) != schema

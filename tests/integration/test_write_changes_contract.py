@@ -127,6 +127,7 @@ async def test_every_strategy_on_either_database_writes_the_same_rows(postgres_u
         ("sqlite core", sqlite_url, "core"),
         ("postgresql core", postgres_url, "core"),
         ("postgresql copy", postgres_url, "copy"),
+        ("postgresql statement", postgres_url, "statement"),
     ]
     for name, url, strategy in runs:
         database = Database(url)
@@ -145,7 +146,7 @@ async def test_every_strategy_on_either_database_writes_the_same_rows(postgres_u
             assert rows[table] == expected, f"{name} wrote {table} differently"
 
 
-@pytest.mark.parametrize("strategy", ["core", "copy"])
+@pytest.mark.parametrize("strategy", ["core", "copy", "statement"])
 @pytest.mark.postgres
 async def test_a_unique_code_already_taken_is_a_unique_conflict_and_nothing_of_the_group_stays(
     postgres_url: str, strategy: Strategy

@@ -27,13 +27,15 @@ from wabapool.service import unit_of_work
 from wabapool.service.context import ServiceContext
 from wabapool.service.models import Allocation, BatchItemResult, DeductionRequest, DeductionResult
 from wabapool.service.pool_changes import cycle_entries, write
+from wabapool.service.price_books import PriceBooks
 from wabapool.service.waba_packages import WabaPackages
 from wabapool.storage import caps as cap_store
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
-from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta, reserve_deduction_ids
+from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta
+from wabapool.storage.group_lock import lock_group
 from wabapool.storage.usage import local_day
 from wabapool.storage.versions import Written
 
@@ -162,16 +164,19 @@ def _key(applied: _Applied) -> _Key:
 class DeductionGroups:
     """Applies a group of deductions (of one company or many) in one unit of work; the queue's `apply`."""
 
-    def __init__(self, context: ServiceContext, packages: WabaPackages | None = None) -> None:
+    def __init__(
+        self, context: ServiceContext, packages: WabaPackages | None = None, prices: PriceBooks | None = None
+    ) -> None:
         self._context = context
         self._packages = packages or WabaPackages()
+        self._prices = prices or PriceBooks()
 
     async def apply(self, items: Sequence[Prepared]) -> list[BatchItemResult]:
         """One result per item, in order, once the group's transaction has committed."""
         at = self._context.clock()
 
         async def body(unit: unit_of_work.UnitOfWork) -> GroupApplied:
-            applied = await apply_group(unit, items, at=at, packages=self._packages)
+            applied = await apply_group(unit, items, at=at, packages=self._packages, prices=self._prices)
             if applied.changed:
                 unit.after_commit(lambda: self._tell_cache(applied))
             return applied
@@ -193,7 +198,12 @@ class _Part(NamedTuple):
 
 
 async def apply_group(
-    unit: unit_of_work.UnitOfWork, items: Sequence[Prepared], *, at: datetime, packages: WabaPackages
+    unit: unit_of_work.UnitOfWork,
+    items: Sequence[Prepared],
+    *,
+    at: datetime,
+    packages: WabaPackages,
+    prices: PriceBooks,
 ) -> GroupApplied:
     """Apply valid deductions of one or more companies: the outcomes in order, the rows' ids, who changed.
 
@@ -207,23 +217,28 @@ async def apply_group(
     Unless an earlier attempt found a code taken (`unit.codes_taken`), the
     codes are taken to be new (the common case, one query fewer); a taken one
     fails the insert (UniqueConflict) or shows among the refused, and the unit
-    of work tries again with the look-up. Everything that does not need the
-    packages (WABAs, prices, row ids) is fetched before their locks are taken.
+    of work tries again with the look-up. The WABAs' packages are remembered
+    (`WabaPackages`), the prices kept per process (`PriceBooks`); one statement
+    locks the packages, reserves the rows' ids and reads the price list's
+    version (`group_lock.lock_group`), and caps are read only for packages
+    flagged as having them. On an idle pool with everything remembered, a lone
+    deduction is three round trips and a commit: lock, write, and BEGIN.
     """
     connection = unit.connection
     outcomes: list[_Outcome | BatchItemResult | None] = [None] * len(items)
     parts = await _parts(connection, items, packages, outcomes)
-    codes = {items[i].request.deduction_code for part in parts for i in part.positions}
-    prices = await company_store.prices_for_companies(connection, [part.company_id for part in parts], codes)
-    reserved = await reserve_deduction_ids(connection, sum(len(part.positions) for part in parts))
+    company_ids = [part.company_id for part in parts]
     charged = {package_id for part in parts for package_id in part.package_of.values() if package_id is not None}
-    locked = await pool_store.load_packages(connection, [part.company_id for part in parts], charged, for_update=True)
+    lock = await lock_group(connection, company_ids, charged, reserve=sum(len(part.positions) for part in parts))
+    locked, reserved = lock.packages, lock.ids
     _check_packages(parts, locked, charged, packages)
+    codes = {items[i].request.deduction_code for part in parts for i in part.positions}
+    price_entries = await prices.entries(connection, lock.price_version, company_ids, codes) if parts else []
     caught_up = {package_id: operations.catch_up(pool.state, at) for package_id, pool in locked.items()}
     states = {package_id: change.state for package_id, change in caught_up.items()}
     stored = await _stored(connection, items, parts) if unit.codes_taken else {}
-    caps = await _caps_of(connection, parts, states)
-    decisions = [_decide_part(items, part, states, stored, prices, at, outcomes, caps) for part in parts]
+    caps = await _caps_of(connection, parts, states, locked)
+    decisions = [_decide_part(items, part, states, stored, price_entries, at, outcomes, caps) for part in parts]
     if not unit.codes_taken:
         await _check_refused_are_new(connection, parts, decisions)
     applied = [one for decision in decisions for one in decision.applied]
@@ -336,14 +351,18 @@ def _written_packages(
 
 
 async def _caps_of(
-    connection: AsyncConnection, parts: Sequence[_Part], states: Mapping[int, operations.PoolState]
+    connection: AsyncConnection,
+    parts: Sequence[_Part],
+    states: Mapping[int, operations.PoolState],
+    locked: Mapping[int, pool_store.LockedPool],
 ) -> dict[tuple[int, str], CapState]:
-    """The spending caps of the group's WABAs, in one read under the packages' locks, in their packages' cycles."""
+    """The spending caps of the group's WABAs, in one read under the packages' locks, in their packages' cycles;
+    none read for WABAs whose packages are not flagged as capped (`LockedPool.spend_caps`)."""
     cycle_of = {
         (part.company_id, waba_id): states[package_id].cycle_start
         for part in parts
         for waba_id, package_id in part.package_of.items()
-        if package_id is not None and package_id in states
+        if package_id is not None and package_id in states and locked[package_id].spend_caps
     }
     return await cap_store.caps_in_cycles(connection, cycle_of)
 

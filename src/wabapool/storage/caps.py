@@ -21,10 +21,12 @@ from wabapool.domain.caps import CapState, SpendCap
 from wabapool.storage import pg
 from wabapool.storage.tables import (
     deduction_requests,
+    organization_packages,
     refunds,
     waba_cycle_spend,
     waba_spend_cap_changes,
     waba_spend_caps,
+    whatsapp_packages,
 )
 from wabapool.storage.upsert import insert_for
 
@@ -186,6 +188,30 @@ async def put_cap(connection: AsyncConnection, company_id: int, waba_id: str, ca
                 "updated_at": statement.excluded.updated_at,
             },
         )
+    )
+    await mark_capped_packages(connection, company_id, [waba_id])
+
+
+async def mark_capped_packages(connection: AsyncConnection, company_id: int, waba_ids: Sequence[str]) -> None:
+    """Flag the packages these WABAs charge, where a WABA has a cap (`organization_packages.spend_caps`).
+
+    Called by every writer that gives a WABA a cap or points a WABA at a package, in its transaction:
+    a deduction's group reads caps only for packages so flagged. The flag is never cleared (a cap
+    removed costs the group one read, a missing flag would charge past a cap).
+    """
+    if not waba_ids:
+        return
+    w = whatsapp_packages.c
+    capped_packages = (
+        select(w.organization_package_id)
+        .join_from(whatsapp_packages, waba_spend_caps, (_c.company_id == w.company_id) & (_c.waba_id == w.waba_id))
+        .where((w.company_id == company_id) & w.waba_id.in_(list(waba_ids)))
+    )
+    p = organization_packages.c
+    await connection.execute(
+        update(organization_packages)
+        .where((p.company_id == company_id) & p.id.in_(capped_packages) & p.spend_caps.is_(False))
+        .values(spend_caps=True)
     )
 
 

@@ -4,33 +4,37 @@ Every use case (deductions, refunds, payments, provisioning, cycle catch-up)
 decides its changes in memory with the domain rules and hands them here, one
 `PoolChanges` per pool, in the caller's transaction: the new deduction
 requests, the ledger entries, the buckets and pool state that changed, the
-per-WABA spend, the statements of the cycles it closed, the outbox events. A sequence of pools is one call, so a group
-that spans several pools writes each table once. It returns what each pool
+per-WABA spend, the statements of the cycles it closed, the outbox events. A sequence of
+pools is one call, so a group that spans several pools writes each table once. It returns what each pool
 became (`versions.Written`: new state, version, WABAs with their cycle spend),
 which is what the balance cache is given after the commit.
 
-Two strategies, chosen by the database, never by the caller:
+Three strategies, chosen by the database and the group's size, never by the caller:
 - `core`: SQLAlchemy Core statements, one per table (multi-row inserts and
   executemany). The only one SQLite has; on PostgreSQL it is what the
-  contract test compares COPY against.
-- `copy` (PostgreSQL): deduction requests and ledger entries go in by COPY
-  in the binary protocol, the rest as statements compiled once from Core and
-  run on the driver. Measured with `python -m bench.write_strategies`
-  (PostgreSQL 15 on loopback, 2 shared cores, p50 of 20 alternating rounds,
-  the write alone), wall / CPU ms per group:
+  contract test compares the others against.
+- `statement` (PostgreSQL, up to `ONE_STATEMENT_MAX_DEDUCTIONS`): every
+  table in one statement of CTEs fed by arrays (`one_write`): one round trip.
+- `copy` (PostgreSQL, larger groups): deduction requests and ledger entries
+  go in by COPY in the binary protocol, then the buckets, then the spend,
+  usage and versions in one statement: four round trips, less CPU per row.
 
-  | deductions | core          | copy          |
-  |-----------:|---------------|---------------|
-  | 1          | 3.12 / 2.53   | 1.21 / 0.77   |
-  | 16         | 3.02 / 2.14   | 1.16 / 0.65   |
-  | 64         | 6.58 / 4.00   | 2.51 / 1.23   |
-  | 1,000      | 68.66 / 33.74 | 25.95 / 9.54  |
+Measured with `python -m bench.write_strategies --rounds 21` (PostgreSQL 15
+on loopback, 2 shared cores with other work on them, p50 of rotating rounds,
+the write alone), wall / CPU ms per group:
 
-  COPY is about 2.6x faster at every size, so PostgreSQL always takes it.
+  | deductions | core          | copy         | statement     |
+  |-----------:|---------------|--------------|---------------|
+  | 1          | 4.63 / 2.07   | 1.00 / 0.61  | 0.80 / 0.40   |
+  | 16         | 6.44 / 2.50   | 3.04 / 0.88  | 2.29 / 0.59   |
+  | 64         | 12.49 / 4.05  | 4.77 / 1.42  | 3.94 / 1.36   |
+  | 128        |               | 4.55 / 1.68  | 5.86 / 2.22   |
+  | 1,000      | 85.52 / 30.30 | 34.56 / 8.59 | 39.98 / 15.80 |
 
-Deduction ids are reserved before the pool is locked (`reserve_deduction_ids`),
-so every ledger entry already carries its request's id. A unique_code that is
-already taken fails the insert: UniqueConflict, and the transaction rolls back.
+The ids of new deduction rows come reserved with the pool's lock
+(`group_lock`; `reserve_deduction_ids` for the other writers), so every
+ledger entry already carries its request's id. A unique_code that is already
+taken fails the insert: UniqueConflict, and the transaction rolls back.
 """
 
 from __future__ import annotations
@@ -50,13 +54,17 @@ from wabapool.domain.operations import PoolState
 from wabapool.domain.statements import Statement
 from wabapool.storage import pg, statements, usage
 from wabapool.storage.ledger import LedgerRow, emit_events
+from wabapool.storage.one_write import bucket_arrays, column_arrays, compile_one_write
 from wabapool.storage.pools import SET_BUCKET, LockedPool, bucket_changes, save_pool_state
 from wabapool.storage.requests import DeductionRow
 from wabapool.storage.tables import deduction_requests, ledger_entries, waba_cycle_spend
 from wabapool.storage.upsert import insert_for
 from wabapool.storage.versions import Written, bump_versions, bump_with_spend_pg
 
-Strategy = Literal["core", "copy"]
+Strategy = Literal["core", "copy", "statement"]
+# Up to this many deductions a group is written in one statement, past it by COPY: one statement saves round
+# trips, COPY's binary rows cost less CPU per row (the table above: statement / copy 0.83 at 64, 1.29 at 128).
+ONE_STATEMENT_MAX_DEDUCTIONS = 64
 DEDUCTION_COLUMNS = ("id", *DeductionRow._fields)
 LEDGER_COLUMNS = LedgerRow._fields
 
@@ -121,9 +129,11 @@ async def write_changes(
 
     Returns what each pool became, in `changes`' order (its version raised last, after everything else).
     """
-    chosen = strategy or ("copy" if pg.is_postgresql(connection) else "core")
     deductions = [record for change in changes for record in _deduction_records(change)]
+    chosen = strategy or _strategy_for(connection, len(deductions))
     entries = [entry for change in changes for entry in change.entries]
+    if chosen == "statement":
+        return await _write_in_one_statement(connection, changes, deductions, entries, at=at)
     if chosen == "copy":
         await _copy_rows(connection, deductions, entries)
     else:
@@ -133,10 +143,7 @@ async def write_changes(
         await _add_spend(connection, changes)
         await _add_usage(connection, changes)
     for change in changes:
-        if change.statements:
-            await statements.insert_statements(connection, pool=change.pool, statements=change.statements, at=at)
-        await save_pool_state(connection, change.pool, change.after, at=at)
-        await emit_events(connection, company_id=change.after.company_id, events=change.events, at=at)
+        await _write_rare_parts(connection, change, at=at)
     written = [(change.pool, change.after) for change in changes]
     if chosen == "copy":
         # The spend, the roll-up and the version bump in one round trip, last.
@@ -144,6 +151,46 @@ async def write_changes(
             connection, written, at=at, statement=_BUMP_WITH_SPEND_PG, **_spend_and_usage_arguments(changes)
         )
     return await bump_versions(connection, written, at=at)
+
+
+def _strategy_for(connection: AsyncConnection, deductions: int) -> Strategy:
+    if not pg.is_postgresql(connection):
+        return "core"
+    return "statement" if deductions <= ONE_STATEMENT_MAX_DEDUCTIONS else "copy"
+
+
+async def _write_in_one_statement(
+    connection: AsyncConnection,
+    changes: Sequence[PoolChanges],
+    deductions: list[tuple[Any, ...]],
+    entries: list[LedgerRow],
+    *,
+    at: datetime,
+) -> list[Written]:
+    """The rare parts first (a cycle's statements, a moved pool state, events), then everything else in one
+    statement (`one_write`): the requests, the entries, the buckets, the spend, the usage, the versions."""
+    for change in changes:
+        await _write_rare_parts(connection, change, at=at)
+    # A json column's array goes as text: the allocations (last field) encoded.
+    records = [(*record[:-1], pg.json_text(record[-1])) for record in deductions]
+    return await bump_versions(
+        connection,
+        [(change.pool, change.after) for change in changes],
+        at=at,
+        statement=_ONE_WRITE_PG,
+        **_spend_and_usage_arguments(changes),
+        **column_arrays("requests", DEDUCTION_COLUMNS, records),
+        **column_arrays("entries", LEDGER_COLUMNS, entries),
+        **bucket_arrays(_bucket_rows(changes)),
+    )
+
+
+async def _write_rare_parts(connection: AsyncConnection, change: PoolChanges, *, at: datetime) -> None:
+    """What only some writes have: the statements of the cycles closed, a moved pool state, outbox events."""
+    if change.statements:
+        await statements.insert_statements(connection, pool=change.pool, statements=change.statements, at=at)
+    await save_pool_state(connection, change.pool, change.after, at=at)
+    await emit_events(connection, company_id=change.after.company_id, events=change.events, at=at)
 
 
 def _deduction_records(change: PoolChanges) -> list[tuple[Any, ...]]:
@@ -177,19 +224,18 @@ async def _copy_rows(connection: AsyncConnection, deductions: list[tuple[Any, ..
 _SET_BUCKET_PG = pg.compile_statement(SET_BUCKET)
 
 
-async def _update_buckets(connection: AsyncConnection, changes: Sequence[PoolChanges], *, use_driver: bool) -> None:
-    values = [
-        {
-            "bucket_company_id": change.after.company_id,
-            "component_id": change.pool.component_id,
-            "bucket": quota_type,
-            "balance": balance,
-            "limit": limit,
-            "used": used,
-        }
+def _bucket_rows(changes: Sequence[PoolChanges]) -> list[tuple[int, int, str, int, int, int]]:
+    """(company, component, quota type, balance, limit, used) of every bucket the changes moved."""
+    return [
+        (change.after.company_id, change.pool.component_id, quota_type, balance, limit, used)
         for change in changes
         for quota_type, balance, limit, used in bucket_changes(change.pool.state.buckets, change.after.buckets)
     ]
+
+
+async def _update_buckets(connection: AsyncConnection, changes: Sequence[PoolChanges], *, use_driver: bool) -> None:
+    names = ("bucket_company_id", "component_id", "bucket", "balance", "limit", "used")
+    values = [dict(zip(names, row, strict=True)) for row in _bucket_rows(changes)]
     if not values:
         return
     if use_driver:
@@ -216,23 +262,25 @@ def _spend_upsert(statement: Any) -> Any:
 # bench.hot_pool --pools 1 --senders 64 --variants single,single-no-rollup,batch,batch-no-rollup
 # --batch-sizes 1000 --rounds 4`: every round with it slower than every round without), and the version
 # bump about 10%; folded in, the differences are noise.
-_BUMP_WITH_SPEND_PG = pg.compile_statement(
-    bump_with_spend_pg(
-        _spend_upsert(
-            postgresql.insert(waba_cycle_spend).from_select(
-                ["company_id", "waba_id", "cycle_start", "spent_minor", "capped_spent_minor"],
-                select(
-                    func.unnest(bindparam("company_ids", type_=ARRAY(BigInteger))),
-                    func.unnest(bindparam("waba_ids", type_=ARRAY(String))),
-                    func.unnest(bindparam("cycle_starts", type_=ARRAY(waba_cycle_spend.c.cycle_start.type))),
-                    func.unnest(bindparam("amounts", type_=ARRAY(BigInteger))),
-                    func.unnest(bindparam("capped_amounts", type_=ARRAY(BigInteger))),
-                ),
-            )
-        ),
-        usage.upsert_from_arrays(),
-    )
+_BUMP_WITH_SPEND = bump_with_spend_pg(
+    _spend_upsert(
+        postgresql.insert(waba_cycle_spend).from_select(
+            ["company_id", "waba_id", "cycle_start", "spent_minor", "capped_spent_minor"],
+            select(
+                func.unnest(bindparam("company_ids", type_=ARRAY(BigInteger))),
+                func.unnest(bindparam("waba_ids", type_=ARRAY(String))),
+                func.unnest(bindparam("cycle_starts", type_=ARRAY(waba_cycle_spend.c.cycle_start.type))),
+                func.unnest(bindparam("amounts", type_=ARRAY(BigInteger))),
+                func.unnest(bindparam("capped_amounts", type_=ARRAY(BigInteger))),
+            ),
+        )
+    ),
+    usage.upsert_from_arrays(),
 )
+_BUMP_WITH_SPEND_PG = pg.compile_statement(_BUMP_WITH_SPEND)
+
+
+_ONE_WRITE_PG = compile_one_write(_BUMP_WITH_SPEND, DEDUCTION_COLUMNS, LEDGER_COLUMNS)
 
 
 def _spend_and_usage_arguments(changes: Sequence[PoolChanges]) -> dict[str, list[Any]]:

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain.pricing import PriceEntry
 from wabapool.storage import pg
-from wabapool.storage.tables import companies, price_list, waba_owners, whatsapp_packages
+from wabapool.storage.caps import mark_capped_packages
+from wabapool.storage.tables import companies, price_list, price_list_versions, waba_owners, whatsapp_packages
 from wabapool.storage.upsert import insert_for
 
 
@@ -43,6 +44,7 @@ async def upsert_waba(
             set_={"name": name, "organization_package_id": package_id},
         )
     )
+    await mark_capped_packages(connection, company_id, [waba_id])
 
 
 async def claim_waba(connection: AsyncConnection, company_id: int, waba_id: str, *, at: datetime) -> tuple[int, bool]:
@@ -115,6 +117,7 @@ async def point_wabas(connection: AsyncConnection, company_id: int, package_of: 
             statement,
             [{"w_waba_id": waba_id, "w_package_id": package_id} for waba_id, package_id in package_of.items()],
         )
+        await mark_capped_packages(connection, company_id, list(package_of))
 
 
 def _scope_key(company_id: int | None, market: str | None) -> str:
@@ -146,6 +149,19 @@ async def upsert_price(
             set_={"unit_price_minor": unit_price_minor},
         )
     )
+    # Every process's price book reads the prices again once it sees this version (service.price_books).
+    # (An upsert: a database emptied by hand has no version row, and a book never keeps prices without one.)
+    bump = insert_for(connection, price_list_versions).values(id=1, version=1)
+    await connection.execute(
+        bump.on_conflict_do_update(index_elements=["id"], set_={"version": price_list_versions.c.version + 1})
+    )
+
+
+async def price_list_version(connection: AsyncConnection) -> int | None:
+    """The price list's version (None on a database whose migration did not add it: then nothing is kept)."""
+    return (
+        await connection.execute(select(price_list_versions.c.version).where(price_list_versions.c.id == 1))
+    ).scalar_one_or_none()
 
 
 _PRICES_FOR_PG = pg.compile_statement(

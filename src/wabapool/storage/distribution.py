@@ -44,6 +44,7 @@ OTHER_DISTRIBUTED_TABLES: Final[dict[str, str]] = {"waba_owners": "waba_id"}
 
 REFERENCE_TABLES: Final[tuple[str, ...]] = (
     "price_list",
+    "price_list_versions",
     "pii_keys_in_use",
     "pii_rotations",
 )

@@ -38,6 +38,8 @@ class LockedPool:
     closed: bool = False
     # The version the package was read at (storage.versions): what a balance built from this read is ordered by.
     version: int = 0
+    # A WABA charging it has (or had) a spending cap: the group reads caps (migration 0011).
+    spend_caps: bool = False
 
     @property
     def waba_id(self) -> str | None:
@@ -45,7 +47,7 @@ class LockedPool:
         return self.state.waba_id
 
 
-_POOL_COLUMNS = (
+POOL_COLUMNS = (
     organization_packages.c.id,
     organization_packages.c.company_id,
     organization_packages.c.cycle_anchor_day,
@@ -64,6 +66,7 @@ _POOL_COLUMNS = (
     organization_packages.c.top_ups_requested,
     billing_components.c.id.label("component_id"),
     billing_components.c.threshold_running_out,
+    organization_packages.c.spend_caps,
     companies.c.timezone,
     companies.c.currency,
     companies.c.billing_version,
@@ -76,7 +79,7 @@ _POOL_COLUMNS = (
 )
 
 
-_PACKAGE_ROWS = (
+PACKAGE_ROWS = (
     organization_packages.join(companies, companies.c.company_id == organization_packages.c.company_id)
     .join(
         billing_components,
@@ -90,13 +93,13 @@ _PACKAGE_ROWS = (
         & (quota_buckets.c.billing_component_id == billing_components.c.id),
     )
 )
-_LOCKED_TABLES = [organization_packages, billing_components, quota_buckets]
+LOCKED_TABLES = [organization_packages, billing_components, quota_buckets]
 
 
 def _pool_query(company_id: Any):  # type: ignore[no-untyped-def]
     return (
-        select(*_POOL_COLUMNS)
-        .select_from(_PACKAGE_ROWS)
+        select(*POOL_COLUMNS)
+        .select_from(PACKAGE_ROWS)
         .where(
             (organization_packages.c.company_id == company_id)
             & organization_packages.c.waba_id.is_(None)
@@ -105,23 +108,23 @@ def _pool_query(company_id: Any):  # type: ignore[no-untyped-def]
     )
 
 
-def _packages_query(where: Any):  # type: ignore[no-untyped-def]
+def packages_query(where: Any):  # type: ignore[no-untyped-def]
     # Ordered by company, then package id: every transaction that locks several packages (of one company or,
     # in a group commit, of many) takes them in the same order, so two of them never deadlock.
     return (
-        select(*_POOL_COLUMNS)
-        .select_from(_PACKAGE_ROWS)
+        select(*POOL_COLUMNS)
+        .select_from(PACKAGE_ROWS)
         .where(where)
         .order_by(organization_packages.c.company_id, organization_packages.c.id)
     )
 
 
-_LOCK_POOL_PG = pg.compile_statement(_pool_query(bindparam("company_id")).with_for_update(of=_LOCKED_TABLES))
+_LOCK_POOL_PG = pg.compile_statement(_pool_query(bindparam("company_id")).with_for_update(of=LOCKED_TABLES))
 _LOCK_PACKAGES_PG = pg.compile_statement(
-    _packages_query(
+    packages_query(
         (organization_packages.c.company_id == any_(bindparam("company_ids", type_=ARRAY(BigInteger))))
         & (organization_packages.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
-    ).with_for_update(of=_LOCKED_TABLES)
+    ).with_for_update(of=LOCKED_TABLES)
 )
 
 
@@ -137,7 +140,7 @@ async def load_pool(connection: AsyncConnection, company_id: int, *, for_update:
         rows = await pg.fetch(connection, _LOCK_POOL_PG, company_id=company_id)
     else:
         rows = (await connection.execute(_pool_query(company_id))).mappings().all()
-    packages = _packages_of(rows)
+    packages = packages_of(rows)
     return packages[0] if packages else None
 
 
@@ -154,27 +157,27 @@ async def load_packages(
     if for_update and pg.is_postgresql(connection):
         rows = await pg.fetch(connection, _LOCK_PACKAGES_PG, company_ids=companies, ids=sorted(package_ids))
     else:
-        query = _packages_query(
+        query = packages_query(
             organization_packages.c.company_id.in_(companies) & organization_packages.c.id.in_(sorted(package_ids))
         )
         if for_update:
-            query = query.with_for_update(of=_LOCKED_TABLES)
+            query = query.with_for_update(of=LOCKED_TABLES)
         rows = (await connection.execute(query)).mappings().all()
-    return {package.package_id: package for package in _packages_of(rows)}
+    return {package.package_id: package for package in packages_of(rows)}
 
 
 async def company_packages(connection: AsyncConnection, company_id: int, *, for_update: bool) -> list[LockedPool]:
     """Every open package of the company (its pool first, then the WABAs' own in id order)."""
-    query = _packages_query(
+    query = packages_query(
         (organization_packages.c.company_id == company_id) & organization_packages.c.closed_at.is_(None)
     )
     if for_update:
-        query = query.with_for_update(of=_LOCKED_TABLES)
-    packages = _packages_of((await connection.execute(query)).mappings().all())
+        query = query.with_for_update(of=LOCKED_TABLES)
+    packages = packages_of((await connection.execute(query)).mappings().all())
     return sorted(packages, key=lambda package: (package.waba_id is not None, package.package_id))
 
 
-def _packages_of(rows: Sequence[Mapping[str, Any]]) -> list[LockedPool]:
+def packages_of(rows: Sequence[Mapping[str, Any]]) -> list[LockedPool]:
     """Rows of one or more packages (three buckets each, grouped by package) as LockedPools."""
     by_package: dict[int, list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -218,6 +221,7 @@ def _package(rows: Sequence[Mapping[str, Any]]) -> LockedPool:
         state,
         closed=first["closed_at"] is not None,
         version=first["version"],
+        spend_caps=first["spend_caps"],
     )
 
 

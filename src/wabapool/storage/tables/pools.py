@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 
@@ -80,6 +81,8 @@ organization_packages = Table(
     Column("top_up_amount_minor", BigInteger),
     Column("top_up_requested_at", UTCDateTime),
     Column("top_ups_requested", SmallInteger, nullable=False, server_default="0"),
+    # True once a WABA charging the package has a spending cap (0011): a group reads caps only then.
+    Column("spend_caps", Boolean, nullable=False, server_default=false()),
     Index(
         "ix_organization_packages_open_top_up",
         "top_up_requested_at",
@@ -187,4 +190,12 @@ price_list = Table(
     Column("effective_from", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("deduction_code", "scope_key", "effective_from", name="uq_price_list_code_scope_from"),
+)
+
+# One row (id 1): raised with every price change, read with a group's locks (migration 0011).
+price_list_versions = Table(
+    "price_list_versions",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
 )
