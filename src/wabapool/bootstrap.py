@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from wabapool.api.context import AppContext
     from wabapool.cache import BalanceCache
+    from wabapool.export_leases import RedisExportLeases
     from wabapool.rate_limit import PublicRateLimits
     from wabapool.service import BillingService
     from wabapool.service.context import AfterCommit, Clock, WriteThrough
@@ -201,7 +202,13 @@ def app_context(
         )
     return AppContext(
         service=service,
-        reports=Reports(database, keys, clock=clock, exports_per_company=configured.exports_per_company),
+        reports=Reports(
+            database,
+            keys,
+            clock=clock,
+            exports_per_company=configured.exports_per_company,
+            export_leases=export_leases(configured),
+        ),
         balances=balances,
         api_keys=ApiKeyRing.from_spec(configured.api_keys),
         tokens=tokens,
@@ -211,6 +218,13 @@ def app_context(
         body_timeout_seconds=configured.body_timeout_seconds,
         demo_receiver=os.environ.get(DEMO_RECEIVER_VARIABLE) == "true",
     )
+
+
+def export_leases(configured: Settings) -> RedisExportLeases | None:
+    """The per-company export limit across processes: leases in Redis when configured; in-process otherwise."""
+    from wabapool.export_leases import RedisExportLeases
+
+    return RedisExportLeases(configured.redis_url) if configured.redis_url else None
 
 
 def rate_limits(configured: Settings) -> PublicRateLimits:

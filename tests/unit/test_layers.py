@@ -28,6 +28,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "metrics": frozenset(),
     "runtime": frozenset(),
     "rate_limit": frozenset({"domain"}),
+    "export_leases": frozenset(),
     "pii": frozenset({"domain"}),
     "masking": frozenset({"domain"}),
     "security": frozenset({"domain"}),

@@ -30,8 +30,8 @@ class AppContext:
     demo_receiver: bool = False
 
     async def close(self) -> None:
-        """At shutdown: the export threads, the rate limits' and the cache's connections, then the database's."""
-        self.reports.close()
+        """At shutdown: export threads and leases, the rate limits' and the cache's connections, then the database's."""
+        await self.reports.close()
         await self.rate_limits.buckets.close()
         await self.balances.close()
         await self.service.database.dispose()

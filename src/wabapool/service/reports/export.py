@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Protocol
 
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.limits import (
@@ -71,30 +72,98 @@ class ExportPage:
     phone_numbers: list[str | None]
 
 
-class ExportSlots:
-    """Exports running at once, per company and in all, in this process."""
+class CompanyLeases(Protocol):
+    """The company's export slots shared by every process of the deployment (`export_leases.py`: Redis)."""
 
-    def __init__(self, *, per_company: int, total: int) -> None:
+    renew_seconds: float
+
+    async def take(self, company_id: int, limit: int) -> str | None:
+        """A lease on one of `limit` slots (its id), None when all are held, "" when granted without one."""
+        ...
+
+    async def renew(self, company_id: int, lease: str) -> None: ...
+
+    async def give_back(self, company_id: int, lease: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class ExportSlots:
+    """Exports running at once, per company and in all, in this process; with `leases`, the company's limit
+    holds across every process too (a lease per export, renewed while it runs, given back at its end)."""
+
+    def __init__(self, *, per_company: int, total: int, leases: CompanyLeases | None = None) -> None:
         self.per_company = per_company
         self.total = total
+        self.leases = leases
         self._running: Counter[int] = Counter()
+        # Leases held by this process's exports, each with the task that renews it; and the give-backs under
+        # way (the event loop keeps only weak references to tasks).
+        self._renewals: dict[str, asyncio.Task[None]] = {}
+        self._giving_back: set[asyncio.Task[None]] = set()
 
     def running(self, company_id: int | None = None) -> int:
-        """Exports running now: the company's, or every company's."""
+        """Exports running now in this process: the company's, or every company's."""
         return self._running[company_id] if company_id is not None else self._running.total()
 
-    def take(self, company_id: int) -> None:
-        """A slot for one more export of the company, or `too_many_exports` (nothing started)."""
+    async def take(self, company_id: int) -> str:
+        """A slot for one more export of the company, or `too_many_exports` (nothing started); the lease it
+        holds across processes ("" without one), to give back."""
         if self._running[company_id] >= self.per_company:
-            raise _too_many(f"this company runs {self.per_company} exports at once; retry when one ends", "company")
+            raise _too_many_of_company(self.per_company)
         if self._running.total() >= self.total:
             raise _too_many("the server runs as many exports as it can; retry shortly", "server")
-        self._running[company_id] += 1
+        self._running[company_id] += 1  # counted before the wait on Redis: this process's takes see it
+        if self.leases is None:
+            return ""
+        try:
+            lease = await self.leases.take(company_id, self.per_company)
+        except BaseException:
+            self._count_off(company_id)
+            raise
+        if lease is None:
+            self._count_off(company_id)
+            raise _too_many_of_company(self.per_company)
+        if lease:
+            self._renewals[lease] = asyncio.ensure_future(self._renew(company_id, lease))
+        return lease
 
-    def give_back(self, company_id: int) -> None:
+    def give_back(self, company_id: int, lease: str = "") -> None:
+        """The export is over: its slot here, and its lease (in the background: an end cannot wait on Redis)."""
+        self._count_off(company_id)
+        renewal = self._renewals.pop(lease, None)
+        if renewal is not None:
+            renewal.cancel()
+        if lease and self.leases is not None:
+            task = asyncio.ensure_future(self.leases.give_back(company_id, lease))
+            self._giving_back.add(task)
+            task.add_done_callback(self._giving_back.discard)
+
+    async def close(self) -> None:
+        """At shutdown: the renewals stop (the leases expire), the give-backs under way finish."""
+        for renewal in self._renewals.values():
+            renewal.cancel()
+        self._renewals.clear()
+        if self._giving_back:
+            await asyncio.wait(set(self._giving_back))
+        if self.leases is not None:
+            await self.leases.close()
+
+    def _count_off(self, company_id: int) -> None:
         self._running[company_id] -= 1
         if self._running[company_id] <= 0:
             del self._running[company_id]
+
+    async def _renew(self, company_id: int, lease: str) -> None:
+        if self.leases is None:
+            return
+        while True:
+            await asyncio.sleep(self.leases.renew_seconds)
+            await self.leases.renew(company_id, lease)
+
+
+def _too_many_of_company(per_company: int) -> BillingError:
+    return _too_many(f"this company runs {per_company} exports at once; retry when one ends", "company")
 
 
 def _too_many(message: str, scope: str) -> BillingError:

@@ -18,7 +18,14 @@ from wabapool.service.reports import events as event_reports
 from wabapool.service.reports import logs as log_reports
 from wabapool.service.reports import usage as usage_reports
 from wabapool.service.reports.companies import check_waba, company_of
-from wabapool.service.reports.export import EXPORT_RUN_ROWS, EXPORT_STREAMS_MAX, Export, ExportPage, ExportSlots
+from wabapool.service.reports.export import (
+    EXPORT_RUN_ROWS,
+    EXPORT_STREAMS_MAX,
+    CompanyLeases,
+    Export,
+    ExportPage,
+    ExportSlots,
+)
 from wabapool.storage import companies as company_store
 from wabapool.storage import logs as log_store
 from wabapool.storage import usage as usage_store
@@ -38,13 +45,14 @@ class Reports:
         clock: Clock | None = None,
         export_page_rows: int = EXPORT_PAGE_ROWS,
         exports_per_company: int = EXPORTS_PER_COMPANY,
+        export_leases: CompanyLeases | None = None,
     ) -> None:
         self.database = database
         self.export_page_rows = export_page_rows
         self.sealer = sealer
         self.clock = clock or (lambda: datetime.now(UTC))
         self.cursors = CursorSigner(sealer.cursor_key)
-        self.export_slots = ExportSlots(per_company=exports_per_company, total=EXPORTS_OPEN_MAX)
+        self.export_slots = ExportSlots(per_company=exports_per_company, total=EXPORTS_OPEN_MAX, leases=export_leases)
         self._formatters: ThreadPoolExecutor | None = None
         self._streams = 0  # export runs streaming from a cursor now (each holds a read connection)
 
@@ -54,11 +62,13 @@ class Reports:
             self._formatters = ThreadPoolExecutor(EXPORT_FORMAT_THREADS, thread_name_prefix="csv-export")
         return self._formatters
 
-    def close(self) -> None:
-        """Stop the export threads (at app shutdown); a page being formatted is finished first."""
+    async def close(self) -> None:
+        """At app shutdown: stop the export threads (a page being formatted is finished first) and let go of
+        the export leases' store."""
         if self._formatters is not None:
             self._formatters.shutdown(wait=False, cancel_futures=True)
             self._formatters = None
+        await self.export_slots.close()
 
     async def logs(
         self, company_id: int, filters: log_reports.LogFilter, *, cursor: str | None, limit: int
@@ -86,7 +96,7 @@ class Reports:
         its own short read, formatted off the event loop (see `export`)."""
         async with self.database.read() as connection:
             company, query = await log_reports.log_query(connection, self.sealer, company_id, filters)
-        self.export_slots.take(company_id)
+        lease = await self.export_slots.take(company_id)
         page_rows, sealer, database = self.export_page_rows, self.sealer, self.database
         lines = csv_format.CsvRows(
             show_waba_id=bool(company.show_waba_id),
@@ -139,7 +149,7 @@ class Reports:
             read_run=read_run,
             format_page=format_page,
             executor=self._format_threads(),
-            on_end=lambda: self.export_slots.give_back(company_id),
+            on_end=lambda: self.export_slots.give_back(company_id, lease),
         )
 
     async def usage(
