@@ -13,6 +13,7 @@ import pytest
 
 from tests.api_support import INTERNAL, INTERNAL_HEADERS, PUBLIC, bearer
 from tests.conftest import TEST_PII_KEYS, FakeClock
+from tests.pgbouncer import pgbouncer
 from tests.reports_support import database_url, deduct, provision, refund, report_app
 from tests.waiting import eventually
 from wabapool.domain import limits
@@ -173,6 +174,22 @@ async def test_refunds_between_deductions_come_in_time_order_whatever_the_chunk_
     monkeypatch.setattr(reader, "EXPORT_RUN_ROWS", 4)  # a stream's run ends every few rows; the next goes on
     reports.export_page_rows = 3
     assert table(await download(client)) == whole
+
+
+async def test_an_export_streams_through_pgbouncer_in_transaction_mode(postgres_url: str) -> None:
+    # The streamed runs' cursors live in one transaction, so PgBouncer keeps them on one server connection.
+    clock = FakeClock(datetime(2026, 11, 10, 16, 30, tzinfo=UTC))
+    with pgbouncer(postgres_url) as url:
+        async with report_app(url, clock) as (client, context):
+            await provision(client, 1, wabas=(WABA,), unit_price=1_234, allowance=1_000_000)
+            for index in range(9):
+                await deduct(client, 1, f"m{index}", waba_id=WABA, message_id=f"m{index}")
+                clock.advance(minutes=1)
+            await refund(client, 1, "m4", "r4")
+            context.reports.export_page_rows = 2
+            rows = table(await download(client))
+            assert [(row["Message ID"], row["Type"]) for row in rows][:2] == [("m4", "refund"), ("m8", "deduction")]
+            assert len(rows) == 10 and context.reports._streams == 0
 
 
 async def test_a_filtered_export_has_exactly_its_rows_across_a_key_rotation(app) -> None:
