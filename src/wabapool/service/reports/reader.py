@@ -92,18 +92,19 @@ class Reports:
         return log_reports.LogPage(page_rows, next_cursor, company.show_waba_id, company.currency)
 
     async def export(self, company_id: int, filters: log_reports.LogFilter, *, unmasked: bool) -> Export:
-        """Check access and filters and take the company's export slot now; the pages stream later, each in
-        its own short read, formatted off the event loop (see `export`)."""
+        """Check access and filters and take the company's export slot now; the rows stream later, in runs of
+        reads, formatted off the event loop (see `export`)."""
         async with self.database.read() as connection:
             company, query = await log_reports.log_query(connection, self.sealer, company_id, filters)
-        lease = await self.export_slots.take(company_id)
-        page_rows, sealer, database = self.export_page_rows, self.sealer, self.database
         lines = csv_format.CsvRows(
             show_waba_id=bool(company.show_waba_id),
             currency=company.currency,
             timezone=company.timezone,
             unmasked=unmasked,
         )
+        # Nothing that can fail comes between the slot taken and the export that gives it back at its end.
+        lease = await self.export_slots.take(company_id)
+        page_rows, sealer, database = self.export_page_rows, self.sealer, self.database
 
         async def read_run(after: log_store.Position | None) -> AsyncIterator[Sequence[log_store.ExportRow]]:
             """Chunks of rows after `after`: streamed from server-side cursors on one connection while a
