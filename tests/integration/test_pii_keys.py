@@ -89,6 +89,15 @@ def test_serve_refuses_the_public_development_key_outside_demo(tmp_path) -> None
     assert result.exit_code == 2 and "WABAPOOL_PII_KEYS" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("keys", [DEVELOPMENT_KEYS, ""])
+def test_the_worker_refuses_the_public_development_key_or_no_keys_outside_demo(tmp_path, keys: str) -> None:
+    env = {"WABAPOOL_DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}", "WABAPOOL_PII_KEYS": keys}
+    result = CliRunner().invoke(cli, ["worker", "--once"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "refusing to start" in result.output and "WABAPOOL_PII_KEYS" in result.output
+    assert "Traceback" not in result.output and "handled" not in result.output
+
+
 @pytest.mark.parametrize(
     "spec", ["k1", "k1:notbase64!", "k1:" + base64.b64encode(b"short").decode(), f"{NEW},{NEW}", "dev:" + NEW[3:]]
 )

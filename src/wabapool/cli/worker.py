@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from wabapool import bootstrap
 from wabapool.config import Settings
+from wabapool.pii import PiiKeyError
 
 if TYPE_CHECKING:
     from wabapool.service import BillingService
@@ -56,10 +58,13 @@ def worker_command(
 
     configure_logging()  # JSON lines, WABAPOOL_LOG_LEVEL, as the API logs
     settings = bootstrap.settings()
-    if not settings.pii_keys:
-        # Webhook secrets are sealed with these keys; a built-in key would open nothing real.
-        console.print("[red]WABAPOOL_PII_KEYS is required:[/] the worker opens sealed webhook secrets with it")
-        raise typer.Exit(2)
+    try:
+        # Webhook secrets and personal data are sealed with these keys: none, a malformed set or the public
+        # development key (outside --demo) is refused before the first round, as `serve` refuses it.
+        bootstrap.sealer(settings)
+    except PiiKeyError as exc:
+        console.print(f"[red]refusing to start:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
     console.print(
         f"[bold]wabapool worker[/] polling every {settings.worker_poll_seconds:g} s, "
         f"{len(settings.webhook_retry_seconds)} retries, timeout {settings.webhook_timeout_seconds:g} s"
