@@ -6,11 +6,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from tests.conftest import TEST_PII_KEYS, FakeClock, service_for
 from wabapool.cli.main import app
+from wabapool.domain.errors import BillingError, Rejection
+from wabapool.domain.limits import AMOUNT_MAX_MINOR
 from wabapool.domain.pool import Buckets, MoveKind
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms, backfill_rollback
 from wabapool.service import backfill as backfill_service
@@ -18,7 +20,14 @@ from wabapool.service.reconcile import reconcile
 from wabapool.storage import companies as company_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage.database import Database
-from wabapool.storage.tables import companies, ledger_entries, metadata, organization_packages, whatsapp_packages
+from wabapool.storage.tables import (
+    companies,
+    ledger_entries,
+    metadata,
+    organization_packages,
+    quota_buckets,
+    whatsapp_packages,
+)
 
 V2 = 31
 PRICE = 100
@@ -367,3 +376,30 @@ async def test_deductions_during_the_backfill_are_charged_once_each_to_a_package
     assert pool.state.buckets.total == money_before - sum(row.amount_minor for row in charged)
     report = await reconcile(pg_database)
     assert report.ok, report.violations
+
+
+async def test_backfill_all_moves_the_others_past_a_company_refused_for_the_ceiling_and_leaves_it_whole(
+    service: BillingService, database: Database
+) -> None:
+    for company_id in (61, 62, 63):
+        await provision_v2(service, company_id)
+    # Company 62's packages would sum past the ceiling on money (as a v2 company of old could hold).
+    async with database.transaction() as connection:
+        await connection.execute(
+            update(quota_buckets)
+            .where((quota_buckets.c.company_id == 62) & (quota_buckets.c.quota_type == "additional"))
+            .values(balance_minor=AMOUNT_MAX_MINOR // 2)
+        )
+    untouched = await company_rows(database, [62])
+    refused: list[tuple[int, BillingError]] = []
+
+    plans = await backfill_service.backfill_all(
+        service.context, [61, 62, 63], on_refused=lambda company_id, error: refused.append((company_id, error))
+    )
+
+    assert [plan.company_id for plan in plans] == [61, 63]
+    assert [(company_id, error.code) for company_id, error in refused] == [(62, Rejection.AMOUNT_TOO_LARGE)]
+    assert await company_rows(database, [62]) == untouched
+    assert await backfill_service.companies_to_move(service.context) == [62]
+    with pytest.raises(BillingError):  # without a listener the refusal is raised, as before
+        await backfill_service.backfill_all(service.context, [62])

@@ -128,8 +128,18 @@ async def run_backfill(context: ServiceContext, company_ids: Sequence[int] | Non
     columns = (TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=len(ids) <= 1) as progress:
         task = progress.add_task("companies", total=len(ids))
-        plans = await backfill.backfill_all(context, ids, on_company=lambda _: progress.advance(task))
-    return _summary(plans) and await _reconciled(context)
+        refused: list[tuple[int, BillingError]] = []
+
+        def tell_refused(company_id: int, refusal: BillingError) -> None:
+            refused.append((company_id, refusal))
+            progress.advance(task)
+
+        plans = await backfill.backfill_all(
+            context, ids, on_company=lambda _: progress.advance(task), on_refused=tell_refused
+        )
+    for company_id, refusal in refused:
+        console.print(f"[red]company {company_id} not moved:[/] {refusal.code}: {escape(str(refusal))}", soft_wrap=True)
+    return _summary(plans) and await _reconciled(context) and not refused
 
 
 def rollback_table(plan: RollbackPlan) -> Table:

@@ -335,12 +335,27 @@ async def companies_to_move(context: ServiceContext) -> list[int]:
 
 
 async def backfill_all(
-    context: ServiceContext, company_ids: Sequence[int], *, on_company: Callable[[CompanyPlan], None] | None = None
+    context: ServiceContext,
+    company_ids: Sequence[int],
+    *,
+    on_company: Callable[[CompanyPlan], None] | None = None,
+    on_refused: Callable[[int, BillingError], None] | None = None,
 ) -> list[CompanyPlan]:
-    """Move each company in turn, each in its own transaction; `on_company` hears of each (the progress bar)."""
+    """Move each company in turn, each in its own transaction; `on_company` hears of each (the progress bar).
+
+    A company the rules refuse (its packages would sum past the ceiling on money, say) is left on its
+    packages, nothing of it written: with `on_refused` the run tells it and goes on to the next company
+    (one company's refusal must not hold up the others'); without, the refusal is raised.
+    """
     done = []
     for company_id in company_ids:
-        plan = await backfill_company(context, company_id)
+        try:
+            plan = await backfill_company(context, company_id)
+        except BillingError as refusal:
+            if on_refused is None:
+                raise
+            on_refused(company_id, refusal)
+            continue
         done.append(plan)
         if on_company is not None:
             on_company(plan)
