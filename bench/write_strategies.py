@@ -27,7 +27,7 @@ from wabapool.domain.deduction import decide
 from wabapool.domain.pricing import PriceBook
 from wabapool.pii import PiiSealer
 from wabapool.service import CompanyTerms, DeductionRequest, PackageTerms
-from wabapool.service.deductions import Prepared, _changes
+from wabapool.service.deduction_rows import Prepared, pool_changes_of
 from wabapool.storage import companies as company_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage.changes import Strategy, reserve_deduction_ids, write_changes
@@ -68,7 +68,7 @@ async def _one_group(database: Database, size: int, strategy: Strategy, round_in
         book = PriceBook(prices, company_id=COMPANY_ID, at=at)
         decided = decide(items, {pool.package_id: caught_up.state}, {}, {WABA_ID: pool.package_id}, book)
         ids = {(COMPANY_ID, a.item.unique_code): row_id for a, row_id in zip(decided.applied, reserved, strict=False)}
-        changes = _changes(pool, caught_up, decided, ids, at)
+        changes = pool_changes_of(pool, caught_up, decided, ids, at)
         wall, cpu = time.perf_counter(), time.process_time()
         await write_changes(connection, [changes], at=at, strategy=strategy)
         return (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000

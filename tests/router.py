@@ -58,12 +58,12 @@ ALLOWED: dict[str, Allowed] = {
         "The outbox lag metric: the oldest pending event of any company.",
         "A multi-shard min() over the partial index of pending events, once per worker round.",
     ),
-    "wabapool.storage.pools:due_package_ids": Allowed(
+    "wabapool.storage.package_scans:due_package_ids": Allowed(
         "The monthly reset's scan of packages whose cycle ended, across companies.",
         "A multi-shard SELECT on (closed_at, cycle_end); each package is then reset in a transaction "
         "of its own that pins its company (a router transaction).",
     ),
-    "wabapool.storage.pools:expired_top_up_requests": Allowed(
+    "wabapool.storage.package_scans:expired_top_up_requests": Allowed(
         "The worker's sweep of auto-recharge requests open 24 h, across companies (issue 25).",
         "A multi-shard SELECT … LIMIT n on the partial index of open requests; each is then expired in a "
         "transaction of its own that pins its company (a router transaction).",

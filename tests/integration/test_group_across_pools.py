@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import service_for
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
-from wabapool.service.deductions import DeductionGroups, Prepared
+from wabapool.service.deduction_rows import Prepared
+from wabapool.service.deductions import DeductionGroups
 from wabapool.service.models import BatchItemResult
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade

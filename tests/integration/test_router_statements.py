@@ -42,7 +42,7 @@ async def test_an_unpinned_statement_on_a_company_table_is_caught_and_a_pinned_o
                         " ON p.company_id = l.company_id AND p.id = l.organization_package_id WHERE l.company_id = 7"
                     )
                 )
-            with router.sent_as("wabapool.storage.pools:due_package_ids"):  # allowed by name
+            with router.sent_as("wabapool.storage.package_scans:due_package_ids"):  # allowed by name
                 await connection.execute(select(organization_packages.c.id))
             passed = statement_recorder.violations()
             statement_recorder.clear()

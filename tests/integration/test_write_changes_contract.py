@@ -22,7 +22,7 @@ from wabapool.domain.deduction import decide
 from wabapool.domain.pricing import PriceBook
 from wabapool.pii import PiiSealer
 from wabapool.service import DeductionRequest
-from wabapool.service.deductions import Prepared, _changes
+from wabapool.service.deduction_rows import Prepared, pool_changes_of
 from wabapool.storage import companies as company_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage.changes import Strategy, reserve_deduction_ids, write_changes
@@ -79,7 +79,7 @@ async def _write_one_group(database: Database, strategy: Strategy) -> None:
             PriceBook(prices, company_id=COMPANY_ID, at=WRITTEN_AT),
         )
         ids = {(COMPANY_ID, a.item.unique_code): row_id for a, row_id in zip(decided.applied, reserved, strict=False)}
-        changes = _changes(pool, caught_up, decided, ids, WRITTEN_AT)
+        changes = pool_changes_of(pool, caught_up, decided, ids, WRITTEN_AT)
         await write_changes(connection, [changes], at=WRITTEN_AT, strategy=strategy)
 
 

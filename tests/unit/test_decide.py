@@ -9,7 +9,8 @@ from wabapool.domain.deduction import Applied, Refused, RepeatInGroup, Replay, d
 from wabapool.domain.events import EventType
 from wabapool.domain.pool import QuotaType
 from wabapool.domain.pricing import PriceBook, PriceEntry
-from wabapool.service.deductions import GroupApplied, Prepared
+from wabapool.service.deduction_rows import Prepared
+from wabapool.service.deductions import GroupApplied
 from wabapool.service.models import DeductionRequest
 
 WABA = "1001"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from wabapool.service.deductions import Prepared
+from wabapool.service.deduction_rows import Prepared
 from wabapool.service.group_commit import GroupCommitter
 from wabapool.service.models import BatchItemResult, DeductionRequest
 from wabapool.storage.errors import OutcomeUnknown, StorageUnavailable

@@ -19,6 +19,7 @@ from wabapool.service import (
     alert_settings,
     caps,
     cycles,
+    deduction_rows,
     deductions,
     flags,
     forecasts,
@@ -174,7 +175,7 @@ class BillingService:
         error = check_deduction(request)
         if error is not None:
             return BatchItemResult(str(request.unique_code), "rejected", error=error)
-        return await self._group_commit.submit(deductions.Prepared.of(request, self.sealer, service_name))
+        return await self._group_commit.submit(deduction_rows.Prepared.of(request, self.sealer, service_name))
 
     async def deduct_batch(
         self, requests: Sequence[DeductionRequest], *, service_name: str | None = None
@@ -184,14 +185,14 @@ class BillingService:
             raise BillingError(Rejection.INVALID_REQUEST, f"at most {limits.BATCH_MAX_ITEMS} items per batch")
         results: list[BatchItemResult | None] = [None] * len(requests)
         checked: list[int] = []
-        prepared: list[deductions.Prepared] = []
+        prepared: list[deduction_rows.Prepared] = []
         for index, request in enumerate(requests):
             error = check_deduction(request)
             if error is not None:
                 results[index] = BatchItemResult(str(request.unique_code), "rejected", error=error)
             else:
                 checked.append(index)
-                prepared.append(deductions.Prepared.of(request, self.sealer, service_name))
+                prepared.append(deduction_rows.Prepared.of(request, self.sealer, service_name))
         outcomes = await self._group_commit.submit_many(prepared)
         for index, outcome in zip(checked, outcomes, strict=True):
             results[index] = outcome

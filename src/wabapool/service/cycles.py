@@ -12,6 +12,7 @@ from wabapool.service.pool_changes import missing_pool, pool_changes, write
 from wabapool.storage import caps as cap_store
 from wabapool.storage import companies as company_store
 from wabapool.storage import ledger as ledger_store
+from wabapool.storage import package_scans
 from wabapool.storage import pools as pool_store
 from wabapool.storage import statements as statement_store
 from wabapool.storage.versions import Written
@@ -26,7 +27,7 @@ async def reset_cycles(context: ServiceContext, *, at: datetime | None = None) -
     at = at or context.clock()
     async with context.database.read() as connection:
         # Only those due: the others would lock, find nothing to do and commit nothing.
-        packages = await pool_store.due_package_ids(connection, at=at)
+        packages = await package_scans.due_package_ids(connection, at=at)
     reset: dict[int, int] = {}
     for company_id, package_id in packages:
         cycles_reset = 0

@@ -14,7 +14,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple, cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,115 +22,29 @@ from wabapool.domain import deduction, operations
 from wabapool.domain.caps import CapState
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pricing import PriceBook, PriceEntry
-from wabapool.pii import PiiSealer
 from wabapool.service import unit_of_work
 from wabapool.service.context import ServiceContext
-from wabapool.service.models import Allocation, BatchItemResult, DeductionRequest, DeductionResult
-from wabapool.service.pool_changes import cycle_entries, write
+from wabapool.service.deduction_rows import Key, Prepared, key_of, pool_changes_of, replay_of, result_of
+from wabapool.service.models import BatchItemResult
+from wabapool.service.pool_changes import write
 from wabapool.service.price_books import PriceBooks
 from wabapool.service.waba_packages import WabaPackages
 from wabapool.storage import caps as cap_store
 from wabapool.storage import companies as company_store
-from wabapool.storage import ledger as ledger_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
-from wabapool.storage.changes import PoolChanges, SpendDelta, UsageDelta
 from wabapool.storage.group_lock import lock_group
-from wabapool.storage.usage import local_day
+from wabapool.storage.types import Record
 from wabapool.storage.versions import Written
 
-
-class Prepared(NamedTuple):
-    """A checked deduction with everything that does not depend on the pool.
-
-    Computed when the deduction arrives, outside the group's transaction, so
-    the pool stays locked only for the money arithmetic and the writes. It is
-    what the decision reads of a request (`domain.deduction.Asked`).
-    """
-
-    request: DeductionRequest
-    payload_hash: str
-    customer_name_enc: bytes | None
-    phone_number_enc: bytes | None
-    phone_number_hash: str | None
-    service_name: str | None = None  # the caller's service, stored with the row
-
-    @classmethod
-    def of(cls, request: DeductionRequest, sealer: PiiSealer, service_name: str | None = None) -> Prepared:
-        return cls(
-            request,
-            sealer.payload_hash(request.payload_bytes()),
-            sealer.seal(request.customer_name),
-            sealer.seal(request.phone_number),
-            sealer.search_hash(request.phone_number),
-            service_name,
-        )
-
-    @property
-    def unique_code(self) -> str:
-        return self.request.unique_code
-
-    @property
-    def waba_id(self) -> str:
-        return self.request.waba_id
-
-    @property
-    def deduction_code(self) -> str:
-        return self.request.deduction_code
-
-    @property
-    def phone_number(self) -> str | None:
-        return self.request.phone_number
-
-    @property
-    def quantity(self) -> int:
-        return self.request.quantity
-
-    @property
-    def category(self) -> str | None:
-        return self.request.category
-
-
-_Applied = deduction.Applied[Prepared]
 _Outcome = deduction.Outcome[Prepared]
-
-
-def _result(applied: _Applied, deduction_id: int, *, replayed: bool = False) -> DeductionResult:
-    portions = applied.charged.portions
-    return DeductionResult(
-        deduction_id,
-        applied.item.request.unique_code,
-        applied.amount,
-        applied.value_before,
-        applied.value_after,
-        portions[0].credited_to if portions else None,
-        tuple([Allocation.of(p) for p in portions]),
-        replayed,
-    )
-
-
-def _replay(row: Any) -> DeductionResult:
-    allocations = tuple(Allocation(**item) for item in row.allocations)
-    return DeductionResult(
-        deduction_id=row.id,
-        unique_code=row.unique_code,
-        amount=row.amount_minor,
-        value_before=row.value_before_minor,
-        value_after=row.value_after_minor,
-        credited_to=row.credited_to,
-        allocations=allocations,
-        replayed=True,
-    )
-
-
-_Key = tuple[int, str]  # (company id, unique_code): a code is unique within its company
 
 
 class GroupApplied(NamedTuple):
     """What a group's transaction decided and wrote; the answers are built after commit, outside the lock."""
 
     outcomes: Sequence[_Outcome | BatchItemResult]
-    ids: dict[_Key, int]
+    ids: dict[Key, int]
     changed: frozenset[int]  # the companies whose packages the group wrote
     written: Sequence[Written] = ()  # what the packages became, for the balance cache
 
@@ -139,26 +53,21 @@ class GroupApplied(NamedTuple):
         return [_answer(outcome, self.ids) for outcome in self.outcomes]
 
 
-def _answer(outcome: _Outcome | BatchItemResult, ids: dict[_Key, int]) -> BatchItemResult:
+def _answer(outcome: _Outcome | BatchItemResult, ids: dict[Key, int]) -> BatchItemResult:
     """One item's answer: the decision's outcome with the id its row was given."""
     if isinstance(outcome, BatchItemResult):
         return outcome
     if isinstance(outcome, deduction.Applied):
-        return BatchItemResult(outcome.item.unique_code, "applied", result=_result(outcome, ids[_key(outcome)]))
+        return BatchItemResult(outcome.item.unique_code, "applied", result=result_of(outcome, ids[key_of(outcome)]))
     if isinstance(outcome, deduction.RepeatInGroup):
         first = outcome.first
         return BatchItemResult(
-            first.item.unique_code, "replayed", result=_result(first, ids[_key(first)], replayed=True)
+            first.item.unique_code, "replayed", result=result_of(first, ids[key_of(first)], replayed=True)
         )
     if isinstance(outcome, deduction.Replay):
-        row: Any = outcome.stored
-        return BatchItemResult(row.unique_code, "replayed", result=_replay(row))
+        row = cast(Record, outcome.stored)  # the decision was handed the rows `_stored` read
+        return BatchItemResult(row.unique_code, "replayed", result=replay_of(row))
     return BatchItemResult(outcome.unique_code, "rejected", error=outcome.error)
-
-
-def _key(applied: _Applied) -> _Key:
-    request = applied.item.request
-    return request.company_id, request.unique_code
 
 
 class DeductionGroups:
@@ -242,9 +151,9 @@ async def apply_group(
     if not unit.codes_taken:
         await _check_refused_are_new(connection, parts, decisions)
     applied = [one for decision in decisions for one in decision.applied]
-    ids = {_key(one): row_id for one, row_id in zip(applied, reserved, strict=False)}
+    ids = {key_of(one): row_id for one, row_id in zip(applied, reserved, strict=False)}
     changes = [
-        _changes(locked[package_id], caught_up[package_id], decision, ids, at)
+        pool_changes_of(locked[package_id], caught_up[package_id], decision, ids, at)
         for decision in decisions
         for package_id in _written_packages(decision, locked, caught_up)
     ]
@@ -291,7 +200,7 @@ def _check_packages(
     raise unit_of_work.PackageMovedMeanwhile
 
 
-async def _stored(connection: AsyncConnection, items: Sequence[Prepared], parts: Sequence[_Part]) -> dict[_Key, Any]:
+async def _stored(connection: AsyncConnection, items: Sequence[Prepared], parts: Sequence[_Part]) -> dict[Key, Record]:
     """The group's codes already applied, by (company, code)."""
     codes = {part.company_id: {items[i].request.unique_code for i in part.positions} for part in parts}
     return await request_store.find_deductions_of(connection, codes)
@@ -301,7 +210,7 @@ def _decide_part(
     items: Sequence[Prepared],
     part: _Part,
     states: dict[int, operations.PoolState],
-    stored: dict[_Key, Any],
+    stored: dict[Key, Record],
     prices: Sequence[PriceEntry],
     at: datetime,
     outcomes: list[_Outcome | BatchItemResult | None],
@@ -387,78 +296,3 @@ def _answered(outcomes: Sequence[_Outcome | BatchItemResult | None]) -> list[_Ou
             raise RuntimeError(f"item {index} of a group was left without an outcome")
         answered.append(outcome)
     return answered
-
-
-def _request_row(
-    applied: _Applied, pool: pool_store.LockedPool, cycle_start: datetime, at: datetime
-) -> request_store.DeductionRow:
-    item = applied.item
-    request = item.request
-    portions = applied.charged.portions
-    return request_store.DeductionRow(
-        request.company_id,
-        request.unique_code,
-        pool.package_id,
-        request.waba_id,
-        request.billing_code,
-        request.deduction_code,
-        request.quantity,
-        applied.unit_price_minor,
-        applied.amount,
-        applied.market,
-        applied.value_before,
-        applied.value_after,
-        portions[0].credited_to if portions else None,
-        item.payload_hash,
-        cycle_start,
-        item.service_name,
-        request.broadcast_id,
-        request.message_id,
-        request.category,
-        item.customer_name_enc,
-        item.phone_number_enc,
-        item.phone_number_hash,
-        at,
-        # The plain value, not the enum member: JSON encoders take a str three times faster than an Enum.
-        [{"credited_to": p.credited_to, "quota_type": p.quota_type.value, "amount": p.amount_minor} for p in portions],
-    )
-
-
-def _changes(
-    pool: pool_store.LockedPool,
-    caught_up: operations.Change,
-    decided: deduction.Decision[Prepared],
-    ids: dict[_Key, int],
-    at: datetime,
-) -> PoolChanges:
-    """One package's writes: its catch-up's entries, then each of its deductions' request row and entries."""
-    state = decided.states[pool.package_id]
-    applied = [a for a in decided.applied if a.package_id == pool.package_id]
-    cycle_start = state.cycle_start
-    day = local_day(at, state.timezone)  # the group's one day in the company's timezone (the usage roll-up)
-    entries = cycle_entries(pool, caught_up, at=at)
-    spend: dict[str, int] = defaultdict(int)
-    capped: dict[str, int] = defaultdict(int)
-    for one in applied:
-        request = one.item.request
-        spend[request.waba_id] += one.amount
-        capped[request.waba_id] += one.capped_minor
-        context = ledger_store.EntryContext(
-            reference=request.unique_code,
-            cycle_start=cycle_start,
-            waba_id=request.waba_id,
-            deduction_request_id=ids[_key(one)],
-        )
-        entries += ledger_store.entry_rows(
-            company_id=state.company_id, package_id=pool.package_id, moves=one.charged.moves, context=context, at=at
-        )
-    return PoolChanges(
-        pool=pool,
-        after=state,
-        entries=entries,
-        deductions=[_request_row(a, pool, cycle_start, at) for a in applied],
-        deduction_ids=[ids[_key(a)] for a in applied],
-        spend=[SpendDelta(waba_id, cycle_start, amount, capped[waba_id]) for waba_id, amount in spend.items()],
-        usage=[UsageDelta(a.item.request.waba_id, day, a.amount, a.item.request.quantity) for a in applied],
-        events=[*caught_up.events, *decided.events.get(pool.package_id, [])],
-    )

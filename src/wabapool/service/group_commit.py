@@ -44,7 +44,7 @@ from wabapool.domain.limits import (
     MAX_POOLS_PER_GROUP,
     MAX_QUEUED_DEDUCTIONS_PER_POOL,
 )
-from wabapool.service.deductions import Prepared
+from wabapool.service.deduction_rows import Prepared
 from wabapool.service.models import BatchItemResult
 from wabapool.storage.errors import OutcomeUnknown, StorageTimeout, StorageUnavailable
 

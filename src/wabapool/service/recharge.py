@@ -13,6 +13,7 @@ from wabapool.domain import operations
 from wabapool.domain.alerts import TOP_UP_REQUEST_OPEN_FOR
 from wabapool.service.context import ServiceContext
 from wabapool.service.pool_changes import pool_changes
+from wabapool.storage import package_scans
 from wabapool.storage import pools as pool_store
 from wabapool.storage.changes import write_changes
 
@@ -23,7 +24,7 @@ SWEEP_MAX_REQUESTS = 1_000
 async def expire_top_up_requests(context: ServiceContext, *, at: datetime) -> int:
     """Close every request open for 24 h or more with `top_up_request_expired`; returns how many."""
     async with context.database.read() as connection:
-        due = await pool_store.expired_top_up_requests(
+        due = await package_scans.expired_top_up_requests(
             connection, requested_by=at - TOP_UP_REQUEST_OPEN_FOR, limit=SWEEP_MAX_REQUESTS
         )
     expired = 0

@@ -11,13 +11,16 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import BigInteger, String, and_, any_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import Select
 
 from wabapool.domain.caps import CapState, SpendCap
+from wabapool.domain.json_types import JSONValue
 from wabapool.storage import pg
 from wabapool.storage.tables import (
     deduction_requests,
@@ -28,25 +31,28 @@ from wabapool.storage.tables import (
     waba_spend_caps,
     whatsapp_packages,
 )
+from wabapool.storage.types import ColumnValues
 from wabapool.storage.upsert import insert_for
 
 _c = waba_spend_caps.c
 _s = waba_cycle_spend.c
 
 
-def stored_cap(amount_minor: int, categories: Any, warn_percent: int) -> SpendCap:
+def stored_cap(amount_minor: int, categories: JSONValue, warn_percent: int) -> SpendCap:
     """A cap from its columns (`categories` as JSON text when read through the driver, which leaves json as text)."""
     if isinstance(categories, str):
         categories = json.loads(categories)
     return SpendCap(int(amount_minor), None if categories is None else frozenset(categories), int(warn_percent))
 
 
-def cap_of(row: Any) -> SpendCap:
+def cap_of(row: ColumnValues) -> SpendCap:
     """A stored cap row's cap."""
     return stored_cap(row["amount_minor"], row["categories"], row["warn_percent"])
 
 
-def _caps_query(company_ids: Any, waba_ids: Any, cycle_starts: Any) -> Any:
+def _caps_query(
+    company_ids: ColumnElement[bool], waba_ids: ColumnElement[bool], cycle_starts: ColumnElement[bool]
+) -> Select[tuple[object, ...]]:
     return (
         select(
             _c.company_id,
@@ -90,7 +96,7 @@ async def caps_in_cycles(
     companies = sorted({company for company, _ in cycle_of})
     wabas = sorted({waba for _, waba in cycle_of})
     starts = sorted(set(cycle_of.values()))
-    rows: Sequence[Any]
+    rows: Sequence[ColumnValues]
     if pg.is_postgresql(connection):
         rows = await pg.fetch(connection, _CAPS_PG, company_ids=companies, waba_ids=wabas, cycle_starts=starts)
     else:
@@ -243,7 +249,7 @@ async def record_change(
     )
 
 
-async def cap_changes(connection: AsyncConnection, company_id: int, waba_id: str) -> list[Any]:
+async def cap_changes(connection: AsyncConnection, company_id: int, waba_id: str) -> list[ColumnValues]:
     """The WABA's cap changes, oldest first."""
     w = waba_spend_cap_changes.c
     rows = await connection.execute(

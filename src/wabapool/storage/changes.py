@@ -42,10 +42,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar, cast
 
 from sqlalchemy import BigInteger, String, bindparam, func, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -58,6 +58,7 @@ from wabapool.storage.one_write import bucket_arrays, column_arrays, compile_one
 from wabapool.storage.pools import SET_BUCKET, LockedPool, bucket_changes, save_pool_state
 from wabapool.storage.requests import DeductionRow
 from wabapool.storage.tables import deduction_requests, ledger_entries, waba_cycle_spend
+from wabapool.storage.types import RowValues
 from wabapool.storage.upsert import insert_for
 from wabapool.storage.versions import Written, bump_versions, bump_with_spend_pg
 
@@ -65,6 +66,7 @@ Strategy = Literal["core", "copy", "statement"]
 # Up to this many deductions a group is written in one statement, past it by COPY: one statement saves round
 # trips, COPY's binary rows cost less CPU per row (the table above: statement / copy 0.83 at 64, 1.29 at 128).
 ONE_STATEMENT_MAX_DEDUCTIONS = 64
+_Upsert = TypeVar("_Upsert", bound=postgresql.Insert | sqlite.Insert)
 DEDUCTION_COLUMNS = ("id", *DeductionRow._fields)
 LEDGER_COLUMNS = LedgerRow._fields
 
@@ -162,7 +164,7 @@ def _strategy_for(connection: AsyncConnection, deductions: int) -> Strategy:
 async def _write_in_one_statement(
     connection: AsyncConnection,
     changes: Sequence[PoolChanges],
-    deductions: list[tuple[Any, ...]],
+    deductions: list[RowValues],
     entries: list[LedgerRow],
     *,
     at: datetime,
@@ -193,16 +195,14 @@ async def _write_rare_parts(connection: AsyncConnection, change: PoolChanges, *,
     await emit_events(connection, company_id=change.after.company_id, events=change.events, at=at)
 
 
-def _deduction_records(change: PoolChanges) -> list[tuple[Any, ...]]:
+def _deduction_records(change: PoolChanges) -> list[RowValues]:
     """Request rows with their ids, in DEDUCTION_COLUMNS order."""
     if len(change.deduction_ids) < len(change.deductions):
         raise ValueError("every new deduction needs a reserved id")
     return [(row_id, *row) for row_id, row in zip(change.deduction_ids, change.deductions, strict=False)]
 
 
-async def _insert_rows(
-    connection: AsyncConnection, deductions: list[tuple[Any, ...]], entries: list[LedgerRow]
-) -> None:
+async def _insert_rows(connection: AsyncConnection, deductions: list[RowValues], entries: list[LedgerRow]) -> None:
     if deductions:
         await connection.execute(
             deduction_requests.insert(), [dict(zip(DEDUCTION_COLUMNS, record, strict=True)) for record in deductions]
@@ -211,7 +211,7 @@ async def _insert_rows(
         await connection.execute(ledger_entries.insert(), [entry._asdict() for entry in entries])
 
 
-async def _copy_rows(connection: AsyncConnection, deductions: list[tuple[Any, ...]], entries: list[LedgerRow]) -> None:
+async def _copy_rows(connection: AsyncConnection, deductions: list[RowValues], entries: list[LedgerRow]) -> None:
     driver = await pg.driver(connection)
     if deductions:
         # A json column takes text in COPY: the allocations (last field) go encoded.
@@ -246,13 +246,17 @@ async def _update_buckets(connection: AsyncConnection, changes: Sequence[PoolCha
         await connection.execute(SET_BUCKET, values)
 
 
-def _spend_upsert(statement: Any) -> Any:
-    return statement.on_conflict_do_update(
-        index_elements=["company_id", "waba_id", "cycle_start"],
-        set_={
-            "spent_minor": waba_cycle_spend.c.spent_minor + statement.excluded.spent_minor,
-            "capped_spent_minor": waba_cycle_spend.c.capped_spent_minor + statement.excluded.capped_spent_minor,
-        },
+def _spend_upsert(statement: _Upsert) -> _Upsert:
+    # The same construct back (each dialect's `on_conflict_do_update` returns its own Insert).
+    return cast(
+        _Upsert,
+        statement.on_conflict_do_update(
+            index_elements=["company_id", "waba_id", "cycle_start"],
+            set_={
+                "spent_minor": waba_cycle_spend.c.spent_minor + statement.excluded.spent_minor,
+                "capped_spent_minor": waba_cycle_spend.c.capped_spent_minor + statement.excluded.capped_spent_minor,
+            },
+        ),
     )
 
 
@@ -283,7 +287,7 @@ _BUMP_WITH_SPEND_PG = pg.compile_statement(_BUMP_WITH_SPEND)
 _ONE_WRITE_PG = compile_one_write(_BUMP_WITH_SPEND, DEDUCTION_COLUMNS, LEDGER_COLUMNS)
 
 
-def _spend_and_usage_arguments(changes: Sequence[PoolChanges]) -> dict[str, list[Any]]:
+def _spend_and_usage_arguments(changes: Sequence[PoolChanges]) -> dict[str, list[object]]:
     """The spend and the daily roll-up of every pool of the call, as `_BUMP_WITH_SPEND_PG`'s arrays."""
     spend = _summed_spend(changes)
     rolled_up = _summed_usage(changes)

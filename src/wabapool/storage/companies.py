@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import BigInteger, String, and_, any_, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -14,21 +13,24 @@ from wabapool.domain.pricing import PriceEntry
 from wabapool.storage import pg
 from wabapool.storage.caps import mark_capped_packages
 from wabapool.storage.tables import companies, price_list, price_list_versions, waba_owners, whatsapp_packages
+from wabapool.storage.types import ColumnValues, Record
 from wabapool.storage.upsert import insert_for
 
 
-async def get_company(connection: AsyncConnection, company_id: int) -> Any | None:
+async def get_company(connection: AsyncConnection, company_id: int) -> Record | None:
     return (await connection.execute(select(companies).where(companies.c.company_id == company_id))).first()
 
 
-async def upsert_company(connection: AsyncConnection, *, company_id: int, values: dict[str, Any], at: datetime) -> None:
+async def upsert_company(
+    connection: AsyncConnection, *, company_id: int, values: dict[str, object], at: datetime
+) -> None:
     statement = insert_for(connection, companies).values(company_id=company_id, created_at=at, updated_at=at, **values)
     await connection.execute(
         statement.on_conflict_do_update(index_elements=["company_id"], set_={**values, "updated_at": at})
     )
 
 
-async def update_company(connection: AsyncConnection, company_id: int, **values: Any) -> None:
+async def update_company(connection: AsyncConnection, company_id: int, **values: object) -> None:
     await connection.execute(update(companies).where(companies.c.company_id == company_id).values(**values))
 
 
@@ -79,7 +81,7 @@ async def waba_packages(
     return {row.waba_id: row.organization_package_id for row in rows}
 
 
-async def list_wabas(connection: AsyncConnection, company_id: int) -> list[Any]:
+async def list_wabas(connection: AsyncConnection, company_id: int) -> list[Record]:
     """The company's WABAs in the order they joined, with the package each charges."""
     rows = await connection.execute(
         select(whatsapp_packages.c.waba_id, whatsapp_packages.c.name, whatsapp_packages.c.organization_package_id)
@@ -186,7 +188,7 @@ async def prices_for_companies(
     connection: AsyncConnection, company_ids: Collection[int], codes: Collection[str]
 ) -> list[PriceEntry]:
     """Every entry for these deduction codes, the defaults and these companies' own, in one statement."""
-    rows: Sequence[Mapping[str, Any]]
+    rows: Sequence[ColumnValues]
     if pg.is_postgresql(connection):
         rows = await pg.fetch(connection, _PRICES_FOR_PG, codes=list(codes), company_ids=list(company_ids))
     else:

@@ -37,7 +37,7 @@ from sqlalchemy import JSON, BigInteger, String, Table, Text, bindparam, cast, f
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.selectable import CTE
+from sqlalchemy.sql.selectable import CTE, Select
 
 from wabapool.storage import pg
 from wabapool.storage.tables import deduction_requests, ledger_entries, quota_buckets
@@ -79,7 +79,7 @@ def _buckets_set() -> CTE:
 
 
 def compile_one_write(
-    bump_with_spend: Any, deduction_columns: Sequence[str], ledger_columns: Sequence[str]
+    bump_with_spend: Select[tuple[object, ...]], deduction_columns: Sequence[str], ledger_columns: Sequence[str]
 ) -> pg.Compiled:
     """The whole write: `bump_with_spend` (the spend, usage and version statement) with the rows' CTEs added."""
     return pg.compile_statement(
@@ -91,7 +91,7 @@ def compile_one_write(
     )
 
 
-def column_arrays(name: str, columns: Sequence[str], records: Sequence[Sequence[Any]]) -> dict[str, Any]:
+def column_arrays(name: str, columns: Sequence[str], records: Sequence[Sequence[object]]) -> dict[str, list[object]]:
     """Rows as one array per column, named as `_unnest_insert` named its parameters."""
     if not records:
         return {f"{name}_{column}": [] for column in columns}
@@ -100,8 +100,8 @@ def column_arrays(name: str, columns: Sequence[str], records: Sequence[Sequence[
     }
 
 
-def bucket_arrays(values: Sequence[tuple[int, int, str, int, int, int]]) -> dict[str, list[Any]]:
+def bucket_arrays(values: Sequence[tuple[int, int, str, int, int, int]]) -> dict[str, list[object]]:
     """(company, component, quota type, balance, limit, used) rows as `_buckets_set`'s arrays."""
     names = ("bucket_company_ids", "bucket_component_ids", "bucket_types", "bucket_balances", "bucket_limits")
-    columns: list[list[Any]] = [list(column) for column in zip(*values, strict=True)] if values else [[]] * 6
+    columns: list[list[object]] = [list(column) for column in zip(*values, strict=True)] if values else [[]] * 6
     return {**dict(zip(names, columns[:5], strict=True)), "bucket_used": columns[5]}

@@ -26,7 +26,7 @@ from sqlalchemy.sql import ClauseElement
 if TYPE_CHECKING:
     import asyncpg
 
-_DIALECT = asyncpg_dialect()
+_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialect class is untyped
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,9 @@ def compile_statement(statement: ClauseElement, *, expanding: bool = False) -> C
     """Compile once, at import; the parameters are `bindparam`s named by the caller. With `expanding`, for a
     statement built per call with its values inside: an `IN` list is rendered out, one parameter per value."""
     compiled = statement.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": expanding})
-    return Compiled(str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params))
+    # A positional dialect's compiled statement names its parameters in order (`positiontup`).
+    names: tuple[str, ...] = tuple(getattr(compiled, "positiontup", None) or ())
+    return Compiled(str(compiled), names, dict(compiled.params))
 
 
 def is_postgresql(connection: AsyncConnection) -> bool:
@@ -63,6 +65,8 @@ async def driver(connection: AsyncConnection) -> asyncpg.Connection:
     """
     raw = await connection.get_raw_connection()
     adapted = raw.dbapi_connection
+    if adapted is None:
+        raise RuntimeError("the connection was closed under its transaction")
     if adapted._transaction is None:  # noqa: SLF001 - the adapter has no public way to begin
         await adapted._start_transaction()  # noqa: SLF001 - does nothing in autocommit mode
     return raw.driver_connection

@@ -10,20 +10,23 @@ the record and never charged.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import BigInteger, any_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.selectable import Select
 
 from wabapool.domain import alerts
+from wabapool.domain.json_types import JSONValue
 from wabapool.domain.operations import PoolState
 from wabapool.domain.pool import COMPONENT_CODE, Buckets, QuotaType
 from wabapool.storage import pg
 from wabapool.storage.tables import billing_components, companies, organization_packages, quota_buckets
+from wabapool.storage.types import ColumnValues
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +99,7 @@ PACKAGE_ROWS = (
 LOCKED_TABLES = [organization_packages, billing_components, quota_buckets]
 
 
-def _pool_query(company_id: Any):  # type: ignore[no-untyped-def]
+def _pool_query(company_id: BindParameter[int] | int) -> Select[tuple[object, ...]]:
     return (
         select(*POOL_COLUMNS)
         .select_from(PACKAGE_ROWS)
@@ -108,7 +111,7 @@ def _pool_query(company_id: Any):  # type: ignore[no-untyped-def]
     )
 
 
-def packages_query(where: Any):  # type: ignore[no-untyped-def]
+def packages_query(where: ColumnElement[bool]) -> Select[tuple[object, ...]]:
     # Ordered by company, then package id: every transaction that locks several packages (of one company or,
     # in a group commit, of many) takes them in the same order, so two of them never deadlock.
     return (
@@ -135,7 +138,7 @@ async def load_pool(connection: AsyncConnection, company_id: int, *, for_update:
     in `FOR UPDATE OF`, so after waiting for the lock PostgreSQL re-reads all of
     them (a table left out of the list would come back from the stale snapshot).
     """
-    rows: Sequence[Mapping[str, Any]]
+    rows: Sequence[ColumnValues]
     if for_update and pg.is_postgresql(connection):
         rows = await pg.fetch(connection, _LOCK_POOL_PG, company_id=company_id)
     else:
@@ -153,7 +156,7 @@ async def load_packages(
     if not package_ids:
         return {}
     companies = sorted({company_ids} if isinstance(company_ids, int) else set(company_ids))
-    rows: Sequence[Mapping[str, Any]]
+    rows: Sequence[ColumnValues]
     if for_update and pg.is_postgresql(connection):
         rows = await pg.fetch(connection, _LOCK_PACKAGES_PG, company_ids=companies, ids=sorted(package_ids))
     else:
@@ -177,15 +180,15 @@ async def company_packages(connection: AsyncConnection, company_id: int, *, for_
     return sorted(packages, key=lambda package: (package.waba_id is not None, package.package_id))
 
 
-def packages_of(rows: Sequence[Mapping[str, Any]]) -> list[LockedPool]:
+def packages_of(rows: Sequence[ColumnValues]) -> list[LockedPool]:
     """Rows of one or more packages (three buckets each, grouped by package) as LockedPools."""
-    by_package: dict[int, list[Mapping[str, Any]]] = {}
+    by_package: dict[int, list[ColumnValues]] = {}
     for row in rows:
         by_package.setdefault(row["id"], []).append(row)
     return [_package(package_rows) for package_rows in by_package.values()]
 
 
-def _package(rows: Sequence[Mapping[str, Any]]) -> LockedPool:
+def _package(rows: Sequence[ColumnValues]) -> LockedPool:
     by_type = {row["quota_type"]: row for row in rows}
     first = rows[0]
     buckets = Buckets(
@@ -230,7 +233,7 @@ _ALERTING_MEMO_MAX = 4_096
 _alerting_memo: dict[tuple[str, str, str], alerts.Alerting] = {}
 
 
-def alerting_of(balance_alerts: Any, auto_recharge: Any, currency: str) -> alerts.Alerting:
+def alerting_of(balance_alerts: JSONValue, auto_recharge: JSONValue, currency: str) -> alerts.Alerting:
     """The company's stored alerts and auto-recharge as the domain's `Alerting`."""
     if not balance_alerts and auto_recharge is None:
         return alerts.Alerting(currency=currency)
@@ -246,12 +249,12 @@ def alerting_of(balance_alerts: Any, auto_recharge: Any, currency: str) -> alert
     return found
 
 
-def _json(value: Any) -> Any:
+def _json(value: JSONValue) -> JSONValue:
     """A json column's value: the driver's raw fetch hands it over as text, SQLAlchemy decoded."""
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _request_of(row: Mapping[str, Any]) -> alerts.TopUpRequest | None:
+def _request_of(row: ColumnValues) -> alerts.TopUpRequest | None:
     if row["top_up_reference"] is None:
         return None
     return alerts.TopUpRequest(row["top_up_reference"], row["top_up_amount_minor"], row["top_up_requested_at"])
@@ -391,32 +394,3 @@ async def create_pool(
         ],
     )
     return LockedPool(package_id, component_id, "v3", "", state)
-
-
-async def due_package_ids(connection: AsyncConnection, *, at: datetime) -> list[tuple[int, int]]:
-    """(company id, package id) of every open package whose cycle has ended by `at`, pools and WABAs' own alike.
-
-    The one scan of every company's packages (a cross-company statement the router test allows by name).
-    """
-    p = organization_packages
-    rows = await connection.execute(
-        select(p.c.company_id, p.c.id)
-        .where(p.c.closed_at.is_(None) & (p.c.cycle_end <= at))
-        .order_by(organization_packages.c.company_id, organization_packages.c.id)
-    )
-    return [(row.company_id, row.id) for row in rows]
-
-
-async def expired_top_up_requests(
-    connection: AsyncConnection, *, requested_by: datetime, limit: int
-) -> list[tuple[int, int]]:
-    """(company id, package id) of open packages whose auto-recharge request was raised at or before
-    `requested_by` (oldest first), across companies: each is then expired in its company's transaction."""
-    p = organization_packages
-    rows = await connection.execute(
-        select(p.c.company_id, p.c.id)
-        .where(p.c.top_up_reference.is_not(None) & (p.c.top_up_requested_at <= requested_by) & p.c.closed_at.is_(None))
-        .order_by(p.c.top_up_requested_at)
-        .limit(limit)
-    )
-    return [(int(row.company_id), int(row.id)) for row in rows]

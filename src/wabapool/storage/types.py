@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -12,6 +13,12 @@ from sqlalchemy.types import TypeDecorator
 # A row of a table SQLAlchemy Core reads without Python types for its columns: its fields are read by name
 # (`row.amount_minor`) where their meaning is known. The one place a row's fields are typed `Any`.
 Record: TypeAlias = Row[*tuple[Any, ...]]
+
+# A row read by column name, from SQLAlchemy (`RowMapping`) or from the driver (an asyncpg `Record`): each value
+# of its column's own type, read where the column is known.
+ColumnValues: TypeAlias = Mapping[Any, Any]
+# The values of one table row in its columns' order (COPY and the array write take them so).
+RowValues: TypeAlias = tuple[Any, ...]
 
 # BIGINT identity on PostgreSQL; SQLite only auto-increments INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")

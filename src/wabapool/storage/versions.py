@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import BigInteger, and_, any_, bindparam, func, select, update
+from sqlalchemy import BigInteger, Table, and_, any_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import CTE, Select
 
 from wabapool.domain.caps import SpendCap
 from wabapool.domain.operations import PoolState
@@ -26,6 +29,7 @@ from wabapool.storage import pg
 from wabapool.storage.caps import stored_cap
 from wabapool.storage.pools import LockedPool
 from wabapool.storage.tables import organization_packages, waba_cycle_spend, waba_spend_caps, whatsapp_packages
+from wabapool.storage.types import ColumnValues
 
 
 class WabaFigures(NamedTuple):
@@ -49,7 +53,7 @@ class Written(NamedTuple):
     at: datetime
 
 
-def _figures(versions_of: Any, spent_now: Any = None) -> Any:
+def _figures(versions_of: CTE | Table, spent_now: CTE | None = None) -> Select[tuple[object, ...]]:
     """The version and every WABA (name, spend in the pool's cycle) of each package in `versions_of`.
 
     `spent_now`, when given, is the spend upsert of the same statement (its RETURNING rows): a statement does
@@ -72,8 +76,8 @@ def _figures(versions_of: Any, spent_now: Any = None) -> Any:
             waba_spend_caps.c.waba_id == whatsapp_packages.c.waba_id,
         ),
     )
-    spent = waba_cycle_spend.c.spent_minor
-    capped = waba_cycle_spend.c.capped_spent_minor
+    spent: ColumnElement[int] = waba_cycle_spend.c.spent_minor
+    capped: ColumnElement[int] = waba_cycle_spend.c.capped_spent_minor
     if spent_now is not None:
         joined = joined.outerjoin(
             spent_now,
@@ -104,7 +108,7 @@ def _figures(versions_of: Any, spent_now: Any = None) -> Any:
     )
 
 
-def bump_with_spend_pg(spend_upsert: Any, usage_upsert: Any) -> Any:
+def bump_with_spend_pg(spend_upsert: postgresql.Insert, usage_upsert: postgresql.Insert) -> Select[tuple[object, ...]]:
     """One PostgreSQL statement: the spend and usage upserts (CTEs), then the version bump and the read-back.
 
     The copy write ends with it, so raising the version costs no round trip of its own (as a statement of
@@ -138,7 +142,7 @@ _BUMPED = (
 _BUMP_PG = pg.compile_statement(_figures(_BUMPED))
 
 
-def _waba_figures(row: Any) -> WabaFigures:
+def _waba_figures(row: ColumnValues) -> WabaFigures:
     cap = None
     if row["cap_amount_minor"] is not None:
         cap = stored_cap(row["cap_amount_minor"], row["cap_categories"], row["cap_warn_percent"])
@@ -158,7 +162,7 @@ async def bump_versions(
     *,
     at: datetime,
     statement: pg.Compiled | None = None,
-    **arguments: Any,
+    **arguments: object,
 ) -> list[Written]:
     """Raise each pool's version by one (its cycle already saved) and read back its WABAs; in `written`'s order.
 
@@ -170,7 +174,7 @@ async def bump_versions(
     package_ids = [pool.package_id for pool, _ in written]
     # The companies of the pools (one, unless a group spans companies): every statement names them.
     company_ids = sorted({after.company_id for _, after in written})
-    rows: Sequence[Any]
+    rows: Sequence[ColumnValues]
     if pg.is_postgresql(connection):
         rows = await pg.fetch(
             connection, statement or _BUMP_PG, pool_company_ids=company_ids, package_ids=package_ids, **arguments
