@@ -17,12 +17,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import service_for, truncate_all
+from tests.conftest import service_for
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
 from wabapool.service.deduction_rows import Prepared
 from wabapool.service.deductions import DeductionGroups
@@ -151,38 +150,3 @@ def test_a_group_across_companies_answers_each_item_as_one_at_a_time_on_postgres
     postgres_url: str, stored: list[Drawn], group: list[Drawn]
 ) -> None:
     asyncio.run(_check_one_group_equals_one_at_a_time(postgres_url, stored, group))
-
-
-@pytest.mark.postgres
-async def test_a_spread_group_skips_a_pool_held_by_another_transaction_and_writes_nothing_of_its_items(
-    postgres_url: str,
-) -> None:
-    database = Database(postgres_url)
-    holder = await asyncpg.connect(postgres_url)
-    try:
-        await truncate_all(database)
-        service = service_for(database, clock=lambda: NOW)
-        await service.set_price("wa_marketing_id", unit_price_minor=UNIT_PRICE_MINOR, effective_from=NOW)
-        free, held, other_free = 9101, 9102, 9103
-        for company_id in (free, held, other_free):
-            await _provision(service, company_id)
-        holding = holder.transaction()
-        await holding.start()
-        await holder.execute("SELECT id FROM organization_packages WHERE company_id = $1 FOR UPDATE", held)
-        items = [
-            Prepared.of(_request(company_id, f"skip-{company_id}", 1, True), service.sealer)
-            for company_id in (free, held, other_free)
-        ]
-        groups = DeductionGroups(service.context)
-        # Without skipping, this group would wait for the holder (and hold the free pools meanwhile); the bound
-        # only limits how long a failure takes.
-        answers = await asyncio.wait_for(groups.apply(items, skip_locked=True), timeout=60)
-        assert [None if a is None else a.status for a in answers] == ["applied", None, "applied"]
-        assert (await service.balance(held)).total == ALLOWANCE_MINOR  # nothing of the deferred item written
-        await holding.rollback()
-        (alone,) = await groups.apply(items[1:2])  # next, alone: it takes the lock and applies
-        assert alone is not None and alone.status == "applied"
-        assert (await service.balance(held)).total == ALLOWANCE_MINOR - UNIT_PRICE_MINOR
-    finally:
-        await holder.close()
-        await database.dispose()

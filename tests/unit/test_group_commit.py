@@ -21,18 +21,9 @@ class RecordingApply:
     so what queues behind one in flight is decided by the test's steps, not by how long a pause lasts."""
 
     def __init__(
-        self,
-        *,
-        poison: str | None = None,
-        down: bool = False,
-        commit_fails: bool = False,
-        held: bool = False,
-        locked_elsewhere: frozenset[int] = frozenset(),
+        self, *, poison: str | None = None, down: bool = False, commit_fails: bool = False, held: bool = False
     ) -> None:
         self.groups: list[list[str]] = []
-        self.skipping: list[bool] = []  # each group's `skip_locked`
-        # Companies whose pool another transaction holds: a group of several companies defers their items.
-        self.locked_elsewhere = locked_elsewhere
         self.poison = poison
         self.down = down
         self.commit_fails = commit_fails
@@ -40,10 +31,9 @@ class RecordingApply:
         if not held:
             self.release.set()
 
-    async def __call__(self, items: Sequence[Prepared], *, skip_locked: bool = False) -> list[BatchItemResult | None]:
+    async def __call__(self, items: Sequence[Prepared]) -> list[BatchItemResult]:
         requests = [item.request for item in items]
         self.groups.append([r.unique_code for r in requests])
-        self.skipping.append(skip_locked)
         await asyncio.sleep(0)  # a transaction awaits the database: the loop turns meanwhile
         await self.release.wait()
         if self.down:
@@ -52,11 +42,6 @@ class RecordingApply:
             raise OutcomeUnknown("ConnectionDoesNotExistError")
         if any(r.unique_code == self.poison for r in requests):
             raise ValueError("this item breaks the transaction")
-        if skip_locked:
-            return [
-                None if r.company_id in self.locked_elsewhere else BatchItemResult(r.unique_code, "applied")
-                for r in requests
-            ]
         return [BatchItemResult(r.unique_code, "applied") for r in requests]
 
 
@@ -218,7 +203,7 @@ async def test_a_full_queue_refuses_new_deductions_as_overloaded_without_queuein
 async def test_cancelling_a_drain_settles_every_future_in_flight_as_unknown_and_queued_as_unavailable() -> None:
     started = asyncio.Event()
 
-    async def slow(items: Sequence[Prepared], *, skip_locked: bool = False) -> list[BatchItemResult | None]:
+    async def slow(items: Sequence[Prepared]) -> list[BatchItemResult]:
         started.set()
         await asyncio.Event().wait()  # a transaction that does not end by itself: only the cancel ends it
         return [BatchItemResult(i.request.unique_code, "applied") for i in items]
@@ -233,35 +218,3 @@ async def test_cancelling_a_drain_settles_every_future_in_flight_as_unknown_and_
     in_flight, waiting = await asyncio.wait_for(asyncio.gather(first, second), timeout=10)  # a hang's bound
     assert in_flight.error is not None and in_flight.error.code.value == "outcome_unknown"
     assert waiting.error is not None and waiting.error.code.value == "unavailable"
-
-
-async def test_a_group_of_several_companies_defers_a_held_pool_and_applies_it_next_alone_with_a_waiting_lock() -> None:
-    apply = RecordingApply(locked_elsewhere=frozenset({2}))
-    committer = GroupCommitter(apply)
-    results = await asyncio.gather(
-        committer.submit(request("a1", company_id=1)),
-        committer.submit(request("b1", company_id=2)),
-        committer.submit(request("c1", company_id=3)),
-        committer.submit(request("b2", company_id=2)),
-    )
-    assert [r.status for r in results] == ["applied"] * 4
-    # The spread group skips company 2's held pool; each of its entries then goes alone, waiting for the lock,
-    # first in line and in the order they came.
-    assert apply.groups == [["a1", "b1", "c1", "b2"], ["b1"], ["b2"]]
-    assert apply.skipping == [True, False, False]
-    assert queued(committer) == 0
-
-
-async def test_a_deferred_entry_keeps_its_company_s_order_ahead_of_its_later_deductions() -> None:
-    apply = RecordingApply(locked_elsewhere=frozenset({2}), held=True)
-    committer = GroupCommitter(apply, max_in_flight=1)
-    spread = [
-        asyncio.ensure_future(committer.submit(request(code, company_id)))
-        for code, company_id in [("a1", 1), ("b1", 2)]
-    ]
-    await until(lambda: apply.groups == [["a1", "b1"]])
-    later = asyncio.ensure_future(committer.submit(request("b2", company_id=2)))
-    await until(lambda: queued(committer) == 1)
-    apply.release.set()
-    await asyncio.gather(*spread, later)
-    assert apply.groups == [["a1", "b1"], ["b1"], ["b2"]]

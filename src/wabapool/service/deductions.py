@@ -43,14 +43,14 @@ _Outcome = deduction.Outcome[Prepared]
 class GroupApplied(NamedTuple):
     """What a group's transaction decided and wrote; the answers are built after commit, outside the lock."""
 
-    outcomes: Sequence[_Outcome | BatchItemResult | None]  # None: deferred (its package was held by another)
+    outcomes: Sequence[_Outcome | BatchItemResult]
     ids: dict[Key, int]
     changed: frozenset[int]  # the companies whose packages the group wrote
     written: Sequence[Written] = ()  # what the packages became, for the balance cache
 
-    def results(self) -> list[BatchItemResult | None]:
-        """Every outcome final, with the ids the database gave the rows this group wrote; None: deferred."""
-        return [None if outcome is None else _answer(outcome, self.ids) for outcome in self.outcomes]
+    def results(self) -> list[BatchItemResult]:
+        """Every outcome final, with the ids the database gave the rows this group wrote."""
+        return [_answer(outcome, self.ids) for outcome in self.outcomes]
 
 
 def _answer(outcome: _Outcome | BatchItemResult, ids: dict[Key, int]) -> BatchItemResult:
@@ -80,15 +80,12 @@ class DeductionGroups:
         self._packages = packages or WabaPackages()
         self._prices = prices or PriceBooks()
 
-    async def apply(self, items: Sequence[Prepared], *, skip_locked: bool = False) -> list[BatchItemResult | None]:
-        """One result per item, in order, once the group's transaction has committed. With `skip_locked`, the
-        items of a company whose packages another transaction holds are deferred: None, nothing written."""
+    async def apply(self, items: Sequence[Prepared]) -> list[BatchItemResult]:
+        """One result per item, in order, once the group's transaction has committed."""
         at = self._context.clock()
 
         async def body(unit: unit_of_work.UnitOfWork) -> GroupApplied:
-            applied = await apply_group(
-                unit, items, at=at, packages=self._packages, prices=self._prices, skip_locked=skip_locked
-            )
+            applied = await apply_group(unit, items, at=at, packages=self._packages, prices=self._prices)
             if applied.changed:
                 unit.after_commit(lambda: self._tell_cache(applied))
             return applied
@@ -116,7 +113,6 @@ async def apply_group(
     at: datetime,
     packages: WabaPackages,
     prices: PriceBooks,
-    skip_locked: bool = False,
 ) -> GroupApplied:
     """Apply valid deductions of one or more companies: the outcomes in order, the rows' ids, who changed.
 
@@ -136,25 +132,14 @@ async def apply_group(
     version (`group_lock.lock_group`), and caps are read only for packages
     flagged as having them. On an idle pool with everything remembered, a lone
     deduction is three round trips and a commit: lock, write, and BEGIN.
-
-    With `skip_locked` (a group of several companies) the packages another
-    transaction holds are not waited for: their companies' items are left
-    without an outcome (deferred, None) and the queue applies them next, alone.
     """
     connection = unit.connection
     outcomes: list[_Outcome | BatchItemResult | None] = [None] * len(items)
     parts = await _parts(connection, items, packages, outcomes)
     company_ids = [part.company_id for part in parts]
     charged = {package_id for part in parts for package_id in part.package_of.values() if package_id is not None}
-    reserve = sum(len(part.positions) for part in parts)
-    lock = await lock_group(connection, company_ids, charged, reserve=reserve, skip_locked=skip_locked)
+    lock = await lock_group(connection, company_ids, charged, reserve=sum(len(part.positions) for part in parts))
     locked, reserved = lock.packages, lock.ids
-    deferred: set[int] = set()
-    if skip_locked:
-        deferred = {index for part in parts if not _all_locked(part, locked) for index in part.positions}
-        parts = [part for part in parts if _all_locked(part, locked)]
-        company_ids = [part.company_id for part in parts]
-        charged = {package_id for part in parts for package_id in part.package_of.values() if package_id is not None}
     _check_packages(parts, locked, charged, packages)
     codes = {items[i].request.deduction_code for part in parts for i in part.positions}
     price_entries = await prices.entries(connection, lock.price_version, company_ids, codes) if parts else []
@@ -176,7 +161,7 @@ async def apply_group(
     for part, decision in zip(parts, decisions, strict=True):
         await _remember_cap_events(connection, part.company_id, decision)
     changed = frozenset(change.after.company_id for change in changes)
-    return GroupApplied(_answered(outcomes, deferred), ids, changed, written)
+    return GroupApplied(_answered(outcomes), ids, changed, written)
 
 
 async def _parts(
@@ -200,11 +185,6 @@ async def _parts(
             continue
         parts.append(_Part(company_id, mine, package_of))
     return parts
-
-
-def _all_locked(part: _Part, locked: Mapping[int, pool_store.LockedPool]) -> bool:
-    """Every package the company's items charge was locked by this group (not held by another)."""
-    return all(package_id in locked for package_id in part.package_of.values() if package_id is not None)
 
 
 def _check_packages(
@@ -309,11 +289,10 @@ async def _remember_cap_events(
     await cap_store.save_flags(connection, company_id, flags)
 
 
-def _answered(
-    outcomes: Sequence[_Outcome | BatchItemResult | None], deferred: set[int]
-) -> list[_Outcome | BatchItemResult | None]:
-    """The outcomes, where only the deferred items may have none."""
+def _answered(outcomes: Sequence[_Outcome | BatchItemResult | None]) -> list[_Outcome | BatchItemResult]:
+    answered = []
     for index, outcome in enumerate(outcomes):
-        if outcome is None and index not in deferred:
+        if outcome is None:
             raise RuntimeError(f"item {index} of a group was left without an outcome")
-    return list(outcomes)
+        answered.append(outcome)
+    return answered

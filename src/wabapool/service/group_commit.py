@@ -15,15 +15,6 @@ another group, up to `MAX_GROUPS_IN_FLIGHT`. No timer and no added latency at
 low load (a lone deduction is a group of one). Each caller still gets its own
 result.
 
-A group of several companies does not wait for a pool another transaction
-holds (another process's group, a payment): it applies what it could lock and
-its `apply` hands back the others' items as deferred (None). They go back to
-the front of the queue, marked, and each then goes in a group of its company
-alone, which waits for the lock as a lone deduction does. So no group sits on
-ninety-nine pools while it waits for the hundredth (the convoy two processes'
-groups formed over shared pools), and a deferred deduction waits at most one
-group more, never starves.
-
 A caller's deductions of one company queue as one entry with one future, so
 a batch of a thousand costs one wake-up, not a thousand.
 
@@ -43,9 +34,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.limits import (
@@ -58,13 +48,7 @@ from wabapool.service.deduction_rows import Prepared
 from wabapool.service.models import BatchItemResult
 from wabapool.storage.errors import OutcomeUnknown, StorageTimeout, StorageUnavailable
 
-
-class ApplyGroup(Protocol):
-    """Apply a group in one transaction: a result per item; with `skip_locked`, None for a deferred item."""
-
-    def __call__(
-        self, items: Sequence[Prepared], *, skip_locked: bool = False
-    ) -> Awaitable[Sequence[BatchItemResult | None]]: ...
+ApplyGroup = Callable[[Sequence[Prepared]], Awaitable[list[BatchItemResult]]]
 
 
 @dataclass(slots=True)
@@ -74,8 +58,6 @@ class _Pending:
     company_id: int
     items: list[Prepared]
     future: asyncio.Future[list[BatchItemResult]]
-    # Skipped once by a group of several companies (its pool was held): next time it goes alone and waits.
-    deferred: bool = False
 
 
 def _rejected(items: Sequence[Prepared], error: BillingError) -> list[BatchItemResult]:
@@ -204,13 +186,6 @@ class GroupCommitter:
         while self._queue:
             pending = self._queue.popleft()
             company_id = pending.company_id
-            if pending.deferred:
-                if group or company_id in self._busy:
-                    kept.append(pending)  # it goes alone, in a group of its own
-                    continue
-                group.append(pending)
-                companies.add(company_id)
-                break
             fits = size + len(pending.items) <= self._max_group or not group
             new_company = company_id not in companies
             if company_id in self._busy or not fits or (new_company and len(companies) >= self._max_pools):
@@ -249,9 +224,8 @@ class GroupCommitter:
 
     async def _apply_group(self, group: list[_Pending]) -> None:
         items = [item for pending in group for item in pending.items]
-        spread = len({pending.company_id for pending in group}) > 1
         try:
-            results = await self._apply(items, skip_locked=spread)
+            results = await self._apply(items)
         except OutcomeUnknown as exc:
             _settle(group, outcome_unknown(str(exc) or type(exc).__name__))
             return
@@ -272,36 +246,17 @@ class GroupCommitter:
             _settle(group, outcome_unknown("results out of step"))
             return
         start = 0
-        deferred: list[_Pending] = []
         for pending in group:
             end = start + len(pending.items)
-            answers = results[start:end]
+            if not pending.future.done():
+                pending.future.set_result(results[start:end])
             start = end
-            if all(answer is None for answer in answers) and spread:
-                deferred.append(pending)
-                continue
-            settled = [answer for answer in answers if answer is not None]
-            if len(settled) != len(answers):
-                # Part of one caller's entry (one company) deferred: no caller can be told what happened.
-                _settle([pending], outcome_unknown("deferred in part"))
-            elif not pending.future.done():
-                pending.future.set_result(settled)
-        self._defer(deferred)
-
-    def _defer(self, deferred: list[_Pending]) -> None:
-        """Entries a group skipped (their pools held by another): first in line again, each to go alone."""
-        for pending in reversed(deferred):
-            pending.deferred = True
-            self._queue.appendleft(pending)
-            self._queued_items[pending.company_id] = self._queued_items.get(pending.company_id, 0) + len(pending.items)
 
     async def _apply_each_alone(self, pending: _Pending) -> None:
         results: list[BatchItemResult] = []
         for item in pending.items:
             try:
                 (result,) = await self._apply([item])
-                if result is None:
-                    raise RuntimeError("a deduction applied alone was deferred")
             except OutcomeUnknown as exc:
                 result = _rejected([item], outcome_unknown(type(exc).__name__))[0]
             except Exception as exc:

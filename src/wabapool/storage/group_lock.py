@@ -11,8 +11,7 @@ as separate statements (one writer, no round trips to save).
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from typing import NamedTuple
 
 from sqlalchemy import BigInteger, Integer, any_, bindparam, func, literal_column, select, true
@@ -24,7 +23,6 @@ from wabapool.storage.changes import reserve_deduction_ids
 from wabapool.storage.companies import price_list_version
 from wabapool.storage.pools import LOCKED_TABLES, PACKAGE_ROWS, POOL_COLUMNS, LockedPool, load_packages, packages_of
 from wabapool.storage.tables import organization_packages, price_list_versions
-from wabapool.storage.types import ColumnValues
 
 
 class GroupLock(NamedTuple):
@@ -42,7 +40,7 @@ _RESERVED = (
 )
 _PRICE_VERSION = select(price_list_versions.c.version).where(price_list_versions.c.id == 1).scalar_subquery()
 
-_GROUP_ROWS = (
+_LOCK_GROUP_PG = pg.compile_statement(
     select(*POOL_COLUMNS, _RESERVED.c.ids, _PRICE_VERSION.label("price_version"))
     .select_from(PACKAGE_ROWS.join(_RESERVED, true()))
     .where(
@@ -51,40 +49,26 @@ _GROUP_ROWS = (
     )
     # The order every transaction locking several packages takes them in (see pools.packages_query).
     .order_by(organization_packages.c.company_id, organization_packages.c.id)
+    .with_for_update(of=LOCKED_TABLES)
 )
-_LOCK_GROUP_PG = pg.compile_statement(_GROUP_ROWS.with_for_update(of=LOCKED_TABLES))
-_LOCK_FREE_OF_GROUP_PG = pg.compile_statement(_GROUP_ROWS.with_for_update(of=LOCKED_TABLES, skip_locked=True))
-# A package is a row of each locked table per bucket: one with fewer rows was caught half-locked by another.
-_ROWS_PER_PACKAGE = 3
 
 
 async def lock_group(
-    connection: AsyncConnection,
-    company_ids: Collection[int],
-    package_ids: Collection[int],
-    *,
-    reserve: int,
-    skip_locked: bool = False,
+    connection: AsyncConnection, company_ids: Collection[int], package_ids: Collection[int], *, reserve: int
 ) -> GroupLock:
     """Lock these packages of these companies, reserve `reserve` deduction ids, read the price list's version.
 
     A package not found (or of another company) is missing from `packages`; the caller checks. Without a
     package to lock, the ids and the version are still given (a group whose items are all refused).
-
-    With `skip_locked` (PostgreSQL), a package another transaction holds is left out instead of waited
-    for: a group over many pools then never sits on the pools it has while it waits for one more (the
-    convoy two processes' groups form over shared pools); the caller defers the skipped packages' items.
     """
     if pg.is_postgresql(connection) and package_ids:
         rows = await pg.fetch(
             connection,
-            _LOCK_FREE_OF_GROUP_PG if skip_locked else _LOCK_GROUP_PG,
+            _LOCK_GROUP_PG,
             company_ids=sorted(set(company_ids)),
             ids=sorted(package_ids),
             reserve=max(reserve, 0),
         )
-        if skip_locked:
-            return _free_of(rows)
         if rows:
             return GroupLock(
                 {package.package_id: package for package in packages_of(rows)},
@@ -94,13 +78,3 @@ async def lock_group(
     packages = await load_packages(connection, company_ids, package_ids, for_update=True)
     ids = await reserve_deduction_ids(connection, reserve)
     return GroupLock(packages, ids, await price_list_version(connection))
-
-
-def _free_of(rows: Sequence[ColumnValues]) -> GroupLock:
-    """The packages locked whole (every bucket's rows): one caught half-locked counts as held by another."""
-    count = Counter(row["id"] for row in rows)
-    whole = [row for row in rows if count[row["id"]] == _ROWS_PER_PACKAGE]
-    if not whole:
-        return GroupLock({}, [], None)
-    packages = {package.package_id: package for package in packages_of(whole)}
-    return GroupLock(packages, sorted(rows[0]["ids"] or ()), rows[0]["price_version"])
