@@ -33,6 +33,7 @@ from bench.report import RESULTS_DIRECTORY
 THIS_TREE = Path(__file__).resolve().parent.parent
 # One hot_pool run of a few cells takes minutes; a tree whose run takes past this is stuck, not slow.
 RUN_TIMEOUT_SECONDS = 3_600
+TABLE_WIDTH = 140  # wide enough for every column unwrapped (a pipe or CI log is 80 columns otherwise)
 
 _Cell = tuple[int, int, str, int | None]  # pools, senders, variant, batch size
 
@@ -114,7 +115,7 @@ def _table(rates: dict[str, dict[_Cell, list[dict[str, Any]]]]) -> list[dict[str
             f"{row['before_p50_ms']:.2f}",
             f"{row['after_p50_ms']:.2f}",
         )
-    Console().print(table)
+    Console(width=TABLE_WIDTH).print(table)
     return rows
 
 
