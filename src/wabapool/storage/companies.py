@@ -179,6 +179,36 @@ _PRICES_FOR_PG = pg.compile_statement(
 )
 
 
+_PRICES_OF_CODES_PG = pg.compile_statement(
+    select(price_list).where(price_list.c.deduction_code == any_(bindparam("codes", type_=ARRAY(String))))
+)
+
+
+async def prices_for_codes(connection: AsyncConnection, codes: Collection[str]) -> list[PriceEntry]:
+    """Every entry of these deduction codes: the defaults and every company's own (the price list is a
+    reference table, shared by all companies; a process keeps it, `service.price_books`)."""
+    rows: Sequence[ColumnValues]
+    if pg.is_postgresql(connection):
+        rows = await pg.fetch(connection, _PRICES_OF_CODES_PG, codes=list(codes))
+    else:
+        rows = (
+            (await connection.execute(select(price_list).where(price_list.c.deduction_code.in_(list(codes)))))
+            .mappings()
+            .all()
+        )
+    return [_price_entry(row) for row in rows]
+
+
+def _price_entry(row: ColumnValues) -> PriceEntry:
+    return PriceEntry(
+        deduction_code=row["deduction_code"],
+        unit_price_minor=row["unit_price_minor"],
+        effective_from=row["effective_from"],
+        company_id=row["company_id"],
+        market=row["market"],
+    )
+
+
 async def prices_for(connection: AsyncConnection, company_id: int, codes: Collection[str]) -> list[PriceEntry]:
     """Every entry (default and the company's) for these deduction codes."""
     return await prices_for_companies(connection, [company_id], codes)
@@ -199,16 +229,7 @@ async def prices_for_companies(
             )
         )
         rows = (await connection.execute(query)).mappings().all()
-    return [
-        PriceEntry(
-            deduction_code=row["deduction_code"],
-            unit_price_minor=row["unit_price_minor"],
-            effective_from=row["effective_from"],
-            company_id=row["company_id"],
-            market=row["market"],
-        )
-        for row in rows
-    ]
+    return [_price_entry(row) for row in rows]
 
 
 async def waba_exists(connection: AsyncConnection, company_id: int, waba_id: str) -> bool:
