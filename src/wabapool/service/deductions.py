@@ -131,7 +131,7 @@ async def apply_group(
     locks the packages, reserves the rows' ids and reads the price list's
     version (`group_lock.lock_group`), and caps are read only for packages
     flagged as having them. On an idle pool with everything remembered, a lone
-    deduction is three round trips and a commit: lock, write, and BEGIN.
+    deduction is four statements: BEGIN, the lock, the write, COMMIT.
     """
     connection = unit.connection
     outcomes: list[_Outcome | BatchItemResult | None] = [None] * len(items)
