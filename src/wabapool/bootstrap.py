@@ -17,14 +17,11 @@ service is never built without a sealer.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Coroutine
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from wabapool.config import Settings
@@ -174,7 +171,7 @@ def app_context(
 
     clock = clock or utc_now
     database = database or Database(configured.database_url)
-    # `serve` vetted the key set before it started this process (startup_refusal); here it must only be there.
+    # `serve` vetted the key set before it started this process (cli.startup); here it must only be there.
     keys = _configured_sealer(configured)
     service_ref: list[BillingService] = []
 
@@ -372,38 +369,3 @@ def embedded_worker(configured: Settings) -> EmbeddedWorker:
     from wabapool.worker.embedded import EmbeddedWorker
 
     return EmbeddedWorker(lambda: opened_worker(configured, demo=True)).start()
-
-
-def startup_refusal(configured: Settings, *, demo: bool = False) -> str | None:
-    """For `serve` and `worker`: None when they may start, else the message to print (exit code 2).
-
-    Outside demo a missing or malformed key set is refused; in every mode a key set that lacks a key the
-    stored data is sealed under (named by key id). Then the keys this process writes with are recorded.
-    """
-    try:
-        keys = sealer(configured, demo=demo)
-    except PiiKeyError as exc:
-        return str(exc)
-
-    from wabapool.service.pii_keys import check_stored_keys
-
-    async def check() -> None:
-        async with opened_database(configured) as opened:
-            await check_stored_keys(opened, keys, at=datetime.now(UTC))
-
-    try:
-        _run(check)
-    except PiiKeyError as exc:
-        return str(exc)
-    return None
-
-
-def _run(step: Callable[[], Coroutine[object, object, None]]) -> None:
-    """asyncio.run, in a thread of its own when the caller already runs an event loop (tests, notebooks)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(step())
-        return
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, step()).result()

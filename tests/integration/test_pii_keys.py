@@ -21,6 +21,7 @@ from tests.conftest import FakeClock
 from tests.reports_support import database_url, deduct, provision, report_app
 from wabapool import bootstrap
 from wabapool.cli.main import app as cli
+from wabapool.cli.startup import startup_refusal
 from wabapool.config import Settings
 from wabapool.pii import DEVELOPMENT_KEYS, PiiKeyError, PiiSealer
 from wabapool.service import pii_keys
@@ -46,7 +47,7 @@ async def sealed_with_dev(request: pytest.FixtureRequest, tmp_path) -> AsyncIter
         for index in range(7):
             await deduct(client, 1, f"m{index}", waba_id="4440001", customer_name=NAME, phone_number=PHONE)
         await deduct(client, 1, "no-pii", waba_id="4440001")
-    assert bootstrap.startup_refusal(Settings(database_url=url), demo=True) is None  # the demo recorded `dev`
+    assert startup_refusal(Settings(database_url=url), demo=True) is None  # the demo recorded `dev`
     yield url
 
 
@@ -64,7 +65,7 @@ async def stored_values(url: str) -> list[tuple[bytes | None, bytes | None]]:
 
 def test_without_keys_outside_demo_the_start_up_check_names_the_variable(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'none.db'}"
-    message = bootstrap.startup_refusal(Settings(database_url=url))
+    message = startup_refusal(Settings(database_url=url))
     assert message is not None and "WABAPOOL_PII_KEYS" in message
     with pytest.raises(PiiKeyError, match="WABAPOOL_PII_KEYS"):
         bootstrap.sealer(Settings(database_url=url))
@@ -74,10 +75,10 @@ def test_without_keys_outside_demo_the_start_up_check_names_the_variable(tmp_pat
 def test_the_public_development_key_set_explicitly_is_refused_outside_demo(tmp_path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'dev.db'}", pii_keys=DEVELOPMENT_KEYS)
     upgrade(settings.database_url)
-    message = bootstrap.startup_refusal(settings)
+    message = startup_refusal(settings)
     assert message is not None and "WABAPOOL_PII_KEYS" in message and "development key" in message
     assert "\n" not in message  # one line
-    assert bootstrap.startup_refusal(settings, demo=True) is None
+    assert startup_refusal(settings, demo=True) is None
     assert bootstrap.sealer(settings, demo=True).active_key_id == "dev"
     # Beside a key of one's own it only reads what it sealed (until `wabapool pii rotate`): allowed.
     assert bootstrap.sealer(Settings(database_url=settings.database_url, pii_keys=f"{DEVELOPMENT_KEYS},{NEW}"))
@@ -120,9 +121,7 @@ async def test_serve_refuses_a_key_set_that_lacks_the_key_stored_data_is_sealed_
     assert result.exit_code == 2
     assert "'dev'" in result.output and "refusing to start" in result.output
     # With the old key listed for reading it starts (the check passes), and new data is sealed with k1.
-    assert (
-        bootstrap.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=f"{DEVELOPMENT_KEYS},{NEW}")) is None
-    )
+    assert startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=f"{DEVELOPMENT_KEYS},{NEW}")) is None
 
 
 async def test_rotation_re_seals_everything_keeps_it_readable_and_resumes_after_a_stop(sealed_with_dev: str) -> None:
@@ -133,7 +132,7 @@ async def test_rotation_re_seals_everything_keeps_it_readable_and_resumes_after_
         stopped = await pii_keys.rotate(database, both, page_rows=3, stop_after_pages=1)
         assert stopped.rows_seen == 3
         # Stopped half way: the old key is still needed.
-        assert "'dev'" in (bootstrap.startup_refusal(Settings(database_url=url, pii_keys=NEW)) or "")
+        assert "'dev'" in (startup_refusal(Settings(database_url=url, pii_keys=NEW)) or "")
         resumed = await pii_keys.rotate(database, both, page_rows=3)
         assert resumed.resumed_after_id > 0 and resumed.rows_seen == 8 - 3
     finally:
@@ -145,7 +144,7 @@ async def test_rotation_re_seals_everything_keeps_it_readable_and_resumes_after_
         for sealed in (name_enc, phone_enc):
             assert sealed is None or bytes(sealed).startswith(b"k1.")
     assert {(new_only.open(n), new_only.open(p)) for n, p in values} == {(NAME, PHONE), (None, None)}
-    assert bootstrap.startup_refusal(Settings(database_url=url, pii_keys=NEW)) is None
+    assert startup_refusal(Settings(database_url=url, pii_keys=NEW)) is None
     # The app on the new key alone: the phone search finds the re-keyed rows, a retry is still a replay.
     clock = FakeClock(datetime(2026, 11, 10, 4, 0, tzinfo=UTC))
     from tests.api_support import api_client, settings_for
@@ -173,8 +172,8 @@ async def test_a_second_rotation_moves_on_to_the_newest_key(sealed_with_dev: str
         await database.dispose()
     newest = PiiSealer(f"{NEW},{NEWER}")
     assert {newest.open(n) for n, _ in await stored_values(sealed_with_dev)} == {NAME, None}
-    assert bootstrap.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=f"{NEW},{NEWER}")) is None
-    assert "'k2'" in (bootstrap.startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=NEW)) or "")
+    assert startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=f"{NEW},{NEWER}")) is None
+    assert "'k2'" in (startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=NEW)) or "")
 
 
 async def test_pii_rotate_command_shows_progress_and_finishes(sealed_with_dev: str) -> None:

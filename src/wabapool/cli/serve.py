@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from wabapool import bootstrap
+from wabapool.cli.startup import startup_refusal
 from wabapool.config import Settings
 
 DEMO_DATABASE = Path("wabapool-demo.db")
@@ -59,7 +60,7 @@ def serve(*, demo: bool, host: str, port: int, migrate: bool, workers: int, cons
     if migrate or demo:
         # Alembic only acts when the schema is behind: a fresh SQLite file works at once.
         bootstrap.migrate(settings)
-    refusal = bootstrap.startup_refusal(settings, demo=demo)
+    refusal = startup_refusal(settings, demo=demo)
     if refusal is not None:
         console.print(f"[red]refusing to start:[/] {refusal}", soft_wrap=True)
         return 2
