@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import BigInteger, String, and_, any_, bindparam, or_, select, update
+from sqlalchemy import String, and_, any_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -166,19 +166,6 @@ async def price_list_version(connection: AsyncConnection) -> int | None:
     ).scalar_one_or_none()
 
 
-_PRICES_FOR_PG = pg.compile_statement(
-    select(price_list).where(
-        and_(
-            price_list.c.deduction_code == any_(bindparam("codes", type_=ARRAY(String))),
-            or_(
-                price_list.c.company_id.is_(None),
-                price_list.c.company_id == any_(bindparam("company_ids", type_=ARRAY(BigInteger))),
-            ),
-        )
-    )
-)
-
-
 _PRICES_OF_CODES_PG = pg.compile_statement(
     select(price_list).where(price_list.c.deduction_code == any_(bindparam("codes", type_=ARRAY(String))))
 )
@@ -211,25 +198,7 @@ def _price_entry(row: ColumnValues) -> PriceEntry:
 
 async def prices_for(connection: AsyncConnection, company_id: int, codes: Collection[str]) -> list[PriceEntry]:
     """Every entry (default and the company's) for these deduction codes."""
-    return await prices_for_companies(connection, [company_id], codes)
-
-
-async def prices_for_companies(
-    connection: AsyncConnection, company_ids: Collection[int], codes: Collection[str]
-) -> list[PriceEntry]:
-    """Every entry for these deduction codes, the defaults and these companies' own, in one statement."""
-    rows: Sequence[ColumnValues]
-    if pg.is_postgresql(connection):
-        rows = await pg.fetch(connection, _PRICES_FOR_PG, codes=list(codes), company_ids=list(company_ids))
-    else:
-        query = select(price_list).where(
-            and_(
-                price_list.c.deduction_code.in_(list(codes)),
-                or_(price_list.c.company_id.is_(None), price_list.c.company_id.in_(list(company_ids))),
-            )
-        )
-        rows = (await connection.execute(query)).mappings().all()
-    return [_price_entry(row) for row in rows]
+    return [entry for entry in await prices_for_codes(connection, codes) if entry.company_id in (None, company_id)]
 
 
 async def waba_exists(connection: AsyncConnection, company_id: int, waba_id: str) -> bool:
