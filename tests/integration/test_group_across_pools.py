@@ -21,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import service_for
+from tests import router
+from tests.conftest import service_for, truncate_all
 from wabapool.service import BillingService, CompanyTerms, DeductionRequest, PackageTerms
 from wabapool.service.deduction_rows import Prepared
 from wabapool.service.deductions import DeductionGroups
@@ -150,3 +151,33 @@ def test_a_group_across_companies_answers_each_item_as_one_at_a_time_on_postgres
     postgres_url: str, stored: list[Drawn], group: list[Drawn]
 ) -> None:
     asyncio.run(_check_one_group_equals_one_at_a_time(postgres_url, stored, group))
+
+
+@pytest.mark.postgres
+async def test_a_group_meeting_many_companies_first_looks_up_their_wabas_in_one_statement(
+    postgres_url: str, statement_recorder: router.Recorder
+) -> None:
+    database = Database(postgres_url)
+    try:
+        await truncate_all(database)
+        service = service_for(database, clock=lambda: NOW)
+        await service.set_price("wa_marketing_id", unit_price_minor=UNIT_PRICE_MINOR, effective_from=NOW)
+        companies = [7001 + index for index in range(12)]
+        for company_id in companies:
+            await _provision(service, company_id)
+        unknown_company = 7999
+        items = [
+            Prepared.of(_request(company_id, "first", 1, True), service.sealer)
+            for company_id in [*companies, unknown_company]
+        ]
+        statement_recorder.clear()
+        answers = await DeductionGroups(service.context).apply(items)  # a process that remembers nothing yet
+        sent = [statement.sql for statement in statement_recorder.statements if statement.origin]
+    finally:
+        await database.dispose()
+    assert [answer.status for answer in answers] == ["applied"] * len(companies) + ["rejected"]
+    assert answers[-1].error is not None and answers[-1].error.code.value == "unknown_company"
+    lookups = [sql for sql in sent if "FROM whatsapp_packages" in sql and "FOR UPDATE" not in sql]
+    company_checks = [sql for sql in sent if sql.lstrip().startswith("SELECT companies.company_id")]
+    assert len(lookups) == 1, "\n\n".join(lookups)
+    assert len(company_checks) == 1, "\n\n".join(company_checks)

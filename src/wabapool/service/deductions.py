@@ -174,16 +174,19 @@ async def _parts(
     positions: dict[int, list[int]] = defaultdict(list)
     for index, item in enumerate(items):
         positions[item.request.company_id].append(index)
+    wanted = {company_id: {items[i].request.waba_id for i in mine} for company_id, mine in positions.items()}
+    package_of = await packages.packages(connection, wanted)
+    unsure = [company_id for company_id in positions if not package_of[company_id]]
+    known = await company_store.known_companies(connection, unsure) if unsure else set()
     parts = []
     for company_id in sorted(positions):
         mine = positions[company_id]
-        package_of = await packages.packages(connection, company_id, {items[i].request.waba_id for i in mine})
-        if not package_of and await company_store.get_company(connection, company_id) is None:
+        if not package_of[company_id] and company_id not in known:
             error = BillingError(Rejection.UNKNOWN_COMPANY, "unknown company")
             for index in mine:
                 outcomes[index] = BatchItemResult(items[index].request.unique_code, "rejected", error=error)
             continue
-        parts.append(_Part(company_id, mine, package_of))
+        parts.append(_Part(company_id, mine, package_of[company_id]))
     return parts
 
 

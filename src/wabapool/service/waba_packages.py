@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,22 +27,34 @@ class WabaPackages:
         self._known: OrderedDict[int, dict[str, int]] = OrderedDict()
         self._max_companies = max_companies
 
-    async def packages(self, connection: AsyncConnection, company_id: int, waba_ids: set[str]) -> dict[str, int | None]:
-        """Each known WABA's package (None: it has none); WABAs of no such id in the company are left out."""
-        known = self._known.get(company_id)
-        if known is not None:
-            self._known.move_to_end(company_id)
-            if waba_ids <= known.keys():
-                return {waba_id: known[waba_id] for waba_id in waba_ids}
-        found = await company_store.waba_packages(connection, company_id, waba_ids - (known or {}).keys())
+    async def packages(
+        self, connection: AsyncConnection, wanted: Mapping[int, set[str]]
+    ) -> dict[int, dict[str, int | None]]:
+        """By company, each known WABA's package (None: it has none); WABAs of no such id in the company are
+        left out. What is not remembered is looked up for every company in one statement."""
+        answered: dict[int, dict[str, int | None]] = {}
+        missing: dict[int, set[str]] = {}
+        for company_id, waba_ids in wanted.items():
+            known = self._known.get(company_id, {})
+            if known:
+                self._known.move_to_end(company_id)
+            answered[company_id] = {waba_id: known[waba_id] for waba_id in waba_ids if waba_id in known}
+            if len(answered[company_id]) < len(waba_ids):
+                missing[company_id] = waba_ids - known.keys()
+        if missing:
+            for company_id, found in (await company_store.waba_packages(connection, missing)).items():
+                answered[company_id].update(found)
+                self._remember(company_id, found)
+        return answered
+
+    def _remember(self, company_id: int, found: Mapping[str, int | None]) -> None:
         with_package = {waba_id: package_id for waba_id, package_id in found.items() if package_id is not None}
-        if with_package:
-            known = self._known.setdefault(company_id, {})
-            known.update(with_package)
-            while len(self._known) > self._max_companies:
-                self._known.popitem(last=False)
-        remembered = {waba_id: package_id for waba_id, package_id in (known or {}).items() if waba_id in waba_ids}
-        return {**found, **remembered}
+        if not with_package:
+            return
+        self._known.setdefault(company_id, {}).update(with_package)
+        self._known.move_to_end(company_id)
+        while len(self._known) > self._max_companies:
+            self._known.popitem(last=False)
 
     def forget(self, company_id: int) -> None:
         self._known.pop(company_id, None)
