@@ -96,17 +96,8 @@ async def waba_packages(
         # Arrays, so every group size is the one prepared statement (an IN list is a statement per length).
         rows = await pg.fetch(connection, _WABA_PACKAGES_PG, company_ids=sorted(wanted), waba_ids=waba_ids)
     else:
-        rows = (
-            (
-                await connection.execute(
-                    _WABA_PACKAGES.where(whatsapp_packages.c.company_id.in_(sorted(wanted))).where(
-                        whatsapp_packages.c.waba_id.in_(waba_ids)
-                    )
-                )
-            )
-            .mappings()
-            .all()
-        )
+        query = _WABA_PACKAGES.where(whatsapp_packages.c.company_id.in_(sorted(wanted)))
+        rows = (await connection.execute(query.where(whatsapp_packages.c.waba_id.in_(waba_ids)))).mappings().all()
     for row in rows:
         if row["waba_id"] in wanted[row["company_id"]]:  # the two lists cross: keep the pairs asked for
             found[row["company_id"]][row["waba_id"]] = row["organization_package_id"]
