@@ -72,11 +72,10 @@ async def claim_waba(connection: AsyncConnection, company_id: int, waba_id: str,
 _WABA_PACKAGES = select(
     whatsapp_packages.c.company_id, whatsapp_packages.c.waba_id, whatsapp_packages.c.organization_package_id
 )
-_WABA_PACKAGES_PG = pg.compile_statement(
-    _WABA_PACKAGES.where(
-        whatsapp_packages.c.company_id == any_(bindparam("company_ids", type_=ARRAY(BigInteger)))
-    ).where(whatsapp_packages.c.waba_id == any_(bindparam("waba_ids", type_=ARRAY(String))))
-)
+# Arrays on PostgreSQL, so every group size is the one statement (an IN list is a statement per length).
+_WABA_PACKAGES_ANY = _WABA_PACKAGES.where(
+    whatsapp_packages.c.company_id == any_(bindparam("company_ids", type_=ARRAY(BigInteger)))
+).where(whatsapp_packages.c.waba_id == any_(bindparam("waba_ids", type_=ARRAY(String))))
 
 
 async def waba_packages(
@@ -91,10 +90,11 @@ async def waba_packages(
     waba_ids = sorted({waba_id for wabas in wanted.values() for waba_id in wabas})
     if not waba_ids:
         return found
-    rows: Sequence[ColumnValues]
+    # Through SQLAlchemy, not the raw driver: this is often a group's first statement, and a connection the
+    # server dropped is noticed there and the pool replaced (`database._share_disconnects`).
     if pg.is_postgresql(connection):
-        # Arrays, so every group size is the one prepared statement (an IN list is a statement per length).
-        rows = await pg.fetch(connection, _WABA_PACKAGES_PG, company_ids=sorted(wanted), waba_ids=waba_ids)
+        arrays = {"company_ids": sorted(wanted), "waba_ids": waba_ids}
+        rows = (await connection.execute(_WABA_PACKAGES_ANY, arrays)).mappings().all()
     else:
         query = _WABA_PACKAGES.where(whatsapp_packages.c.company_id.in_(sorted(wanted)))
         rows = (await connection.execute(query.where(whatsapp_packages.c.waba_id.in_(waba_ids)))).mappings().all()
