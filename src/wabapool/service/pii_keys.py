@@ -1,7 +1,7 @@
 """The PII key set against the stored data: the start-up check and `wabapool pii rotate`.
 
-`check_stored_keys` is what `serve` and `worker` run (through
-`wabapool.cli.startup.startup_refusal`) before they take any request or job: it
+`check_stored_keys` is what `serve` runs (through
+`wabapool.cli.startup.startup_refusal`) before it takes any request: it
 refuses a key set that lacks a key stored data needs (named by key id), so no
 request meets a sealed value it cannot open. Then it records the keys this
 process will write with. `rotate` re-seals every value under the newest key and re-keys
