@@ -67,29 +67,42 @@ async def test_the_pool_lock_taken_by_a_driver_statement_holds_until_commit(pg_d
     await task
 
 
-async def test_after_the_server_drops_every_connection_deductions_recover_at_once(
-    pg_database: Database, postgres_url: str
-) -> None:
-    """No ping before each checkout: a dropped connection costs one failed attempt, not one per pooled connection."""
-    service = service_for(pg_database)
-    await provision(service)
-    hold = asyncio.Event()
+async def _hold_connections(opened: object, count: int) -> None:
+    """`count` connections of this engine's pool checked out at once, so the pool holds that many."""
     holding: list[None] = []
     all_holding = asyncio.Event()
+    hold = asyncio.Event()
 
-    async def pooled() -> None:  # several connections in the pool, not just one
-        async with pg_database.read() as connection:
+    async def pooled() -> None:
+        async with opened() as connection:  # type: ignore[operator]
             await connection.execute(text("SELECT 1"))
             holding.append(None)
-            if len(holding) == 3:
+            if len(holding) == count:
                 all_holding.set()
             await hold.wait()
 
-    holders = [asyncio.create_task(pooled()) for _ in range(3)]
+    holders = [asyncio.create_task(pooled()) for _ in range(count)]
     async with asyncio.timeout(30):
-        await all_holding.wait()  # three connections checked out at once: the pool holds three
+        await all_holding.wait()
     hold.set()
     await asyncio.gather(*holders)
+
+
+@pytest.mark.parametrize("process", ["cold", "warm"])
+async def test_after_the_server_drops_every_connection_deductions_recover_at_once(
+    pg_database: Database, postgres_url: str, process: str
+) -> None:
+    """No ping before each checkout: a dropped connection costs one failed attempt, not one per pooled connection.
+
+    Cold: the process has not charged yet, so a group's first statement is the WABA look-up (through
+    SQLAlchemy). Warm: WABAs and prices are remembered, so its first statement is the lock, sent on the driver.
+    """
+    service = service_for(pg_database)
+    await provision(service)
+    await _hold_connections(pg_database.read, 3)
+    if process == "warm":
+        await _hold_connections(pg_database.transaction, 3)
+        assert (await service.deduct(deduction("warm-up"))).deduction_id > 0
     admin = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
     try:
         dropped = await admin.fetchval(
@@ -98,9 +111,9 @@ async def test_after_the_server_drops_every_connection_deductions_recover_at_onc
         )
     finally:
         await admin.close()
-    assert dropped >= 3
+    assert dropped >= (6 if process == "warm" else 3)
     failures = 0
-    for attempt in range(5):
+    for attempt in range(6):
         try:
             result = await service.deduct(deduction(f"after-{attempt}"))
         except BillingError as error:  # the dead connection's error, before commit: nothing was written

@@ -7,7 +7,13 @@ import pytest
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError
 
-from wabapool.storage.errors import StorageTimeout, StorageUnavailable, UniqueConflict, translate
+from wabapool.storage.errors import (
+    StorageTimeout,
+    StorageUnavailable,
+    UniqueConflict,
+    lost_connection_unseen,
+    translate,
+)
 
 
 def _wrapped(orig: Exception) -> DBAPIError:
@@ -60,3 +66,23 @@ def test_timeouts_and_unique_violations_keep_their_meaning() -> None:
 def test_a_programming_error_is_left_as_it_is() -> None:
     error = asyncpg.exceptions.UndefinedColumnError("column does not exist")
     assert translate(error) is error
+
+
+def test_a_lost_connection_met_on_the_driver_is_told_apart_from_one_sqlalchemy_saw() -> None:
+    """Only a drop SQLAlchemy did not see needs the pools dropped by hand (`Database._drop_lost_connections`)."""
+    for cause in (asyncpg.InterfaceError("connection is closed"), asyncpg.exceptions.AdminShutdownError("bye")):
+        try:
+            raise AsyncAdapt_asyncpg_dbapi.InterfaceError("connection is closed") from cause
+        except Exception as adapted:
+            assert lost_connection_unseen(adapted)
+            assert not lost_connection_unseen(_wrapped(adapted))  # SQLAlchemy's handle_error ran
+    assert lost_connection_unseen(asyncpg.exceptions.ConnectionDoesNotExistError("gone"))
+    # A timeout, a deadlock, a unique violation or a programming error leave the connection sound.
+    for sound in (
+        asyncpg.exceptions.QueryCanceledError("statement timeout"),
+        asyncpg.exceptions.DeadlockDetectedError("deadlock"),
+        asyncpg.exceptions.UniqueViolationError("duplicate key"),
+        asyncpg.exceptions.UndefinedColumnError("column does not exist"),
+        ValueError("not a driver error"),
+    ):
+        assert not lost_connection_unseen(sound)

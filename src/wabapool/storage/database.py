@@ -12,7 +12,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from wabapool.storage.errors import OutcomeUnknown, StorageError, translate
+from wabapool.storage.errors import OutcomeUnknown, StorageError, lost_connection_unseen, translate
 
 CommitHook = Callable[[Literal["before", "after"], AsyncConnection], Awaitable[None]]
 
@@ -198,6 +198,8 @@ class Database:
                 try:
                     yield connection
                 except BaseException as exc:
+                    if lost_connection_unseen(exc):
+                        await self._drop_lost_connections(connection, exc)
                     with contextlib.suppress(Exception):
                         await connection.rollback()
                     translated = translate(exc)
@@ -234,6 +236,8 @@ class Database:
             except StorageError:
                 raise
             except Exception as exc:
+                if lost_connection_unseen(exc):
+                    await self._drop_lost_connections(connection, exc)
                 translated = translate(exc)
                 if translated is exc:
                     raise
@@ -245,6 +249,17 @@ class Database:
                 await connection.rollback()
             with contextlib.suppress(Exception):
                 await connection.close()
+
+    async def _drop_lost_connections(self, connection: AsyncConnection, exc: BaseException) -> None:
+        """What SQLAlchemy does for a disconnect it sees (`_share_disconnects`), for one it did not: a statement
+        sent on the driver itself (`storage.pg`, a warm process's first statement of a group) found the
+        connection gone. Without this the dead connection went back to the pool as sound, and every pooled
+        connection failed its deductions until the process restarted. The server dropped them all (a
+        restart, a failover): this connection is discarded and each pool starts afresh."""
+        with contextlib.suppress(Exception):
+            await connection.invalidate(exc if isinstance(exc, Exception) else None)
+        for engine in self.engines:
+            engine.sync_engine.dispose(close=False)  # a fresh pool; checked-out connections finish
 
     async def ping(self) -> bool:
         """Whether the database answers a trivial query now."""

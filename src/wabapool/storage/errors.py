@@ -75,6 +75,18 @@ def _driver_errors(exc: BaseException) -> tuple[BaseException, ...]:
     return tuple(error for error in candidates if isinstance(error, BaseException))
 
 
+def lost_connection_unseen(exc: BaseException) -> bool:
+    """Whether `exc` says the connection is gone and SQLAlchemy did not see it: raised by a statement sent on
+    the driver itself (`storage.pg`), not through SQLAlchemy, whose own disconnect handling then never ran."""
+    if isinstance(exc, DBAPIError):  # through SQLAlchemy: `handle_error` saw it (database._share_disconnects)
+        return False
+    state = _sqlstate(exc)
+    if state is not None:  # the server said why: the connection failed, or the session was terminated
+        return state[:2] == "08" or (state[:2] == "57" and state not in _TIMEOUT_STATES)
+    dropped = (OSError, ConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+    return any(isinstance(error, dropped) for error in _driver_errors(exc))
+
+
 def translate(exc: BaseException) -> BaseException:
     """The storage error a driver failure before commit stands for; any other exception unchanged."""
     if isinstance(exc, (StorageError, asyncio.CancelledError)):
