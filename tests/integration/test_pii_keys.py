@@ -124,6 +124,22 @@ async def test_serve_refuses_a_key_set_that_lacks_the_key_stored_data_is_sealed_
     assert startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=f"{DEVELOPMENT_KEYS},{NEW}")) is None
 
 
+async def test_the_worker_refuses_a_key_set_that_lacks_the_key_stored_data_is_sealed_under(
+    sealed_with_dev: str,
+) -> None:
+    env = {"WABAPOOL_DATABASE_URL": sealed_with_dev, "WABAPOOL_PII_KEYS": NEW}
+    # In a thread: the worker runs its own event loop, and this test's is running.
+    result = await asyncio.to_thread(CliRunner().invoke, cli, ["worker", "--once"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "'dev'" in result.output and "refusing to start" in result.output
+    assert "Traceback" not in result.output and "handled" not in result.output
+    # The worker only reads sealed values: it records no key of its own, so serve's check is unchanged.
+    assert "'dev'" in (startup_refusal(Settings(database_url=sealed_with_dev, pii_keys=NEW)) or "")
+    with_old_key = {**env, "WABAPOOL_PII_KEYS": f"{DEVELOPMENT_KEYS},{NEW}"}
+    started = await asyncio.to_thread(CliRunner().invoke, cli, ["worker", "--once"], env=with_old_key)
+    assert started.exit_code == 0 and "handled" in started.output, started.output
+
+
 async def test_rotation_re_seals_everything_keeps_it_readable_and_resumes_after_a_stop(sealed_with_dev: str) -> None:
     url = sealed_with_dev
     both = PiiSealer(f"{DEVELOPMENT_KEYS},{NEW}")

@@ -19,7 +19,7 @@ from wabapool.pii import PiiKeyError
 
 def startup_refusal(configured: Settings, *, demo: bool = False) -> str | None:
     """For `serve`: None when it may start, else the message to print (exit code 2). (`wabapool worker`
-    checks only the key set itself, `cli/worker.py`, not the stored data against it.)
+    checks the key set itself and, with its first reads, the stored data against it: `cli/worker.py`.)
 
     Outside demo a missing or malformed key set is refused; in every mode a key set that lacks a key the
     stored data is sealed under (named by key id). Then the keys this process writes with are recorded.

@@ -36,15 +36,19 @@ async def run_worker(settings: Settings, *, once: bool = False) -> int:
 
 
 async def _preflight(service: BillingService | None, *, once: bool) -> None:
-    """One read that needs the schema, before the rounds (which log and retry every failure): a missing
-    schema or database, bad credentials or a malformed URL end the command with one line (cli/errors.py).
-    A database that is only unreachable now is waited for, like any outage, unless this is one round."""
+    """Reads that need the schema, before the rounds (which log and retry every failure): a missing
+    schema or database, bad credentials or a malformed URL end the command with one line (cli/errors.py);
+    a key set that lacks a key the stored webhook secrets are sealed under is refused (PiiKeyError), as
+    `serve` refuses it. A database that is only unreachable now is waited for, like any outage, unless this
+    is one round; the key check is then not made, and an event whose secret cannot be opened fails alone."""
     from wabapool.cli.errors import unreachable
+    from wabapool.service.pii_keys import check_keys_to_read
 
     if service is None:  # a worker without cycle resets: nothing to read before its rounds
         return
     try:
         await service.any_cycle_due(at=datetime.now(UTC))
+        await check_keys_to_read(service.database, service.sealer)
     except Exception as exc:
         if once or not unreachable(exc):
             raise
@@ -69,6 +73,10 @@ def worker_command(
         f"[bold]wabapool worker[/] polling every {settings.worker_poll_seconds:g} s, "
         f"{len(settings.webhook_retry_seconds)} retries, timeout {settings.webhook_timeout_seconds:g} s"
     )
-    handled = asyncio.run(run_worker(settings, once=once))
+    try:
+        handled = asyncio.run(run_worker(settings, once=once))
+    except PiiKeyError as exc:  # the stored data needs a key this set lacks (_preflight)
+        console.print(f"[red]refusing to start:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
     if once:
         console.print(f"handled {handled} events")

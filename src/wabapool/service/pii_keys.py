@@ -4,8 +4,10 @@
 `wabapool.cli.startup.startup_refusal`) before it takes any request: it
 refuses a key set that lacks a key stored data needs (named by key id), so no
 request meets a sealed value it cannot open. Then it records the keys this
-process will write with. `rotate` re-seals every value under the newest key and re-keys
-the phone and payload hashes, page by page, resumable.
+process will write with. `wabapool worker` only opens sealed values (webhook
+secrets), so it runs the refusal alone (`check_keys_to_read`). `rotate`
+re-seals every value under the newest key and re-keys the phone and payload
+hashes, page by page, resumable.
 """
 
 from __future__ import annotations
@@ -67,16 +69,29 @@ async def record_keys(connection: AsyncConnection, sealer: PiiSealer, *, at: dat
         await connection.execute(statement.on_conflict_do_nothing())
 
 
+async def _keys_needed(connection: AsyncConnection, sealer: PiiSealer) -> dict[str, set[str]]:
+    """The keys the stored data is under; PiiKeyError (naming the key id) when this key set lacks one."""
+    try:
+        in_use = await keys_in_use(connection)
+    except DBAPIError as exc:
+        raise PiiKeyError("the PII key registry is missing: run `wabapool migrate` first") from exc
+    error = missing_keys(sealer, in_use)
+    if error is not None:
+        raise error
+    return in_use
+
+
+async def check_keys_to_read(database: Database, sealer: PiiSealer) -> None:
+    """Refuse a key set the stored data needs more than, and record nothing: for a process that only opens
+    sealed values (the worker opens webhook secrets), so it stops at start, not at each event it delivers."""
+    async with database.read() as connection:
+        await _keys_needed(connection, sealer)
+
+
 async def check_stored_keys(database: Database, sealer: PiiSealer, *, at: datetime) -> None:
     """Refuse (PiiKeyError naming the key id) a key set the stored data needs more than; then record ours."""
     async with database.transaction() as connection:
-        try:
-            in_use = await keys_in_use(connection)
-        except DBAPIError as exc:
-            raise PiiKeyError("the PII key registry is missing: run `wabapool migrate` first") from exc
-        error = missing_keys(sealer, in_use)
-        if error is not None:
-            raise error
+        in_use = await _keys_needed(connection, sealer)
         stale = stale_hash_keys(sealer, in_use)
         if stale:
             log.warning(
