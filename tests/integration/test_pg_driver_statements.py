@@ -129,6 +129,30 @@ async def test_after_the_server_drops_every_connection_deductions_recover_at_onc
     assert report.ok
 
 
+async def test_after_the_server_drops_every_connection_reads_on_the_driver_recover_at_once(
+    pg_database: Database, postgres_url: str
+) -> None:
+    """The CSV export reads on the driver itself (`storage.logs`): a dropped read connection fails once too."""
+    await _hold_connections(pg_database.read, 3)
+    select_one = pg.Compiled("SELECT 1 AS one", (), {})
+    admin = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    failures = 0
+    for _ in range(5):
+        try:
+            async with pg_database.read() as connection:
+                assert [row["one"] for row in await pg.fetch(connection, select_one)] == [1]
+        except StorageUnavailable:
+            failures += 1
+    assert failures <= 1
+
+
 @pytest.mark.parametrize("size", [3, 200], ids=["one-statement group", "COPY group"])
 async def test_a_code_already_taken_in_a_group_is_replayed_and_charged_once(pg_database: Database, size: int) -> None:
     service = service_for(pg_database)
