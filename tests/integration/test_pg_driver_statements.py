@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.conftest import COMPANY_ID, service_for, truncate_all
 from tests.conftest import provision_demo_pool as provision
@@ -67,14 +70,16 @@ async def test_the_pool_lock_taken_by_a_driver_statement_holds_until_commit(pg_d
     await task
 
 
-async def _hold_connections(opened: object, count: int) -> None:
+async def _hold_connections(
+    opened: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]], count: int
+) -> None:
     """`count` connections of this engine's pool checked out at once, so the pool holds that many."""
     holding: list[None] = []
     all_holding = asyncio.Event()
     hold = asyncio.Event()
 
     async def pooled() -> None:
-        async with opened() as connection:  # type: ignore[operator]
+        async with opened() as connection:
             await connection.execute(text("SELECT 1"))
             holding.append(None)
             if len(holding) == count:
