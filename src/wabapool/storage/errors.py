@@ -27,15 +27,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 # 57 "operator intervention" (a server shutting down or starting up, a backend terminated by an administrator).
 _TIMEOUT_STATES = {"55P03", "57014"}
 _UNIQUE_VIOLATION = "23505"
-# The connection is gone or unusable before anything was sent to commit: asyncpg's InterfaceError ("connection is
-# closed"), and InternalClientError (the connection found mid-way through an operation a drop left unfinished).
-_LOST_CONNECTION = (
-    OSError,
-    ConnectionError,
-    asyncio.TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
+# The connection is gone: asyncpg's InterfaceError ("connection is closed"), and InternalClientError (the
+# connection found mid-way through an operation a drop left unfinished).
+_DROPPED_CONNECTION = (OSError, ConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+# The connection is gone or unusable (a timeout mid-operation too) before anything was sent to commit.
+_LOST_CONNECTION = (*_DROPPED_CONNECTION, asyncio.TimeoutError)
 
 
 class StorageError(Exception):
@@ -83,8 +79,7 @@ def lost_connection_unseen(exc: BaseException) -> bool:
     state = _sqlstate(exc)
     if state is not None:  # the server said why: the connection failed, or the session was terminated
         return state[:2] == "08" or (state[:2] == "57" and state not in _TIMEOUT_STATES)
-    dropped = (OSError, ConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError)
-    return any(isinstance(error, dropped) for error in _driver_errors(exc))
+    return any(isinstance(error, _DROPPED_CONNECTION) for error in _driver_errors(exc))
 
 
 def translate(exc: BaseException) -> BaseException:
