@@ -90,8 +90,8 @@ async def waba_packages(
     waba_ids = sorted({waba_id for wabas in wanted.values() for waba_id in wabas})
     if not waba_ids:
         return found
-    # Through SQLAlchemy, not the raw driver: this is often a group's first statement, and a connection the
-    # server dropped is noticed there and the pool replaced (`database._share_disconnects`).
+    # Through SQLAlchemy, not the raw driver (`storage.pg`): it runs once per company a process meets, off the
+    # warm path, so the driver's saving would not show; a dropped connection is recovered from either way.
     if pg.is_postgresql(connection):
         arrays = {"company_ids": sorted(wanted), "waba_ids": waba_ids}
         rows = (await connection.execute(_WABA_PACKAGES_ANY, arrays)).mappings().all()
