@@ -5,7 +5,9 @@ The use case between the queue (`group_commit`, step 1) and the pure decision
 work (`unit_of_work.run`, step 2) it locks every package the group charges
 once, has the decision answer each item in memory, and hands what was decided
 to the one write (`pool_changes.write`). A rejected item takes nothing and
-never fails its neighbours.
+never fails its neighbours. A group of one company charging one package is
+first tried without the lock (`DeductionGroups._apply_unlocked`): two round
+trips instead of four, written only if the package did not move meanwhile.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from wabapool.storage import caps as cap_store
 from wabapool.storage import companies as company_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
-from wabapool.storage.group_lock import lock_group
+from wabapool.storage.changes import write_if_unmoved
+from wabapool.storage.errors import UniqueConflict
+from wabapool.storage.group_lock import lock_group, read_group
 from wabapool.storage.types import Record
 from wabapool.storage.versions import Written
 
@@ -81,8 +85,24 @@ class DeductionGroups:
         self._prices = prices or PriceBooks()
 
     async def apply(self, items: Sequence[Prepared]) -> list[BatchItemResult]:
-        """One result per item, in order, once the group's transaction has committed."""
+        """One result per item, in order, once the group's write has committed.
+
+        A group of one company is first tried without the pool's lock (`_apply_unlocked`); whatever that
+        path does not take, or finds moved, goes through the locked transaction.
+        """
         at = self._context.clock()
+        database = self._context.database
+        codes_taken = False
+        if database.writes_outside_transaction and len({item.request.company_id for item in items}) == 1:
+            try:
+                unlocked = await self._apply_unlocked(items, at)
+            except UniqueConflict:
+                codes_taken = True  # a code was applied before: the locked path looks the codes up, answers the replay
+            else:
+                if unlocked is not None:
+                    if unlocked.changed:
+                        await self._tell_cache(unlocked)
+                    return unlocked.results()
 
         async def body(unit: unit_of_work.UnitOfWork) -> GroupApplied:
             applied = await apply_group(unit, items, at=at, packages=self._packages, prices=self._prices)
@@ -90,8 +110,25 @@ class DeductionGroups:
                 unit.after_commit(lambda: self._tell_cache(applied))
             return applied
 
-        applied = await unit_of_work.run(self._context.database, body)
+        applied = await unit_of_work.run(database, body, codes_taken=codes_taken)
         return applied.results()
+
+    async def _apply_unlocked(self, items: Sequence[Prepared], at: datetime) -> GroupApplied | None:
+        """The group read without a lock and written in one statement guarded by the package's version:
+        two round trips where the transaction takes four (BEGIN, lock, write, COMMIT). None, with nothing
+        written, when the path does not apply (`apply_group`'s `unlocked`) or the package moved meanwhile."""
+        async with self._context.database.autocommit() as connection:
+            try:
+                return await apply_group(
+                    unit_of_work.UnitOfWork(connection),
+                    items,
+                    at=at,
+                    packages=self._packages,
+                    prices=self._prices,
+                    unlocked=True,
+                )
+            except TakeTheLock:
+                return None
 
     async def _tell_cache(self, applied: GroupApplied) -> None:
         """Every changed company's new balance to the cache, together (each answers for its own failure)."""
@@ -106,6 +143,11 @@ class _Part(NamedTuple):
     package_of: dict[str, int | None]
 
 
+class TakeTheLock(Exception):
+    """The group read without a lock cannot be written that way (or its package moved): nothing was
+    written; apply it in the locked transaction."""
+
+
 async def apply_group(
     unit: unit_of_work.UnitOfWork,
     items: Sequence[Prepared],
@@ -113,6 +155,7 @@ async def apply_group(
     at: datetime,
     packages: WabaPackages,
     prices: PriceBooks,
+    unlocked: bool = False,
 ) -> GroupApplied:
     """Apply valid deductions of one or more companies: the outcomes in order, the rows' ids, who changed.
 
@@ -132,13 +175,28 @@ async def apply_group(
     version (`group_lock.lock_group`), and caps are read only for packages
     flagged as having them. On an idle pool with everything remembered, a lone
     deduction is four statements: BEGIN, the lock, the write, COMMIT.
+
+    `unlocked` (a connection outside a transaction, `Database.autocommit`): the
+    packages are read without their lock and the group written in one statement
+    guarded by the version read (`changes.write_if_unmoved`), so a lone deduction
+    is two statements. Only for a group that charges one package with no capped
+    WABA, whose items all apply, and whose write is that one statement (no
+    event, no moved pool state, no new cycle); anything else raises TakeTheLock
+    before writing, as does a package that moved between the read and the write.
     """
     connection = unit.connection
     outcomes: list[_Outcome | BatchItemResult | None] = [None] * len(items)
     parts = await _parts(connection, items, packages, outcomes)
     company_ids = [part.company_id for part in parts]
     charged = {package_id for part in parts for package_id in part.package_of.values() if package_id is not None}
-    lock = await lock_group(connection, company_ids, charged, reserve=sum(len(part.positions) for part in parts))
+    reserve = sum(len(part.positions) for part in parts)
+    if unlocked:
+        read = await read_group(connection, company_ids, charged, reserve=reserve) if len(charged) == 1 else None
+        if read is None or any(pool.closed or pool.spend_caps for pool in read.packages.values()):
+            raise TakeTheLock
+        lock = read
+    else:
+        lock = await lock_group(connection, company_ids, charged, reserve=reserve)
     locked, reserved = lock.packages, lock.ids
     _check_packages(parts, locked, charged, packages)
     codes = {items[i].request.deduction_code for part in parts for i in part.positions}
@@ -148,6 +206,8 @@ async def apply_group(
     stored = await _stored(connection, items, parts) if unit.codes_taken else {}
     caps = await _caps_of(connection, parts, states, locked)
     decisions = [_decide_part(items, part, states, stored, price_entries, at, outcomes, caps) for part in parts]
+    if unlocked and not all(isinstance(outcome, deduction.Applied) for outcome in outcomes):
+        raise TakeTheLock  # a refusal or a repeat is answered under the lock, with the codes looked up
     if not unit.codes_taken:
         await _check_refused_are_new(connection, parts, decisions)
     applied = [one for decision in decisions for one in decision.applied]
@@ -157,7 +217,14 @@ async def apply_group(
         for decision in decisions
         for package_id in _written_packages(decision, locked, caught_up)
     ]
-    written = await write(connection, changes, at=at) if changes else []
+    if unlocked:
+        (change,) = changes  # one package charged, every item applied
+        one = await write_if_unmoved(connection, change, at=at)
+        if one is None:
+            raise TakeTheLock
+        written = [one]
+    else:
+        written = await write(connection, changes, at=at) if changes else []
     for part, decision in zip(parts, decisions, strict=True):
         await _remember_cap_events(connection, part.company_id, decision)
     changed = frozenset(change.after.company_id for change in changes)

@@ -63,9 +63,17 @@ class UnitOfWork:
         self.hooks.append(hook)
 
 
-async def run(database: Database, body: Callable[[UnitOfWork], Awaitable[T]], *, attempts: int = MAX_ATTEMPTS) -> T:
-    """`body` in one transaction, committed; again on a conflict; then the committed attempt's hooks."""
-    codes_taken = False
+async def run(
+    database: Database,
+    body: Callable[[UnitOfWork], Awaitable[T]],
+    *,
+    attempts: int = MAX_ATTEMPTS,
+    codes_taken: bool = False,
+) -> T:
+    """`body` in one transaction, committed; again on a conflict; then the committed attempt's hooks.
+
+    `codes_taken`: a write before this one found a code taken, so the first attempt looks them up already.
+    """
     for _ in range(attempts):
         try:
             async with database.transaction() as connection:

@@ -48,19 +48,28 @@ from sqlalchemy import BigInteger, String, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from wabapool.domain.events import DomainEvent
 from wabapool.domain.operations import PoolState
 from wabapool.domain.statements import Statement
 from wabapool.storage import pg, statements, usage
+from wabapool.storage.errors import OutcomeUnknown, refused_by_server
 from wabapool.storage.ledger import LedgerRow, emit_events
 from wabapool.storage.one_write import bucket_arrays, column_arrays, compile_one_write
-from wabapool.storage.pools import SET_BUCKET, LockedPool, bucket_changes, save_pool_state
+from wabapool.storage.pools import SET_BUCKET, LockedPool, bucket_changes, save_pool_state, state_moved
 from wabapool.storage.requests import DeductionRow
 from wabapool.storage.tables import deduction_requests, ledger_entries, waba_cycle_spend
 from wabapool.storage.types import RowValues
 from wabapool.storage.upsert import insert_for
-from wabapool.storage.versions import Written, bump_versions, bump_with_spend_pg
+from wabapool.storage.versions import (
+    BUMPED_IF_UNMOVED,
+    Written,
+    bump_if_unmoved,
+    bump_versions,
+    bump_with_spend_pg,
+    found_unmoved,
+)
 
 Strategy = Literal["core", "copy", "statement"]
 # Up to this many deductions a group is written in one statement, past it by COPY: one statement saves round
@@ -266,25 +275,78 @@ def _spend_upsert(statement: _Upsert) -> _Upsert:
 # bench.hot_pool --pools 1 --senders 64 --variants single,single-no-rollup,batch,batch-no-rollup
 # --batch-sizes 1000 --rounds 4`: every round with it slower than every round without), and the version
 # bump about 10%; folded in, the differences are noise.
-_BUMP_WITH_SPEND = bump_with_spend_pg(
-    _spend_upsert(
+def _spend_from_arrays(only_if: ColumnElement[bool] | None = None) -> postgresql.Insert:
+    """The spend upsert of rows given as arrays side by side; nothing when `only_if` is false."""
+    rows = select(
+        func.unnest(bindparam("company_ids", type_=ARRAY(BigInteger))),
+        func.unnest(bindparam("waba_ids", type_=ARRAY(String))),
+        func.unnest(bindparam("cycle_starts", type_=ARRAY(waba_cycle_spend.c.cycle_start.type))),
+        func.unnest(bindparam("amounts", type_=ARRAY(BigInteger))),
+        func.unnest(bindparam("capped_amounts", type_=ARRAY(BigInteger))),
+    )
+    if only_if is not None:
+        rows = rows.where(only_if)
+    return _spend_upsert(
         postgresql.insert(waba_cycle_spend).from_select(
-            ["company_id", "waba_id", "cycle_start", "spent_minor", "capped_spent_minor"],
-            select(
-                func.unnest(bindparam("company_ids", type_=ARRAY(BigInteger))),
-                func.unnest(bindparam("waba_ids", type_=ARRAY(String))),
-                func.unnest(bindparam("cycle_starts", type_=ARRAY(waba_cycle_spend.c.cycle_start.type))),
-                func.unnest(bindparam("amounts", type_=ARRAY(BigInteger))),
-                func.unnest(bindparam("capped_amounts", type_=ARRAY(BigInteger))),
-            ),
+            ["company_id", "waba_id", "cycle_start", "spent_minor", "capped_spent_minor"], rows
         )
-    ),
-    usage.upsert_from_arrays(),
-)
+    )
+
+
+# Every (company, WABA, cycle) of the call and every (company, WABA, day) of the usage roll-up in one
+# statement with the version bump and its read-back (arrays unnested side by side, the upserts CTEs; an
+# empty side writes nothing). As a round trip of its own the roll-up cost the single path 7% (`python -m
+# bench.hot_pool --pools 1 --senders 64 --variants single,single-no-rollup,batch,batch-no-rollup
+# --batch-sizes 1000 --rounds 4`: every round with it slower than every round without), and the version
+# bump about 10%; folded in, the differences are noise.
+_BUMP_WITH_SPEND = bump_with_spend_pg(_spend_from_arrays(), usage.upsert_from_arrays())
 _BUMP_WITH_SPEND_PG = pg.compile_statement(_BUMP_WITH_SPEND)
 
 
 _ONE_WRITE_PG = compile_one_write(_BUMP_WITH_SPEND, DEDUCTION_COLUMNS, LEDGER_COLUMNS)
+# The same write without the pool's lock: every CTE guarded by the version bump (`write_if_unmoved`).
+_ONE_WRITE_IF_UNMOVED_PG = compile_one_write(
+    bump_with_spend_pg(
+        _spend_from_arrays(found_unmoved()), usage.upsert_from_arrays(found_unmoved()), bumped=BUMPED_IF_UNMOVED
+    ),
+    DEDUCTION_COLUMNS,
+    LEDGER_COLUMNS,
+    only_if=found_unmoved(),
+)
+
+
+async def write_if_unmoved(connection: AsyncConnection, change: PoolChanges, *, at: datetime) -> Written | None:
+    """One pool's changes in one statement that commits on its own (PostgreSQL, a connection outside any
+    transaction), written only if the pool is still as it was read: what it became, or None, and nothing
+    written, if it moved, or if the change has parts only `write_changes` writes (a cycle's statements, a
+    moved pool state, events) or more rows than one statement takes. Then the caller takes the pool's lock.
+
+    A unique_code already taken fails the statement (UniqueConflict, nothing written). Any failure that is
+    not the server's own answer (a lost connection, a terminated session) is OutcomeUnknown: the statement
+    may have committed.
+    """
+    if change.statements or change.events or state_moved(change.pool, change.after):
+        return None
+    deductions = _deduction_records(change)
+    if len(deductions) > ONE_STATEMENT_MAX_DEDUCTIONS:
+        return None
+    records = [(*record[:-1], pg.json_text(record[-1])) for record in deductions]
+    try:
+        return await bump_if_unmoved(
+            connection,
+            change.pool,
+            change.after,
+            at=at,
+            statement=_ONE_WRITE_IF_UNMOVED_PG,
+            **_spend_and_usage_arguments([change]),
+            **column_arrays("requests", DEDUCTION_COLUMNS, records),
+            **column_arrays("entries", LEDGER_COLUMNS, list(change.entries)),
+            **bucket_arrays(_bucket_rows([change])),
+        )
+    except Exception as exc:
+        if refused_by_server(exc):
+            raise  # translated by the connection's owner (`Database.autocommit`)
+        raise OutcomeUnknown(type(exc).__name__) from exc
 
 
 def _spend_and_usage_arguments(changes: Sequence[PoolChanges]) -> dict[str, list[object]]:

@@ -198,11 +198,9 @@ class Database:
                 try:
                     yield connection
                 except BaseException as exc:
-                    if lost_connection_unseen(exc):
-                        await self._drop_lost_connections(connection, exc)
+                    translated = await self._failed(connection, exc)
                     with contextlib.suppress(Exception):
                         await connection.rollback()
-                    translated = translate(exc)
                     if translated is exc:
                         raise
                     raise translated from exc
@@ -220,6 +218,41 @@ class Database:
                 with contextlib.suppress(Exception):
                     await connection.close()
 
+    @property
+    def writes_outside_transaction(self) -> bool:
+        """Whether a write may be one statement that commits on its own (`autocommit`): PostgreSQL reached
+        directly or through session pooling, and no commit hook. Not through PgBouncer's transaction pooling
+        (1.18 here): outside a transaction, a statement prepared on one server connection may run on another.
+        Not with a commit hook: the fault seam of the tests is the commit, and such a write has none."""
+        return not self.is_sqlite and self.pooling == SESSION_POOLING and self._commit_hook is None
+
+    @contextlib.asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A write pool connection outside any transaction: each statement commits on its own (PostgreSQL).
+
+        For a read and a write guarded by what was read (`changes.write_if_unmoved`), two round trips where
+        a transaction takes four. Driver failures come out as storage errors, as in `transaction`; the
+        statement that writes says itself when its outcome is unknown (OutcomeUnknown).
+        """
+        if not self.writes_outside_transaction:
+            raise RuntimeError("writes outside a transaction need PostgreSQL with session pooling")
+        try:
+            connection = await self.engine.connect()
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        except Exception as exc:
+            raise translate(exc) from exc
+        try:
+            try:
+                yield connection
+            except BaseException as exc:
+                translated = await self._failed(connection, exc)
+                if translated is exc:
+                    raise
+                raise translated from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only connection from the read pool (no write lock on SQLite); driver failures, and a wait
@@ -236,9 +269,7 @@ class Database:
             except StorageError:
                 raise
             except Exception as exc:
-                if lost_connection_unseen(exc):
-                    await self._drop_lost_connections(connection, exc)
-                translated = translate(exc)
+                translated = await self._failed(connection, exc)
                 if translated is exc:
                     raise
                 raise translated from exc
@@ -249,6 +280,13 @@ class Database:
                 await connection.rollback()
             with contextlib.suppress(Exception):
                 await connection.close()
+
+    async def _failed(self, connection: AsyncConnection, exc: BaseException) -> BaseException:
+        """The storage error a failure inside a block stands for (`translate`); a connection found lost on the
+        driver is first dropped, with the pools (`_drop_lost_connections`)."""
+        if lost_connection_unseen(exc):
+            await self._drop_lost_connections(connection, exc)
+        return translate(exc)
 
     async def _drop_lost_connections(self, connection: AsyncConnection, exc: BaseException) -> None:
         """What SQLAlchemy does for a disconnect it sees (`_share_disconnects`), for one it did not: a statement

@@ -6,8 +6,9 @@
     ├── StorageTimeout       a lock or a statement took longer than its limit (limits below): nothing written
     ├── UniqueConflict       a row's unique key is taken (e.g. a unique_code applied meanwhile): nothing
     │                        written by this statement; the transaction rolls back
-    └── OutcomeUnknown       the commit itself failed or was interrupted: the changes may or may not be
-                             stored; only a retry with the same idempotency key can tell
+    └── OutcomeUnknown       the commit itself failed or was interrupted (or a statement that commits on
+                             its own, outside a transaction): the changes may or may not be stored; only
+                             a retry with the same idempotency key can tell
 
 The unit of work (`Database.transaction`) raises these and nothing from the
 driver: a failure before the commit is one of the first three, a failure of
@@ -78,8 +79,21 @@ def lost_connection_unseen(exc: BaseException) -> bool:
         return False
     state = _sqlstate(exc)
     if state is not None:  # the server said why: the connection failed, or the session was terminated
-        return state[:2] == "08" or (state[:2] == "57" and state not in _TIMEOUT_STATES)
+        return _session_ended(state)
     return any(isinstance(error, _DROPPED_CONNECTION) for error in _driver_errors(exc))
+
+
+def refused_by_server(exc: BaseException) -> bool:
+    """Whether the server answered the statement with an error of its own (a unique key taken, a timeout, a
+    deadlock), so that a statement outside a transaction wrote nothing; not when the session ended (a
+    terminated backend says so in an error too, possibly after its statement had committed)."""
+    state = _sqlstate(exc)
+    return state is not None and not _session_ended(state)
+
+
+def _session_ended(state: str) -> bool:
+    """A SQLSTATE of a failed connection (class 08) or an ended session (class 57 but the timeouts)."""
+    return state[:2] == "08" or (state[:2] == "57" and state not in _TIMEOUT_STATES)
 
 
 def translate(exc: BaseException) -> BaseException:

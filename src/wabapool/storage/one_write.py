@@ -43,9 +43,9 @@ from wabapool.storage import pg
 from wabapool.storage.tables import deduction_requests, ledger_entries, quota_buckets
 
 
-def _unnest_insert(table: Table, columns: Sequence[str], name: str) -> CTE:
+def _unnest_insert(table: Table, columns: Sequence[str], name: str, only_if: ColumnElement[bool] | None) -> CTE:
     """INSERT INTO table (columns) SELECT unnest($…) side by side: one array parameter per column, named
-    `<name>_<column>`; a JSON column's array is of text, cast back."""
+    `<name>_<column>`; a JSON column's array is of text, cast back. Nothing when `only_if` is false."""
     selected: list[ColumnElement[Any]] = []
     for column in columns:
         column_type = table.c[column].type
@@ -53,10 +53,11 @@ def _unnest_insert(table: Table, columns: Sequence[str], name: str) -> CTE:
             selected.append(cast(func.unnest(bindparam(f"{name}_{column}", type_=ARRAY(Text))), column_type))
         else:
             selected.append(func.unnest(bindparam(f"{name}_{column}", type_=ARRAY(column_type))))
-    return postgresql.insert(table).from_select(list(columns), select(*selected)).cte(name)
+    rows = select(*selected) if only_if is None else select(*selected).where(only_if)
+    return postgresql.insert(table).from_select(list(columns), rows).cte(name)
 
 
-def _buckets_set() -> CTE:
+def _buckets_set(only_if: ColumnElement[bool] | None) -> CTE:
     """UPDATE quota_buckets from arrays of (company, component, quota type, balance, limit, used)."""
     values = select(
         func.unnest(bindparam("bucket_company_ids", type_=ARRAY(BigInteger))).label("company_id"),
@@ -66,27 +67,36 @@ def _buckets_set() -> CTE:
         func.unnest(bindparam("bucket_limits", type_=ARRAY(BigInteger))).label("limit"),
         func.unnest(bindparam("bucket_used", type_=ARRAY(BigInteger))).label("used"),
     ).subquery("bucket_values")
+    matched = (
+        (quota_buckets.c.company_id == values.c.company_id)
+        & (quota_buckets.c.billing_component_id == values.c.component_id)
+        & (quota_buckets.c.quota_type == values.c.quota_type)
+    )
     return (
         update(quota_buckets)
-        .where(
-            (quota_buckets.c.company_id == values.c.company_id)
-            & (quota_buckets.c.billing_component_id == values.c.component_id)
-            & (quota_buckets.c.quota_type == values.c.quota_type)
-        )
+        .where(matched if only_if is None else matched & only_if)
         .values(balance_minor=values.c.balance, limit_minor=values.c.limit, used_minor=values.c.used)
         .cte("buckets_set")
     )
 
 
 def compile_one_write(
-    bump_with_spend: Select[tuple[object, ...]], deduction_columns: Sequence[str], ledger_columns: Sequence[str]
+    bump_with_spend: Select[tuple[object, ...]],
+    deduction_columns: Sequence[str],
+    ledger_columns: Sequence[str],
+    *,
+    only_if: ColumnElement[bool] | None = None,
 ) -> pg.Compiled:
-    """The whole write: `bump_with_spend` (the spend, usage and version statement) with the rows' CTEs added."""
+    """The whole write: `bump_with_spend` (the spend, usage and version statement) with the rows' CTEs added.
+
+    `only_if` guards the rows' CTEs (a write without the pool's lock: they write only once the guarded
+    version bump, which `bump_with_spend` guards alike, has found the pool unmoved; `changes.write_if_unmoved`).
+    """
     return pg.compile_statement(
         bump_with_spend.add_cte(
-            _unnest_insert(deduction_requests, deduction_columns, "requests"),
-            _unnest_insert(ledger_entries, ledger_columns, "entries"),
-            _buckets_set(),
+            _unnest_insert(deduction_requests, deduction_columns, "requests", only_if),
+            _unnest_insert(ledger_entries, ledger_columns, "entries", only_if),
+            _buckets_set(only_if),
         )
     )
 

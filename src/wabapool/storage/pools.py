@@ -286,33 +286,33 @@ def bucket_changes(before: Buckets, after: Buckets) -> list[tuple[str, int, int,
     return [(quota_type, *values) for quota_type, values in _bucket_values(after).items() if old[quota_type] != values]
 
 
+def state_moved(pool: LockedPool, after: PoolState) -> bool:
+    """Whether `save_pool_state` has anything to write: the package row's state or the threshold changed."""
+    return _row_state(pool.state) != _row_state(after) or pool.state.threshold_percent != after.threshold_percent
+
+
+def _row_state(state: PoolState) -> tuple[object, ...]:
+    """What of a pool's state the package row holds (its buckets are rows of their own)."""
+    return (
+        state.cycle_start,
+        state.cycle_end,
+        state.anchor_day,
+        state.funded_base_minor,
+        state.low_balance_armed,
+        state.below_zero_cycle_start,
+        state.alerts_fired,
+        state.top_up_request,
+        state.top_ups_requested,
+    )
+
+
 async def save_pool_state(connection: AsyncConnection, pool: LockedPool, after: PoolState, *, at: datetime) -> None:
     """The package row's cycle and warning state and the component's threshold, where they changed.
 
     The buckets are written apart, by `changes.write_changes`.
     """
     before = pool.state
-    if (
-        before.cycle_start,
-        before.cycle_end,
-        before.anchor_day,
-        before.funded_base_minor,
-        before.low_balance_armed,
-        before.below_zero_cycle_start,
-        before.alerts_fired,
-        before.top_up_request,
-        before.top_ups_requested,
-    ) != (
-        after.cycle_start,
-        after.cycle_end,
-        after.anchor_day,
-        after.funded_base_minor,
-        after.low_balance_armed,
-        after.below_zero_cycle_start,
-        after.alerts_fired,
-        after.top_up_request,
-        after.top_ups_requested,
-    ):
+    if _row_state(before) != _row_state(after):
         request = after.top_up_request
         await connection.execute(
             update(organization_packages)

@@ -19,6 +19,7 @@ from sqlalchemy import BigInteger, Date, String, and_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from wabapool.storage import pg
 from wabapool.storage.tables import waba_daily_usage
@@ -58,19 +59,22 @@ def _upsert(statement: InsertT) -> InsertT:
     )
 
 
-def upsert_from_arrays() -> postgresql.Insert:
+def upsert_from_arrays(only_if: ColumnElement[bool] | None = None) -> postgresql.Insert:
     """The roll-up upsert (PostgreSQL) of rows given as arrays side by side: `usage_company_ids`,
-    `usage_waba_ids`, `usage_days`, `usage_amounts`, `usage_messages`, each (company, WABA, day) once."""
+    `usage_waba_ids`, `usage_days`, `usage_amounts`, `usage_messages`, each (company, WABA, day) once;
+    nothing when `only_if` is false (the guard of a write without the pool's lock, `one_write`)."""
+    rows = select(
+        func.unnest(bindparam("usage_company_ids", type_=ARRAY(BigInteger))),
+        func.unnest(bindparam("usage_waba_ids", type_=ARRAY(String))),
+        func.unnest(bindparam("usage_days", type_=ARRAY(Date))),
+        func.unnest(bindparam("usage_amounts", type_=ARRAY(BigInteger))),
+        func.unnest(bindparam("usage_messages", type_=ARRAY(BigInteger))),
+    )
+    if only_if is not None:
+        rows = rows.where(only_if)
     return _upsert(
         postgresql.insert(waba_daily_usage).from_select(
-            ["company_id", "waba_id", "day", "spent_minor", "messages"],
-            select(
-                func.unnest(bindparam("usage_company_ids", type_=ARRAY(BigInteger))),
-                func.unnest(bindparam("usage_waba_ids", type_=ARRAY(String))),
-                func.unnest(bindparam("usage_days", type_=ARRAY(Date))),
-                func.unnest(bindparam("usage_amounts", type_=ARRAY(BigInteger))),
-                func.unnest(bindparam("usage_messages", type_=ARRAY(BigInteger))),
-            ),
+            ["company_id", "waba_id", "day", "spent_minor", "messages"], rows
         )
     )
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import BigInteger, Table, and_, any_, bindparam, func, select, update
+from sqlalchemy import BigInteger, Table, and_, any_, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -108,11 +108,53 @@ def _figures(versions_of: CTE | Table, spent_now: CTE | None = None) -> Select[t
     )
 
 
-def bump_with_spend_pg(spend_upsert: postgresql.Insert, usage_upsert: postgresql.Insert) -> Select[tuple[object, ...]]:
+def _bumped(guard: ColumnElement[bool] | None = None) -> CTE:
+    """The version bump of the packages named by `pool_company_ids` and `package_ids`, with what the read-back
+    needs; only of those that also match `guard`."""
+    named = (organization_packages.c.company_id == any_(bindparam("pool_company_ids", type_=ARRAY(BigInteger)))) & (
+        organization_packages.c.id == any_(bindparam("package_ids", type_=ARRAY(BigInteger)))
+    )
+    return (
+        update(organization_packages)
+        .where(named if guard is None else named & guard)
+        .values(version=organization_packages.c.version + 1)
+        .returning(
+            organization_packages.c.id,
+            organization_packages.c.company_id,
+            organization_packages.c.version,
+            organization_packages.c.cycle_start,
+        )
+        .cte("bumped")
+    )
+
+
+_BUMPED = _bumped()
+# The bump of a write without the pool's lock (`changes.write_if_unmoved`): one package, raised only if it
+# is still at the version its rows were read at (`read_version`), open, and charged by no capped WABA.
+# Every writer of the package's rows raises its version under the package's lock (`write_changes`), and
+# the flag and the closing are checked here, so a package that matches is exactly the one read. An UPDATE,
+# not a read: it waits for a writer that holds the package's lock and then checks the version it committed.
+BUMPED_IF_UNMOVED = _bumped(
+    (organization_packages.c.version == bindparam("read_version", type_=BigInteger))
+    & organization_packages.c.closed_at.is_(None)
+    & organization_packages.c.spend_caps.is_(False)
+)
+
+
+def found_unmoved() -> ColumnElement[bool]:
+    """True once `BUMPED_IF_UNMOVED` has raised the version: the guard of every other CTE of that write (an
+    uncorrelated EXISTS, evaluated once before the CTE touches a row, so the bump and its wait come first)."""
+    return select(literal_column("1")).select_from(BUMPED_IF_UNMOVED).exists()
+
+
+def bump_with_spend_pg(
+    spend_upsert: postgresql.Insert, usage_upsert: postgresql.Insert, *, bumped: CTE = _BUMPED
+) -> Select[tuple[object, ...]]:
     """One PostgreSQL statement: the spend and usage upserts (CTEs), then the version bump and the read-back.
 
     The copy write ends with it, so raising the version costs no round trip of its own (as a statement of
-    its own it cost the single path about 10% at 64 senders on one pool).
+    its own it cost the single path about 10% at 64 senders on one pool). `bumped` is `BUMPED_IF_UNMOVED`
+    for a write without the pool's lock (the upserts then guarded by `found_unmoved()`).
     """
     spent_now = spend_upsert.returning(
         waba_cycle_spend.c.company_id,
@@ -121,24 +163,9 @@ def bump_with_spend_pg(spend_upsert: postgresql.Insert, usage_upsert: postgresql
         waba_cycle_spend.c.spent_minor,
         waba_cycle_spend.c.capped_spent_minor,
     ).cte("spent_now")
-    return _figures(_BUMPED, spent_now).add_cte(usage_upsert.cte("usage_added"))
+    return _figures(bumped, spent_now).add_cte(usage_upsert.cte("usage_added"))
 
 
-_BUMPED = (
-    update(organization_packages)
-    .where(
-        (organization_packages.c.company_id == any_(bindparam("pool_company_ids", type_=ARRAY(BigInteger))))
-        & (organization_packages.c.id == any_(bindparam("package_ids", type_=ARRAY(BigInteger))))
-    )
-    .values(version=organization_packages.c.version + 1)
-    .returning(
-        organization_packages.c.id,
-        organization_packages.c.company_id,
-        organization_packages.c.version,
-        organization_packages.c.cycle_start,
-    )
-    .cte("bumped")
-)
 _BUMP_PG = pg.compile_statement(_figures(_BUMPED))
 
 
@@ -186,15 +213,48 @@ async def bump_versions(
         )
         query = _figures(organization_packages).where(mine)
         rows = (await connection.execute(query)).mappings().all()
+    became = _written(rows, written, at)
+    if became is None:
+        raise RuntimeError(f"pools {package_ids} were written but a package row is gone")
+    return became
+
+
+async def bump_if_unmoved(
+    connection: AsyncConnection,
+    pool: LockedPool,
+    after: PoolState,
+    *,
+    at: datetime,
+    statement: pg.Compiled,
+    **arguments: object,
+) -> Written | None:
+    """PostgreSQL, outside a transaction: `statement` (a write ending in `BUMPED_IF_UNMOVED`, with its
+    `arguments`) run for one package read at `pool.version`; what it became, or None if it had moved (then
+    the statement wrote nothing)."""
+    rows = await pg.fetch(
+        connection,
+        statement,
+        pool_company_ids=[after.company_id],
+        package_ids=[pool.package_id],
+        read_version=pool.version,
+        **arguments,
+    )
+    became = _written(rows, [(pool, after)], at)
+    return None if became is None else became[0]
+
+
+def _written(
+    rows: Sequence[ColumnValues], written: Sequence[tuple[LockedPool, PoolState]], at: datetime
+) -> list[Written] | None:
+    """What each pool became, from the read-back's rows (one per WABA, or one without); None if one is missing."""
     versions: dict[int, int] = {}
-    wabas: dict[int, list[WabaFigures]] = {package_id: [] for package_id in package_ids}
+    wabas: dict[int, list[WabaFigures]] = {pool.package_id: [] for pool, _ in written}
     for row in rows:
         versions[row["package_id"]] = row["version"]
         if row["waba_id"] is not None:
             wabas[row["package_id"]].append(_waba_figures(row))
-    missing = [package_id for package_id in package_ids if package_id not in versions]
-    if missing:
-        raise RuntimeError(f"pools {missing} were written but their package rows are gone")
+    if any(pool.package_id not in versions for pool, _ in written):
+        return None
     return [
         Written(pool, after, versions[pool.package_id], tuple(wabas[pool.package_id]), at) for pool, after in written
     ]
