@@ -123,6 +123,22 @@ async def test_a_pool_changed_by_another_process_between_the_read_and_the_write_
     await _assert_reconciles(database, deductions=deductions)
 
 
+async def test_after_its_pool_was_found_moved_a_process_takes_the_lock_for_the_pools_next_deductions(
+    database: Database,
+    warm: BillingService,
+    between_read_and_write: list[Interference],
+    statement_recorder: router.Recorder,
+) -> None:
+    other = service_for(database)
+    between_read_and_write.append(lambda: other.deduct(_request("other", waba_id=WABA_IDS[1])))
+    await warm.deduct(_request("found-moved"))
+    statement_recorder.clear()
+    await warm.deduct(_request("next"))
+    sent = [statement.sql for statement in statement_recorder.statements if statement.origin]
+    assert sent[0].startswith("BEGIN") and "FOR UPDATE" in sent[1], "a busy pool: the lock, no wasted guarded write"
+    assert not any("organization_packages.version = $" in sql for sql in sent)
+
+
 async def test_a_guarded_write_that_waits_for_a_writer_holding_the_pool_takes_the_lock_once_that_writer_commits(
     database: Database, warm: BillingService, postgres_url: str, statement_recorder: router.Recorder
 ) -> None:

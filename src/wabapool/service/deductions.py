@@ -5,9 +5,9 @@ The use case between the queue (`group_commit`, step 1) and the pure decision
 work (`unit_of_work.run`, step 2) it locks every package the group charges
 once, has the decision answer each item in memory, and hands what was decided
 to the one write (`pool_changes.write`). A rejected item takes nothing and
-never fails its neighbours. A group of one company charging one package is
-first tried without the lock (`DeductionGroups._apply_unlocked`): two round
-trips instead of four, written only if the package did not move meanwhile.
+never fails its neighbours. A lone deduction (a group of one) is first tried
+without the lock (`DeductionGroups._apply_unlocked`): two round trips instead
+of four, written only if the package did not move meanwhile.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from wabapool.domain.caps import CapState
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pricing import PriceBook, PriceEntry
 from wabapool.service import unit_of_work
+from wabapool.service.contended_pools import ContendedPools
 from wabapool.service.context import ServiceContext
 from wabapool.service.deduction_rows import Key, Prepared, key_of, pool_changes_of, replay_of, result_of
 from wabapool.service.models import BatchItemResult
@@ -35,7 +36,7 @@ from wabapool.storage import caps as cap_store
 from wabapool.storage import companies as company_store
 from wabapool.storage import pools as pool_store
 from wabapool.storage import requests as request_store
-from wabapool.storage.changes import write_if_unmoved
+from wabapool.storage.changes import fits_one_statement, write_if_unmoved
 from wabapool.storage.errors import UniqueConflict
 from wabapool.storage.group_lock import lock_group, read_group
 from wabapool.storage.types import Record
@@ -78,22 +79,32 @@ class DeductionGroups:
     """Applies a group of deductions (of one company or many) in one unit of work; the queue's `apply`."""
 
     def __init__(
-        self, context: ServiceContext, packages: WabaPackages | None = None, prices: PriceBooks | None = None
+        self,
+        context: ServiceContext,
+        packages: WabaPackages | None = None,
+        prices: PriceBooks | None = None,
+        contended: ContendedPools | None = None,
     ) -> None:
         self._context = context
         self._packages = packages or WabaPackages()
         self._prices = prices or PriceBooks()
+        self._contended = contended or ContendedPools()
 
     async def apply(self, items: Sequence[Prepared]) -> list[BatchItemResult]:
         """One result per item, in order, once the group's write has committed.
 
-        A group of one company is first tried without the pool's lock (`_apply_unlocked`); whatever that
-        path does not take, or finds moved, goes through the locked transaction.
+        A lone deduction is first tried without the pool's lock (`_apply_unlocked`), unless its pool was
+        found busy a moment ago (`ContendedPools`); whatever that path does not take, or finds moved, goes
+        through the locked transaction. A group of several is already a sign of a busy pool or a batch.
         """
         at = self._context.clock()
         database = self._context.database
         codes_taken = False
-        if database.writes_outside_transaction and len({item.request.company_id for item in items}) == 1:
+        if (
+            len(items) == 1
+            and database.writes_outside_transaction
+            and not self._contended.contended(items[0].request.company_id)
+        ):
             try:
                 unlocked = await self._apply_unlocked(items, at)
             except UniqueConflict:
@@ -127,7 +138,9 @@ class DeductionGroups:
                     prices=self._prices,
                     unlocked=True,
                 )
-            except TakeTheLock:
+            except TakeTheLock as taken:
+                if taken.moved:
+                    self._contended.found_moved(items[0].request.company_id)
                 return None
 
     async def _tell_cache(self, applied: GroupApplied) -> None:
@@ -144,8 +157,12 @@ class _Part(NamedTuple):
 
 
 class TakeTheLock(Exception):
-    """The group read without a lock cannot be written that way (or its package moved): nothing was
-    written; apply it in the locked transaction."""
+    """The group read without a lock cannot be written that way, or its package moved (`moved`): nothing
+    was written; apply it in the locked transaction."""
+
+    def __init__(self, *, moved: bool = False) -> None:
+        super().__init__("the package moved" if moved else "the group needs the lock")
+        self.moved = moved
 
 
 async def apply_group(
@@ -219,9 +236,11 @@ async def apply_group(
     ]
     if unlocked:
         (change,) = changes  # one package charged, every item applied
+        if not fits_one_statement(change):
+            raise TakeTheLock
         one = await write_if_unmoved(connection, change, at=at)
         if one is None:
-            raise TakeTheLock
+            raise TakeTheLock(moved=True)
         written = [one]
     else:
         written = await write(connection, changes, at=at) if changes else []

@@ -315,21 +315,30 @@ _ONE_WRITE_IF_UNMOVED_PG = compile_one_write(
 )
 
 
+def fits_one_statement(change: PoolChanges) -> bool:
+    """Whether `write_if_unmoved` can write the change: none of the parts only `write_changes` writes (a
+    cycle's statements, a moved pool state, events), and no more rows than one statement takes."""
+    return (
+        not change.statements
+        and not change.events
+        and not state_moved(change.pool, change.after)
+        and len(change.deductions) <= ONE_STATEMENT_MAX_DEDUCTIONS
+    )
+
+
 async def write_if_unmoved(connection: AsyncConnection, change: PoolChanges, *, at: datetime) -> Written | None:
     """One pool's changes in one statement that commits on its own (PostgreSQL, a connection outside any
     transaction), written only if the pool is still as it was read: what it became, or None, and nothing
-    written, if it moved, or if the change has parts only `write_changes` writes (a cycle's statements, a
-    moved pool state, events) or more rows than one statement takes. Then the caller takes the pool's lock.
+    written, if it moved meanwhile (then the caller takes the pool's lock). The change must fit one
+    statement (`fits_one_statement`).
 
     A unique_code already taken fails the statement (UniqueConflict, nothing written). Any failure that is
     not the server's own answer (a lost connection, a terminated session) is OutcomeUnknown: the statement
     may have committed.
     """
-    if change.statements or change.events or state_moved(change.pool, change.after):
-        return None
+    if not fits_one_statement(change):
+        raise ValueError("the change has parts that only write_changes writes")
     deductions = _deduction_records(change)
-    if len(deductions) > ONE_STATEMENT_MAX_DEDUCTIONS:
-        return None
     records = [(*record[:-1], pg.json_text(record[-1])) for record in deductions]
     try:
         return await bump_if_unmoved(
