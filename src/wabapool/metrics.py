@@ -57,6 +57,14 @@ DEDUCTED_AMOUNT = Counter(
     ["quota_type"],
     registry=REGISTRY,
 )
+DEDUCTION_GROUPS = Counter(
+    "wabapool_deduction_groups",
+    "Groups of deductions applied, by path: unlocked (a lone deduction written without the pool's lock),"
+    " unlocked_moved (tried so, its pool changed meanwhile: then locked), unlocked_declined (tried so, it needed"
+    " the lock: a refusal, an event, a new cycle, a capped WABA), locked (the group's transaction).",
+    ["path"],
+    registry=REGISTRY,
+)
 BATCH_SIZE = Histogram(
     "wabapool_deduction_batch_size",
     "Items per batch deduction request.",

@@ -22,6 +22,7 @@ from tests import router
 from tests.conftest import COMPANY_ID, WABA_IDS, provision_demo_pool, service_for, truncate_all
 from tests.waiting import eventually
 from wabapool.domain.errors import BillingError, Rejection
+from wabapool.metrics import REGISTRY
 from wabapool.service import BillingService, DeductionRequest
 from wabapool.service import deductions as deduction_groups
 from wabapool.service.reconcile import reconcile
@@ -99,6 +100,12 @@ async def _pool_held(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
         await holder.close()
 
 
+def _groups_by_path() -> dict[str, float]:
+    """The process's `wabapool_deduction_groups` counter, by path (an operator's view of the unlocked path)."""
+    paths = ("unlocked", "unlocked_moved", "unlocked_declined", "locked")
+    return {path: REGISTRY.get_sample_value("wabapool_deduction_groups_total", {"path": path}) or 0.0 for path in paths}
+
+
 async def _assert_reconciles(database: Database, deductions: int) -> None:
     report = await reconcile(database)
     assert report.ok and report.checks["deductions"] == deductions, report.violations
@@ -131,12 +138,16 @@ async def test_after_its_pool_was_found_moved_a_process_takes_the_lock_for_the_p
 ) -> None:
     other = service_for(database)
     between_read_and_write.append(lambda: other.deduct(_request("other", waba_id=WABA_IDS[1])))
+    before = _groups_by_path()
     await warm.deduct(_request("found-moved"))
     statement_recorder.clear()
     await warm.deduct(_request("next"))
     sent = [statement.sql for statement in statement_recorder.statements if statement.origin]
     assert sent[0].startswith("BEGIN") and "FOR UPDATE" in sent[1], "a busy pool: the lock, no wasted guarded write"
     assert not any("organization_packages.version = $" in sql for sql in sent)
+    counted = {path: count - before[path] for path, count in _groups_by_path().items()}
+    # `other` ran its own lone deduction unlocked; `warm` tried once, found the pool moved, then locked twice.
+    assert counted == {"unlocked": 1, "unlocked_moved": 1, "unlocked_declined": 0, "locked": 2}
 
 
 async def test_a_guarded_write_that_waits_for_a_writer_holding_the_pool_takes_the_lock_once_that_writer_commits(

@@ -24,6 +24,7 @@ from wabapool.domain import deduction, operations
 from wabapool.domain.caps import CapState
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.domain.pricing import PriceBook, PriceEntry
+from wabapool.metrics import DEDUCTION_GROUPS
 from wabapool.service import unit_of_work
 from wabapool.service.contended_pools import ContendedPools
 from wabapool.service.context import ServiceContext
@@ -111,6 +112,7 @@ class DeductionGroups:
                 codes_taken = True  # a code was applied before: the locked path looks the codes up, answers the replay
             else:
                 if unlocked is not None:
+                    DEDUCTION_GROUPS.labels("unlocked").inc()
                     if unlocked.changed:
                         await self._tell_cache(unlocked)
                     return unlocked.results()
@@ -122,6 +124,7 @@ class DeductionGroups:
             return applied
 
         applied = await unit_of_work.run(database, body, codes_taken=codes_taken)
+        DEDUCTION_GROUPS.labels("locked").inc()
         return applied.results()
 
     async def _apply_unlocked(self, items: Sequence[Prepared], at: datetime) -> GroupApplied | None:
@@ -139,6 +142,7 @@ class DeductionGroups:
                     unlocked=True,
                 )
             except TakeTheLock as taken:
+                DEDUCTION_GROUPS.labels("unlocked_moved" if taken.moved else "unlocked_declined").inc()
                 if taken.moved:
                     self._contended.found_moved(items[0].request.company_id)
                 return None

@@ -9,6 +9,11 @@ pools is one call, so a group that spans several pools writes each table once. I
 became (`versions.Written`: new state, version, WABAs with their cycle spend),
 which is what the balance cache is given after the commit.
 
+One narrow exception writes outside the caller's transaction: `write_if_unmoved`,
+a lone deduction's `statement` write that commits on its own, guarded by the
+version its pool was read at (every write here raises that version last, under
+the pool's lock, so a pool that matches is the pool that was read).
+
 Three strategies, chosen by the database and the group's size, never by the caller:
 - `core`: SQLAlchemy Core statements, one per table (multi-row inserts and
   executemany). The only one SQLite has; on PostgreSQL it is what the
@@ -269,12 +274,6 @@ def _spend_upsert(statement: _Upsert) -> _Upsert:
     )
 
 
-# Every (company, WABA, cycle) of the call and every (company, WABA, day) of the usage roll-up in one
-# statement with the version bump and its read-back (arrays unnested side by side, the upserts CTEs; an
-# empty side writes nothing). As a round trip of its own the roll-up cost the single path 7% (`python -m
-# bench.hot_pool --pools 1 --senders 64 --variants single,single-no-rollup,batch,batch-no-rollup
-# --batch-sizes 1000 --rounds 4`: every round with it slower than every round without), and the version
-# bump about 10%; folded in, the differences are noise.
 def _spend_from_arrays(only_if: ColumnElement[bool] | None = None) -> postgresql.Insert:
     """The spend upsert of rows given as arrays side by side; nothing when `only_if` is false."""
     rows = select(
