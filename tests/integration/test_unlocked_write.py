@@ -23,7 +23,7 @@ from tests.conftest import COMPANY_ID, WABA_IDS, provision_demo_pool, service_fo
 from tests.waiting import eventually
 from wabapool.domain.errors import BillingError, Rejection
 from wabapool.metrics import REGISTRY
-from wabapool.service import BillingService, DeductionRequest
+from wabapool.service import BillingService, DeductionRequest, contended_pools
 from wabapool.service import deductions as deduction_groups
 from wabapool.service.reconcile import reconcile
 from wabapool.storage.database import Database
@@ -135,18 +135,22 @@ async def test_after_its_pool_was_found_moved_a_process_takes_the_lock_for_the_p
     warm: BillingService,
     between_read_and_write: list[Interference],
     statement_recorder: router.Recorder,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    other = service_for(database)
+    # What is proven is that the pool is remembered as busy, not for how long: an hour, so that no pause
+    # of a loaded machine between the two deductions can end it.
+    monkeypatch.setattr(contended_pools, "CONTENDED_SECONDS", 3600.0)
+    one, other = service_for(database), service_for(database)  # built after: they remember for the hour
     between_read_and_write.append(lambda: other.deduct(_request("other", waba_id=WABA_IDS[1])))
     before = _groups_by_path()
-    await warm.deduct(_request("found-moved"))
+    await one.deduct(_request("found-moved"))
     statement_recorder.clear()
-    await warm.deduct(_request("next"))
+    await one.deduct(_request("next"))
     sent = [statement.sql for statement in statement_recorder.statements if statement.origin]
     assert sent[0].startswith("BEGIN") and "FOR UPDATE" in sent[1], "a busy pool: the lock, no wasted guarded write"
     assert not any("organization_packages.version = $" in sql for sql in sent)
     counted = {path: count - before[path] for path, count in _groups_by_path().items()}
-    # `other` ran its own lone deduction unlocked; `warm` tried once, found the pool moved, then locked twice.
+    # `other` ran its own lone deduction unlocked; `one` tried once, found the pool moved, then locked twice.
     assert counted == {"unlocked": 1, "unlocked_moved": 1, "unlocked_declined": 0, "locked": 2}
 
 

@@ -30,11 +30,11 @@ class ContendedPools:
     def __init__(
         self,
         *,
-        seconds: float = CONTENDED_SECONDS,
+        seconds: float | None = None,
         max_companies: int = MAX_CONTENDED_COMPANIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._seconds = seconds
+        self._seconds = CONTENDED_SECONDS if seconds is None else seconds
         self._max_companies = max_companies
         self._clock = clock
         self._until: OrderedDict[int, float] = OrderedDict()
