@@ -187,18 +187,27 @@ async def _write_in_one_statement(
     statement (`one_write`): the requests, the entries, the buckets, the spend, the usage, the versions."""
     for change in changes:
         await _write_rare_parts(connection, change, at=at)
-    # A json column's array goes as text: the allocations (last field) encoded.
-    records = [(*record[:-1], pg.json_text(record[-1])) for record in deductions]
     return await bump_versions(
         connection,
         [(change.pool, change.after) for change in changes],
         at=at,
         statement=_ONE_WRITE_PG,
+        **_one_write_arguments(changes, deductions, entries),
+    )
+
+
+def _one_write_arguments(
+    changes: Sequence[PoolChanges], deductions: list[RowValues], entries: list[LedgerRow]
+) -> dict[str, list[object]]:
+    """The arrays of `one_write`'s statement (guarded or not): every row of the changes, one array per column."""
+    # A json column's array goes as text: the allocations (last field) encoded.
+    records = [(*record[:-1], pg.json_text(record[-1])) for record in deductions]
+    return {
         **_spend_and_usage_arguments(changes),
         **column_arrays("requests", DEDUCTION_COLUMNS, records),
         **column_arrays("entries", LEDGER_COLUMNS, entries),
         **bucket_arrays(_bucket_rows(changes)),
-    )
+    }
 
 
 async def _write_rare_parts(connection: AsyncConnection, change: PoolChanges, *, at: datetime) -> None:
@@ -337,19 +346,10 @@ async def write_if_unmoved(connection: AsyncConnection, change: PoolChanges, *, 
     """
     if not fits_one_statement(change):
         raise ValueError("the change has parts that only write_changes writes")
-    deductions = _deduction_records(change)
-    records = [(*record[:-1], pg.json_text(record[-1])) for record in deductions]
+    arguments = _one_write_arguments([change], _deduction_records(change), list(change.entries))
     try:
         return await bump_if_unmoved(
-            connection,
-            change.pool,
-            change.after,
-            at=at,
-            statement=_ONE_WRITE_IF_UNMOVED_PG,
-            **_spend_and_usage_arguments([change]),
-            **column_arrays("requests", DEDUCTION_COLUMNS, records),
-            **column_arrays("entries", LEDGER_COLUMNS, list(change.entries)),
-            **bucket_arrays(_bucket_rows([change])),
+            connection, change.pool, change.after, at=at, statement=_ONE_WRITE_IF_UNMOVED_PG, **arguments
         )
     except Exception as exc:
         if refused_by_server(exc):
