@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from tests import router
 from tests.conftest import service_for, truncate_all
@@ -29,6 +31,7 @@ from wabapool.service.deductions import DeductionGroups
 from wabapool.service.models import BatchItemResult
 from wabapool.storage.database import Database
 from wabapool.storage.migrate import upgrade
+from wabapool.storage.tables import outbox_events
 
 NOW = datetime(2026, 11, 10, 3, 0, tzinfo=UTC)
 COMPANIES = 3
@@ -181,3 +184,90 @@ async def test_a_group_meeting_many_companies_first_looks_up_their_wabas_in_one_
     company_checks = [sql for sql in sent if sql.lstrip().startswith("SELECT companies.company_id")]
     assert len(lookups) == 1, "\n\n".join(lookups)
     assert len(company_checks) == 1, "\n\n".join(company_checks)
+
+
+async def _dry_companies(service: BillingService, first_id: int) -> list[int]:
+    """Six companies provisioned, each charged once (WABAs and prices now remembered by `service`)."""
+    companies = [first_id + index for index in range(6)]
+    for company_id in companies:
+        await _provision(service, company_id)
+    await DeductionGroups(service.context).apply(
+        [Prepared.of(_request(company_id, "warm", 1, True), service.sealer) for company_id in companies]
+    )
+    return companies
+
+
+def _run_dry(service: BillingService, companies: list[int]) -> list[Prepared]:
+    """A deduction per company that takes its pool from 90 below zero (110 of an allowance of 100): the pool's
+    warning state moves and it raises `balance_low` and `balance_below_zero`."""
+    return [Prepared.of(_request(company_id, "dry", 11, True), service.sealer) for company_id in companies]
+
+
+@pytest.mark.postgres
+async def test_a_group_whose_pools_run_below_zero_writes_their_states_and_events_in_its_one_write(
+    postgres_url: str, statement_recorder: router.Recorder
+) -> None:
+    database = Database(postgres_url)
+    try:
+        await truncate_all(database)
+        service = service_for(database, clock=lambda: NOW)
+        await service.set_price("wa_marketing_id", unit_price_minor=UNIT_PRICE_MINOR, effective_from=NOW)
+        groups = DeductionGroups(service.context)
+        companies = await _dry_companies(service, 7101)
+        statement_recorder.clear()
+        answers = await groups.apply(_run_dry(service, companies))
+        sent = [statement.sql.lstrip() for statement in statement_recorder.statements if statement.origin]
+        views = [await service.balance(company_id) for company_id in companies]
+        async with database.read() as connection:
+            raised = (
+                await connection.execute(
+                    select(outbox_events.c.company_id, outbox_events.c.event_type).where(
+                        outbox_events.c.company_id.in_(companies)
+                    )
+                )
+            ).all()
+    finally:
+        await database.dispose()
+    assert [answer.status for answer in answers] == ["applied"] * len(companies)
+    writes = [sql for sql in sent if "INSERT INTO deduction_requests" in sql]
+    assert len(writes) == 1 and "INSERT INTO outbox_events" in writes[0], "\n\n".join(sent)
+    one_by_one = [sql for sql in sent if sql.startswith(("UPDATE organization_packages", "INSERT INTO outbox_events"))]
+    assert one_by_one == [], "a pool's state or events went in a statement of their own"
+    assert all(view.below_zero and view.low_balance for view in views)
+    assert sorted(raised) == sorted(
+        (company_id, event) for company_id in companies for event in ("balance_low", "balance_below_zero")
+    )
+
+
+@pytest.mark.postgres
+async def test_the_worker_is_woken_by_a_group_that_raised_events_and_not_by_one_that_did_not(
+    postgres_url: str,
+) -> None:
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(postgres_url)
+    await listener.add_listener("wabapool_outbox", lambda *notified: heard.put_nowait(notified[-1]))
+    database = Database(postgres_url)
+
+    async def wakes_until_marker(marker: str) -> list[str]:
+        """The wake-ups heard before `marker`, notified now: notifications arrive in commit order."""
+        await listener.execute("SELECT pg_notify('wabapool_outbox', $1)", marker)
+        payloads = []
+        while (payload := await asyncio.wait_for(heard.get(), timeout=30)) != marker:
+            payloads.append(payload)
+        return payloads
+
+    try:
+        await truncate_all(database)
+        service = service_for(database, clock=lambda: NOW)
+        await service.set_price("wa_marketing_id", unit_price_minor=UNIT_PRICE_MINOR, effective_from=NOW)
+        companies = await _dry_companies(service, 7201)
+        await wakes_until_marker("after provisioning")
+        groups = DeductionGroups(service.context)
+        quiet = [Prepared.of(_request(company_id, "quiet", 1, True), service.sealer) for company_id in companies]
+        assert [answer.status for answer in await groups.apply(quiet)] == ["applied"] * len(companies)
+        assert await wakes_until_marker("after the quiet group") == []
+        assert [answer.status for answer in await groups.apply(_run_dry(service, companies))] == ["applied"] * 6
+        assert await wakes_until_marker("after the group that ran pools dry") == [""]
+    finally:
+        await database.dispose()
+        await listener.close()

@@ -32,8 +32,10 @@ pytestmark = pytest.mark.postgres
 
 UNIT_PRICE = 10
 ALLOWANCE = 1_000
-# The guarded write as the server shows it in pg_stat_activity (its first CTE).
-GUARDED_WRITE = "%WITH bumped AS%organization_packages.version = $%"
+# The guarded write as the server shows it in pg_stat_activity: its first CTE, the version bump (the guard
+# itself lies past the 1,024 characters the server keeps of a query). Of the deduction path's statements only
+# this one can wait for a package's row lock with that text: the locked path waits in its lock statement.
+GUARDED_WRITE = "WITH bumped AS%UPDATE organization_packages SET%"
 
 Interference = Callable[[], Awaitable[object]]
 

@@ -141,6 +141,10 @@ async def test_every_strategy_on_either_database_writes_the_same_rows(postgres_u
     assert len(reference["deduction_requests"]) == 6  # five new codes and the PII one; the repeat is a replay
     assert {row[3] for row in reference["ledger_entries"]} >= {"deduction", "reset", "top_up"}
     assert len(reference["waba_daily_usage"]) == 3  # the group's day, one row for each WABA it charged
+    # The rare parts too: events (the one statement's events CTE) and the moved package state (the version
+    # bump's SET): the new cycle, and the warning flags of a pool run below zero.
+    assert {row[2] for row in reference["outbox_events"]} >= {"balance_below_zero"}
+    assert reference["organization_packages"][0][4] > PROVISIONED_AT  # the cycle the clock's reset began
     for name, rows in results.items():
         for table, expected in reference.items():
             assert rows[table] == expected, f"{name} wrote {table} differently"

@@ -87,19 +87,40 @@ async def waba_spend(connection: AsyncConnection, *, company_id: int, cycle_star
     return {row.waba_id: row.spent_minor for row in rows}
 
 
+# The columns `outbox_rows` fills, in its order (the one write's events CTE takes them as arrays).
+OUTBOX_COLUMNS = (
+    "event_id",
+    "company_id",
+    "event_type",
+    "dedup_key",
+    "payload",
+    "created_at",
+    "attempts",
+    "next_attempt_at",
+)
+
+
+def outbox_rows(*, company_id: int, events: Sequence[DomainEvent], at: datetime) -> list[tuple[object, ...]]:
+    """The outbox rows of a company's events, in OUTBOX_COLUMNS order (the payload a dict)."""
+    return [
+        (
+            str(uuid.uuid4()),
+            company_id,
+            domain_event.event_type.value,
+            domain_event.dedup_key,
+            {**domain_event.payload, "occurred_at": at.isoformat()},
+            at,
+            0,
+            at,
+        )
+        for domain_event in events
+    ]
+
+
 async def emit_events(
     connection: AsyncConnection, *, company_id: int, events: Sequence[DomainEvent], at: datetime
 ) -> None:
     """Outbox rows in the caller's transaction; a repeated dedup key is dropped, not an error."""
-    for domain_event in events:
-        statement = insert_for(connection, outbox_events).values(
-            event_id=str(uuid.uuid4()),
-            company_id=company_id,
-            event_type=domain_event.event_type.value,
-            dedup_key=domain_event.dedup_key,
-            payload={**domain_event.payload, "occurred_at": at.isoformat()},
-            created_at=at,
-            attempts=0,
-            next_attempt_at=at,
-        )
+    for row in outbox_rows(company_id=company_id, events=events, at=at):
+        statement = insert_for(connection, outbox_events).values(dict(zip(OUTBOX_COLUMNS, row, strict=True)))
         await connection.execute(statement.on_conflict_do_nothing())

@@ -40,12 +40,15 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import CTE, Select
 
 from wabapool.storage import pg
-from wabapool.storage.tables import deduction_requests, ledger_entries, quota_buckets
+from wabapool.storage.tables import deduction_requests, ledger_entries, outbox_events, quota_buckets
 
 
-def _unnest_insert(table: Table, columns: Sequence[str], name: str, only_if: ColumnElement[bool] | None) -> CTE:
+def _unnest_insert(
+    table: Table, columns: Sequence[str], name: str, only_if: ColumnElement[bool] | None, *, skip_taken: bool = False
+) -> CTE:
     """INSERT INTO table (columns) SELECT unnest($…) side by side: one array parameter per column, named
-    `<name>_<column>`; a JSON column's array is of text, cast back. Nothing when `only_if` is false."""
+    `<name>_<column>`; a JSON column's array is of text, cast back. Nothing when `only_if` is false. With
+    `skip_taken`, a row a unique key already holds is dropped (ON CONFLICT DO NOTHING), not an error."""
     selected: list[ColumnElement[Any]] = []
     for column in columns:
         column_type = table.c[column].type
@@ -54,7 +57,8 @@ def _unnest_insert(table: Table, columns: Sequence[str], name: str, only_if: Col
         else:
             selected.append(func.unnest(bindparam(f"{name}_{column}", type_=ARRAY(column_type))))
     rows = select(*selected) if only_if is None else select(*selected).where(only_if)
-    return postgresql.insert(table).from_select(list(columns), rows).cte(name)
+    insert = postgresql.insert(table).from_select(list(columns), rows)
+    return (insert.on_conflict_do_nothing() if skip_taken else insert).cte(name)
 
 
 def _buckets_set(only_if: ColumnElement[bool] | None) -> CTE:
@@ -86,19 +90,24 @@ def compile_one_write(
     ledger_columns: Sequence[str],
     *,
     only_if: ColumnElement[bool] | None = None,
+    outbox_columns: Sequence[str] = (),
 ) -> pg.Compiled:
     """The whole write: `bump_with_spend` (the spend, usage and version statement) with the rows' CTEs added.
 
     `only_if` guards the rows' CTEs (a write without the pool's lock: they write only once the guarded
     version bump, which `bump_with_spend` guards alike, has found the pool unmoved; `changes.write_if_unmoved`).
+    With `outbox_columns` the events go in too (`events_…` arrays; a repeated dedup key dropped, as
+    `ledger.emit_events` drops it). Only a write that has events may use that one: the outbox's NOTIFY
+    trigger runs per INSERT statement, rows or none, and would wake the worker on every group.
     """
-    return pg.compile_statement(
-        bump_with_spend.add_cte(
-            _unnest_insert(deduction_requests, deduction_columns, "requests", only_if),
-            _unnest_insert(ledger_entries, ledger_columns, "entries", only_if),
-            _buckets_set(only_if),
-        )
-    )
+    added = [
+        _unnest_insert(deduction_requests, deduction_columns, "requests", only_if),
+        _unnest_insert(ledger_entries, ledger_columns, "entries", only_if),
+        _buckets_set(only_if),
+    ]
+    if outbox_columns:
+        added.append(_unnest_insert(outbox_events, outbox_columns, "events", only_if, skip_taken=True))
+    return pg.compile_statement(bump_with_spend.add_cte(*added))
 
 
 def column_arrays(name: str, columns: Sequence[str], records: Sequence[Sequence[object]]) -> dict[str, list[object]]:

@@ -288,7 +288,12 @@ def bucket_changes(before: Buckets, after: Buckets) -> list[tuple[str, int, int,
 
 def state_moved(pool: LockedPool, after: PoolState) -> bool:
     """Whether `save_pool_state` has anything to write: the package row's state or the threshold changed."""
-    return _row_state(pool.state) != _row_state(after) or pool.state.threshold_percent != after.threshold_percent
+    return row_state_moved(pool.state, after) or pool.state.threshold_percent != after.threshold_percent
+
+
+def row_state_moved(before: PoolState, after: PoolState) -> bool:
+    """Whether the package row's state columns (`package_state_values`) changed."""
+    return _row_state(before) != _row_state(after)
 
 
 def _row_state(state: PoolState) -> tuple[object, ...]:
@@ -306,34 +311,41 @@ def _row_state(state: PoolState) -> tuple[object, ...]:
     )
 
 
-async def save_pool_state(connection: AsyncConnection, pool: LockedPool, after: PoolState, *, at: datetime) -> None:
-    """The package row's cycle and warning state and the component's threshold, where they changed.
+def package_state_values(state: PoolState) -> dict[str, object]:
+    """The package row's state columns as `state` has them (its buckets and threshold are rows of their own)."""
+    request = state.top_up_request
+    return {
+        "cycle_start": state.cycle_start,
+        "cycle_end": state.cycle_end,
+        "cycle_anchor_day": state.anchor_day,
+        "funded_base_minor": state.funded_base_minor,
+        "low_balance_armed": state.low_balance_armed,
+        "below_zero_cycle_start": state.below_zero_cycle_start,
+        "alerts_fired": sorted(state.alerts_fired) or None,
+        "top_up_reference": None if request is None else request.payment_reference,
+        "top_up_amount_minor": None if request is None else request.amount_minor,
+        "top_up_requested_at": None if request is None else request.requested_at,
+        "top_ups_requested": state.top_ups_requested,
+    }
+
+
+async def save_pool_state(
+    connection: AsyncConnection, pool: LockedPool, after: PoolState, *, at: datetime, row_state: bool = True
+) -> None:
+    """The package row's cycle and warning state (unless `row_state` is false: the caller's version bump writes
+    it, `versions._moved_state`) and the component's threshold, where they changed.
 
     The buckets are written apart, by `changes.write_changes`.
     """
     before = pool.state
-    if _row_state(before) != _row_state(after):
-        request = after.top_up_request
+    if row_state and row_state_moved(before, after):
         await connection.execute(
             update(organization_packages)
             .where(
                 (organization_packages.c.company_id == before.company_id)
                 & (organization_packages.c.id == pool.package_id)
             )
-            .values(
-                cycle_start=after.cycle_start,
-                cycle_end=after.cycle_end,
-                cycle_anchor_day=after.anchor_day,
-                funded_base_minor=after.funded_base_minor,
-                low_balance_armed=after.low_balance_armed,
-                below_zero_cycle_start=after.below_zero_cycle_start,
-                alerts_fired=sorted(after.alerts_fired) or None,
-                top_up_reference=None if request is None else request.payment_reference,
-                top_up_amount_minor=None if request is None else request.amount_minor,
-                top_up_requested_at=None if request is None else request.requested_at,
-                top_ups_requested=after.top_ups_requested,
-                updated_at=at,
-            )
+            .values(**package_state_values(after), updated_at=at)
         )
     if before.threshold_percent != after.threshold_percent:
         await connection.execute(

@@ -14,20 +14,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Table, and_, any_, bindparam, func, literal_column, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, Grouping
 from sqlalchemy.sql.selectable import CTE, Select
 
 from wabapool.domain.caps import SpendCap
 from wabapool.domain.operations import PoolState
 from wabapool.storage import pg
 from wabapool.storage.caps import stored_cap
-from wabapool.storage.pools import LockedPool
+from wabapool.storage.pools import LockedPool, package_state_values, row_state_moved
 from wabapool.storage.tables import organization_packages, waba_cycle_spend, waba_spend_caps, whatsapp_packages
 from wabapool.storage.types import ColumnValues
 
@@ -108,16 +125,63 @@ def _figures(versions_of: CTE | Table, spent_now: CTE | None = None) -> Select[t
     )
 
 
+# The package row's state columns a write may move (`pools.save_pool_state` writes the same on SQLite), each
+# with the type of its array parameter `moved_<column>`; `alerts_fired` (json) goes as text, cast back.
+_STATE_COLUMNS: dict[str, Any] = {
+    "cycle_start": organization_packages.c.cycle_start.type,
+    "cycle_end": organization_packages.c.cycle_end.type,
+    "cycle_anchor_day": SmallInteger,
+    "funded_base_minor": BigInteger,
+    "low_balance_armed": Boolean,
+    "below_zero_cycle_start": organization_packages.c.below_zero_cycle_start.type,
+    "alerts_fired": Text,
+    "top_up_reference": String,
+    "top_up_amount_minor": BigInteger,
+    "top_up_requested_at": organization_packages.c.top_up_requested_at.type,
+    "top_ups_requested": SmallInteger,
+}
+
+
+def _moved_state() -> dict[str, ColumnElement[Any]]:
+    """SET clauses writing the moved state of the packages listed in `moved_package_ids` (one array per state
+    column, side by side) and leaving every other package's columns as they are: the pool state rides on the
+    version bump, so a group whose pools crossed a threshold sends no statement per pool for it."""
+    position = func.array_position(bindparam("moved_package_ids", type_=ARRAY(BigInteger)), organization_packages.c.id)
+    values: dict[str, ColumnElement[Any]] = {}
+    for name, column_type in _STATE_COLUMNS.items():
+        # Parenthesised: `$1::bigint[][n]` would read as a type, `($1::bigint[])[n]` is the element.
+        value: ColumnElement[Any] = Grouping(bindparam(f"moved_{name}", type_=ARRAY(column_type)))[position]
+        if name == "alerts_fired":
+            value = cast(value, JSON)
+        values[name] = case((position.is_(None), organization_packages.c[name]), else_=value)
+    values["updated_at"] = case(
+        (position.is_(None), organization_packages.c.updated_at),
+        else_=bindparam("moved_at", type_=organization_packages.c.updated_at.type),
+    )
+    return values
+
+
+def moved_state_arguments(written: Sequence[tuple[LockedPool, PoolState]], at: datetime) -> dict[str, object]:
+    """`_moved_state`'s arrays: the row state of each pool in `written` whose state moved (none: empty arrays)."""
+    moved = [(pool, after) for pool, after in written if row_state_moved(pool.state, after)]
+    rows = [package_state_values(after) for _, after in moved]
+    arguments: dict[str, object] = {f"moved_{name}": [row[name] for row in rows] for name in _STATE_COLUMNS}
+    arguments["moved_alerts_fired"] = [
+        None if row["alerts_fired"] is None else pg.json_text(row["alerts_fired"]) for row in rows
+    ]
+    return {**arguments, "moved_package_ids": [pool.package_id for pool, _ in moved], "moved_at": at}
+
+
 def _bumped(guard: ColumnElement[bool] | None = None) -> CTE:
-    """The version bump of the packages named by `pool_company_ids` and `package_ids`, with what the read-back
-    needs; only of those that also match `guard`."""
+    """The version bump of the packages named by `pool_company_ids` and `package_ids`, with the moved state of
+    those `moved_package_ids` lists and what the read-back needs; only of those that also match `guard`."""
     named = (organization_packages.c.company_id == any_(bindparam("pool_company_ids", type_=ARRAY(BigInteger)))) & (
         organization_packages.c.id == any_(bindparam("package_ids", type_=ARRAY(BigInteger)))
     )
     return (
         update(organization_packages)
         .where(named if guard is None else named & guard)
-        .values(version=organization_packages.c.version + 1)
+        .values(version=organization_packages.c.version + 1, **_moved_state())
         .returning(
             organization_packages.c.id,
             organization_packages.c.company_id,
@@ -204,7 +268,12 @@ async def bump_versions(
     rows: Sequence[ColumnValues]
     if pg.is_postgresql(connection):
         rows = await pg.fetch(
-            connection, statement or _BUMP_PG, pool_company_ids=company_ids, package_ids=package_ids, **arguments
+            connection,
+            statement or _BUMP_PG,
+            pool_company_ids=company_ids,
+            package_ids=package_ids,
+            **moved_state_arguments(written, at),
+            **arguments,
         )
     else:
         mine = organization_packages.c.company_id.in_(company_ids) & organization_packages.c.id.in_(package_ids)
@@ -237,6 +306,7 @@ async def bump_if_unmoved(
         pool_company_ids=[after.company_id],
         package_ids=[pool.package_id],
         read_version=pool.version,
+        **moved_state_arguments([(pool, after)], at),
         **arguments,
     )
     became = _written(rows, [(pool, after)], at)
