@@ -12,13 +12,15 @@ version bump and its read-back (`versions.bump_with_spend_pg`):
          buckets_set    AS (UPDATE quota_buckets … FROM (SELECT unnest(…) …) AS bucket_values …),
          spent_now      AS (INSERT INTO waba_cycle_spend … ON CONFLICT … DO UPDATE … RETURNING …),
          usage_added    AS (INSERT INTO waba_daily_usage … ON CONFLICT … DO UPDATE …),
-         bumped         AS (UPDATE organization_packages SET version = version + 1 … RETURNING …)
+         events         AS (INSERT INTO outbox_events … ON CONFLICT DO NOTHING),  -- only with events
+         bumped         AS (UPDATE organization_packages SET version = version + 1,
+                                   <the moved pools' state columns> … RETURNING …)
     SELECT … FROM bumped LEFT JOIN whatsapp_packages …
 
 Every CTE runs exactly once and to completion whether or not the query reads
 it; all of them see the snapshot the statement started with, and none
-touches a row another one touches (the pool's own row is written by
-`pools.save_pool_state` before, only when its state moved). Foreign keys of
+touches a row another one touches (the pool's own row only by the bump, which
+writes a moved state with the version: `versions._moved_state`). Foreign keys of
 the entries to their requests are checked at the end of the statement. A
 unique_code already taken fails the whole statement (UniqueConflict).
 

@@ -7,7 +7,10 @@ next). With it come the company's WABAs (name, spend in the pool's current
 cycle), read after this transaction's own spend upsert: with the new pool
 state that is everything `billings/info` shows, so the caller can write the
 new balance through to the cache without reading it again. On PostgreSQL it is
-one statement (an `UPDATE … RETURNING` in a CTE, joined); SQLite takes two.
+one statement (an `UPDATE … RETURNING` in a CTE, joined), and the same UPDATE
+writes the package row's state of every pool whose state moved (`_moved_state`):
+a group whose pools crossed a threshold sends no statement per pool for it.
+SQLite takes two statements, the state written before by `pools.save_pool_state`.
 """
 
 from __future__ import annotations
