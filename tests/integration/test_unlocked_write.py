@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
+from sqlalchemy import select
 
 from tests import router
 from tests.conftest import COMPANY_ID, WABA_IDS, provision_demo_pool, service_for, truncate_all
@@ -27,6 +28,7 @@ from wabapool.service import BillingService, DeductionRequest, contended_pools
 from wabapool.service import deductions as deduction_groups
 from wabapool.service.reconcile import reconcile
 from wabapool.storage.database import Database
+from wabapool.storage.tables import outbox_events
 
 pytestmark = pytest.mark.postgres
 
@@ -216,6 +218,62 @@ async def test_processes_racing_lone_deductions_and_top_ups_on_one_pool_lose_no_
     charged = (1 + len(senders) * per_sender) * UNIT_PRICE
     assert (await warm.balance(COMPANY_ID)).total == ALLOWANCE - charged + top_ups * 100
     await _assert_reconciles(database, deductions=1 + len(senders) * per_sender)
+
+
+async def _events_of(database: Database) -> list[str]:
+    """The event types in the company's outbox, oldest first."""
+    async with database.read() as connection:
+        rows = await connection.execute(
+            select(outbox_events.c.event_type)
+            .where(outbox_events.c.company_id == COMPANY_ID)
+            .order_by(outbox_events.c.id)
+        )
+        return [row.event_type for row in rows]
+
+
+async def test_a_lone_deduction_that_runs_its_pool_below_zero_writes_its_events_in_its_guarded_write(
+    database: Database, statement_recorder: router.Recorder
+) -> None:
+    service = service_for(database)
+    await provision_demo_pool(service, allowance=ALLOWANCE, postpaid_limit=500, unit_price=UNIT_PRICE)
+    await service.deduct(_request("warm-up"))
+    before = _groups_by_path()
+    statement_recorder.clear()
+    dry = DeductionRequest(COMPANY_ID, "wa", "wa_marketing_id", "dry", ALLOWANCE // UNIT_PRICE, WABA_IDS[0])
+    result = await service.deduct(dry)
+    sent = [statement.sql for statement in statement_recorder.statements if statement.origin]
+    assert result.value_after == -UNIT_PRICE
+    assert len(sent) == 2 and "INSERT INTO outbox_events" in sent[1], "\n\n".join(sent)
+    assert {path: count - before[path] for path, count in _groups_by_path().items()}["unlocked"] == 1
+    view = await service.balance(COMPANY_ID)
+    assert view.below_zero and view.low_balance, "the warning state was written with the version"
+    assert await _events_of(database) == ["balance_low", "balance_below_zero"]
+    await _assert_reconciles(database, deductions=2)
+
+
+async def test_processes_racing_lone_deductions_past_zero_raise_each_event_once_and_lose_no_update(
+    database: Database, postgres_url: str
+) -> None:
+    others = [Database(postgres_url) for _ in range(2)]
+    try:
+        first = service_for(database)
+        await provision_demo_pool(first, allowance=ALLOWANCE, postpaid_limit=500, unit_price=UNIT_PRICE)
+        senders = [first, *(service_for(other) for other in others)]  # three processes, one sender each
+        per_sender = 40  # 1,200 charged of an allowance of 1,000: low, then below zero, mid-race
+
+        async def send(service: BillingService, name: str) -> None:
+            for index in range(per_sender):
+                await service.deduct(_request(f"{name}-{index}", waba_id=WABA_IDS[index % len(WABA_IDS)]))
+
+        await asyncio.gather(*(send(s, f"s{i}") for i, s in enumerate(senders)))
+    finally:
+        for other in others:
+            await other.dispose()
+    view = await first.balance(COMPANY_ID)
+    assert view.total == ALLOWANCE - len(senders) * per_sender * UNIT_PRICE
+    assert view.below_zero and view.low_balance
+    assert await _events_of(database) == ["balance_low", "balance_below_zero"]
+    await _assert_reconciles(database, deductions=len(senders) * per_sender)
 
 
 def test_writes_outside_a_transaction_only_on_postgresql_reached_without_transaction_pooling(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -201,8 +201,9 @@ async def apply_group(
     packages are read without their lock and the group written in one statement
     guarded by the version read (`changes.write_if_unmoved`), so a lone deduction
     is two statements. Only for a group that charges one package with no capped
-    WABA, whose items all apply, and whose write is that one statement (no
-    event, no moved pool state, no new cycle); anything else raises TakeTheLock
+    WABA, whose items all apply, and whose write is that one statement (events
+    and a moved warning state go in it; a new cycle, a cycle's statements or a
+    moved threshold do not); anything else raises TakeTheLock
     before writing, as does a package that moved between the read and the write.
     """
     connection = unit.connection

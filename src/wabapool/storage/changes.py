@@ -62,7 +62,7 @@ from wabapool.storage import pg, statements, usage
 from wabapool.storage.errors import OutcomeUnknown, refused_by_server
 from wabapool.storage.ledger import OUTBOX_COLUMNS, LedgerRow, emit_events, outbox_rows
 from wabapool.storage.one_write import bucket_arrays, column_arrays, compile_one_write
-from wabapool.storage.pools import SET_BUCKET, LockedPool, bucket_changes, save_pool_state, state_moved
+from wabapool.storage.pools import SET_BUCKET, LockedPool, bucket_changes, save_pool_state
 from wabapool.storage.requests import DeductionRow
 from wabapool.storage.tables import deduction_requests, ledger_entries, waba_cycle_spend
 from wabapool.storage.types import RowValues
@@ -336,23 +336,32 @@ _ONE_WRITE_WITH_EVENTS_PG = compile_one_write(
     _BUMP_WITH_SPEND, DEDUCTION_COLUMNS, LEDGER_COLUMNS, outbox_columns=OUTBOX_COLUMNS
 )
 # The same write without the pool's lock: every CTE guarded by the version bump (`write_if_unmoved`).
+_BUMP_IF_UNMOVED_WITH_SPEND = bump_with_spend_pg(
+    _spend_from_arrays(found_unmoved()), usage.upsert_from_arrays(found_unmoved()), bumped=BUMPED_IF_UNMOVED
+)
 _ONE_WRITE_IF_UNMOVED_PG = compile_one_write(
-    bump_with_spend_pg(
-        _spend_from_arrays(found_unmoved()), usage.upsert_from_arrays(found_unmoved()), bumped=BUMPED_IF_UNMOVED
-    ),
+    _BUMP_IF_UNMOVED_WITH_SPEND, DEDUCTION_COLUMNS, LEDGER_COLUMNS, only_if=found_unmoved()
+)
+_ONE_WRITE_IF_UNMOVED_WITH_EVENTS_PG = compile_one_write(
+    _BUMP_IF_UNMOVED_WITH_SPEND,
     DEDUCTION_COLUMNS,
     LEDGER_COLUMNS,
     only_if=found_unmoved(),
+    outbox_columns=OUTBOX_COLUMNS,
 )
 
 
 def fits_one_statement(change: PoolChanges) -> bool:
     """Whether `write_if_unmoved` can write the change: none of the parts only `write_changes` writes (a
-    cycle's statements, a moved pool state, events), and no more rows than one statement takes."""
+    cycle's statements, a moved threshold), the same cycle, and no more rows than one statement takes.
+
+    Events and a moved warning state (low balance, below zero, alerts fired, an auto-recharge request) go
+    in the statement, as in the locked write: the guard makes them as exact as the buckets they follow.
+    """
     return (
         not change.statements
-        and not change.events
-        and not state_moved(change.pool, change.after)
+        and change.pool.state.cycle_start == change.after.cycle_start
+        and change.pool.state.threshold_percent == change.after.threshold_percent
         and len(change.deductions) <= ONE_STATEMENT_MAX_DEDUCTIONS
     )
 
@@ -370,9 +379,11 @@ async def write_if_unmoved(connection: AsyncConnection, change: PoolChanges, *, 
     if not fits_one_statement(change):
         raise ValueError("the change has parts that only write_changes writes")
     arguments = _one_write_arguments([change], _deduction_records(change), list(change.entries))
+    events = _outbox_arrays([change], at)
+    statement = _ONE_WRITE_IF_UNMOVED_WITH_EVENTS_PG if events else _ONE_WRITE_IF_UNMOVED_PG
     try:
         return await bump_if_unmoved(
-            connection, change.pool, change.after, at=at, statement=_ONE_WRITE_IF_UNMOVED_PG, **arguments
+            connection, change.pool, change.after, at=at, statement=statement, **arguments, **events
         )
     except Exception as exc:
         if refused_by_server(exc):

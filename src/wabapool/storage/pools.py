@@ -286,11 +286,6 @@ def bucket_changes(before: Buckets, after: Buckets) -> list[tuple[str, int, int,
     return [(quota_type, *values) for quota_type, values in _bucket_values(after).items() if old[quota_type] != values]
 
 
-def state_moved(pool: LockedPool, after: PoolState) -> bool:
-    """Whether `save_pool_state` has anything to write: the package row's state or the threshold changed."""
-    return row_state_moved(pool.state, after) or pool.state.threshold_percent != after.threshold_percent
-
-
 def row_state_moved(before: PoolState, after: PoolState) -> bool:
     """Whether the package row's state columns (`package_state_values`) changed."""
     return _row_state(before) != _row_state(after)
