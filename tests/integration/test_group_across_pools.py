@@ -156,15 +156,21 @@ def test_a_group_across_companies_answers_each_item_as_one_at_a_time_on_postgres
     asyncio.run(_check_one_group_equals_one_at_a_time(postgres_url, stored, group))
 
 
+async def _priced_service(database: Database) -> BillingService:
+    """A service (one process) on an emptied database, with the price every test here charges."""
+    await truncate_all(database)
+    service = service_for(database, clock=lambda: NOW)
+    await service.set_price("wa_marketing_id", unit_price_minor=UNIT_PRICE_MINOR, effective_from=NOW)
+    return service
+
+
 @pytest.mark.postgres
 async def test_a_group_meeting_many_companies_first_looks_up_their_wabas_in_one_statement(
     postgres_url: str, statement_recorder: router.Recorder
 ) -> None:
     database = Database(postgres_url)
     try:
-        await truncate_all(database)
-        service = service_for(database, clock=lambda: NOW)
-        await service.set_price("wa_marketing_id", unit_price_minor=UNIT_PRICE_MINOR, effective_from=NOW)
+        service = await _priced_service(database)
         companies = [7001 + index for index in range(12)]
         for company_id in companies:
             await _provision(service, company_id)
@@ -209,9 +215,7 @@ async def test_a_group_whose_pools_run_below_zero_writes_their_states_and_events
 ) -> None:
     database = Database(postgres_url)
     try:
-        await truncate_all(database)
-        service = service_for(database, clock=lambda: NOW)
-        await service.set_price("wa_marketing_id", unit_price_minor=UNIT_PRICE_MINOR, effective_from=NOW)
+        service = await _priced_service(database)
         groups = DeductionGroups(service.context)
         companies = await _dry_companies(service, 7101)
         statement_recorder.clear()
@@ -257,9 +261,7 @@ async def test_the_worker_is_woken_by_a_group_that_raised_events_and_not_by_one_
         return payloads
 
     try:
-        await truncate_all(database)
-        service = service_for(database, clock=lambda: NOW)
-        await service.set_price("wa_marketing_id", unit_price_minor=UNIT_PRICE_MINOR, effective_from=NOW)
+        service = await _priced_service(database)
         companies = await _dry_companies(service, 7201)
         await wakes_until_marker("after provisioning")
         groups = DeductionGroups(service.context)
