@@ -204,8 +204,8 @@ async def _dry_companies(service: BillingService, first_id: int) -> list[int]:
 
 
 def _run_dry(service: BillingService, companies: list[int]) -> list[Prepared]:
-    """A deduction per company that takes its pool from 90 below zero (110 of an allowance of 100): the pool's
-    warning state moves and it raises `balance_low` and `balance_below_zero`."""
+    """A deduction per company that takes its pool from 90 to -20 (110 charged of the 90 left of an allowance of
+    100): the pool's warning state moves and it raises `balance_low` and `balance_below_zero`."""
     return [Prepared.of(_request(company_id, "dry", 11, True), service.sealer) for company_id in companies]
 
 
