@@ -61,7 +61,8 @@ DEDUCTION_GROUPS = Counter(
     "wabapool_deduction_groups",
     "Groups of deductions applied, by path: unlocked (a lone deduction written without the pool's lock),"
     " unlocked_moved (tried so, its pool changed meanwhile: then locked), unlocked_declined (tried so, it needed"
-    " the lock: a refusal, an event, a new cycle, a capped WABA), locked (the group's transaction).",
+    " the lock: a refusal or a repeat, a new cycle, a moved threshold, a capped WABA), locked (the group's"
+    " transaction).",
     ["path"],
     registry=REGISTRY,
 )

@@ -54,6 +54,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import Select
 
 from wabapool.domain.events import DomainEvent
 from wabapool.domain.operations import PoolState
@@ -188,39 +189,38 @@ async def _write_in_one_statement(
     with the moved pool states."""
     for change in changes:
         await _write_rare_parts(connection, change, at=at, events=False)
-    events = _outbox_arrays(changes, at)
+    statement, arguments = _one_write(_ONE_WRITE_PG, changes, deductions, entries, at=at)
     return await bump_versions(
-        connection,
-        [(change.pool, change.after) for change in changes],
-        at=at,
-        statement=_ONE_WRITE_WITH_EVENTS_PG if events else _ONE_WRITE_PG,
-        **_one_write_arguments(changes, deductions, entries),
-        **events,
+        connection, [(change.pool, change.after) for change in changes], at=at, statement=statement, **arguments
     )
 
 
-def _outbox_arrays(changes: Sequence[PoolChanges], at: datetime) -> dict[str, list[object]]:
-    """The outbox rows of every pool's events as the events CTE's arrays (the payload as json text); none: {}."""
-    rows = [
-        (*row[:4], pg.json_text(row[4]), *row[5:])
-        for change in changes
-        for row in outbox_rows(company_id=change.after.company_id, events=change.events, at=at)
-    ]
-    return column_arrays("events", OUTBOX_COLUMNS, rows) if rows else {}
-
-
-def _one_write_arguments(
-    changes: Sequence[PoolChanges], deductions: list[RowValues], entries: list[LedgerRow]
-) -> dict[str, list[object]]:
-    """The arrays of `one_write`'s statement (guarded or not): every row of the changes, one array per column."""
-    # A json column's array goes as text: the allocations (last field) encoded.
+def _one_write(
+    compiled: _OneWrite,
+    changes: Sequence[PoolChanges],
+    deductions: list[RowValues],
+    entries: list[LedgerRow],
+    *,
+    at: datetime,
+) -> tuple[pg.Compiled, dict[str, list[object]]]:
+    """Which of `compiled` writes the changes (the one with the events CTE only if there are events), and
+    its arrays: every row of the changes, one array per column."""
+    # A json column's array goes as text: a request's allocations, an event's payload (each the last field).
     records = [(*record[:-1], pg.json_text(record[-1])) for record in deductions]
-    return {
+    arguments = {
         **_spend_and_usage_arguments(changes),
         **column_arrays("requests", DEDUCTION_COLUMNS, records),
         **column_arrays("entries", LEDGER_COLUMNS, entries),
         **bucket_arrays(_bucket_rows(changes)),
     }
+    events = [
+        (*row[:-1], pg.json_text(row.payload))
+        for change in changes
+        for row in outbox_rows(company_id=change.after.company_id, events=change.events, at=at)
+    ]
+    if not events:
+        return compiled.without_events, arguments
+    return compiled.with_events, {**arguments, **column_arrays("events", OUTBOX_COLUMNS, events)}
 
 
 async def _write_rare_parts(
@@ -329,25 +329,34 @@ _BUMP_WITH_SPEND = bump_with_spend_pg(_spend_from_arrays(), usage.upsert_from_ar
 _BUMP_WITH_SPEND_PG = pg.compile_statement(_BUMP_WITH_SPEND)
 
 
-_ONE_WRITE_PG = compile_one_write(_BUMP_WITH_SPEND, DEDUCTION_COLUMNS, LEDGER_COLUMNS)
-# With the events: a group whose pools crossed a threshold writes them in the same round trip, not one each
-# inside the locked window (over 1,000 pools in the bench that was two events in ten deductions).
-_ONE_WRITE_WITH_EVENTS_PG = compile_one_write(
-    _BUMP_WITH_SPEND, DEDUCTION_COLUMNS, LEDGER_COLUMNS, outbox_columns=OUTBOX_COLUMNS
-)
+class _OneWrite(NamedTuple):
+    """The one-statement write compiled twice: without and with the events CTE. A group with events writes
+    them in the same round trip, not one each inside the locked window (over 1,000 pools in the bench that
+    was two events in ten deductions); a group without takes the other, as the outbox's NOTIFY trigger fires
+    for every INSERT statement, rows or none."""
+
+    without_events: pg.Compiled
+    with_events: pg.Compiled
+
+
+def _compiled_one_write(bump_with_spend: Select[tuple[object, ...]], only_if: ColumnElement[bool] | None) -> _OneWrite:
+    return _OneWrite(
+        *(
+            compile_one_write(
+                bump_with_spend, DEDUCTION_COLUMNS, LEDGER_COLUMNS, only_if=only_if, outbox_columns=outbox
+            )
+            for outbox in ((), OUTBOX_COLUMNS)
+        )
+    )
+
+
+_ONE_WRITE_PG = _compiled_one_write(_BUMP_WITH_SPEND, None)
 # The same write without the pool's lock: every CTE guarded by the version bump (`write_if_unmoved`).
-_BUMP_IF_UNMOVED_WITH_SPEND = bump_with_spend_pg(
-    _spend_from_arrays(found_unmoved()), usage.upsert_from_arrays(found_unmoved()), bumped=BUMPED_IF_UNMOVED
-)
-_ONE_WRITE_IF_UNMOVED_PG = compile_one_write(
-    _BUMP_IF_UNMOVED_WITH_SPEND, DEDUCTION_COLUMNS, LEDGER_COLUMNS, only_if=found_unmoved()
-)
-_ONE_WRITE_IF_UNMOVED_WITH_EVENTS_PG = compile_one_write(
-    _BUMP_IF_UNMOVED_WITH_SPEND,
-    DEDUCTION_COLUMNS,
-    LEDGER_COLUMNS,
-    only_if=found_unmoved(),
-    outbox_columns=OUTBOX_COLUMNS,
+_ONE_WRITE_IF_UNMOVED_PG = _compiled_one_write(
+    bump_with_spend_pg(
+        _spend_from_arrays(found_unmoved()), usage.upsert_from_arrays(found_unmoved()), bumped=BUMPED_IF_UNMOVED
+    ),
+    found_unmoved(),
 )
 
 
@@ -378,13 +387,11 @@ async def write_if_unmoved(connection: AsyncConnection, change: PoolChanges, *, 
     """
     if not fits_one_statement(change):
         raise ValueError("the change has parts that only write_changes writes")
-    arguments = _one_write_arguments([change], _deduction_records(change), list(change.entries))
-    events = _outbox_arrays([change], at)
-    statement = _ONE_WRITE_IF_UNMOVED_WITH_EVENTS_PG if events else _ONE_WRITE_IF_UNMOVED_PG
+    statement, arguments = _one_write(
+        _ONE_WRITE_IF_UNMOVED_PG, [change], _deduction_records(change), list(change.entries), at=at
+    )
     try:
-        return await bump_if_unmoved(
-            connection, change.pool, change.after, at=at, statement=statement, **arguments, **events
-        )
+        return await bump_if_unmoved(connection, change.pool, change.after, at=at, statement=statement, **arguments)
     except Exception as exc:
         if refused_by_server(exc):
             raise  # translated by the connection's owner (`Database.autocommit`)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wabapool.domain.events import DomainEvent
+from wabapool.domain.json_types import JSONObject
 from wabapool.domain.pool import Move
 from wabapool.storage.tables import ledger_entries, outbox_events, waba_cycle_spend
 from wabapool.storage.upsert import insert_for
@@ -87,31 +88,35 @@ async def waba_spend(connection: AsyncConnection, *, company_id: int, cycle_star
     return {row.waba_id: row.spent_minor for row in rows}
 
 
-# The columns `outbox_rows` fills, in its order (the one write's events CTE takes them as arrays).
-OUTBOX_COLUMNS = (
-    "event_id",
-    "company_id",
-    "event_type",
-    "dedup_key",
-    "payload",
-    "created_at",
-    "attempts",
-    "next_attempt_at",
-)
+class OutboxRow(NamedTuple):
+    """One outbox_events row of an event, fields named as its columns (the one write's events CTE takes them as
+    arrays). The payload is last, as a request's allocations are: the json value goes encoded in an array."""
+
+    event_id: str
+    company_id: int
+    event_type: str
+    dedup_key: str | None
+    created_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+    payload: JSONObject
 
 
-def outbox_rows(*, company_id: int, events: Sequence[DomainEvent], at: datetime) -> list[tuple[object, ...]]:
-    """The outbox rows of a company's events, in OUTBOX_COLUMNS order (the payload a dict)."""
+OUTBOX_COLUMNS = OutboxRow._fields
+
+
+def outbox_rows(*, company_id: int, events: Sequence[DomainEvent], at: datetime) -> list[OutboxRow]:
+    """The outbox rows of a company's events, to be delivered from `at` on."""
     return [
-        (
+        OutboxRow(
             str(uuid.uuid4()),
             company_id,
             domain_event.event_type.value,
             domain_event.dedup_key,
-            {**domain_event.payload, "occurred_at": at.isoformat()},
             at,
             0,
             at,
+            {**domain_event.payload, "occurred_at": at.isoformat()},
         )
         for domain_event in events
     ]
@@ -122,5 +127,5 @@ async def emit_events(
 ) -> None:
     """Outbox rows in the caller's transaction; a repeated dedup key is dropped, not an error."""
     for row in outbox_rows(company_id=company_id, events=events, at=at):
-        statement = insert_for(connection, outbox_events).values(dict(zip(OUTBOX_COLUMNS, row, strict=True)))
+        statement = insert_for(connection, outbox_events).values(row._asdict())
         await connection.execute(statement.on_conflict_do_nothing())

@@ -164,9 +164,15 @@ def _moved_state() -> dict[str, ColumnElement[Any]]:
     return values
 
 
+# Nearly every write moves no pool's state: its arrays, built once.
+_NOTHING_MOVED: dict[str, object] = {"moved_package_ids": [], **{f"moved_{name}": [] for name in _STATE_COLUMNS}}
+
+
 def moved_state_arguments(written: Sequence[tuple[LockedPool, PoolState]], at: datetime) -> dict[str, object]:
     """`_moved_state`'s arrays: the row state of each pool in `written` whose state moved (none: empty arrays)."""
     moved = [(pool, after) for pool, after in written if row_state_moved(pool.state, after)]
+    if not moved:
+        return {**_NOTHING_MOVED, "moved_at": at}
     rows = [package_state_values(after) for _, after in moved]
     arguments: dict[str, object] = {f"moved_{name}": [row[name] for row in rows] for name in _STATE_COLUMNS}
     arguments["moved_alerts_fired"] = [
